@@ -1,0 +1,58 @@
+# lbaas-operator developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Never put the repo root on sys.path: the folder operator/ would shadow the stdlib module.
+export PYTHONSAFEPATH := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+TESTBED ?= ../shared/testbed/testbed
+CACHE ?= $(HOME)/.cache/lbaas-operator
+HELM := $(CACHE)/helm/helm
+PYTEST_ARGS ?=
+
+.PHONY: help install lint test unit crds cluster cluster-down run down bench helm manifests clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/lbaas-operator: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' -e tests/plugins/fakedriver
+	touch $@
+
+install: $(BIN)/lbaas-operator  ## create .venv with the operator, dev tools and the test driver
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+	mkdir -p .mypy-src && ln -sfn ../operator .mypy-src/lbaas
+	MYPYPATH=.mypy-src $(BIN)/mypy -p lbaas
+
+test: lint  ## the whole suite: lint, unit, cluster and data-plane tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install  ## unit tests only (no cluster)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+crds: install  ## regenerate crds/ from the API models
+	$(BIN)/lbaas-operator crds --out crds
+
+cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else kind); prints `export KUBECONFIG=...`
+	@$(BIN)/python -m lbaas.devcluster up
+
+cluster-down:  ## stop the local test bed / kind cluster
+	@$(BIN)/python -m lbaas.devcluster down
+
+run: install  ## quick start: local cluster, CRDs, operator, HAProxy device and the example, in the background
+	@$(BIN)/python -m lbaas.quickstart up
+
+down:  ## stop what `make run` started and clean up
+	@$(BIN)/python -m lbaas.quickstart down
+
+bench: install  ## benchmarks against the test bed; prints tables
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy-src .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,36 @@
+"""The API: pydantic models of the five kinds, the single source of the CRD schemas."""
+
+from lbaas.api.device import Device, DeviceSpec, DeviceStatus
+from lbaas.api.healthmonitor import HealthMonitor, HealthMonitorSpec, HealthMonitorStatus
+from lbaas.api.member import Member, MemberSpec, MemberStatus
+from lbaas.api.meta import KindInfo
+from lbaas.api.pool import Pool, PoolSpec, PoolStatus
+from lbaas.api.vip import VIP, VIPSpec, VIPStatus
+
+KINDS: tuple[KindInfo, ...] = (
+    Device.kind_info,
+    VIP.kind_info,
+    Pool.kind_info,
+    Member.kind_info,
+    HealthMonitor.kind_info,
+)
+
+__all__ = [
+    "KINDS",
+    "VIP",
+    "Device",
+    "DeviceSpec",
+    "DeviceStatus",
+    "HealthMonitor",
+    "HealthMonitorSpec",
+    "HealthMonitorStatus",
+    "KindInfo",
+    "Member",
+    "MemberSpec",
+    "MemberStatus",
+    "Pool",
+    "PoolSpec",
+    "PoolStatus",
+    "VIPSpec",
+    "VIPStatus",
+]

@@ -1,0 +1,125 @@
+"""VIP: a virtual address:port that clients connect to."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from lbaas.api.meta import (
+    AGE,
+    DNS_SUBDOMAIN_PATTERN,
+    MESSAGE,
+    PHASE,
+    REASON,
+    Conditions,
+    IPAddress,
+    KindInfo,
+    LabelSelector,
+    Phase,
+    Port,
+    PrinterColumn,
+    Resource,
+    WireModel,
+)
+
+
+class Protocol(StrEnum):
+    TCP = "TCP"
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
+
+
+class PersistenceType(StrEnum):
+    SOURCE_IP = "SOURCE_IP"
+    HTTP_COOKIE = "HTTP_COOKIE"
+    APP_COOKIE = "APP_COOKIE"
+
+
+COOKIE_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+"""An RFC 6265 cookie-name token: no spaces, quotes, separators or control characters."""
+
+
+class SessionPersistence(WireModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'APP_COOKIE' || has(self.cookieName)",
+                    "message": "cookieName is required when type is APP_COOKIE",
+                    "fieldPath": ".cookieName",
+                }
+            ]
+        }
+    }
+
+    type: PersistenceType
+    cookie_name: str | None = Field(default=None, min_length=1, max_length=64,
+                                    pattern=COOKIE_NAME_PATTERN)
+
+    @model_validator(mode="after")
+    def _cookie_for_app_cookie(self) -> SessionPersistence:
+        if self.type == PersistenceType.APP_COOKIE and not self.cookie_name:
+            raise ValueError("cookieName is required when type is APP_COOKIE")
+        return self
+
+
+class OperatingStatus(StrEnum):
+    ONLINE = "ONLINE"
+    DEGRADED = "DEGRADED"
+    ERROR = "ERROR"
+    OFFLINE = "OFFLINE"
+    NO_MONITOR = "NO_MONITOR"
+
+
+class VIPSpec(WireModel):
+    address: IPAddress | None = Field(
+        default=None, description="Fixed address; empty = allocated from the device's addressPool."
+    )
+    port: Port
+    protocol: Protocol = Protocol.TCP
+    connection_limit: int = Field(default=-1, ge=-1, le=10_000_000,
+                                  description="Maximum concurrent connections; -1 = unlimited.")
+    session_persistence: SessionPersistence | None = None
+    device_selector: LabelSelector | None = None
+    device_ref: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
+                                   description="Pin the VIP to this Device.")
+    admin_state_up: bool = True
+
+
+class VIPStatus(WireModel):
+    phase: Phase | None = None
+    conditions: Conditions
+    observed_generation: int | None = Field(default=None, ge=0)
+    reason: str | None = Field(default=None, max_length=1024)
+    message: str | None = Field(default=None, max_length=32768)
+    device: str | None = Field(default=None, max_length=253)
+    address: str | None = Field(default=None, max_length=45)
+    operating_status: OperatingStatus | None = None
+
+
+class VIP(Resource):
+    spec: VIPSpec
+    status: VIPStatus = Field(default_factory=VIPStatus)
+
+    kind_info = KindInfo(
+        kind="VIP",
+        plural="vips",
+        singular="vip",
+        short_names=("vip",),
+        namespaced=True,
+        spec=VIPSpec,
+        status=VIPStatus,
+        columns=(
+            PHASE,
+            PrinterColumn("Device", ".status.device"),
+            PrinterColumn("Address", ".status.address"),
+            PrinterColumn("Port", ".spec.port", "integer"),
+            PrinterColumn("Protocol", ".spec.protocol"),
+            PrinterColumn("Operating", ".status.operatingStatus"),
+            AGE,
+            REASON,
+            MESSAGE,
+        ),
+        description="A virtual address:port served by a load-balancer device.",
+    )
