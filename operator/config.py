@@ -18,20 +18,27 @@ class OperatorSettings(BaseModel):
     namespaces: list[str] = Field(
         default_factory=list, description="Namespaces to watch; empty = all (cluster-wide)."
     )
-    driver_timeout: float = Field(default=30.0, gt=0, description="Seconds one driver call may take.")
-    driver_workers: int = Field(default=8, ge=1, le=256, description="Threads running driver calls.")
+    driver_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds one driver call may take."
+    )
+    driver_workers: int = Field(
+        default=8, ge=1, le=256, description="Threads running driver calls."
+    )
     probe_interval: float = Field(default=10.0, gt=0, description="Seconds between device probes.")
     member_status_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reads of member health from devices."
     )
     parent_timeout: float = Field(
-        default=120.0, gt=0,
+        default=120.0,
+        gt=0,
         description="Seconds a child waits for its parent before it turns Error ParentNotFound.",
     )
     delete_attempts: int = Field(
         default=5, ge=1, description="Failed driver deletes before an object is released anyway."
     )
-    retry_backoff_max: float = Field(default=60.0, gt=0, description="Longest retry delay, seconds.")
+    retry_backoff_max: float = Field(
+        default=60.0, gt=0, description="Longest retry delay, seconds."
+    )
     debounce: float = Field(
         default=0.05, ge=0, description="Seconds a VIP tree waits to gather a burst of changes."
     )

@@ -65,20 +65,46 @@ def up(root: Path | None = None, *, use_env: bool = True) -> Cluster:
     if script is not None:
         result = subprocess.run([str(script), "up"], stdout=subprocess.PIPE, text=True, check=False)
         if result.returncode != 0:
-            raise NoClusterError(f"the test bed failed to start ({script} up, exit "
-                                 f"{result.returncode}); see its stderr above")
+            raise NoClusterError(
+                f"the test bed failed to start ({script} up, exit "
+                f"{result.returncode}); see its stderr above"
+            )
         line = result.stdout.strip().splitlines()[-1]
         return Cluster(line.split("=", 1)[1].strip().strip("'\""), "testbed")
     if _docker_works() and shutil.which("kind"):
         kubeconfig = str(Path.home() / ".kube" / f"kind-{KIND_CLUSTER}")
-        clusters = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True,
-                                  check=False).stdout.split()
+        clusters = subprocess.run(
+            ["kind", "get", "clusters"], capture_output=True, text=True, check=False
+        ).stdout.split()
         if KIND_CLUSTER not in clusters:
-            subprocess.run(["kind", "create", "cluster", "--name", KIND_CLUSTER, "--kubeconfig",
-                            kubeconfig, "--wait", "120s"], check=True)
+            subprocess.run(
+                [
+                    "kind",
+                    "create",
+                    "cluster",
+                    "--name",
+                    KIND_CLUSTER,
+                    "--kubeconfig",
+                    kubeconfig,
+                    "--wait",
+                    "120s",
+                ],
+                check=True,
+            )
         else:
-            subprocess.run(["kind", "export", "kubeconfig", "--name", KIND_CLUSTER,
-                            "--kubeconfig", kubeconfig], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "kind",
+                    "export",
+                    "kubeconfig",
+                    "--name",
+                    KIND_CLUSTER,
+                    "--kubeconfig",
+                    kubeconfig,
+                ],
+                check=True,
+                capture_output=True,
+            )
         return Cluster(kubeconfig, "kind")
     raise NoClusterError(
         "no Kubernetes API server: KUBECONFIG is unset, the test bed (../shared/testbed/testbed"

@@ -69,8 +69,10 @@ def structural(node: Any) -> Any:
             out[key] = value
     if out.get("x-kubernetes-preserve-unknown-fields") and "type" not in out:
         out["type"] = "object"
-    if out.get("type") == "object" and "additionalProperties" in out and not isinstance(
-        out["additionalProperties"], dict
+    if (
+        out.get("type") == "object"
+        and "additionalProperties" in out
+        and not isinstance(out["additionalProperties"], dict)
     ):
         out.pop("additionalProperties")
     return out

@@ -62,14 +62,20 @@ class HealthMonitorSpec(WireModel):
     type: MonitorType
     delay: int = Field(default=5, ge=1, le=3600, description="Seconds between checks.")
     timeout: int = Field(default=3, ge=1, le=3600, description="Seconds to wait for an answer.")
-    max_retries: int = Field(default=3, ge=1, le=10,
-                             description="Successes in a row that bring a member up.")
-    max_retries_down: int = Field(default=3, ge=1, le=10,
-                                  description="Failures in a row that take a member down.")
+    max_retries: int = Field(
+        default=3, ge=1, le=10, description="Successes in a row that bring a member up."
+    )
+    max_retries_down: int = Field(
+        default=3, ge=1, le=10, description="Failures in a row that take a member down."
+    )
     http_method: HTTPMethod = HTTPMethod.GET
     url_path: str = Field(default="/", min_length=1, max_length=2048, pattern=URL_PATH_PATTERN)
-    expected_codes: str = Field(default="200", max_length=256, pattern=EXPECTED_CODES_PATTERN,
-                                description='"200", "200,202" or "200-204".')
+    expected_codes: str = Field(
+        default="200",
+        max_length=256,
+        pattern=EXPECTED_CODES_PATTERN,
+        description='"200", "200,202" or "200-204".',
+    )
     admin_state_up: bool = True
 
     @model_validator(mode="after")

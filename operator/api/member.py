@@ -34,13 +34,13 @@ class MemberSpec(WireModel):
     pool_ref: ObjectName = Field(description="Name of the Pool (same namespace).")
     address: IPAddress
     port: Port
-    weight: int = Field(default=1, ge=0, le=256,
-                        description="Relative share of new connections; 0 = none (drain).")
+    weight: int = Field(
+        default=1, ge=0, le=256, description="Relative share of new connections; 0 = none (drain)."
+    )
     backup: bool = False
     admin_state_up: bool = True
     monitor_address: IPAddress | None = None
     monitor_port: Port | None = None
-
 
 
 class MemberStatus(ObjectStatus):

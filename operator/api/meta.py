@@ -65,7 +65,9 @@ IPAddress = Annotated[
         {
             "type": "string",
             "maxLength": 45,
-            "x-kubernetes-validations": [_cel("isIP(self)", "must be a valid IPv4 or IPv6 address")],
+            "x-kubernetes-validations": [
+                _cel("isIP(self)", "must be a valid IPv4 or IPv6 address")
+            ],
         }
     ),
 ]
@@ -94,9 +96,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-ObjectName = Annotated[
-    str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
-]
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 """The name of another object in the same namespace (a Kubernetes DNS subdomain)."""
 
 

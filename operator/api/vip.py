@@ -54,8 +54,9 @@ class SessionPersistence(WireModel):
     }
 
     type: PersistenceType
-    cookie_name: str | None = Field(default=None, min_length=1, max_length=64,
-                                    pattern=COOKIE_NAME_PATTERN)
+    cookie_name: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=COOKIE_NAME_PATTERN
+    )
 
     @model_validator(mode="after")
     def _cookie_for_app_cookie(self) -> SessionPersistence:
@@ -78,12 +79,20 @@ class VIPSpec(WireModel):
     )
     port: Port
     protocol: Protocol = Protocol.TCP
-    connection_limit: int = Field(default=-1, ge=-1, le=10_000_000,
-                                  description="Maximum concurrent connections; -1 = unlimited.")
+    connection_limit: int = Field(
+        default=-1,
+        ge=-1,
+        le=10_000_000,
+        description="Maximum concurrent connections; -1 = unlimited.",
+    )
     session_persistence: SessionPersistence | None = None
     device_selector: LabelSelector | None = None
-    device_ref: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
-                                   description="Pin the VIP to this Device.")
+    device_ref: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Pin the VIP to this Device.",
+    )
     admin_state_up: bool = True
 
 

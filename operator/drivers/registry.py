@@ -47,12 +47,14 @@ class DriverRegistry:
                 driver = factory()
             except Exception as exc:
                 raise DriverError(
-                    f"driver {name!r} failed to load: {exc}", retryable=False,
+                    f"driver {name!r} failed to load: {exc}",
+                    retryable=False,
                     reason="DriverLoadFailed",
                 ) from exc
             if not isinstance(driver, Driver):
                 raise DriverError(
-                    f"entry point {name!r} does not provide an lbaas Driver", retryable=False,
+                    f"entry point {name!r} does not provide an lbaas Driver",
+                    retryable=False,
                     reason="DriverLoadFailed",
                 )
             self._drivers[name] = driver

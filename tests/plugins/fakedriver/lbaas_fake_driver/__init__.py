@@ -50,8 +50,11 @@ def _write(path: str, data: dict[str, Any]) -> None:
 class FakeDriver(Driver):
     def validate_config(self, config: Mapping[str, Any]) -> None:
         if not isinstance(config.get("stateFile"), str) or not config["stateFile"]:
-            raise DriverError("config.stateFile is required (a path the fake device writes)",
-                              retryable=False, reason="InvalidConfig")
+            raise DriverError(
+                "config.stateFile is required (a path the fake device writes)",
+                retryable=False,
+                reason="InvalidConfig",
+            )
 
     def _control(self, device: DeviceHandle) -> dict[str, Any]:
         return _read(device.config.get("controlFile"))
@@ -63,9 +66,11 @@ class FakeDriver(Driver):
             time.sleep(delay)
         failure = control.get("fail", {}).get(op)
         if failure and failure.get("match", "") in key:
-            raise DriverError(failure.get("message", f"fake {op} failure"),
-                              retryable=bool(failure.get("retryable", True)),
-                              detail=f"fake driver: {op} {key}")
+            raise DriverError(
+                failure.get("message", f"fake {op} failure"),
+                retryable=bool(failure.get("retryable", True)),
+                detail=f"fake driver: {op} {key}",
+            )
 
     def supports(self, lb: LoadBalancer) -> str | None:
         return super().supports(lb)
@@ -86,12 +91,16 @@ class FakeDriver(Driver):
             listeners: dict[str, Any] = state.setdefault("listeners", {})
             owner = listeners.get(listener)
             if owner and owner["vip"] != lb.key:
-                raise DriverError(f"{listener} is already used by {owner['vip']} on this device",
-                                  retryable=False, reason="AddressInUse")
+                raise DriverError(
+                    f"{listener} is already used by {owner['vip']} on this device",
+                    retryable=False,
+                    reason="AddressInUse",
+                )
             for other, existing in list(listeners.items()):
                 if existing["vip"] == lb.key and other != listener:
                     state.setdefault("duplicates", []).append(
-                        {"vip": lb.key, "stale": other, "new": listener})
+                        {"vip": lb.key, "stale": other, "new": listener}
+                    )
                     del listeners[other]
             listeners[listener] = tree
             state["applies"] = state.get("applies", 0) + 1
@@ -121,5 +130,6 @@ class FakeDriver(Driver):
         self, device: DeviceHandle, lb: LoadBalancer
     ) -> Mapping[str, MemberOperatingStatus]:
         wanted = self._control(device).get("memberStatus", {})
-        return {m.name: MemberOperatingStatus(wanted[m.name]) for m in lb.members
-                if m.name in wanted}
+        return {
+            m.name: MemberOperatingStatus(wanted[m.name]) for m in lb.members if m.name in wanted
+        }

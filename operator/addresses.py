@@ -1,0 +1,48 @@
+"""Address allocation from a Device's ``addressPool``: first free, unique per device."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _entry_addresses(entry: str) -> Iterator[IPAddr]:
+    if "-" in entry:
+        start, _, end = entry.partition("-")
+        first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
+        current = int(first)
+        while current <= int(last):
+            yield (
+                ipaddress.ip_address(current)
+                if first.version == 4
+                else ipaddress.IPv6Address(current)
+            )
+            current += 1
+        return
+    network = ipaddress.ip_network(entry, strict=False)
+    if network.num_addresses == 1:
+        yield network.network_address
+    else:
+        # hosts() skips the network and broadcast addresses of IPv4 subnets.
+        yield from network.hosts()
+
+
+def pool_addresses(pool: Iterable[str]) -> Iterator[str]:
+    for entry in pool:
+        for address in _entry_addresses(entry):
+            yield str(address)
+
+
+def allocate(pool: Iterable[str], used: Iterable[str]) -> str | None:
+    """The first address of ``pool`` not in ``used``; None when the pool is exhausted."""
+    taken = {str(ipaddress.ip_address(a)) for a in used}
+    for address in pool_addresses(pool):
+        if address not in taken:
+            return address
+    return None
+
+
+def has_free(pool: Iterable[str], used: Iterable[str]) -> bool:
+    return allocate(pool, used) is not None

@@ -1,0 +1,35 @@
+"""VIP handlers: a daemon per VIP runs its tree loop; changes trigger it; deletion cleans up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from lbaas import GROUP, VERSION
+from lbaas.config import OperatorSettings
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    @kopf.daemon(GROUP, VERSION, "vips", id="tree", cancellation_timeout=10.0, registry=registry)
+    async def tree(
+        namespace: str, name: str, stopped: kopf.DaemonStopped, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        memo.engine.attach(kwargs)
+        await memo.engine.run_tree((namespace, name), stopped)
+
+    @kopf.on.create(GROUP, VERSION, "vips", id="dispatch", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "vips", id="dispatch", registry=registry)
+    @kopf.on.resume(GROUP, VERSION, "vips", id="dispatch", registry=registry)
+    def dispatch(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+        memo.engine.attach(kwargs)
+        memo.engine.trigger((namespace, name))
+
+    @kopf.on.delete(GROUP, VERSION, "vips", id="remove", registry=registry)
+    async def remove(
+        namespace: str, name: str, body: kopf.Body, retry: int, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        memo.engine.attach(kwargs)
+        await memo.engine.delete_vip((namespace, name), body, retry)
+
+    del settings

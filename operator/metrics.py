@@ -1,0 +1,37 @@
+"""Prometheus metrics of the operator (served by ``start_server`` on the metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter(
+    "lbaas_reconcile_total",
+    "Reconciles of a VIP tree or a Device, by kind and outcome",
+    ["kind", "outcome"],
+)
+RECONCILE_LATENCY = Histogram(
+    "lbaas_reconcile_duration_seconds",
+    "Time of one reconcile, by kind and outcome",
+    ["kind", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+DRIVER_CALLS = Counter(
+    "lbaas_driver_calls_total",
+    "Driver calls by driver, device, operation and outcome",
+    ["driver", "device", "op", "outcome"],
+)
+DRIVER_LATENCY = Histogram(
+    "lbaas_driver_call_duration_seconds",
+    "Driver call latency by driver, device and operation",
+    ["driver", "device", "op"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+OBJECTS = Gauge("lbaas_objects", "Objects by kind and phase", ["kind", "phase"])
+DEVICE_VIPS = Gauge("lbaas_device_vips", "VIPs bound to a device", ["device"])
+DEVICE_CAPACITY = Gauge("lbaas_device_capacity", "maxVIPs of a device", ["device"])
+MEMBER_STATUS = Gauge("lbaas_member_operating_status", "Members by operating status", ["status"])
+
+
+def start_server(port: int) -> None:
+    if port:
+        start_http_server(port)

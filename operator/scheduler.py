@@ -1,0 +1,112 @@
+"""The scheduler: which Device a new VIP goes to, and why the others were not chosen.
+
+Pure: the inventory comes in as ``Candidate`` values, the answer goes out as a ``Decision``.
+Driver hooks (``supports``, ``select_device``) are looked up by the caller and passed in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from lbaas.addresses import has_free
+from lbaas.api.device import DevicePhase, DeviceSpec
+from lbaas.api.vip import VIPSpec
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A Device as the scheduler sees it."""
+
+    name: str
+    spec: DeviceSpec
+    labels: Mapping[str, str]
+    phase: str | None
+    vip_count: int
+    used_addresses: frozenset[str] = frozenset()
+
+    @property
+    def load(self) -> float:
+        capacity = self.spec.capacity.max_vips
+        return self.vip_count / capacity if capacity else float("inf")
+
+
+@dataclass(frozen=True)
+class Decision:
+    eligible: tuple[Candidate, ...]
+    exclusions: Mapping[str, str] = field(default_factory=dict)  # device name → reason
+
+    @property
+    def chosen(self) -> Candidate | None:
+        """The least-loaded eligible device (by fill ratio, then count, then name)."""
+        if not self.eligible:
+            return None
+        return min(self.eligible, key=lambda c: (c.load, c.vip_count, c.name))
+
+    def explain(self) -> str:
+        """A message a person can act on: how many devices were excluded, and for what."""
+        if not self.exclusions:
+            return "no Device exists; create one (kubectl get devices)"
+        counts = Counter(self.exclusions.values())
+        parts = [f"{n} {reason}" for reason, n in sorted(counts.items())]
+        total = len(self.exclusions)
+        return f"no eligible device among {total}: " + ", ".join(parts)
+
+
+DriverCheck = Callable[[Candidate], str | None]
+"""Returns why the candidate's driver cannot serve the VIP, or None."""
+
+
+def namespace_allowed(spec: DeviceSpec, namespace: str, ns_labels: Mapping[str, str]) -> bool:
+    if spec.allowed_namespaces is not None and namespace not in spec.allowed_namespaces:
+        return False
+    return spec.namespace_selector is None or spec.namespace_selector.matches(dict(ns_labels))
+
+
+def schedule(
+    vip: VIPSpec,
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    candidates: Sequence[Candidate],
+    driver_check: DriverCheck,
+) -> Decision:
+    """Filter the inventory down to the devices that may take this VIP."""
+    eligible: list[Candidate] = []
+    exclusions: dict[str, str] = {}
+    for c in candidates:
+        reason = _exclusion(vip, namespace, namespace_labels, c, driver_check)
+        if reason is None:
+            eligible.append(c)
+        else:
+            exclusions[c.name] = reason
+    if vip.device_ref and vip.device_ref not in {c.name for c in candidates}:
+        exclusions[vip.device_ref] = f"pinned by deviceRef but no Device {vip.device_ref} exists"
+    return Decision(tuple(eligible), exclusions)
+
+
+def _exclusion(
+    vip: VIPSpec,
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    c: Candidate,
+    driver_check: DriverCheck,
+) -> str | None:
+    if vip.device_ref and c.name != vip.device_ref:
+        return "not the device pinned by deviceRef"
+    if c.phase != DevicePhase.READY:
+        return f"not Ready ({c.phase or 'not probed yet'})"
+    if not c.spec.schedulable:
+        return "cordoned (schedulable: false)"
+    if not namespace_allowed(c.spec, namespace, namespace_labels):
+        return f"not allowed for namespace {namespace}"
+    if vip.device_selector is not None and not vip.device_selector.matches(dict(c.labels)):
+        return "labels do not match deviceSelector"
+    if c.vip_count >= c.spec.capacity.max_vips:
+        return "at capacity"
+    unsupported = driver_check(c)
+    if unsupported:
+        return unsupported
+    if not vip.address and not has_free(c.spec.address_pool, c.used_addresses):
+        return "no free address in addressPool"
+    return None

@@ -1,0 +1,195 @@
+"""Building the desired tree of one VIP from what the indices hold.
+
+A tree is the VIP, its pool, the pool's members and its health monitor. Objects being deleted
+are left out of the desired state (so the driver removes them) but kept in ``objects`` so
+their deletion can be confirmed. A second pool for the same VIP (or a second monitor for the
+same pool) is a conflict: the oldest wins and the others are reported, never silently merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from lbaas import API_VERSION
+from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.member import MemberSpec
+from lbaas.api.pool import PoolSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import LoadBalancer, MemberEntry
+
+M = TypeVar("M", bound=BaseModel)
+
+Snapshot = Mapping[str, Any]
+"""An object as kept in a kopf index: apiVersion, kind, metadata (subset), spec, status."""
+
+
+def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an object the operator needs, detached from kopf's body view."""
+    meta = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion", API_VERSION),
+        "kind": body.get("kind"),
+        "metadata": {
+            key: meta.get(key)
+            for key in (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "labels",
+            )
+            if meta.get(key) is not None
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"},
+    }
+
+
+def name_of(snap: Snapshot) -> str:
+    return str(snap["metadata"]["name"])
+
+
+def is_deleting(snap: Snapshot) -> bool:
+    return bool(snap["metadata"].get("deletionTimestamp"))
+
+
+def _age_key(snap: Snapshot) -> tuple[str, str]:
+    return (str(snap["metadata"].get("creationTimestamp") or ""), name_of(snap))
+
+
+@dataclass
+class TreeObject:
+    """One object of the tree and what the reconcile found about it."""
+
+    snap: Snapshot
+    problem_reason: str | None = None
+    problem: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.snap["kind"])
+
+    @property
+    def name(self) -> str:
+        return name_of(self.snap)
+
+    @property
+    def generation(self) -> int:
+        return int(self.snap["metadata"].get("generation") or 0)
+
+    @property
+    def deleting(self) -> bool:
+        return is_deleting(self.snap)
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return self.snap.get("status") or {}
+
+
+@dataclass
+class Tree:
+    vip: TreeObject
+    vip_spec: VIPSpec | None
+    objects: list[TreeObject]  # every object of the tree, VIP first
+    pool_name: str | None
+    pool: PoolSpec | None
+    members: list[MemberEntry]
+    monitor_name: str | None
+    monitor: HealthMonitorSpec | None
+
+    @property
+    def namespace(self) -> str:
+        return str(self.vip.snap["metadata"]["namespace"])
+
+    def load_balancer(self, address: str) -> LoadBalancer:
+        assert self.vip_spec is not None
+        return LoadBalancer(
+            namespace=self.namespace,
+            name=self.vip.name,
+            address=address,
+            spec=self.vip_spec,
+            pool_name=self.pool_name,
+            pool=self.pool,
+            members=tuple(self.members),
+            monitor_name=self.monitor_name,
+            monitor=self.monitor,
+        )
+
+
+def _parse(model: type[M], obj: TreeObject) -> M | None:
+    try:
+        return model.model_validate(obj.snap.get("spec") or {})
+    except ValidationError as exc:
+        obj.problem_reason = "InvalidSpec"
+        obj.problem = f"spec is invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        return None
+
+
+def _pick_one(
+    snaps: Iterable[Snapshot], what: str, owner: str
+) -> tuple[TreeObject | None, list[TreeObject]]:
+    """The oldest live object wins; other live ones are conflicts; deleting ones tag along."""
+    objs = [TreeObject(s) for s in sorted(snaps, key=_age_key)]
+    live = [o for o in objs if not o.deleting]
+    winner = live[0] if live else None
+    for loser in live[1:]:
+        loser.problem_reason = "Conflict"
+        loser.problem = (
+            f"{owner} already has {what} {winner.name if winner else '?'}; only one is allowed:"
+            f" delete this one or point it elsewhere"
+        )
+    return winner, objs
+
+
+def build_tree(
+    vip: Snapshot,
+    pools: Iterable[Snapshot],
+    members_of: Mapping[str, Iterable[Snapshot]],
+    monitors_of: Mapping[str, Iterable[Snapshot]],
+) -> Tree:
+    """Assemble a VIP's tree. ``members_of``/``monitors_of`` map a pool name to its children."""
+    vip_obj = TreeObject(vip)
+    vip_spec = _parse(VIPSpec, vip_obj)
+    objects = [vip_obj]
+    pool_obj, pool_objs = _pick_one(pools, "pool", f"VIP {vip_obj.name}")
+    objects += pool_objs
+    pool_spec = _parse(PoolSpec, pool_obj) if pool_obj else None
+    members: list[MemberEntry] = []
+    monitor_name: str | None = None
+    monitor_spec: HealthMonitorSpec | None = None
+    for pool in pool_objs:
+        member_objs = [TreeObject(s) for s in sorted(members_of.get(pool.name, ()), key=_age_key)]
+        objects += member_objs
+        mon_obj, mon_objs = _pick_one(
+            monitors_of.get(pool.name, ()), "health monitor", f"pool {pool.name}"
+        )
+        objects += mon_objs
+        if pool is not pool_obj or pool_spec is None:
+            for child in member_objs + mon_objs:
+                if not child.problem and not pool.deleting:
+                    child.problem_reason = "ParentConflict"
+                    child.problem = f"its pool {pool.name} is not in use: {pool.problem}"
+            continue
+        for m in member_objs:
+            spec = _parse(MemberSpec, m)
+            if spec is not None and not m.deleting:
+                members.append(MemberEntry(m.name, spec))
+        if mon_obj is not None:
+            monitor_spec = _parse(HealthMonitorSpec, mon_obj)
+            monitor_name = mon_obj.name if monitor_spec else None
+    return Tree(
+        vip=vip_obj,
+        vip_spec=vip_spec,
+        objects=objects,
+        pool_name=pool_obj.name if pool_obj and pool_spec else None,
+        pool=pool_spec if pool_obj else None,
+        members=members,
+        monitor_name=monitor_name,
+        monitor=monitor_spec,
+    )

