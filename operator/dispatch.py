@@ -138,7 +138,9 @@ class Engine:
         keys = {
             key
             for key, store in self._idx(IDX_VIPS).items()
-            if (snap := first(store)) is not None and snap["status"].get("device") == device
+            if (snap := first(store)) is not None
+            and snap["status"].get("device") == device
+            and not is_deleting(snap)  # its delete handler already removed it from the device
         }
         keys |= {key for key, (dev, _) in self.reservations.items() if dev == device}
         return keys
@@ -389,13 +391,15 @@ class Engine:
             log.warning("VIP %s/%s: its device %s is gone; scheduling again", *key, device_name)
             self.reservations.pop(key, None)
             device_name = ""
-        await self._write(
-            tree.vip,
-            "Pending",
-            "Scheduling",
-            "choosing a device",
-            [Cond(SCHEDULED, None, "Scheduling", "choosing a device")],
-        )
+        was = (tree.vip.status.get("reason"), tree.vip.status.get("message"))
+        if was[0] != "NoEligibleDevice":  # a VIP waiting for a device does not flap
+            await self._write(
+                tree.vip,
+                "Pending",
+                "Scheduling",
+                "choosing a device",
+                [Cond(SCHEDULED, None, "Scheduling", "choosing a device")],
+            )
         chosen, address, why = await self._schedule(key, tree, device_name or None)
         if chosen is None or address is None:
             self.unscheduled.add(key)
@@ -409,7 +413,7 @@ class Engine:
                 scheduled=False,
                 children=("Pending", "VIPNotScheduled", f"VIP {key[1]} has no device: {message}"),
             )
-            if tree.vip.status.get("reason") != "NoEligibleDevice":
+            if was != ("NoEligibleDevice", message):
                 kopf.warn(tree.vip.snap, reason="NoEligibleDevice", message=message)
             return None
         self.unscheduled.discard(key)
@@ -728,6 +732,7 @@ class Engine:
         self.slots.pop(key, None)
         if device_name:
             await self._update_device_counts(device_name)
+            self.trigger_unscheduled()  # capacity and an address were freed
         await self.orphan_children(key)
 
     async def orphan_children(self, key: VipKey) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +43,252 @@ def kubectl(
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+# ---- the operator as a real process, and a thin API client for tests ------------------------
+
+
+GROUP, VERSION = "lbaas.dev", "v1alpha1"
+PLURALS = {
+    "VIP": "vips",
+    "Pool": "pools",
+    "Member": "members",
+    "HealthMonitor": "healthmonitors",
+    "Device": "devices",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    """``lbaas-operator run`` in a subprocess: the real kopf runtime, killable like in life."""
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.env = {
+            **os.environ,
+            "LBAAS_PROBE_INTERVAL": "1",
+            "LBAAS_MEMBER_STATUS_INTERVAL": "1",
+            "LBAAS_PARENT_TIMEOUT": "60",
+            "LBAAS_RETRY_BACKOFF_MAX": "2",
+            "LBAAS_DRIVER_TIMEOUT": "10",
+            "LBAAS_METRICS_PORT": str(self.metrics_port),
+            "LBAAS_HEALTH_PORT": str(self.health_port),
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        exe = Path(sys.executable).parent / "lbaas-operator"
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(exe), "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd="/"
+        )
+        wait_for(self._live, 30, "operator liveness endpoint")
+        return self
+
+    def _live(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as rsp:
+                return bool(rsp.status == 200)
+        except OSError:
+            return False
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as rsp:
+            return str(rsp.read().decode())
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Api:
+    """CRUD on our kinds through the kubernetes client (faster than kubectl per call)."""
+
+    def __init__(self) -> None:
+        import kubernetes
+
+        kubernetes.config.load_kube_config()
+        self.custom = kubernetes.client.CustomObjectsApi()
+        self.core = kubernetes.client.CoreV1Api()
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        plural = PLURALS[obj["kind"]]
+        obj = {"apiVersion": f"{GROUP}/{VERSION}", **obj}
+        ns = obj["metadata"].get("namespace")
+        if ns:
+            return dict(
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, obj)
+            )
+        return dict(self.custom.create_cluster_custom_object(GROUP, VERSION, plural, obj))
+
+    def get(self, kind: str, name: str, ns: str | None = None) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            if ns:
+                return dict(
+                    self.custom.get_namespaced_custom_object(
+                        GROUP, VERSION, ns, PLURALS[kind], name
+                    )
+                )
+            return dict(self.custom.get_cluster_custom_object(GROUP, VERSION, PLURALS[kind], name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_spec(self, kind: str, name: str, ns: str | None, spec: dict[str, Any]) -> None:
+        body = {"spec": spec}
+        if ns:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURALS[kind], name, body
+            )
+        else:
+            self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURALS[kind], name, body)
+
+    def delete(self, kind: str, name: str, ns: str | None = None) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            if ns:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURALS[kind], name)
+            else:
+                self.custom.delete_cluster_custom_object(GROUP, VERSION, PLURALS[kind], name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def status(self, kind: str, name: str, ns: str | None = None) -> dict[str, Any]:
+        obj = self.get(kind, name, ns)
+        return dict((obj or {}).get("status") or {})
+
+    def wait_phase(
+        self,
+        kind: str,
+        name: str,
+        ns: str | None,
+        phase: str,
+        timeout: float = 30,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            obj = self.get(kind, name, ns)
+            status = (obj or {}).get("status") or {}
+            if status.get("phase") == phase and (reason is None or status.get("reason") == reason):
+                return obj
+            return None
+
+        return dict(wait_for(check, timeout, f"{kind} {ns}/{name} phase {phase} {reason or ''}"))
+
+    def wait_gone(self, kind: str, name: str, ns: str | None, timeout: float = 30) -> None:
+        wait_for(lambda: self.get(kind, name, ns) is None, timeout, f"{kind} {name} gone")
+
+    def events(self, ns: str, name: str, type_: str = "Warning") -> list[Any]:
+        items = self.core.list_namespaced_event(
+            ns, field_selector=f"involvedObject.name={name},type={type_}"
+        ).items
+        return list(items)
+
+
+class FakeDevice:
+    """A Device of the test driver: its state file is the 'device', its control file our lever."""
+
+    def __init__(self, api: Api, name: str, directory: Path, **spec: Any) -> None:
+        self.api, self.name = api, name
+        self.state_file = directory / f"{name}.state.json"
+        self.control_file = directory / f"{name}.control.json"
+        self.control_file.write_text("{}")
+        body = {
+            "driver": "fake",
+            "config": {"stateFile": str(self.state_file), "controlFile": str(self.control_file)},
+        }
+        body.update(spec)
+        self.body = {
+            "kind": "Device",
+            "metadata": {"name": name, "labels": spec.pop("labels", {})},
+            "spec": body,
+        }
+        self.body["spec"].pop("labels", None)
+
+    def create(self) -> FakeDevice:
+        self.api.create(self.body)
+        self.api.wait_phase("Device", self.name, None, "Ready", 30)
+        return self
+
+    def control(self, **control: Any) -> None:
+        self.control_file.write_text(json.dumps(control))
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def listeners(self) -> dict[str, Any]:
+        return dict(self.state().get("listeners", {}))
+
+    def vip(self, key: str) -> dict[str, Any] | None:
+        for tree in self.listeners().values():
+            if tree["vip"] == key:
+                return dict(tree)
+        return None
+
+
+def tree(ns: str, vip: str, members: int = 3, *, monitor: bool = True,
+         **vip_spec: Any) -> list[dict[str, Any]]:
+    """A VIP with its pool, ``members`` members and (optionally) a health monitor."""
+    objs: list[dict[str, Any]] = [
+        {"kind": "VIP", "metadata": {"name": vip, "namespace": ns},
+         "spec": {"port": 80, "protocol": "HTTP", **vip_spec}},
+        {"kind": "Pool", "metadata": {"name": vip, "namespace": ns},
+         "spec": {"vipRef": vip, "protocol": "HTTP"}},
+    ]
+    objs += [
+        {"kind": "Member", "metadata": {"name": f"{vip}-m{i}", "namespace": ns},
+         "spec": {"poolRef": vip, "address": f"192.0.2.{i + 1}", "port": 8080}}
+        for i in range(members)
+    ]
+    if monitor:
+        objs.append({"kind": "HealthMonitor", "metadata": {"name": vip, "namespace": ns},
+                     "spec": {"poolRef": vip, "type": "HTTP", "delay": 2, "timeout": 1}})
+    return objs
