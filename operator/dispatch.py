@@ -73,8 +73,15 @@ class Slot:
     trigger: asyncio.Event = field(default_factory=asyncio.Event)
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     cycle: int = 0
-    running: bool = False
+    daemons: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # One reconcile per VIP name at a time, even if kopf briefly runs two daemons for it
+    # (a VIP deleted and recreated under the same name before the old one's daemon ends).
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def running(self) -> bool:
+        return self.daemons > 0
 
 
 @dataclass
@@ -82,6 +89,7 @@ class Outcome:
     ok: bool
     retryable: bool = False
     error: DriverError | None = None
+    stale: bool = False
 
 
 class Engine:
@@ -145,9 +153,9 @@ class Engine:
         keys |= {key for key, (dev, _) in self.reservations.items() if dev == device}
         return keys
 
-    def _used_addresses(self, device: str) -> set[str]:
+    def _used_addresses(self, device: str, exclude: VipKey | None = None) -> set[str]:
         used = set()
-        for key in self.bound_vips(device):
+        for key in self.bound_vips(device) - {exclude}:
             snap = self.vip(key)
             if snap is not None:
                 for addr in (snap["spec"].get("address"), snap["status"].get("address")):
@@ -184,9 +192,9 @@ class Engine:
 
     # ---- the loop --------------------------------------------------------------------------
 
-    async def run_tree(self, key: VipKey, stopped: kopf.DaemonStopped) -> None:
+    async def run_tree(self, key: VipKey, uid: str, stopped: kopf.DaemonStopped) -> None:
         slot = self.slots.setdefault(key, Slot())
-        slot.running = True
+        slot.daemons += 1
         slot.finished.clear()
         slot.trigger.set()  # converge at start: after a restart, in-flight work is redone
         attempt = 0
@@ -204,10 +212,13 @@ class Engine:
                 full = woke or attempt > 0
                 started = time.monotonic()
                 try:
-                    outcome = await self.reconcile(key, apply=full)
+                    async with slot.lock:
+                        outcome = await self.reconcile(key, uid=uid, apply=full)
                 except Exception as exc:  # never let one tree's bug kill its loop
                     log.exception("reconcile of %s/%s failed", *key)
                     outcome = Outcome(False, True, DriverError(f"internal error: {exc}"))
+                if outcome.stale:
+                    return  # this daemon's object is gone; a newer one owns the name
                 label = "ok" if outcome.ok else ("retry" if outcome.retryable else "error")
                 metrics.RECONCILES.labels("VIP", label).inc()
                 metrics.RECONCILE_LATENCY.labels("VIP", label).observe(time.monotonic() - started)
@@ -222,9 +233,10 @@ class Engine:
                     attempt = 0
                     wait = None
         finally:
-            slot.running = False
-            self._resolve(slot, 1 << 62, Outcome(True))
-            slot.finished.set()
+            slot.daemons -= 1
+            if not slot.running:
+                self._resolve(slot, 1 << 62, Outcome(True))
+                slot.finished.set()
 
     @staticmethod
     async def _wait(slot: Slot, stopped: kopf.DaemonStopped, timeout: float | None) -> bool:
@@ -270,10 +282,14 @@ class Engine:
         }
         return build_tree(vip, pools, members_of, monitors_of)
 
-    async def reconcile(self, key: VipKey, *, apply: bool = True) -> Outcome:
+    async def reconcile(
+        self, key: VipKey, *, uid: str | None = None, apply: bool = True
+    ) -> Outcome:
         vip = self.vip(key)
         if vip is None or is_deleting(vip):
             return Outcome(True)
+        if uid is not None and vip["metadata"].get("uid") != uid:
+            return Outcome(True, stale=True)
         tree = self.build(key, vip)
         if tree.vip_spec is None:
             await self._write_all(
@@ -497,7 +513,7 @@ class Engine:
         if len(self.bound_vips(chosen.name) - {key}) >= chosen.spec.capacity.max_vips:
             return None, None, f"device {chosen.name} filled up while scheduling; will retry"
         address = vip_spec.address or allocate(
-            chosen.spec.address_pool, self._used_addresses(chosen.name)
+            chosen.spec.address_pool, self._used_addresses(chosen.name, exclude=key)
         )
         if address is None:
             return None, None, f"no free address in the addressPool of {chosen.name}"
@@ -595,6 +611,9 @@ class Engine:
         for obj in tree.objects:
             if obj.deleting:
                 continue
+            if obj.waiting:
+                await self._write_waiting(obj, obj.waiting)
+                continue
             o_phase, o_reason, o_message = phase, reason, message
             if obj is not tree.vip and children is not None:
                 o_phase, o_reason, o_message = children
@@ -653,6 +672,9 @@ class Engine:
         ]
         for obj in tree.objects:
             if obj.deleting:
+                continue
+            if obj.waiting:
+                await self._write_waiting(obj, obj.waiting)
                 continue
             if obj.problem:
                 was = (obj.status.get("phase"), obj.status.get("message"))
@@ -729,11 +751,32 @@ class Engine:
                 message=f"device {device_name} no longer exists; it may keep stale config",
             )
         self.release(key)
-        self.slots.pop(key, None)
+        if slot is not None and not slot.running:
+            self.slots.pop(key, None)
         if device_name:
             await self._update_device_counts(device_name)
             self.trigger_unscheduled()  # capacity and an address were freed
         await self.orphan_children(key)
+
+    async def _write_waiting(self, obj: TreeObject, why: str) -> None:
+        await self._write(
+            obj,
+            "Pending",
+            "WaitingForParent",
+            f"waiting for its parent: {why}",
+            [
+                Cond(PROGRAMMED, False, "WaitingForParent", why),
+                Cond(READY, False, "WaitingForParent", why),
+            ],
+        )
+
+    async def orphan_pool_children(self, namespace: str, pool: str) -> None:
+        """A Pool vanished: its members and monitor wait for it to come back."""
+        for index in (IDX_MEMBERS_BY_POOL, IDX_MONITORS_BY_POOL):
+            for snap in list(self._idx(index).get((namespace, pool)) or ()):
+                obj = TreeObject(snap)
+                if not obj.deleting:
+                    await self._write_waiting(obj, f"Pool {pool} does not exist")
 
     async def orphan_children(self, key: VipKey) -> None:
         """A VIP went away: its pool and the pool's children wait for it to come back."""

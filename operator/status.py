@@ -50,16 +50,19 @@ def desired_status(
         word = _status_word(cond.ok)
         old = previous.pop(cond.type, None)
         same = old is not None and old.get("status") == word
-        merged.append(
-            {
-                "type": cond.type,
-                "status": word,
-                "observedGeneration": generation,
-                "lastTransitionTime": old["lastTransitionTime"] if same and old else stamp,
-                "reason": cond.reason,
-                "message": cond.message[:32768],
-            }
-        )
+        entry = {
+            "type": cond.type,
+            "status": word,
+            "observedGeneration": generation,
+            "lastTransitionTime": old["lastTransitionTime"] if same and old else stamp,
+            "reason": cond.reason,
+            "message": cond.message[:32768],
+        }
+        if generation is None:
+            # The API server prunes a null (the field is not nullable): leave it out, or the
+            # stored condition never equals this one and every write looks like a change.
+            del entry["observedGeneration"]
+        merged.append(entry)
     merged.extend(previous.values())  # conditions others own stay as they are
     status: dict[str, Any] = {
         "phase": phase,

@@ -70,6 +70,7 @@ class TreeObject:
     snap: Snapshot
     problem_reason: str | None = None
     problem: str | None = None
+    waiting: str | None = None  # why it is Pending (its parent is going away), if it is
 
     @property
     def kind(self) -> str:
@@ -172,7 +173,11 @@ def build_tree(
         objects += mon_objs
         if pool is not pool_obj or pool_spec is None:
             for child in member_objs + mon_objs:
-                if not child.problem and not pool.deleting:
+                if child.problem:
+                    continue
+                if pool.deleting:
+                    child.waiting = f"its Pool {pool.name} is being deleted"
+                else:
                     child.problem_reason = "ParentConflict"
                     child.problem = f"its pool {pool.name} is not in use: {pool.problem}"
             continue

@@ -82,6 +82,17 @@ def _register_kind(
         )
         raise kopf.TemporaryError(f"waiting for {parent}", delay=RECHECK)
 
+    if kind == "Pool":
+
+        @kopf.on.event(GROUP, VERSION, plural, id="vanished", registry=registry)
+        async def vanished(
+            event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
+        ) -> None:
+            # Gone (with or without our finalizer): its children must say they wait.
+            if event.get("type") == "DELETED":
+                memo.engine.attach(kwargs)
+                await memo.engine.orphan_pool_children(namespace, name)
+
     @kopf.on.delete(GROUP, VERSION, plural, id="remove", registry=registry)
     async def remove(
         namespace: str, spec: kopf.Spec, body: kopf.Body, retry: int, memo: kopf.Memo, **kwargs: Any

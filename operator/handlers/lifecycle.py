@@ -41,6 +41,5 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.cleanup(registry=registry)
     def close(memo: kopf.Memo, **_: Any) -> None:
         memo.engine.drivers.close()
-        memo.engine.runner.shutdown()
 
     del settings

@@ -13,10 +13,15 @@ from lbaas.config import OperatorSettings
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     @kopf.daemon(GROUP, VERSION, "vips", id="tree", cancellation_timeout=10.0, registry=registry)
     async def tree(
-        namespace: str, name: str, stopped: kopf.DaemonStopped, memo: kopf.Memo, **kwargs: Any
+        namespace: str,
+        name: str,
+        uid: str,
+        stopped: kopf.DaemonStopped,
+        memo: kopf.Memo,
+        **kwargs: Any,
     ) -> None:
         memo.engine.attach(kwargs)
-        await memo.engine.run_tree((namespace, name), stopped)
+        await memo.engine.run_tree((namespace, name), uid, stopped)
 
     @kopf.on.create(GROUP, VERSION, "vips", id="dispatch", registry=registry)
     @kopf.on.update(GROUP, VERSION, "vips", id="dispatch", registry=registry)
@@ -31,5 +36,18 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     ) -> None:
         memo.engine.attach(kwargs)
         await memo.engine.delete_vip((namespace, name), body, retry)
+
+    @kopf.on.event(GROUP, VERSION, "vips", id="vanished", registry=registry)
+    async def vanished(
+        event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        # A VIP deleted before it got our finalizer never reaches the delete handler; its
+        # children still have to learn that their parent is gone.
+        if event.get("type") != "DELETED":
+            return
+        memo.engine.attach(kwargs)
+        if memo.engine.vip((namespace, name)) is None:
+            memo.engine.release((namespace, name))
+            await memo.engine.orphan_children((namespace, name))
 
     del settings

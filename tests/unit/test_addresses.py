@@ -15,7 +15,7 @@ def test_ipv4_subnet_skips_network_and_broadcast() -> None:
 
 
 def test_cidr_given_with_host_bits_set_means_its_network() -> None:
-    assert list(pool_addresses(["10.0.0.5/30"])) == ["10.0.0.1", "10.0.0.2"]
+    assert list(pool_addresses(["10.0.0.5/30"])) == ["10.0.0.5", "10.0.0.6"]
 
 
 def test_slash_32_is_a_single_address() -> None:
@@ -24,9 +24,10 @@ def test_slash_32_is_a_single_address() -> None:
     assert allocate(["192.0.2.7/32"], ["192.0.2.7"]) is None
 
 
-def test_slash_31_has_two_usable_addresses() -> None:
-    # RFC 3021 point-to-point: both addresses are hosts.
+def test_point_to_point_subnets_have_two_usable_addresses() -> None:
+    # RFC 3021 (/31) and RFC 6164 (/127): both addresses are hosts.
     assert list(pool_addresses(["192.0.2.0/31"])) == ["192.0.2.0", "192.0.2.1"]
+    assert list(pool_addresses(["2001:db8::/127"])) == ["2001:db8::", "2001:db8::1"]
 
 
 def test_range_includes_both_ends() -> None:
@@ -88,7 +89,7 @@ def test_first_free() -> None:
 
 
 def test_next_entry_once_the_first_is_used_up() -> None:
-    pool = ["10.0.0.1-10.0.0.2", "2001:db8::/127"]
+    pool = ["10.0.0.1-10.0.0.2", "2001:db8::/126"]
     assert allocate(pool, ["10.0.0.1", "10.0.0.2"]) == "2001:db8::1"
 
 
@@ -122,21 +123,23 @@ def test_pool_in_expanded_form_is_compared_by_value() -> None:
 # ---- property ----------------------------------------------------------------------------------
 
 
-def _expected_hosts(entry: str) -> set[int]:
-    """The addresses of one pool entry, as integers, worked out from first principles."""
+def _expected_hosts(entry: str) -> set[tuple[int, int]]:
+    """(version, integer) of each address of one pool entry, worked out from first principles."""
     if "-" in entry:
-        a, b = entry.split("-")
-        return set(range(int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b)) + 1))
+        a, b = (ipaddress.ip_address(x) for x in entry.split("-"))
+        return {(a.version, i) for i in range(int(a), int(b) + 1)}
     address, prefix = entry.split("/")
     base = ipaddress.ip_address(address)
     bits = 32 if base.version == 4 else 128
     size = 1 << (bits - int(prefix))
     first = int(base) & ~(size - 1)
-    if size == 1:
-        return {first}
-    if base.version == 4:
-        return set(range(first, first + size)) if size == 2 else set(range(first + 1, first + size - 1))
-    return set(range(first + 1, first + size))  # IPv6: no broadcast; the anycast :: is skipped
+    if size <= 2:  # a single address, or a point-to-point /31 (RFC 3021) or /127 (RFC 6164)
+        hosts = range(first, first + size)
+    elif base.version == 4:
+        hosts = range(first + 1, first + size - 1)
+    else:  # IPv6 has no broadcast; only the Subnet-Router anycast (network address) is skipped
+        hosts = range(first + 1, first + size)
+    return {(base.version, i) for i in hosts}
 
 
 V4_BASE = int(ipaddress.IPv4Address("10.1.2.0"))
@@ -162,8 +165,6 @@ def entries(draw: st.DrawFn) -> str:
 @given(pool=st.lists(entries(), min_size=0, max_size=4), expand=st.booleans())
 def test_allocating_until_exhausted(pool: list[str], expand: bool) -> None:
     expected = set().union(*(_expected_hosts(e) for e in pool)) if pool else set()
-    v4 = {e.split("-")[0].split("/")[0] for e in pool if ":" not in e}
-    del v4
     used: list[str] = []
     got: list[str] = []
     for _ in range(len(expected) + 5):
@@ -175,5 +176,5 @@ def test_allocating_until_exhausted(pool: list[str], expand: bool) -> None:
         used.append(ipaddress.ip_address(address).exploded if expand else address)
     assert allocate(pool, used) is None
     assert len(got) == len(set(got)), "an address was handed out twice"
-    assert {int(ipaddress.ip_address(a)) for a in got} == expected
+    assert {(ip.version, int(ip)) for ip in map(ipaddress.ip_address, got)} == expected
     assert len(got) == len(expected)

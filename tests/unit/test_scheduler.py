@@ -142,8 +142,10 @@ def test_at_capacity_is_excluded() -> None:
 
 
 def test_allowed_namespaces() -> None:
-    devices = [device("only-b", allowedNamespaces=["team-b"]), device("a-too", count=9,
-               allowedNamespaces=["team-a", "team-b"])]  # fmt: skip
+    devices = [
+        device("only-b", allowedNamespaces=["team-b"]),
+        device("a-too", count=9, allowedNamespaces=["team-a", "team-b"]),
+    ]
     d = run(devices, namespace="team-a")
     assert chosen_name(d) == "a-too"
     assert d.exclusions == {"only-b": "not allowed for namespace team-a"}
@@ -255,8 +257,10 @@ def test_driver_check_is_not_asked_about_devices_already_excluded() -> None:
         seen.append(c.name)
         return None
 
-    run([device("down", phase="NotReady"), device("full", count=10), device("ok")],
-        driver_check=check)  # fmt: skip
+    run(
+        [device("down", phase="NotReady"), device("full", count=10), device("ok")],
+        driver_check=check,
+    )
     assert seen == ["ok"]
 
 

@@ -1,0 +1,485 @@
+"""The HAProxy driver against a real HAProxy and real traffic.
+
+Each test starts its own backends and its own HAProxy (through the driver, in a private state
+dir), sends traffic through a VIP on 127.0.10.x and checks what the members saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from dataplane.hxsupport import (
+    Backend,
+    Backends,
+    Device,
+    EchoBackend,
+    free_vip,
+    get,
+    spread,
+    stop_haproxy,
+    wait_for,
+)
+
+from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.member import MemberOperatingStatus, MemberSpec
+from lbaas.api.pool import PoolSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import DriverError, LoadBalancer, MemberEntry
+from lbaas.drivers.haproxy import driver as driver_module
+
+pytestmark = pytest.mark.haproxy
+
+FAST_MONITOR = {
+    "type": "HTTP",
+    "urlPath": "/healthz",
+    "delay": 1,
+    "timeout": 1,
+    "maxRetries": 1,
+    "maxRetriesDown": 1,
+}
+
+
+def make_lb(
+    vip: tuple[str, int],
+    members: list[Backend] | list[EchoBackend],
+    *,
+    name: str = "web",
+    pool: dict[str, Any] | None = None,
+    monitor: dict[str, Any] | None = None,
+    member_spec: dict[str, dict[str, Any]] | None = None,
+    **spec: Any,
+) -> LoadBalancer:
+    spec.setdefault("protocol", "HTTP")
+    return LoadBalancer(
+        namespace="dp",
+        name=name,
+        address=vip[0],
+        spec=VIPSpec(port=vip[1], **spec),
+        pool_name="pool",
+        pool=PoolSpec(vipRef=name, **(pool or {})),
+        members=tuple(
+            MemberEntry(
+                b.name,
+                MemberSpec(
+                    poolRef="pool",
+                    address=b.address,
+                    port=b.port,
+                    **(member_spec or {}).get(b.name, {}),
+                ),
+            )
+            for b in members
+        ),
+        monitor_name="hm" if monitor else None,
+        monitor=HealthMonitorSpec(poolRef="pool", **monitor) if monitor else None,
+    )
+
+
+def refused(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def within(count: int, expected: float, tolerance: float = 0.10) -> bool:
+    return abs(count - expected) <= expected * tolerance
+
+
+# -- balancing ----------------------------------------------------------------------------
+
+
+def test_round_robin_spreads_evenly(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(3), free_vip()
+    device.driver.apply(device.handle, make_lb(vip, members))
+    seen = spread(*vip, 300)
+    assert sum(seen.values()) == 300
+    assert all(within(seen[b.name], 100) for b in members), seen
+
+
+def test_weights_3_to_1(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(2), free_vip()
+    lb = make_lb(vip, members, member_spec={"b0": {"weight": 3}, "b1": {"weight": 1}})
+    device.driver.apply(device.handle, lb)
+    seen = spread(*vip, 400)
+    assert within(seen["b0"], 300) and within(seen["b1"], 100), seen
+
+
+def test_backup_serves_only_when_the_others_are_down(device: Device, backends: Backends) -> None:
+    primary, secondary, backup = backends.http(3)
+    vip = free_vip()
+    lb = make_lb(
+        vip,
+        [primary, secondary, backup],
+        monitor=FAST_MONITOR,
+        member_spec={backup.name: {"backup": True}},
+    )
+    device.driver.apply(device.handle, lb)
+    assert backup.name not in spread(*vip, 40)
+    primary.healthy = secondary.healthy = False
+    wait_for(lambda: get(*vip)[1] == backup.name, timeout=4)
+    assert spread(*vip, 20) == {backup.name: 20}
+    primary.healthy = True
+    wait_for(lambda: get(*vip)[1] == primary.name, timeout=4)
+    assert spread(*vip, 20) == {primary.name: 20}
+
+
+def test_least_connections_avoids_the_busy_member(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(2), free_vip()
+    device.driver.apply(
+        device.handle, make_lb(vip, members, pool={"lbMethod": "LEAST_CONNECTIONS"})
+    )
+    slow = threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=1"})
+    slow.start()
+    wait_for(lambda: any(b.active for b in members), timeout=2)
+    busy = next(b for b in members if b.active)
+    idle = next(b for b in members if b is not busy)
+    assert spread(*vip, 20) == {idle.name: 20}
+    slow.join()
+
+
+def test_source_balancing_pins_each_client(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(3), free_vip()
+    device.driver.apply(device.handle, make_lb(vip, members, pool={"lbMethod": "SOURCE_IP"}))
+    chosen = set()
+    for client in range(1, 21):
+        seen = spread(*vip, 5, source=f"127.0.30.{client}")
+        assert len(seen) == 1, seen
+        chosen |= set(seen)
+    assert len(chosen) >= 2
+
+
+# -- health monitoring --------------------------------------------------------------------
+
+
+def test_http_monitor_takes_a_failing_member_out_and_back(
+    device: Device, backends: Backends
+) -> None:
+    members, vip = backends.http(2), free_vip()
+    monitor = {**FAST_MONITOR, "maxRetries": 2, "maxRetriesDown": 2, "expectedCodes": "200-204"}
+    lb = make_lb(vip, members, monitor=monitor)
+    device.driver.apply(device.handle, lb)
+    sick = members[1]
+
+    def status() -> MemberOperatingStatus:
+        return device.driver.member_status(device.handle, lb)[sick.name]
+
+    wait_for(lambda: status() == MemberOperatingStatus.ONLINE, timeout=3)
+    sick.healthy = False
+    took = wait_for(lambda: status() == MemberOperatingStatus.ERROR, timeout=1 * 2 + 1)
+    assert took <= 3
+    assert sick.name not in spread(*vip, 30)
+    sick.healthy = True
+    wait_for(lambda: status() == MemberOperatingStatus.ONLINE, timeout=1 * 2 + 1)
+    assert sick.name in spread(*vip, 10)
+
+
+def test_health_state_survives_a_reload(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(2), free_vip()
+    lb = make_lb(vip, members, monitor=FAST_MONITOR)
+    device.driver.apply(device.handle, lb)
+    sick = members[1]
+    sick.healthy = False
+    wait_for(
+        lambda: (
+            device.driver.member_status(device.handle, lb)[sick.name] == MemberOperatingStatus.ERROR
+        ),
+        timeout=3,
+    )
+    reloads = device.driver.reload_count(device.handle)
+    device.driver.apply(
+        device.handle,
+        dataclasses.replace(lb, spec=lb.spec.model_copy(update={"connection_limit": 1000})),
+    )
+    assert device.driver.reload_count(device.handle) == reloads + 1
+    # Without the server-state file the new worker would start the sick member as UP.
+    assert sick.name not in spread(*vip, 20)
+
+
+# -- persistence --------------------------------------------------------------------------
+
+
+def test_source_ip_persistence(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(3), free_vip()
+    lb = make_lb(vip, members, sessionPersistence={"type": "SOURCE_IP"})
+    device.driver.apply(device.handle, lb)
+    chosen = set()
+    for client in range(1, 7):
+        seen = spread(*vip, 6, source=f"127.0.31.{client}")
+        assert len(seen) == 1, seen
+        chosen |= set(seen)
+    assert len(chosen) == 3
+
+
+def test_http_cookie_persistence(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(3), free_vip()
+    device.driver.apply(
+        device.handle, make_lb(vip, members, sessionPersistence={"type": "HTTP_COOKIE"})
+    )
+    _, first, headers = get(*vip)
+    assert headers.get("set-cookie", "").startswith(f"SRVID={first};")
+    assert spread(*vip, 20, headers={"Cookie": f"SRVID={first}"}) == {first: 20}
+    assert len(spread(*vip, 6)) == 3
+
+
+def test_app_cookie_persistence(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(3), free_vip()
+    lb = make_lb(
+        vip, members, sessionPersistence={"type": "APP_COOKIE", "cookieName": "JSESSIONID"}
+    )
+    device.driver.apply(device.handle, lb)
+    _, owner, headers = get(*vip, "/login")
+    session = headers["set-cookie"].split(";")[0]
+    assert spread(*vip, 20, headers={"Cookie": session}) == {owner: 20}
+    assert len(spread(*vip, 6)) == 3
+
+
+# -- limits and admin state ---------------------------------------------------------------
+
+
+def test_connection_limit_is_enforced(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(1), free_vip()
+    device.driver.apply(device.handle, make_lb(vip, members, connectionLimit=2))
+    slow = [
+        threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=1.5"}) for _ in range(2)
+    ]
+    for thread in slow:
+        thread.start()
+    wait_for(lambda: members[0].active == 2, timeout=2)
+    with pytest.raises(TimeoutError):
+        get(*vip, timeout=0.7)
+    for thread in slow:
+        thread.join()
+    assert get(*vip)[0] == 200
+
+
+def test_member_admin_down_and_weight_are_runtime_changes(
+    device: Device, backends: Backends
+) -> None:
+    members, vip = backends.http(2), free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, members))
+    reloads = driver.reload_count(handle)
+    in_flight = threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=1"})
+    in_flight.start()
+    wait_for(lambda: any(b.active for b in members), timeout=2)
+    busy = next(b for b in members if b.active)
+    other = next(b for b in members if b is not busy)
+
+    down = make_lb(vip, members, member_spec={busy.name: {"adminStateUp": False}})
+    driver.apply(handle, down)
+    assert spread(*vip, 20) == {other.name: 20}
+    assert driver.member_status(handle, down)[busy.name] == MemberOperatingStatus.OFFLINE
+    hits = busy.hits
+    in_flight.join()  # the connection it already had is served to the end
+    assert busy.hits == hits and busy.active == 0
+
+    weighted = make_lb(vip, members, member_spec={busy.name: {"weight": 3}})
+    driver.apply(handle, weighted)
+    seen = spread(*vip, 200)
+    assert within(seen[busy.name], 150) and within(seen[other.name], 50), seen
+
+    drained = make_lb(vip, members, member_spec={busy.name: {"weight": 0}})
+    driver.apply(handle, drained)
+    assert spread(*vip, 20) == {other.name: 20}
+    assert driver.member_status(handle, drained)[busy.name] == MemberOperatingStatus.DRAINING
+    assert driver.reload_count(handle) == reloads
+    assert driver.state(handle).runtime_updates == 3
+    config = (device.state_dir / "haproxy.cfg").read_text()
+    assert f"server {busy.name} {busy.address}:{busy.port} weight 0\n" in config
+
+
+def test_runtime_values_survive_a_later_reload(device: Device, backends: Backends) -> None:
+    a, b, c = backends.http(3)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a, b]))
+    driver.apply(
+        handle,
+        make_lb(vip, [a, b], member_spec={"b0": {"adminStateUp": False}, "b1": {"weight": 3}}),
+    )
+    reloads = driver.reload_count(handle)
+    # A structural change (new member) that also undoes both runtime changes.
+    driver.apply(handle, make_lb(vip, [a, b, c]))
+    assert driver.reload_count(handle) == reloads + 1
+    seen = spread(*vip, 300)
+    assert all(within(seen[m.name], 100) for m in (a, b, c)), seen
+
+
+def test_vip_admin_down_stops_the_vip(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(1), free_vip()
+    device.driver.apply(device.handle, make_lb(vip, members))
+    assert get(*vip)[1] == "b0"
+    device.driver.apply(device.handle, make_lb(vip, members, adminStateUp=False))
+    wait_for(lambda: refused(*vip), timeout=3)
+    device.driver.apply(device.handle, make_lb(vip, members))
+    assert get(*vip)[1] == "b0"
+
+
+def test_tcp_vip_carries_raw_tcp(device: Device, backends: Backends) -> None:
+    members, vip = backends.echo(2), free_vip()
+    device.driver.apply(device.handle, make_lb(vip, members, protocol="TCP"))
+    answers = set()
+    for _ in range(4):
+        with socket.create_connection(vip, timeout=2) as sock:
+            sock.sendall(b"\x00\x01 not http\r\n")
+            answer = sock.makefile("rb").readline()
+        name, _, echoed = answer.partition(b":")
+        assert echoed == b"\x00\x01 not http\r\n"
+        answers.add(name)
+    assert answers == {b"e0", b"e1"}
+
+
+# -- safety -------------------------------------------------------------------------------
+
+
+def test_an_invalid_configuration_is_never_applied(
+    device: Device, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members, vip = backends.http(1), free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, members))
+    live = (device.state_dir / "haproxy.cfg").read_text()
+    reloads = driver.reload_count(handle)
+    real_render = driver_module.render
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        rendered = real_render(*args, **kw)
+        return dataclasses.replace(rendered, text=rendered.text + "    bogus-keyword 1\n")
+
+    monkeypatch.setattr(driver_module, "render", broken)
+    other = free_vip()
+    with pytest.raises(DriverError) as err:
+        driver.apply(handle, make_lb(other, members, name="other"))
+    assert err.value.reason == "InvalidConfiguration" and not err.value.retryable
+    assert "bogus-keyword" in err.value.user_message  # HAProxy's own error line
+    assert (device.state_dir / "haproxy.cfg").read_text() == live
+    assert not (device.state_dir / "vips" / "dp__other.json").exists()
+    assert driver.reload_count(handle) == reloads
+    assert get(*vip)[1] == "b0"
+    assert refused(*other)
+
+
+def test_a_reload_that_fails_keeps_the_live_configuration(
+    device: Device, backends: Backends
+) -> None:
+    members, vip = backends.http(1), free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, members))
+    live = (device.state_dir / "haproxy.cfg").read_text()
+    taken = free_vip()
+    with socket.socket() as squatter:
+        squatter.bind(taken)
+        squatter.listen()
+        with pytest.raises(DriverError) as err:
+            driver.apply(handle, make_lb(taken, members, name="taken"))
+    assert err.value.reason == "ReloadFailed"
+    assert "Address already in use" in err.value.user_message
+    assert (device.state_dir / "haproxy.cfg").read_text() == live
+    assert not (device.state_dir / "vips" / "dp__taken.json").exists()
+    assert get(*vip)[1] == "b0"
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+
+def test_a_new_driver_instance_adopts_the_running_haproxy(
+    make_device: Callable[..., Device], backends: Backends
+) -> None:
+    first = make_device()
+    members, vip, vip2 = backends.http(1), free_vip(), free_vip()
+    first.driver.apply(first.handle, make_lb(vip, members))
+    pid = first.master_pid()
+    restarted = type(first.driver)()
+    probe = restarted.probe(first.handle)
+    assert probe.ready and f"master pid {pid}" in probe.message
+    restarted.apply(first.handle, make_lb(vip2, members, name="second"))
+    assert first.master_pid() == pid
+    assert restarted.state(first.handle).starts == 1
+    assert get(*vip)[1] == "b0" and get(*vip2)[1] == "b0"
+
+
+def test_haproxy_outlives_the_operator_process(
+    make_device: Callable[..., Device], backends: Backends
+) -> None:
+    device = make_device()
+    members, vip = backends.http(1), free_vip()
+    lb = make_lb(vip, members)
+    script = (
+        "import json, sys\n"
+        "from lbaas.api.device import DeviceSpec\n"
+        "from lbaas.drivers.base import DeviceHandle\n"
+        "from lbaas.drivers.haproxy import HAProxyDriver\n"
+        "from lbaas.drivers.haproxy.store import load_tree\n"
+        "spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))\n"
+        "HAProxyDriver().apply(DeviceHandle('d', spec), load_tree(sys.argv[2]))\n"
+    )
+    from lbaas.drivers.haproxy.store import dump_tree
+
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            device.handle.spec.model_dump_json(by_alias=True),
+            dump_tree(lb),
+        ],
+        check=True,
+        cwd="/",
+        env=env,
+        timeout=30,
+    )
+    pid = device.master_pid()
+    assert pid is not None
+    assert get(*vip)[1] == "b0"
+    device.driver.apply(device.handle, make_lb(vip, members, connectionLimit=50))
+    assert device.master_pid() == pid
+    state = device.driver.state(device.handle)
+    assert (state.starts, state.reloads) == (1, 1)
+    assert get(*vip)[1] == "b0"
+
+
+def test_probe_restarts_a_dead_haproxy(device: Device, backends: Backends) -> None:
+    members, vip = backends.http(1), free_vip()
+    device.driver.apply(device.handle, make_lb(vip, members))
+    old_pid = device.master_pid()
+    stop_haproxy(device.state_dir)
+    assert refused(*vip)
+    probe = device.driver.probe(device.handle)
+    assert probe.ready, probe.message
+    assert device.master_pid() != old_pid
+    assert get(*vip)[1] == "b0"  # rebuilt from the VIP files
+
+
+def test_delete_removes_only_that_vip(device: Device, backends: Backends) -> None:
+    members, vip, vip2 = backends.http(1), free_vip(), free_vip()
+    one, two = make_lb(vip, members), make_lb(vip2, members, name="two")
+    device.driver.apply(device.handle, one)
+    device.driver.apply(device.handle, two)
+    device.driver.delete(device.handle, one)
+    device.driver.delete(device.handle, one)  # deleting what is absent succeeds
+    assert not (device.state_dir / "vips" / "dp__web.json").exists()
+    wait_for(lambda: refused(*vip), timeout=3)
+    assert get(*vip2)[1] == "b0"
+
+
+def test_unmanaged_device_needs_an_external_haproxy(
+    make_device: Callable[..., Device], backends: Backends
+) -> None:
+    device = make_device(managed=False)
+    probe = device.driver.probe(device.handle)
+    assert not probe.ready and "does not answer" in probe.message
+    with pytest.raises(DriverError) as err:
+        device.driver.apply(device.handle, make_lb(free_vip(), backends.http(1)))
+    assert err.value.retryable and err.value.reason == "HAProxyNotRunning"
+    assert device.master_pid() is None
+    assert list((device.state_dir / "vips").iterdir()) == []

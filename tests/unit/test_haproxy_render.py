@@ -1,0 +1,666 @@
+"""Rendering of the HAProxy configuration: every API field's mapping, the structure digest
+that decides reload vs runtime update, and the token filter against hostile values."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lbaas.api.device import DeviceSpec
+from lbaas.api.healthmonitor import HealthMonitorSpec, MonitorType
+from lbaas.api.member import MemberOperatingStatus, MemberSpec
+from lbaas.api.pool import PoolSpec
+from lbaas.api.vip import PersistenceType, Protocol, SessionPersistence, VIPSpec
+from lbaas.drivers.base import (
+    DeviceHandle,
+    DriverError,
+    LoadBalancer,
+    MemberEntry,
+    UnsupportedError,
+)
+from lbaas.drivers.haproxy import HAProxyDriver
+from lbaas.drivers.haproxy.config import parse_config
+from lbaas.drivers.haproxy.driver import operating_status
+from lbaas.drivers.haproxy.render import (
+    _ENV,
+    GlobalSettings,
+    ServerRuntime,
+    expect_rule,
+    render,
+    status_regex,
+)
+from lbaas.drivers.haproxy.runtime import ServerStat, parse_proc
+from lbaas.drivers.haproxy.store import dump_tree, load_tree
+from lbaas.drivers.haproxy.tokens import UnsafeValueError
+
+SETTINGS = GlobalSettings("/run/lb/haproxy.sock", "/run/lb/server-state", 900)
+
+
+def member(name: str = "m1", address: str = "10.0.0.1", port: int = 8080, **kw: Any) -> MemberEntry:
+    return MemberEntry(name, MemberSpec(poolRef="pool", address=address, port=port, **kw))
+
+
+def make_lb(
+    *,
+    name: str = "web",
+    namespace: str = "shop",
+    address: str = "192.0.2.10",
+    members: tuple[MemberEntry, ...] = (member(),),
+    pool: dict[str, Any] | None = None,
+    monitor: dict[str, Any] | None = None,
+    no_pool: bool = False,
+    **vip: Any,
+) -> LoadBalancer:
+    vip.setdefault("port", 80)
+    vip.setdefault("protocol", "HTTP")
+    return LoadBalancer(
+        namespace=namespace,
+        name=name,
+        address=address,
+        spec=VIPSpec(**vip),
+        pool_name=None if no_pool else "pool",
+        pool=None if no_pool else PoolSpec(vipRef=name, **(pool or {})),
+        members=() if no_pool else members,
+        monitor_name="hm" if monitor else None,
+        monitor=HealthMonitorSpec(poolRef="pool", **monitor) if monitor else None,
+    )
+
+
+def text(*lbs: LoadBalancer) -> str:
+    return render(lbs, SETTINGS).text
+
+
+def section(config: str, header: str) -> str:
+    """The lines of one ``frontend``/``backend`` section."""
+    match = re.search(rf"^{re.escape(header)}\n((?:    .*\n|\n)*)", config, re.M)
+    assert match, f"{header} not in:\n{config}"
+    return match.group(1)
+
+
+def server_line(config: str, name: str) -> str:
+    match = re.search(rf"^    server {re.escape(name)} .*$", config, re.M)
+    assert match, f"server {name} not in:\n{config}"
+    return match.group(0)
+
+
+# -- global, names, listeners -------------------------------------------------------------
+
+
+def test_global_section_has_admin_socket_and_server_state() -> None:
+    config = text(make_lb())
+    assert "stats socket /run/lb/haproxy.sock mode 600 level admin expose-fd listeners" in config
+    assert "server-state-file /run/lb/server-state" in config
+    assert "load-server-state-from-file global" in config
+    assert "hard-stop-after 900s" in config
+    for timeout in ("connect", "client", "server"):
+        assert f"timeout {timeout} " in config
+
+
+def test_names_come_from_the_vip_key_and_bind_on_address_port() -> None:
+    config = text(make_lb(namespace="team-a", name="web.v2", port=8443))
+    fe = section(config, "frontend fe_team-a__web.v2")
+    assert "    bind 192.0.2.10:8443\n" in fe
+    assert "    default_backend be_team-a__web.v2\n" in fe
+    assert "backend be_team-a__web.v2" in config
+
+
+def test_ipv6_addresses_are_bracketed() -> None:
+    lb = make_lb(
+        address="2001:db8::10",
+        members=(member(address="2001:db8::1", monitorAddress="2001:db8::2", monitorPort=9),),
+        monitor={"type": "TCP"},
+    )
+    config = text(lb)
+    assert "    bind [2001:db8::10]:80\n" in config
+    assert "[2001:db8::1]:8080" in server_line(config, "m1")
+    assert "addr [2001:db8::2] port 9" in server_line(config, "m1")
+
+
+@pytest.mark.parametrize(("protocol", "mode"), [("TCP", "tcp"), ("HTTP", "http"), ("HTTPS", "tcp")])
+def test_protocol_sets_mode_https_is_passthrough(protocol: str, mode: str) -> None:
+    config = text(make_lb(protocol=protocol))
+    assert f"    mode {mode}\n" in section(config, "frontend fe_shop__web")
+    assert f"    mode {mode}\n" in section(config, "backend be_shop__web")
+    assert "ssl" not in config.split("defaults", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("method", "balance"),
+    [("ROUND_ROBIN", "roundrobin"), ("LEAST_CONNECTIONS", "leastconn"), ("SOURCE_IP", "source")],
+)
+def test_lb_method(method: str, balance: str) -> None:
+    config = text(make_lb(pool={"lbMethod": method}))
+    assert f"    balance {balance}\n" in section(config, "backend be_shop__web")
+
+
+def test_connection_limit_is_frontend_maxconn_and_unlimited_omits_it() -> None:
+    assert "    maxconn 250\n" in section(
+        text(make_lb(connectionLimit=250)), "frontend fe_shop__web"
+    )
+    assert "maxconn" not in text(make_lb(connectionLimit=-1))
+
+
+def test_vip_admin_down_disables_the_frontend() -> None:
+    assert "    disabled\n" in section(text(make_lb(adminStateUp=False)), "frontend fe_shop__web")
+    assert "disabled" not in text(make_lb())
+
+
+# -- members ------------------------------------------------------------------------------
+
+
+def test_member_fields() -> None:
+    lb = make_lb(
+        members=(
+            member("a", weight=3),
+            member("b", weight=0),
+            member("c", backup=True),
+            member("d", adminStateUp=False),
+        )
+    )
+    config = text(lb)
+    assert server_line(config, "a") == "    server a 10.0.0.1:8080 weight 3"
+    assert server_line(config, "b") == "    server b 10.0.0.1:8080 weight 0"
+    assert server_line(config, "c") == "    server c 10.0.0.1:8080 weight 1 backup"
+    assert server_line(config, "d") == "    server d 10.0.0.1:8080 weight 1 disabled"
+
+
+def test_no_monitor_means_no_check_and_no_check_address() -> None:
+    config = text(make_lb(members=(member(monitorAddress="10.0.0.9", monitorPort=99),)))
+    assert "check" not in config.split("defaults", 1)[1]
+    assert "addr" not in server_line(config, "m1")
+
+
+@pytest.mark.parametrize("case", ["no pool", "no members", "pool down"])
+def test_vip_without_servers_gets_an_empty_backend(case: str) -> None:
+    if case == "no pool":
+        lb = make_lb(no_pool=True)
+    elif case == "no members":
+        lb = make_lb(members=())
+    else:
+        lb = make_lb(pool={"adminStateUp": False})
+    config = text(lb)
+    assert "default_backend be_shop__web" in config
+    assert "    server " not in section(config, "backend be_shop__web")
+
+
+# -- persistence --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("address", "table"), [("192.0.2.1", "ip"), ("2001:db8::1", "ipv6")])
+def test_source_ip_persistence(address: str, table: str) -> None:
+    config = text(make_lb(address=address, sessionPersistence={"type": "SOURCE_IP"}))
+    be = section(config, "backend be_shop__web")
+    assert f"    stick-table type {table} size 100k expire 30m\n" in be
+    assert "    stick on src\n" in be
+
+
+def test_http_cookie_persistence_inserts_a_cookie_per_server() -> None:
+    lb = make_lb(sessionPersistence={"type": "HTTP_COOKIE"}, members=(member("a"), member("b")))
+    config = text(lb)
+    assert "    cookie SRVID insert indirect nocache\n" in config
+    assert server_line(config, "a").endswith(" cookie a")
+    assert server_line(config, "b").endswith(" cookie b")
+    named = text(make_lb(sessionPersistence={"type": "HTTP_COOKIE", "cookieName": "LB"}))
+    assert "    cookie LB insert indirect nocache\n" in named
+
+
+def test_app_cookie_persistence_learns_the_application_cookie() -> None:
+    config = text(make_lb(sessionPersistence={"type": "APP_COOKIE", "cookieName": "JSESSIONID"}))
+    be = section(config, "backend be_shop__web")
+    assert "    stick-table type string len 128 size 100k expire 30m\n" in be
+    assert "    stick store-response res.cook(JSESSIONID)\n" in be
+    assert "    stick match req.cook(JSESSIONID)\n" in be
+
+
+@pytest.mark.parametrize("kind", ["HTTP_COOKIE", "APP_COOKIE"])
+@pytest.mark.parametrize("protocol", ["TCP", "HTTPS"])
+def test_cookie_persistence_needs_http(kind: str, protocol: str) -> None:
+    lb = make_lb(protocol=protocol, sessionPersistence={"type": kind, "cookieName": "c"})
+    assert "needs protocol HTTP" in (HAProxyDriver().supports(lb) or "")
+    with pytest.raises(UnsupportedError):
+        text(lb)
+
+
+def test_cookie_names_haproxy_cannot_parse_are_unsupported() -> None:
+    lb = make_lb(sessionPersistence={"type": "APP_COOKIE", "cookieName": "a#b"})
+    assert "cannot be used by HAProxy" in (HAProxyDriver().supports(lb) or "")
+    with pytest.raises(UnsupportedError):
+        text(lb)
+
+
+# -- health monitors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["PING", "TCP"])
+def test_connect_checks(kind: str) -> None:
+    config = text(
+        make_lb(
+            monitor={"type": kind, "delay": 7, "timeout": 2, "maxRetries": 4, "maxRetriesDown": 5}
+        )
+    )
+    be = section(config, "backend be_shop__web")
+    assert "    default-server check inter 7s rise 4 fall 5\n" in be
+    assert "    timeout check 2s\n" in be
+    assert "httpchk" not in be and "check-ssl" not in be
+
+
+def test_http_check() -> None:
+    monitor = {
+        "type": "HTTP",
+        "httpMethod": "HEAD",
+        "urlPath": "/healthz?full=1",
+        "expectedCodes": "200",
+    }
+    be = section(text(make_lb(monitor=monitor)), "backend be_shop__web")
+    assert "    option httpchk HEAD /healthz?full=1\n" in be
+    assert "    http-check expect status 200\n" in be
+    assert "    default-server check inter 5s rise 3 fall 3\n" in be
+
+
+def test_https_check_uses_tls_without_verification() -> None:
+    be = section(text(make_lb(protocol="HTTPS", monitor={"type": "HTTPS"})), "backend be_shop__web")
+    assert "    option httpchk GET /\n" in be
+    assert be.count("check-ssl verify none") == 1
+
+
+def test_monitor_address_and_port_go_on_the_server_line() -> None:
+    lb = make_lb(
+        members=(member(monitorAddress="10.0.0.9", monitorPort=9000),), monitor={"type": "TCP"}
+    )
+    assert server_line(text(lb), "m1").endswith(" addr 10.0.0.9 port 9000")
+
+
+def test_admin_down_monitor_checks_nothing() -> None:
+    config = text(make_lb(monitor={"type": "HTTP", "adminStateUp": False}))
+    assert "check" not in config.split("defaults", 1)[1]
+
+
+def test_path_quote_is_escaped_not_emitted_raw() -> None:
+    be = section(text(make_lb(monitor={"type": "HTTP", "urlPath": "/a'b"})), "backend be_shop__web")
+    assert "    option httpchk GET /a\\'b\n" in be
+
+
+@pytest.mark.parametrize(
+    ("codes", "rule"),
+    [
+        ("200", ("status", 200)),
+        ("200,202", ("rstatus", "^(?:20[02])$")),
+        ("200-204", ("rstatus", "^(?:20[0-4])$")),
+        ("200-299", ("rstatus", "^(?:2[0-9][0-9])$")),
+        ("200-204,301,302", ("rstatus", "^(?:20[0-4]|30[12])$")),
+        ("199-201", ("rstatus", "^(?:199|20[01])$")),
+    ],
+)
+def test_expected_codes(codes: str, rule: tuple[str, object]) -> None:
+    assert expect_rule(codes) == rule
+
+
+def test_expected_codes_render_as_rstatus() -> None:
+    be = section(
+        text(make_lb(monitor={"type": "HTTP", "expectedCodes": "200-204"})), "backend be_shop__web"
+    )
+    assert "    http-check expect rstatus ^(?:20[0-4])$\n" in be
+
+
+@given(st.lists(st.tuples(st.integers(100, 599), st.integers(0, 120)), min_size=1, max_size=5))
+def test_status_regex_matches_exactly_the_codes(spans: list[tuple[int, int]]) -> None:
+    ranges = [(low, min(599, low + width)) for low, width in spans]
+    wanted = {c for low, high in ranges for c in range(low, high + 1)}
+    regex = re.compile(status_regex(ranges))
+    assert {c for c in range(100, 600) if regex.match(str(c))} == wanted
+
+
+def test_reversed_range_is_rejected() -> None:
+    with pytest.raises(UnsafeValueError):
+        expect_rule("204-200")
+
+
+# -- structure digest and runtime values --------------------------------------------------
+
+
+def test_weight_and_admin_state_do_not_change_the_structure() -> None:
+    base = render([make_lb(members=(member("a"), member("b")))], SETTINGS)
+    runtime_only = render(
+        [make_lb(members=(member("a", weight=0), member("b", adminStateUp=False)))], SETTINGS
+    )
+    assert base.text != runtime_only.text
+    assert base.structure == runtime_only.structure
+    assert runtime_only.servers == {
+        "be_shop__web/a": ServerRuntime(0, True),
+        "be_shop__web/b": ServerRuntime(1, False),
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"members": (member("a", port=9090),)},
+        {"members": (member("a"), member("b"))},
+        {"members": (member("a", backup=True),)},
+        {"monitor": {"type": "TCP"}},
+        {"connectionLimit": 5},
+        {"adminStateUp": False},
+        {"pool": {"lbMethod": "SOURCE_IP"}},
+    ],
+)
+def test_anything_else_changes_the_structure(change: dict[str, Any]) -> None:
+    kw: dict[str, Any] = {"members": (member("a"),), **change}
+    assert (
+        render([make_lb(**kw)], SETTINGS).structure
+        != render([make_lb(members=(member("a"),))], SETTINGS).structure
+    )
+
+
+def test_vips_render_in_key_order_and_listeners_must_be_unique() -> None:
+    one, two = make_lb(name="b"), make_lb(name="a", port=81)
+    assert text(one, two) == text(two, one)
+    assert text(one, two).index("fe_shop__a") < text(one, two).index("fe_shop__b")
+    with pytest.raises(DriverError) as err:
+        text(one, make_lb(name="c"))
+    assert err.value.reason == "AddressInUse"
+
+
+# -- hostile values: nothing outside a token's safe set reaches the file ------------------
+
+HOSTILE = ["x\n    server evil 6.6.6.6:80", "a b", "a#b", "a'b", 'a"b', "a\rb", "a\\b", "a;b"]
+
+
+def _hostile_lbs(value: str) -> list[LoadBalancer]:
+    def m(**kw: Any) -> MemberEntry:
+        fields = {
+            "pool_ref": "pool",
+            "address": "10.0.0.1",
+            "port": 80,
+            "weight": 1,
+            "backup": False,
+            "admin_state_up": True,
+            "monitor_address": None,
+            "monitor_port": None,
+            **kw,
+        }
+        return MemberEntry("m", MemberSpec.model_construct(**fields))
+
+    def monitor(**kw: Any) -> HealthMonitorSpec:
+        return HealthMonitorSpec.model_construct(pool_ref="pool", type=MonitorType.HTTP, **kw)
+
+    base = make_lb()
+    cookie = VIPSpec.model_construct(
+        port=80,
+        protocol=Protocol.HTTP,
+        connection_limit=-1,
+        admin_state_up=True,
+        session_persistence=SessionPersistence.model_construct(
+            type=PersistenceType.APP_COOKIE, cookie_name=value
+        ),
+    )
+    return [
+        LoadBalancer("shop", value, base.address, base.spec, "pool", base.pool, base.members),
+        LoadBalancer(value, "web", base.address, base.spec, "pool", base.pool, base.members),
+        LoadBalancer("shop", "web", value, base.spec, "pool", base.pool, base.members),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            (MemberEntry(value, base.members[0].spec),),
+        ),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            (m(address="10.0.0.1" + value),),
+        ),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            (m(monitor_address=value),),
+            "hm",
+            monitor(),
+        ),
+        LoadBalancer("shop", "web", base.address, base.spec, "pool", base.pool, (m(weight=value),)),
+        LoadBalancer("shop", "web", base.address, base.spec, "pool", base.pool, (m(port=value),)),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            base.members,
+            "hm",
+            monitor(url_path="/" + value),
+        ),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            base.members,
+            "hm",
+            monitor(http_method="GET" + value),
+        ),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            base.members,
+            "hm",
+            monitor(expected_codes="200" + value),
+        ),
+        LoadBalancer(
+            "shop",
+            "web",
+            base.address,
+            base.spec,
+            "pool",
+            base.pool,
+            base.members,
+            "hm",
+            monitor(delay=value),
+        ),
+        LoadBalancer("shop", "web", base.address, cookie, "pool", base.pool, base.members),
+    ]
+
+
+CASES = [
+    "vip name",
+    "namespace",
+    "vip address",
+    "member name",
+    "member address",
+    "monitor address",
+    "weight",
+    "port",
+    "url path",
+    "http method",
+    "expected codes",
+    "delay",
+    "cookie name",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("case", range(len(CASES)), ids=CASES)
+def test_hostile_values_are_refused(case: int, value: str) -> None:
+    if CASES[case] == "url path" and value in ("a'b", "a;b"):
+        pytest.skip("valid in a path: ';' is harmless, a quote is escaped (see that test)")
+    lb = _hostile_lbs(value)[case]
+    with pytest.raises((UnsafeValueError, UnsupportedError)):
+        text(lb)
+
+
+@pytest.mark.parametrize("case", [0, 1, 3], ids=["vip name", "namespace", "member name"])
+@pytest.mark.parametrize("value", ["", "UPPER", "a__b", "-a"])
+def test_names_must_be_kubernetes_names(case: int, value: str) -> None:
+    with pytest.raises(UnsafeValueError):
+        text(_hostile_lbs(value)[case])
+
+
+def test_driver_reports_hostile_values_as_invalid_configuration(tmp_path: Path) -> None:
+    lb = _hostile_lbs("x\n    server evil 6.6.6.6:80")[4]
+    driver = HAProxyDriver()
+    device_config = {"stateDir": str(tmp_path), "haproxyBinary": "/bin/false"}
+    device = DeviceHandle("d", DeviceSpec(driver="haproxy", config=device_config))
+    with pytest.raises(DriverError) as err:
+        driver.apply(device, lb)
+    assert err.value.reason == "InvalidConfiguration"
+    assert not err.value.retryable
+    assert not (tmp_path / "haproxy.cfg").exists()
+    assert list((tmp_path / "vips").iterdir()) == []
+
+
+def test_templates_cannot_print_an_unfiltered_value() -> None:
+    with pytest.raises(UnsafeValueError):
+        _ENV.from_string("server {{ name }}").render(name="ok")
+    assert _ENV.from_string("server {{ name|tok('name') }}").render(name="ok") == "server ok"
+
+
+def test_everything_at_once_is_accepted_by_haproxy(tmp_path: Path) -> None:
+    binary = shutil.which("haproxy") or shutil.which("/usr/sbin/haproxy")
+    if not binary:
+        if os.environ.get("LBAAS_STRICT") == "1":
+            pytest.fail("haproxy binary not found (LBAAS_STRICT=1 forbids skipping)")
+        pytest.skip("haproxy binary not found")
+    lbs = [
+        make_lb(
+            name="http",
+            connectionLimit=10,
+            sessionPersistence={"type": "HTTP_COOKIE"},
+            members=(
+                member("a", weight=3),
+                member("b", backup=True),
+                member("c", adminStateUp=False, monitorAddress="10.0.0.9", monitorPort=9),
+            ),
+            monitor={"type": "HTTP", "expectedCodes": "200-204,301", "urlPath": "/h'z"},
+        ),
+        make_lb(
+            name="app",
+            port=81,
+            sessionPersistence={"type": "APP_COOKIE", "cookieName": "A!$%&*+.^_|~-z"},
+        ),
+        make_lb(
+            name="tls",
+            port=443,
+            protocol="HTTPS",
+            pool={"lbMethod": "SOURCE_IP"},
+            sessionPersistence={"type": "SOURCE_IP"},
+            monitor={"type": "HTTPS"},
+        ),
+        make_lb(
+            name="tcp",
+            address="2001:db8::1",
+            protocol="TCP",
+            adminStateUp=False,
+            pool={"lbMethod": "LEAST_CONNECTIONS"},
+            monitor={"type": "PING"},
+            members=(member("v6", address="2001:db8::2", weight=0),),
+        ),
+        make_lb(name="empty", port=82, no_pool=True),
+    ]
+    settings = GlobalSettings(str(tmp_path / "s.sock"), str(tmp_path / "state"), 60)
+    (tmp_path / "state").write_text("1\n")
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(render(lbs, settings).text)
+    result = subprocess.run(
+        [binary, "-c", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- device config, status mapping, stored trees ------------------------------------------
+
+
+def test_device_config_defaults() -> None:
+    config = parse_config({"stateDir": "/var/lib/lb/dev1"})
+    assert config.managed is True
+    assert config.haproxy_binary == "haproxy"
+    assert str(config.paths().master_socket) == "/var/lib/lb/dev1/master.sock"
+    assert str(config.paths().runtime_socket) == "/var/lib/lb/dev1/haproxy.sock"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "stateDir: Field required"),
+        ({"stateDir": "relative/dir"}, "stateDir"),
+        ({"stateDir": "/a/../b"}, "without '..'"),
+        ({"stateDir": "/ok", "managed": "perhaps"}, "managed"),
+        ({"stateDir": "/ok", "stateDri": "/typo"}, "stateDri: Extra inputs"),
+        ({"stateDir": "/ok", "runtimeSocket": "/x y"}, "runtimeSocket"),
+        ({"stateDir": "/" + "d" * 95}, "UNIX socket path limit"),
+    ],
+)
+def test_invalid_device_config(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(DriverError) as err:
+        HAProxyDriver().validate_config(config)
+    assert err.value.reason == "InvalidConfig"
+    assert not err.value.retryable
+    assert message in err.value.user_message
+
+
+@pytest.mark.parametrize(
+    ("status", "weight", "expected"),
+    [
+        ("MAINT", 1, MemberOperatingStatus.OFFLINE),
+        ("MAINT (via be/x)", 1, MemberOperatingStatus.OFFLINE),
+        ("DOWN", 1, MemberOperatingStatus.ERROR),
+        ("DOWN 1/2", 1, MemberOperatingStatus.ERROR),
+        ("DRAIN", 1, MemberOperatingStatus.DRAINING),
+        ("UP", 0, MemberOperatingStatus.DRAINING),
+        ("no check", 0, MemberOperatingStatus.DRAINING),
+        ("UP", 1, MemberOperatingStatus.ONLINE),
+        ("UP 1/3", 1, MemberOperatingStatus.ONLINE),
+        ("no check", 1, MemberOperatingStatus.NO_MONITOR),
+    ],
+)
+def test_operating_status(status: str, weight: int, expected: MemberOperatingStatus) -> None:
+    assert operating_status(ServerStat(status, weight, "")) == expected
+
+
+def test_show_proc_parsing() -> None:
+    info = parse_proc(
+        "#<PID>          <type>          <reloads>       <uptime>        <version>\n"
+        "15657           master          3 [failed: 1]   0d00h27m47s     2.6.12\n"
+        "# workers\n"
+        "25317           worker          0               0d00h00m17s     2.6.12\n"
+        "25100           worker          1               0d00h01m17s     2.6.12\n"
+        "# programs\n"
+    )
+    assert info is not None
+    assert (info.master_pid, info.reloads, info.failed_reloads) == (15657, 3, 1)
+    assert info.current_workers == [25317]
+    assert parse_proc("Unknown command") is None
+
+
+def test_stored_tree_round_trips() -> None:
+    lb = make_lb(
+        members=(member("a", weight=2, monitorPort=9),),
+        monitor={"type": "HTTP"},
+        sessionPersistence={"type": "SOURCE_IP"},
+    )
+    assert load_tree(dump_tree(lb)) == lb

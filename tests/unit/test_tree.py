@@ -1,0 +1,279 @@
+"""Building a VIP's desired tree from index snapshots, and rolling member health up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lbaas.api.vip import VIPSpec
+from lbaas.dispatch import vip_operating_status
+from lbaas.drivers.base import LoadBalancer
+from lbaas.tree import build_tree, snapshot
+
+NS = "team-a"
+
+
+def snap(
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    *,
+    created: str = "2024-01-01T00:00:00Z",
+    deleting: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": NS,
+        "uid": f"uid-{name}",
+        "generation": 1,
+        "creationTimestamp": created,
+        "resourceVersion": "7",  # not kept by snapshot
+        "managedFields": [{"manager": "kubectl"}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2024-02-01T00:00:00Z"
+    return snapshot(
+        {
+            "apiVersion": "lbaas.dev/v1alpha1",
+            "kind": kind,
+            "metadata": meta,
+            "spec": spec,
+            "status": {"phase": "Active", "kopf": {"progress": {}}},
+        }
+    )
+
+
+def vip(name: str = "web", **spec: Any) -> dict[str, Any]:
+    return snap("VIP", name, {"port": 80, **spec})
+
+
+def pool(name: str, vip_ref: str = "web", **kw: Any) -> dict[str, Any]:
+    return snap("Pool", name, {"vipRef": vip_ref, "protocol": "TCP"}, **kw)
+
+
+def member(name: str, pool_ref: str, address: str = "10.1.0.1", **kw: Any) -> dict[str, Any]:
+    return snap("Member", name, {"poolRef": pool_ref, "address": address, "port": 8080}, **kw)
+
+
+def monitor(name: str, pool_ref: str, **kw: Any) -> dict[str, Any]:
+    return snap("HealthMonitor", name, {"poolRef": pool_ref, "type": "TCP"}, **kw)
+
+
+def names(objs: list[Any]) -> list[tuple[str, str]]:
+    return [(o.kind, o.name) for o in objs]
+
+
+def problems(tree: Any) -> dict[str, str | None]:
+    return {o.name: o.problem_reason for o in tree.objects}
+
+
+def test_snapshot_keeps_what_the_operator_needs() -> None:
+    s = vip()
+    assert set(s["metadata"]) == {"name", "namespace", "uid", "generation", "creationTimestamp"}
+    assert s["status"] == {"phase": "Active"}
+    assert s["apiVersion"] == "lbaas.dev/v1alpha1"
+    assert s["kind"] == "VIP"
+
+
+def test_full_tree_becomes_a_load_balancer() -> None:
+    tree = build_tree(
+        vip(),
+        [pool("p")],
+        {"p": [member("m2", "p", "10.1.0.2"), member("m1", "p", "10.1.0.1")]},
+        {"p": [monitor("hm", "p")]},
+    )
+    assert all(o.problem is None for o in tree.objects)
+    assert tree.namespace == NS
+    lb = tree.load_balancer("192.0.2.10")
+    assert isinstance(lb, LoadBalancer)
+    assert lb.key == f"{NS}/web"
+    assert lb.address == "192.0.2.10"
+    assert lb.spec.port == 80
+    assert lb.pool_name == "p"
+    assert lb.pool is not None and lb.pool.vip_ref == "web"
+    assert sorted((m.name, m.spec.address) for m in lb.members) == [
+        ("m1", "10.1.0.1"),
+        ("m2", "10.1.0.2"),
+    ]
+    assert lb.monitor_name == "hm"
+    assert lb.monitor is not None and lb.monitor.type == "TCP"
+    assert names(tree.objects)[:2] == [("VIP", "web"), ("Pool", "p")]
+    assert sorted(names(tree.objects)) == sorted(
+        [("VIP", "web"), ("Pool", "p"), ("Member", "m1"), ("Member", "m2"), ("HealthMonitor", "hm")]
+    )
+
+
+def test_deleting_children_are_objects_but_not_desired() -> None:
+    tree = build_tree(
+        vip(),
+        [pool("p")],
+        {"p": [member("keep", "p"), member("gone", "p", "10.1.0.9", deleting=True)]},
+        {"p": [monitor("hm", "p", deleting=True)]},
+    )
+    lb = tree.load_balancer("192.0.2.10")
+    assert [m.name for m in lb.members] == ["keep"]
+    assert lb.monitor is None and lb.monitor_name is None
+    assert ("Member", "gone") in names(tree.objects)
+    assert ("HealthMonitor", "hm") in names(tree.objects)
+    assert all(o.problem is None for o in tree.objects)
+    assert {o.name for o in tree.objects if o.deleting} == {"gone", "hm"}
+
+
+def test_deleting_monitor_does_not_conflict_with_its_replacement() -> None:
+    tree = build_tree(
+        vip(),
+        [pool("p")],
+        {},
+        {
+            "p": [
+                monitor("old", "p", created="2024-01-01T00:00:00Z", deleting=True),
+                monitor("new", "p", created="2024-01-02T00:00:00Z"),
+            ]
+        },
+    )
+    assert tree.monitor_name == "new"
+    assert problems(tree)["old"] is None
+    assert problems(tree)["new"] is None
+
+
+def test_second_pool_is_a_conflict_and_the_oldest_wins() -> None:
+    young = pool("a-young", created="2024-03-01T00:00:00Z")
+    old = pool("z-old", created="2024-01-01T00:00:00Z")
+    tree = build_tree(
+        vip(),
+        [young, old],  # index order must not matter, nor name order
+        {
+            "z-old": [member("m-old", "z-old")],
+            "a-young": [member("m-a-young", "a-young", "10.1.0.2")],
+        },
+        {"a-young": [monitor("hm-a-young", "a-young")]},
+    )
+    assert tree.pool_name == "z-old"
+    lb = tree.load_balancer("192.0.2.10")
+    assert [m.name for m in lb.members] == ["m-old"]
+    assert lb.monitor is None
+    by_name = {o.name: o for o in tree.objects}
+    assert by_name["a-young"].problem_reason == "Conflict"
+    assert "VIP web already has pool z-old" in (by_name["a-young"].problem or "")
+    assert by_name["z-old"].problem is None
+    assert by_name["m-old"].problem is None
+    for child in ("m-a-young", "hm-a-young"):
+        assert by_name[child].problem_reason == "ParentConflict"
+        assert "its pool a-young is not in use" in (by_name[child].problem or "")
+
+
+def test_same_creation_time_is_broken_by_name() -> None:
+    tree = build_tree(vip(), [pool("b"), pool("a")], {}, {})
+    assert tree.pool_name == "a"
+    assert problems(tree)["b"] == "Conflict"
+
+
+def test_deleting_older_pool_does_not_win() -> None:
+    tree = build_tree(
+        vip(),
+        [
+            pool("old", created="2024-01-01T00:00:00Z", deleting=True),
+            pool("new", created="2024-05-01T00:00:00Z"),
+        ],
+        {"old": [member("m-old", "old")], "new": [member("m-new", "new")]},
+        {},
+    )
+    assert tree.pool_name == "new"
+    assert [m.name for m in tree.members] == ["m-new"]
+    assert all(o.problem is None for o in tree.objects)
+    assert ("Member", "m-old") in names(tree.objects)
+
+
+def test_second_monitor_is_a_conflict() -> None:
+    tree = build_tree(
+        vip(),
+        [pool("p")],
+        {},
+        {
+            "p": [
+                monitor("a-second", "p", created="2024-01-02T00:00:00Z"),
+                monitor("z-first", "p", created="2024-01-01T00:00:00Z"),
+            ]
+        },
+    )
+    assert tree.monitor_name == "z-first"
+    by_name = {o.name: o for o in tree.objects}
+    assert by_name["a-second"].problem_reason == "Conflict"
+    assert "pool p already has health monitor z-first" in (by_name["a-second"].problem or "")
+    assert by_name["z-first"].problem is None
+    assert by_name["p"].problem is None
+
+
+def test_invalid_vip_spec() -> None:
+    tree = build_tree(snap("VIP", "web", {"port": 0}), [], {}, {})
+    assert tree.vip_spec is None
+    assert tree.vip.problem_reason == "InvalidSpec"
+    assert "port" in (tree.vip.problem or "")
+
+
+def test_invalid_member_is_left_out_and_reported() -> None:
+    bad = snap("Member", "bad", {"poolRef": "p", "address": "not-an-ip", "port": 80})
+    tree = build_tree(vip(), [pool("p")], {"p": [bad, member("ok", "p")]}, {})
+    assert [m.name for m in tree.members] == ["ok"]
+    assert problems(tree)["bad"] == "InvalidSpec"
+    assert "address" in ({o.name: o for o in tree.objects}["bad"].problem or "")
+
+
+def test_invalid_monitor_is_left_out_and_reported() -> None:
+    bad = snap("HealthMonitor", "hm", {"poolRef": "p", "type": "TCP", "delay": 1, "timeout": 5})
+    tree = build_tree(vip(), [pool("p")], {}, {"p": [bad]})
+    assert tree.monitor is None and tree.monitor_name is None
+    assert problems(tree)["hm"] == "InvalidSpec"
+
+
+def test_invalid_pool_puts_its_children_in_parent_conflict() -> None:
+    bad = snap("Pool", "p", {"vipRef": "web", "lbMethod": "RANDOM"})
+    tree = build_tree(vip(), [bad], {"p": [member("m", "p")]}, {"p": [monitor("hm", "p")]})
+    assert tree.pool is None and tree.pool_name is None
+    assert tree.members == []
+    assert problems(tree) == {
+        "web": None,
+        "p": "InvalidSpec",
+        "m": "ParentConflict",
+        "hm": "ParentConflict",
+    }
+
+
+def test_no_pool() -> None:
+    tree = build_tree(vip(), [], {}, {})
+    assert [o.name for o in tree.objects] == ["web"]
+    lb = tree.load_balancer("192.0.2.10")
+    assert lb.pool is None and lb.pool_name is None
+    assert lb.members == ()
+    assert lb.monitor is None
+
+
+# ---- VIP operating status ----------------------------------------------------------------------
+
+
+def lb(admin_up: bool = True) -> LoadBalancer:
+    spec = VIPSpec.model_validate({"port": 80, "adminStateUp": admin_up})
+    return LoadBalancer(namespace=NS, name="web", address="192.0.2.10", spec=spec)
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        ({"a": "ONLINE", "b": "ONLINE"}, "ONLINE"),
+        ({"a": "NO_MONITOR"}, "ONLINE"),
+        ({"a": "ONLINE", "b": "OFFLINE", "c": "DRAINING"}, "ONLINE"),
+        ({"a": "ONLINE", "b": "ERROR"}, "DEGRADED"),
+        ({"a": "NO_MONITOR", "b": "ERROR", "c": "OFFLINE"}, "DEGRADED"),
+        ({"a": "ERROR", "b": "ERROR"}, "ERROR"),
+        ({"a": "OFFLINE", "b": "DRAINING"}, "ERROR"),
+        ({}, "ERROR"),
+    ],
+)
+def test_vip_operating_status(members: dict[str, str], expected: str) -> None:
+    assert vip_operating_status(lb(), members) == expected
+
+
+@pytest.mark.parametrize("members", [{"a": "ONLINE"}, {"a": "ERROR"}, {}])
+def test_admin_down_vip_is_offline(members: dict[str, str]) -> None:
+    assert vip_operating_status(lb(admin_up=False), members) == "OFFLINE"
