@@ -30,14 +30,16 @@ lint: install  ## ruff and mypy
 	mkdir -p .mypy-src && ln -sfn ../operator .mypy-src/lbaas
 	MYPYPATH=.mypy-src $(BIN)/mypy -p lbaas
 
-test: lint  ## the whole suite: lint, unit, cluster and data-plane tests
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: lint helm  ## the whole suite: lint, unit, cluster, data-plane and quick-start tests
+	HELM=$(HELM) $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install  ## unit tests only (no cluster)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-crds: install  ## regenerate crds/ from the API models
+crds: install  ## regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/lbaas-operator crds --out crds
+	rm -f charts/lbaas-operator/crds/*.yaml
+	cp crds/*.yaml charts/lbaas-operator/crds/
 
 cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else kind); prints `export KUBECONFIG=...`
 	@$(BIN)/python -m lbaas.devcluster up

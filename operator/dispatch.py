@@ -14,12 +14,13 @@ The loop is the only writer of a bound tree's statuses, so writes never race eac
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -121,10 +122,10 @@ class Engine:
         return self.indices.get(name) or {}
 
     def vip(self, key: VipKey) -> Snapshot | None:
-        return first(self._idx(IDX_VIPS).get(key))  # type: ignore[no-any-return]
+        return first(self._idx(IDX_VIPS).get(key))
 
     def device(self, name: str) -> Snapshot | None:
-        return first(self._idx(IDX_DEVICES).get(name))  # type: ignore[no-any-return]
+        return first(self._idx(IDX_DEVICES).get(name))
 
     def vip_key_of(self, kind: str, namespace: str, spec: Mapping[str, Any]) -> VipKey | None:
         """Member/HealthMonitor → Pool → VIP; Pool → VIP. None while the parent is missing."""
@@ -430,7 +431,7 @@ class Engine:
                 children=("Pending", "VIPNotScheduled", f"VIP {key[1]} has no device: {message}"),
             )
             if was != ("NoEligibleDevice", message):
-                kopf.warn(tree.vip.snap, reason="NoEligibleDevice", message=message)
+                _warn(tree.vip.snap, reason="NoEligibleDevice", message=message)
             return None
         self.unscheduled.discard(key)
         self.reservations[key] = (chosen, address)
@@ -442,7 +443,7 @@ class Engine:
             [Cond(SCHEDULED, True, "Scheduled", f"device {chosen}")],
             extra={"device": chosen, "address": address},
         )
-        kopf.info(
+        _info(
             tree.vip.snap,
             reason="Scheduled",
             message=f"bound to device {chosen}, address {address}",
@@ -500,7 +501,7 @@ class Engine:
                     driver_name,
                     "*scheduler*",
                     "select_device",
-                    lambda d=driver, h=handles: d.select_device(probe_lb, h),
+                    functools.partial(driver.select_device, probe_lb, handles),
                 )
             except DriverError as exc:
                 log.warning("select_device of %s failed: %s", driver_name, exc.user_message)
@@ -571,7 +572,7 @@ class Engine:
         found = await asyncio.to_thread(self.kube.patch_status, obj.kind, ns, obj.name, desired)
         if found:
             # Our own view until the watch event arrives: later cycles compare against it.
-            obj.snap["status"].update(desired)  # type: ignore[index]
+            obj.snap["status"].update(desired)
 
     async def _write_pending(self, tree: Tree, device: str, address: str) -> None:
         """Changed objects show Pending before the driver is called."""
@@ -642,7 +643,7 @@ class Engine:
             # NoEligibleDevice has its own Event; others get one when they turn (or change) Error.
             quiet = obj is tree.vip and o_reason == "NoEligibleDevice"
             if o_phase == "Error" and was != ("Error", o_message) and not quiet:
-                kopf.warn(obj.snap, reason=o_reason, message=o_message)
+                _warn(obj.snap, reason=o_reason, message=o_message)
 
     async def _write_active(
         self,
@@ -690,7 +691,7 @@ class Engine:
                     generation=obj.generation,
                 )
                 if was != ("Error", obj.problem):
-                    kopf.warn(obj.snap, reason=obj.problem_reason or "Invalid", message=obj.problem)
+                    _warn(obj.snap, reason=obj.problem_reason or "Invalid", message=obj.problem)
                 continue
             extra: dict[str, Any] = {}
             if obj is tree.vip:
@@ -738,14 +739,14 @@ class Engine:
                         f"removing from device {device_name} failed: {exc.user_message}",
                         delay=min(self.settings.retry_backoff_max, 2.0**retry),
                     ) from exc
-                kopf.warn(
+                _warn(
                     dict(body),
                     reason="DeleteAbandoned",
                     message=f"released after {retry + 1} failed attempts; device"
                     f" {device_name} may keep stale config: {exc.user_message}",
                 )
         elif device_name:
-            kopf.warn(
+            _warn(
                 dict(body),
                 reason="DeviceGone",
                 message=f"device {device_name} no longer exists; it may keep stale config",
@@ -799,6 +800,15 @@ class Engine:
                     Cond(READY, False, "WaitingForParent", "parent missing"),
                 ],
             )
+
+
+def _warn(obj: Mapping[str, Any], *, reason: str, message: str) -> None:
+    """A Warning Event on any object of a tree (kopf posts it; it wants the body's identity)."""
+    kopf.warn(cast(kopf.Body, obj), reason=reason, message=message)
+
+
+def _info(obj: Mapping[str, Any], *, reason: str, message: str) -> None:
+    kopf.info(cast(kopf.Body, obj), reason=reason, message=message)
 
 
 def vip_operating_status(lb: LoadBalancer, members: Mapping[str, str]) -> str:

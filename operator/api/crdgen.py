@@ -80,7 +80,7 @@ def structural(node: Any) -> Any:
 
 def model_schema(model: type[Any]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    return structural(_resolve(raw, raw.get("$defs", {})))  # type: ignore[no-any-return]
+    return structural(_resolve(raw, raw.get("$defs", {})))
 
 
 def crd(info: KindInfo) -> dict[str, Any]:

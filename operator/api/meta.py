@@ -48,7 +48,7 @@ def _check_pool_entry(value: str) -> str:
     if "-" in value:
         start, _, end = value.partition("-")
         first, last = ipaddress.ip_address(_check_ip(start)), ipaddress.ip_address(_check_ip(end))
-        if first.version != last.version or first > last:
+        if first.version != last.version or int(first) > int(last):
             raise ValueError(f"{value!r} is not a valid IP range (start-end)")
         return value
     try:

