@@ -68,8 +68,14 @@ def new_namespace() -> str:
 
 def bench_latency(api: Api, work: Path, trees: int) -> list[float]:
     ns = new_namespace()
-    FakeDevice(api, f"{ns}-dev", work, allowedNamespaces=[ns], addressPool=["10.50.0.0/16"],
-               capacity={"maxVIPs": 10000}).create()
+    FakeDevice(
+        api,
+        f"{ns}-dev",
+        work,
+        allowedNamespaces=[ns],
+        addressPool=["10.50.0.0/16"],
+        capacity={"maxVIPs": 10000},
+    ).create()
     latencies = []
     for i in range(trees):
         objs = tree(ns, f"l{i}", members=3, monitor=False)
@@ -87,12 +93,23 @@ def bench_latency(api: Api, work: Path, trees: int) -> list[float]:
     return latencies
 
 
-def bench_cold_start(api: Api, work: Path, vips: int, members: int, log: Path,
-                     ) -> tuple[float, float, float, int]:
+def bench_cold_start(
+    api: Api,
+    work: Path,
+    vips: int,
+    members: int,
+    log: Path,
+) -> tuple[float, float, float, int]:
     """Create everything with no operator running, then start one and time convergence."""
     ns = new_namespace()
-    device = FakeDevice(api, f"{ns}-dev", work, allowedNamespaces=[ns],
-                        addressPool=["10.60.0.0/16"], capacity={"maxVIPs": 10000})
+    device = FakeDevice(
+        api,
+        f"{ns}-dev",
+        work,
+        allowedNamespaces=[ns],
+        addressPool=["10.60.0.0/16"],
+        capacity={"maxVIPs": 10000},
+    )
     api.create(device.body)
     created = time.monotonic()
     for i in range(vips):
@@ -100,8 +117,7 @@ def bench_cold_start(api: Api, work: Path, vips: int, members: int, log: Path,
             api.create(obj)
     create_s = time.monotonic() - created
     total = vips * (members + 2)
-    operator = OperatorProcess(log, LBAAS_MEMBER_STATUS_INTERVAL="30",
-                               LBAAS_PROBE_INTERVAL="5")
+    operator = OperatorProcess(log, LBAAS_MEMBER_STATUS_INTERVAL="30", LBAAS_PROBE_INTERVAL="5")
     started = time.monotonic()
     operator.start()
     assert operator.proc is not None
@@ -143,24 +159,31 @@ def main() -> int:
         assert operator.proc is not None
         latency_rss = peak_rss_mb(operator.proc.pid)
         operator.stop()
-    table(f"(a) create VIP + Pool + 3 Members -> all Active, {args.trees} trees, fake driver", [
-        ("p50", f"{statistics.median(latencies) * 1000:.0f} ms"),
-        ("p95", f"{percentile(latencies, 95) * 1000:.0f} ms"),
-        ("p99", f"{percentile(latencies, 99) * 1000:.0f} ms"),
-        ("max", f"{max(latencies) * 1000:.0f} ms"),
-        ("operator peak RSS", f"{latency_rss:.0f} MB"),
-    ])
+    table(
+        f"(a) create VIP + Pool + 3 Members -> all Active, {args.trees} trees, fake driver",
+        [
+            ("p50", f"{statistics.median(latencies) * 1000:.0f} ms"),
+            ("p95", f"{percentile(latencies, 95) * 1000:.0f} ms"),
+            ("p99", f"{percentile(latencies, 99) * 1000:.0f} ms"),
+            ("max", f"{max(latencies) * 1000:.0f} ms"),
+            ("operator peak RSS", f"{latency_rss:.0f} MB"),
+        ],
+    )
 
     create_s, converge_s, rss, applies = bench_cold_start(
-        api, work, args.vips, args.members, work / "cold-operator.log")
+        api, work, args.vips, args.members, work / "cold-operator.log"
+    )
     objects = args.vips * (args.members + 2)
-    table(f"(b)+(c) {args.vips} VIPs x {args.members} members ({objects} objects),"
-          f" operator cold start", [
-        ("objects created (API, no operator)", f"{create_s:.1f} s"),
-        ("cold start -> all Active", f"{converge_s:.1f} s"),
-        ("applies by the driver", str(applies)),
-        ("operator peak RSS", f"{rss:.0f} MB"),
-    ])
+    table(
+        f"(b)+(c) {args.vips} VIPs x {args.members} members ({objects} objects),"
+        f" operator cold start",
+        [
+            ("objects created (API, no operator)", f"{create_s:.1f} s"),
+            ("cold start -> all Active", f"{converge_s:.1f} s"),
+            ("applies by the driver", str(applies)),
+            ("operator peak RSS", f"{rss:.0f} MB"),
+        ],
+    )
 
     if not args.no_dataplane:
         try:

@@ -167,6 +167,25 @@ class Engine:
                 used.add(reserved[1])
         return used
 
+    def refresh_gauges(self) -> None:
+        """Objects by kind and phase, and members by operating status, from the indices."""
+        counts: dict[tuple[str, str], int] = {}
+        members: dict[str, int] = {}
+        for index in (IDX_VIPS, IDX_POOLS, IDX_MEMBERS_BY_POOL, IDX_MONITORS_BY_POOL, IDX_DEVICES):
+            for store in self._idx(index).values():
+                for snap in store:
+                    phase = snap["status"].get("phase") or "None"
+                    counts[(snap["kind"], phase)] = counts.get((snap["kind"], phase), 0) + 1
+                    if snap["kind"] == "Member" and snap["status"].get("operatingStatus"):
+                        state = snap["status"]["operatingStatus"]
+                        members[state] = members.get(state, 0) + 1
+        metrics.OBJECTS.clear()
+        for (kind, phase), n in counts.items():
+            metrics.OBJECTS.labels(kind, phase).set(n)
+        metrics.MEMBER_STATUS.clear()
+        for state, n in members.items():
+            metrics.MEMBER_STATUS.labels(state).set(n)
+
     # ---- triggers and waits ----------------------------------------------------------------
 
     def trigger(self, key: VipKey) -> None:
@@ -322,6 +341,12 @@ class Engine:
             )
             return Outcome(False)
         lb = tree.load_balancer(address)
+        if not apply and any(
+            o.status.get("observedGeneration") != o.generation
+            for o in tree.objects
+            if not (o.deleting or o.problem or o.waiting)
+        ):
+            apply = True  # a refresh never reports a generation it has not applied
         try:
             driver, handle = await self._driver_and_handle(device)
         except DriverError as exc:

@@ -274,21 +274,36 @@ class FakeDevice:
         return None
 
 
-def tree(ns: str, vip: str, members: int = 3, *, monitor: bool = True,
-         **vip_spec: Any) -> list[dict[str, Any]]:
+def tree(
+    ns: str, vip: str, members: int = 3, *, monitor: bool = True, **vip_spec: Any
+) -> list[dict[str, Any]]:
     """A VIP with its pool, ``members`` members and (optionally) a health monitor."""
     objs: list[dict[str, Any]] = [
-        {"kind": "VIP", "metadata": {"name": vip, "namespace": ns},
-         "spec": {"port": 80, "protocol": "HTTP", **vip_spec}},
-        {"kind": "Pool", "metadata": {"name": vip, "namespace": ns},
-         "spec": {"vipRef": vip, "protocol": "HTTP"}},
+        {
+            "kind": "VIP",
+            "metadata": {"name": vip, "namespace": ns},
+            "spec": {"port": 80, "protocol": "HTTP", **vip_spec},
+        },
+        {
+            "kind": "Pool",
+            "metadata": {"name": vip, "namespace": ns},
+            "spec": {"vipRef": vip, "protocol": "HTTP"},
+        },
     ]
     objs += [
-        {"kind": "Member", "metadata": {"name": f"{vip}-m{i}", "namespace": ns},
-         "spec": {"poolRef": vip, "address": f"192.0.2.{i + 1}", "port": 8080}}
+        {
+            "kind": "Member",
+            "metadata": {"name": f"{vip}-m{i}", "namespace": ns},
+            "spec": {"poolRef": vip, "address": f"192.0.2.{i + 1}", "port": 8080},
+        }
         for i in range(members)
     ]
     if monitor:
-        objs.append({"kind": "HealthMonitor", "metadata": {"name": vip, "namespace": ns},
-                     "spec": {"poolRef": vip, "type": "HTTP", "delay": 2, "timeout": 1}})
+        objs.append(
+            {
+                "kind": "HealthMonitor",
+                "metadata": {"name": vip, "namespace": ns},
+                "spec": {"poolRef": vip, "type": "HTTP", "delay": 2, "timeout": 1},
+            }
+        )
     return objs

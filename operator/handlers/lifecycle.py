@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -38,8 +39,19 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def trees(memo: kopf.Memo, **_: Any) -> int:
         return sum(1 for slot in memo.engine.slots.values() if slot.running)
 
+    @kopf.on.startup(registry=registry)
+    async def gauges(memo: kopf.Memo, **_: Any) -> None:
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(2)
+                memo.engine.refresh_gauges()
+
+        memo.gauges_task = asyncio.create_task(refresh())
+
     @kopf.on.cleanup(registry=registry)
     def close(memo: kopf.Memo, **_: Any) -> None:
+        if getattr(memo, "gauges_task", None) is not None:
+            memo.gauges_task.cancel()
         memo.engine.drivers.close()
 
     del settings

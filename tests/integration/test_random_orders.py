@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 

@@ -168,6 +168,26 @@ def test_selector_pin_cordon_and_namespace(
     assert "cordoned" in err["status"]["message"]
 
 
+def test_driver_select_device_decides(
+    api: Api, namespace: str, make_device: Callable[..., FakeDevice]
+) -> None:
+    busy = make_device(f"{namespace}-busy", addressPool=["10.205.0.0/24"])
+    api.create(tree(namespace, "filler", members=0, monitor=False, deviceRef=busy.name)[0])
+    api.wait_phase("VIP", "filler", namespace, "Active")
+    picked = make_device(f"{namespace}-picked", create=False, addressPool=["10.205.1.0/24"])
+    picked.body["spec"]["config"]["pick"] = True
+    picked.create()
+    idle = make_device(f"{namespace}-idle", addressPool=["10.205.2.0/24"])
+    # Without the driver's choice the least-loaded device would be idle or picked (both 0);
+    # load picked up so the scheduler alone would never choose it.
+    api.create(tree(namespace, "p0", members=0, monitor=False, deviceRef=picked.name)[0])
+    api.wait_phase("VIP", "p0", namespace, "Active")
+    api.create(tree(namespace, "chosen", members=0, monitor=False)[0])
+    body = api.wait_phase("VIP", "chosen", namespace, "Active")
+    assert body["status"]["device"] == picked.name, "select_device must decide"
+    assert not idle.listeners()
+
+
 def test_capacity_exhaustion_then_new_device(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
@@ -430,3 +450,16 @@ def test_metrics_move(
         ("lbaas_driver_call_duration_seconds_count", {"driver": "fake", "op": "apply"}),
     ]:
         assert metric_sum(after, name, **labels) > metric_sum(before, name, **labels), name
+    wait_for(
+        lambda: metric_sum(operator.metrics(), "lbaas_objects", kind="VIP", phase="Active") >= 1,
+        10,
+        "VIPs by phase gauge",
+    )
+    wait_for(
+        lambda: (
+            metric_sum(operator.metrics(), "lbaas_member_operating_status", status="ONLINE") >= 1
+        ),
+        10,
+        "members by operating status gauge",
+    )
+    assert metric_sum(operator.metrics(), "lbaas_device_capacity") > 0

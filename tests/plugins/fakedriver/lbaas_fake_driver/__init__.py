@@ -9,7 +9,8 @@ Device ``spec.config``:
   the stale config an operator that re-allocates after a restart would leave behind.
 - ``controlFile`` (optional): JSON the test rewrites at will:
   ``{"fail": {"apply"|"delete"|"probe": {"message": str, "retryable": bool, "match": str}},
-  "delay": seconds, "notReady": bool, "protocols": [...], "memberStatus": {name: status}}``.
+  "delay": seconds, "notReady": bool, "memberStatus": {name: status}}``.
+- ``pick`` (optional): ``select_device`` chooses this device whenever it is eligible.
   ``match`` is a substring of the VIP key ("ns/name"); absent = every call fails.
 """
 
@@ -20,7 +21,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,11 @@ class FakeDriver(Driver):
                 detail=f"fake driver: {op} {key}",
             )
 
-    def supports(self, lb: LoadBalancer) -> str | None:
-        return super().supports(lb)
+    def select_device(
+        self, lb: LoadBalancer, candidates: Sequence[DeviceHandle]
+    ) -> DeviceHandle | None:
+        """The vendor's own choice: a device whose config says ``pick: true``, if any."""
+        return next((c for c in candidates if c.config.get("pick")), None)
 
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         self._maybe_fail(device, "apply", lb.key)
