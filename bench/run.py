@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: Api, OperatorProc
 sys.path.insert(0, str(HERE))
 
 from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree  # noqa: E402
-
 from lbaas.devcluster import up  # noqa: E402
 
 

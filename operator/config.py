@@ -45,7 +45,7 @@ class OperatorSettings(BaseModel):
     log_format: Literal["text", "json"] = Field(default="text", description="Log format.")
     log_level: str = Field(default="INFO", description="Log level.")
     metrics_port: int = Field(default=8000, ge=0, le=65535, description="Metrics port; 0 = off.")
-    health_port: int = Field(default=8080, ge=0, le=65535, description="Liveness port; 0 = off.")
+    health_port: int = Field(default=8090, ge=0, le=65535, description="Liveness port; 0 = off.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

@@ -27,7 +27,11 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not os.environ.get("KUBECONFIG"):
         # A state dir of our own: the suite never touches the testbed `make run` uses.
         os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-pytest-{os.getuid()}")
-        started_testbed = True
+        # Stop it at the end only if this session started it (another may be using it).
+        status = subprocess.run(
+            [str(ROOT / "../shared/testbed/testbed"), "status"], capture_output=True, check=False
+        )
+        started_testbed = status.returncode != 0
     try:
         cluster = up(ROOT)
     except NoClusterError as exc:

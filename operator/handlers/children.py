@@ -84,7 +84,14 @@ def _register_kind(
 
     if kind == "Pool":
 
-        @kopf.on.event(GROUP, VERSION, plural, id="vanished", registry=registry)
+        @kopf.on.event(
+            GROUP,
+            VERSION,
+            plural,
+            id="vanished",
+            registry=registry,
+            when=lambda type, **_: type == "DELETED",
+        )
         async def vanished(
             event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
         ) -> None:

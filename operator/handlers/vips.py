@@ -11,7 +11,15 @@ from lbaas.config import OperatorSettings
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    @kopf.daemon(GROUP, VERSION, "vips", id="tree", cancellation_timeout=10.0, registry=registry)
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        "vips",
+        id="tree",
+        cancellation_backoff=2.0,
+        cancellation_timeout=10.0,
+        registry=registry,
+    )
     async def tree(
         namespace: str,
         name: str,
@@ -37,7 +45,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         memo.engine.attach(kwargs)
         await memo.engine.delete_vip((namespace, name), body, retry)
 
-    @kopf.on.event(GROUP, VERSION, "vips", id="vanished", registry=registry)
+    @kopf.on.event(
+        GROUP,
+        VERSION,
+        "vips",
+        id="vanished",
+        registry=registry,
+        when=lambda type, **_: type == "DELETED",
+    )
     async def vanished(
         event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
     ) -> None:

@@ -1,20 +1,34 @@
-"""Fixtures for driver-level data-plane tests: real backends on 127.0.20.x, a real HAProxy
-started by the driver in a private state dir, real traffic through VIPs on 127.0.10.x.
+"""Fixtures for the data-plane tests: real backends on 127.0.20.x, a real HAProxy started by
+the driver in a private state dir, real traffic through VIPs on 127.0.10.x.
+
+Driver-level tests call the driver directly (``make_device``, ``device``); operator-level tests
+run the real operator process against the test bed (``operator``) and create Devices of driver
+haproxy through the API (``make_hx_device``).
 
 Every HAProxy a test starts is stopped at teardown through the pid file of its state dir.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dataplane.hxsupport import Backends, Device, haproxy_binary, stop_haproxy
+from dataplane.hxsupport import (
+    Backends,
+    Device,
+    OperatorDevice,
+    haproxy_binary,
+    names_in,
+    stop_haproxy,
+)
 
+from helpers import Api, OperatorProcess, wait_for
 from lbaas.api.device import DeviceSpec
 from lbaas.drivers.base import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver
@@ -53,3 +67,78 @@ def make_device() -> Iterator[Callable[..., Device]]:
 @pytest.fixture
 def device(make_device: Callable[..., Device]) -> Device:
     return make_device()
+
+
+# -- through the operator --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator per test module (never two at once: they would fight over objects)."""
+    haproxy_binary()  # skip (or fail under LBAAS_STRICT=1) before starting anything
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc = OperatorProcess(log, LBAAS_MEMBER_STATUS_INTERVAL="1").start()
+    yield proc
+    proc.stop()
+    print(f"operator log: {log}")
+
+
+@pytest.fixture(scope="module")
+def api(kubeconfig: str) -> Api:
+    return Api()
+
+
+TREE_KINDS = ("HealthMonitor", "Member", "Pool", "VIP")
+
+
+@pytest.fixture
+def make_hx_device(
+    operator: OperatorProcess, api: Api, namespace: str
+) -> Iterator[Callable[..., OperatorDevice]]:
+    """Devices of driver haproxy (managed, private stateDir) that only this test's namespace
+    may use, created through the API and Ready. At teardown the namespace's VIP trees and the
+    devices are deleted through the API, then any HAProxy left is killed via its pid file."""
+    binary = haproxy_binary()
+    made: list[OperatorDevice] = []
+
+    def make(address_pool: str, **spec: Any) -> OperatorDevice:
+        state_dir = Path(tempfile.mkdtemp(prefix="lbop-", dir="/tmp"))
+        name = f"hx-{namespace}-{uuid.uuid4().hex[:4]}"
+        device = OperatorDevice(api, name, state_dir, address_pool)
+        made.append(device)
+        config = {"managed": True, "stateDir": str(state_dir), "haproxyBinary": binary}
+        api.create(
+            {
+                "kind": "Device",
+                "metadata": {"name": name},
+                "spec": {
+                    "driver": "haproxy",
+                    "config": config,
+                    "addressPool": [address_pool],
+                    "allowedNamespaces": [namespace],
+                    **spec,
+                },
+            }
+        )
+        api.wait_phase("Device", name, None, "Ready", 30)
+        return device
+
+    yield make
+    try:
+        for kind in TREE_KINDS:
+            for name in names_in(api, kind, namespace):
+                api.delete(kind, name, namespace)
+        for name in names_in(api, "VIP", namespace):
+            with contextlib.suppress(AssertionError):
+                api.wait_gone("VIP", name, namespace, 30)
+        for device in made:
+            api.delete("Device", device.name)
+        for device in made:
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda d=device: api.get("Device", d.name) is None, 30, "device gone")
+    finally:
+        for device in made:
+            stop_haproxy(device.state_dir)
+            shutil.rmtree(device.state_dir, ignore_errors=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import itertools
 import os
 import shutil
 import signal
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import Counter
@@ -22,9 +24,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from helpers import Api
 from lbaas.drivers.base import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.process import children, pid_alive, read_pid
+from lbaas.drivers.haproxy.store import DriverState
 
 _ADDRESSES = itertools.count(1)
 
@@ -94,6 +98,11 @@ class Backend(ThreadingHTTPServer):
         self.health_checks = 0
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # HAProxy resets a health check's connection once it has read the status line.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _EchoHandler(socketserver.StreamRequestHandler):
@@ -217,3 +226,140 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             pytest.fail(f"condition not met within {timeout}s")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+# -- through the operator: Devices of driver haproxy, created through the API ----------------
+
+
+def free_port_in(cidr: str, tries: int = 50) -> int:
+    """A port free on every host address of ``cidr`` (VIPs get their address from the pool
+    only once scheduled, so the port is chosen first)."""
+    hosts = [str(h) for h in ipaddress.ip_network(cidr).hosts()]
+    for _ in range(tries):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = int(probe.getsockname()[1])
+        if all(_port_free(host, port) for host in hosts):
+            return port
+    raise AssertionError(f"no port free on all of {cidr}")
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class OperatorDevice:
+    """A Device of driver haproxy that the operator manages: its HAProxy runs from
+    ``state_dir``, where the driver also keeps its counters (``driver-state.json``)."""
+
+    api: Api
+    name: str
+    state_dir: Path
+    address_pool: str
+
+    def driver_state(self) -> DriverState:
+        return DriverState.load(self.state_dir / "driver-state.json")
+
+    def reloads(self) -> int:
+        return self.driver_state().reloads
+
+    def runtime_updates(self) -> int:
+        return self.driver_state().runtime_updates
+
+    def config(self) -> str:
+        try:
+            return (self.state_dir / "haproxy.cfg").read_text()
+        except FileNotFoundError:
+            return ""
+
+    def master_pid(self) -> int | None:
+        return read_pid(self.state_dir / "haproxy.pid")
+
+
+def names_in(api: Api, kind: str, namespace: str) -> list[str]:
+    """Names of the objects of ``kind`` in ``namespace`` (Api has no list call)."""
+    from helpers import GROUP, PLURALS, VERSION
+
+    found = api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])
+    return [item["metadata"]["name"] for item in found.get("items", [])]
+
+
+def applied(api: Api, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    """The object once it is Active at its current generation, else None."""
+    obj = api.get(kind, name, namespace)
+    if obj is None:
+        return None
+    status = obj.get("status") or {}
+    if status.get("phase") == "Active" and status.get("observedGeneration") == obj["metadata"].get(
+        "generation"
+    ):
+        return obj
+    return None
+
+
+def wait_applied(
+    api: Api, kind: str, name: str, namespace: str, timeout: float = 30
+) -> dict[str, Any]:
+    """Wait until ``kind`` ``name`` is Active at its current generation (its change applied)."""
+    from helpers import wait_for as wait_until
+
+    return dict(
+        wait_until(
+            lambda: applied(api, kind, name, namespace),
+            timeout,
+            f"{kind} {namespace}/{name} Active at its generation",
+        )
+    )
+
+
+@dataclass
+class Load:
+    """A client thread sending requests to a VIP back to back, one connection each, until
+    stopped or until ``max_requests`` or ``max_seconds`` is reached. Counts what failed."""
+
+    address: str
+    port: int
+    max_requests: int = 50_000
+    max_seconds: float = 120.0
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+    seen: Counter[str] = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Load:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while (
+            not self._stop.is_set()
+            and self.sent < self.max_requests
+            and time.monotonic() < deadline
+        ):
+            self.sent += 1
+            try:
+                code, body, _ = get(self.address, self.port, timeout=5)
+            except OSError as exc:
+                self.failures.append(f"request {self.sent}: {type(exc).__name__}: {exc}")
+                continue
+            if code != 200:
+                self.failures.append(f"request {self.sent}: HTTP {code} {body[:80]!r}")
+            else:
+                self.seen[body] += 1

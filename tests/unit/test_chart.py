@@ -331,7 +331,7 @@ def test_deployment_runs_the_operator(helm: str) -> None:
     assert c["image"] == f"lbaas-operator:{version('lbaas-operator')}"
     assert c["args"] == ["run"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"metrics": 8000, "health": 8080}
+    assert ports == {"metrics": 8000, "health": 8090}
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]

@@ -41,7 +41,7 @@ def test_parses_every_kind_of_value() -> None:
     assert s.log_level == "DEBUG"
     assert s.metrics_port == 0
     assert s.delete_attempts == 2
-    assert s.health_port == 8080  # untouched default
+    assert s.health_port == 8090  # untouched default
 
 
 def test_empty_values_mean_default() -> None:

@@ -1,0 +1,303 @@
+"""Data-plane figures of the HAProxy driver (part of `make bench`; also runs on its own).
+
+(a) Through the operator, against the test bed: a Device of driver haproxy and a VIP with one
+    member; then, 20 times, a Member is created through the API and the time until the first
+    request it serves (a client polls the VIP back to back) is taken; the member is deleted
+    again before the next one. Reported as p50/p95/max.
+(b) Driver level: HAProxyDriver.apply called directly on a device loaded with 100 VIPs x 10
+    members (HTTP health checks on): the time of one full apply of a structural change
+    (render, ``haproxy -c``, hitless reload), median of 5, and for contrast a runtime-only
+    change (member weight: ``set server``, no reload), median of 5.
+
+``bench_dataplane()`` expects KUBECONFIG to name an API server with our CRDs (bench/run.py
+sets that up) and no other operator running against it. Run alone
+(``.venv/bin/python bench/dataplane.py``) it brings up its own test bed when KUBECONFIG is
+unset, and stops it again afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TESTS = ROOT / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # the tests' helpers: Api, OperatorProcess, kubectl
+
+from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
+from lbaas.api.device import DeviceSpec  # noqa: E402
+from lbaas.api.healthmonitor import HealthMonitorSpec  # noqa: E402
+from lbaas.api.member import MemberSpec  # noqa: E402
+from lbaas.api.pool import PoolSpec  # noqa: E402
+from lbaas.api.vip import VIPSpec  # noqa: E402
+from lbaas.drivers.base import DeviceHandle, LoadBalancer, MemberEntry  # noqa: E402
+from lbaas.drivers.haproxy import HAProxyDriver  # noqa: E402
+
+MEMBERS_TO_ADD = 20
+VIPS, MEMBERS_PER_VIP, REPEATS = 100, 10, 5
+POOL_A = "127.0.12.0/28"  # (a): the Device's addressPool
+VIP_NET_B = "127.0.13."  # (b): VIP i listens on 127.0.13.<i+1>
+
+
+def _hxsupport() -> ModuleType:
+    """tests/dataplane/hxsupport.py (backends, clients), loaded by path: when bench/run.py
+    imports this file as ``dataplane``, the tests' ``dataplane`` package is not importable."""
+    name = "lbaas_bench_hxsupport"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "dataplane" / "hxsupport.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _haproxy() -> str:
+    found = shutil.which("haproxy") or shutil.which("/usr/sbin/haproxy")
+    if not found:
+        raise RuntimeError("haproxy binary not found")
+    return found
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+# -- (a) Member create -> first request served, through the operator ---------------------------
+
+
+def member_to_first_request(work: Path, count: int = MEMBERS_TO_ADD) -> list[float]:
+    hx = _hxsupport()
+    binary = _haproxy()
+    api = Api()
+    ns = f"bench-dp-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    state_dir = Path(tempfile.mkdtemp(prefix="lbbn-", dir="/tmp"))
+    device = f"{ns}-hx"
+    backends = hx.Backends()
+    config = {"managed": True, "stateDir": str(state_dir), "haproxyBinary": binary}
+    operator = OperatorProcess(work / "dataplane-operator.log").start()
+    try:
+        api.create(
+            {
+                "kind": "Device",
+                "metadata": {"name": device},
+                "spec": {
+                    "driver": "haproxy",
+                    "config": config,
+                    "addressPool": [POOL_A],
+                    "allowedNamespaces": [ns],
+                },
+            }
+        )
+        api.wait_phase("Device", device, None, "Ready", 30)
+        base, *new = backends.http(count + 1)
+        port = hx.free_port_in(POOL_A)
+        objs = [
+            ("VIP", "web", {"port": port, "protocol": "HTTP"}),
+            ("Pool", "web", {"vipRef": "web", "protocol": "HTTP"}),
+            ("Member", "web-base", {"poolRef": "web", "address": base.address, "port": base.port}),
+        ]
+        for kind, name, spec in objs:
+            api.create({"kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec})
+        for kind, name, _ in objs:
+            hx.wait_applied(api, kind, name, ns)
+        address = api.status("VIP", "web", ns)["address"]
+
+        latencies = []
+        for i, backend in enumerate(new):
+            name = f"web-m{i}"
+            spec = {"poolRef": "web", "address": backend.address, "port": backend.port}
+            started = time.monotonic()
+            api.create(
+                {"kind": "Member", "metadata": {"name": name, "namespace": ns}, "spec": spec}
+            )
+            while backend.hits == 0:
+                with contextlib.suppress(OSError):  # counted by the tests, not measured here
+                    hx.get(address, port, timeout=5)
+                if time.monotonic() - started > 60:
+                    raise RuntimeError(f"member {name} served nothing within 60 s")
+            latencies.append(time.monotonic() - started)
+            api.delete("Member", name, ns)  # back to one member: the next one gets half
+            api.wait_gone("Member", name, ns)
+        return latencies
+    finally:
+        for kind, name in (("Member", "web-base"), ("Pool", "web"), ("VIP", "web")):
+            api.delete(kind, name, ns)
+        try:
+            api.wait_gone("VIP", "web", ns, 30)
+            api.delete("Device", device)
+            wait_for(lambda: api.get("Device", device) is None, 30, "device gone")
+        finally:
+            operator.stop()
+            hx.stop_haproxy(state_dir)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            for server in backends.started:
+                server.shutdown()
+                server.server_close()
+
+
+# -- (b) one full apply on a device with 100 VIPs x 10 members, driver level --------------------
+
+
+def _lb(i: int, port: int, backends: list[Any], weight: int = 1, **vip: Any) -> LoadBalancer:
+    name = f"v{i:03d}"
+    return LoadBalancer(
+        namespace="bench",
+        name=name,
+        address=f"{VIP_NET_B}{i + 1}",
+        spec=VIPSpec(port=port, protocol="HTTP", **vip),
+        pool_name=name,
+        pool=PoolSpec(vipRef=name, protocol="HTTP"),
+        members=tuple(
+            MemberEntry(
+                f"{name}-m{j}",
+                MemberSpec(poolRef=name, address=b.address, port=b.port, weight=weight),
+            )
+            for j, b in enumerate(backends)
+        ),
+        monitor_name=name,
+        monitor=HealthMonitorSpec(poolRef=name, type="HTTP", urlPath="/healthz", delay=5),
+    )
+
+
+def full_apply_100x10() -> dict[str, float]:
+    hx = _hxsupport()
+    binary = _haproxy()
+    state_dir = Path(tempfile.mkdtemp(prefix="lbbn-", dir="/tmp"))
+    config = {"stateDir": str(state_dir), "haproxyBinary": binary}
+    handle = DeviceHandle("bench", DeviceSpec(driver="haproxy", config=config))
+    driver = HAProxyDriver()
+    backends = hx.Backends()
+    try:
+        members = backends.http(MEMBERS_PER_VIP)  # every VIP's 10 members: 10 real servers
+        port = hx.free_port_in(f"{VIP_NET_B}0/25")
+        lbs = [_lb(i, port, members) for i in range(VIPS)]
+        started = time.monotonic()
+        for lb in lbs:
+            driver.apply(handle, lb)
+        load_s = time.monotonic() - started
+        assert hx.get(lbs[-1].address, port)[0] == 200
+
+        full, runtime = [], []
+        for k in range(REPEATS):
+            reloads = driver.reload_count(handle)
+            changed = _lb(k * 7, port, members, connectionLimit=1000 + k)  # frontend maxconn
+            started = time.monotonic()
+            driver.apply(handle, changed)
+            full.append(time.monotonic() - started)
+            assert driver.reload_count(handle) == reloads + 1
+
+            weighted = _lb(k * 7, port, members, weight=2 + k, connectionLimit=1000 + k)
+            started = time.monotonic()
+            driver.apply(handle, weighted)
+            runtime.append(time.monotonic() - started)
+            assert driver.reload_count(handle) == reloads + 1
+        config_lines = len((state_dir / "haproxy.cfg").read_text().splitlines())
+        return {
+            "load_s": load_s,
+            "full": statistics.median(full),
+            "full_max": max(full),
+            "runtime": statistics.median(runtime),
+            "config_lines": config_lines,
+        }
+    finally:
+        hx.stop_haproxy(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        for server in backends.started:
+            server.shutdown()
+            server.server_close()
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def bench_dataplane(kubeconfig: str | None = None) -> list[tuple[str, float | str]]:
+    """Both measurements as (what, value) rows; (a) needs KUBECONFIG (or ``kubeconfig``)."""
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+    rows: list[tuple[str, float | str]] = []
+    work = Path(tempfile.mkdtemp(prefix="lbaas-bench-dp-"))
+    if os.environ.get("KUBECONFIG"):
+        latencies = member_to_first_request(work)
+        what = f"Member create -> first request served (operator, {len(latencies)} members)"
+        rows += [
+            (f"{what}: p50", _ms(statistics.median(latencies))),
+            (f"{what}: p95", _ms(_percentile(latencies, 95))),
+            (f"{what}: max", _ms(max(latencies))),
+        ]
+    else:
+        rows.append(("Member create -> first request served", "skipped: KUBECONFIG unset"))
+    b = full_apply_100x10()
+    shutil.rmtree(work, ignore_errors=True)  # kept (operator log) only when something failed
+    size = f"{VIPS} VIPs x {MEMBERS_PER_VIP} members"
+    rows += [
+        (f"driver: load {size}, one apply each (total)", f"{b['load_s']:.1f} s"),
+        (
+            f"driver: one full apply on {size} (validate + reload), median of {REPEATS}",
+            _ms(b["full"]),
+        ),
+        (f"driver: same, max of {REPEATS}", _ms(b["full_max"])),
+        (
+            f"driver: runtime-only apply (weights, no reload), median of {REPEATS}",
+            _ms(b["runtime"]),
+        ),
+        ("driver: haproxy.cfg size", f"{b['config_lines']:.0f} lines"),
+    ]
+    return rows
+
+
+def run(kubeconfig: str) -> list[tuple[str, str]]:
+    return [(what, str(value)) for what, value in bench_dataplane(kubeconfig)]
+
+
+def main() -> int:
+    from lbaas.devcluster import up
+
+    started_testbed = False
+    if not os.environ.get("KUBECONFIG"):
+        os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-bench-dp-{os.getuid()}")
+        testbed = ROOT / "../shared/testbed/testbed"
+        status = subprocess.run([str(testbed), "status"], capture_output=True, check=False)
+        started_testbed = status.returncode != 0
+    cluster = up(ROOT)
+    os.environ["KUBECONFIG"] = cluster.kubeconfig
+    try:
+        kubectl("apply", "-f", str(ROOT / "crds"))
+        for crd in sorted((ROOT / "crds").glob("*.yaml")):
+            kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
+        rows = bench_dataplane()
+    finally:
+        if started_testbed and cluster.source == "testbed":
+            subprocess.run(
+                [str(ROOT / "../shared/testbed/testbed"), "down"], check=False, capture_output=True
+            )
+    width = max(len(what) for what, _ in rows)
+    print(f"\nHAProxy data plane ({os.cpu_count()} cores)\n" + "-" * (width + 12))
+    for what, value in rows:
+        print(f"{what:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
