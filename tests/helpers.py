@@ -147,7 +147,8 @@ class Api:
     def __init__(self) -> None:
         import kubernetes
 
-        kubernetes.config.load_kube_config()
+        # Explicit: the client reads $KUBECONFIG only once, when it is first imported.
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         self.custom = kubernetes.client.CustomObjectsApi()
         self.core = kubernetes.client.CoreV1Api()
 

@@ -51,7 +51,12 @@ def test_any_order_converges(
     ns = f"p-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", ns)
     device = FakeDevice(
-        api, ns, tmp_path, labels={"prop": ns}, addressPool=["10.220.0.0/24"]
+        api,
+        ns,
+        tmp_path,
+        labels={"prop": ns},
+        allowedNamespaces=[ns],  # cluster-scoped: never offer it to other tests' VIPs
+        addressPool=["10.220.0.0/24"],
     ).create()
     objs = _objects(ns)
     alive: set[str] = set()
