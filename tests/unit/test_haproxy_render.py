@@ -501,11 +501,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("value", HOSTILE)
-@pytest.mark.parametrize("case", range(len(CASES)), ids=CASES)
+# A quote and ';' are legal in a URL path: the quote is escaped (see the test above) and
+# ';' is harmless there, so those two pairs are not hostile and are left out.
+LEGAL_IN_PATH = {"a'b", "a;b"}
+HOSTILE_PAIRS = [
+    pytest.param(case, value, id=f"{name}-{value!r}")
+    for value in HOSTILE
+    for case, name in enumerate(CASES)
+    if not (name == "url path" and value in LEGAL_IN_PATH)
+]
+
+
+@pytest.mark.parametrize(("case", "value"), HOSTILE_PAIRS)
 def test_hostile_values_are_refused(case: int, value: str) -> None:
-    if CASES[case] == "url path" and value in ("a'b", "a;b"):
-        pytest.skip("valid in a path: ';' is harmless, a quote is escaped (see that test)")
     lb = _hostile_lbs(value)[case]
     with pytest.raises((UnsafeValueError, UnsupportedError)):
         text(lb)
