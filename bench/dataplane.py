@@ -96,7 +96,9 @@ def member_to_first_request(work: Path, count: int = MEMBERS_TO_ADD) -> list[flo
     device = f"{ns}-hx"
     backends = hx.Backends()
     config = {"managed": True, "stateDir": str(state_dir), "haproxyBinary": binary}
-    operator = OperatorProcess(work / "dataplane-operator.log").start()
+    # Scoped to its namespace: the cluster may still hold thousands of objects of the other
+    # benchmarks, which this operator would otherwise resume first.
+    operator = OperatorProcess(work / "dataplane-operator.log", LBAAS_NAMESPACES=ns).start()
     try:
         api.create(
             {

@@ -24,6 +24,12 @@ class OperatorSettings(BaseModel):
     driver_workers: int = Field(
         default=8, ge=1, le=256, description="Threads running driver calls."
     )
+    api_connections: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Concurrent Kubernetes API requests besides watch streams (bounds memory).",
+    )
     probe_interval: float = Field(default=10.0, gt=0, description="Seconds between device probes.")
     member_status_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reads of member health from devices."

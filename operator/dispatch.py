@@ -110,6 +110,11 @@ class Engine:
         self.slots: dict[VipKey, Slot] = {}
         self.reservations: dict[VipKey, tuple[str, str]] = {}  # VIP → (device, address)
         self.unscheduled: set[VipKey] = set()
+        # What each tree's last successful apply sent: (VIP uid, LoadBalancer, DeviceHandle).
+        self.applied: dict[VipKey, tuple[Any, LoadBalancer, DeviceHandle]] = {}
+        # Bumped by every inventory trigger: a VIP that fails to schedule while the
+        # inventory changes under it tries again instead of missing the wake-up.
+        self.inventory_version = 0
 
     # ---- indices -------------------------------------------------------------------------
 
@@ -198,6 +203,7 @@ class Engine:
 
     def trigger_unscheduled(self) -> None:
         """Inventory changed: VIPs that found no device get another chance."""
+        self.inventory_version += 1
         self.trigger_all(list(self.unscheduled))
 
     async def wait_applied(self, key: VipKey, timeout: float) -> None:
@@ -341,11 +347,12 @@ class Engine:
             )
             return Outcome(False)
         lb = tree.load_balancer(address)
-        if not apply and any(
+        unobserved = any(
             o.status.get("observedGeneration") != o.generation
             for o in tree.objects
             if not (o.deleting or o.problem or o.waiting)
-        ):
+        )
+        if not apply and unobserved:
             apply = True  # a refresh never reports a generation it has not applied
         try:
             driver, handle = await self._driver_and_handle(device)
@@ -359,12 +366,19 @@ class Engine:
                 extra_vip={"device": device_name, "address": address},
             )
             return Outcome(False, exc.retryable, exc)
+        applied = (vip["metadata"].get("uid"), lb, handle)
+        if apply and not unobserved and self.applied.get(key) == applied:
+            # A late trigger (e.g. a child's resume handler after a cold start) for a tree
+            # this process already applied as it is: the device has it; refresh only.
+            apply = False
         if apply:
             await self._write_pending(tree, device_name, address)
+            self.applied.pop(key, None)
             try:
                 await self.runner.call(
                     handle.spec.driver, device_name, "apply", lambda: driver.apply(handle, lb)
                 )
+                self.applied[key] = applied
             except DriverError as exc:
                 log.warning(
                     "apply of %s on %s failed: %s %s",
@@ -442,9 +456,12 @@ class Engine:
                 "choosing a device",
                 [Cond(SCHEDULED, None, "Scheduling", "choosing a device")],
             )
+        seen = self.inventory_version
         chosen, address, why = await self._schedule(key, tree, device_name or None)
         if chosen is None or address is None:
             self.unscheduled.add(key)
+            if self.inventory_version != seen:
+                self.trigger(key)  # the inventory changed while we looked: look again
             message = why or "no device"
             await self._write_all(
                 tree,
@@ -564,6 +581,7 @@ class Engine:
         """Forget a VIP's reservation (after its deletion); returns the device it was on."""
         reserved = self.reservations.pop(key, None)
         self.unscheduled.discard(key)
+        self.applied.pop(key, None)
         return reserved[0] if reserved else None
 
     # ---- status writing ----------------------------------------------------------------------

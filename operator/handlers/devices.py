@@ -77,6 +77,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         engine.trigger_unscheduled()
         engine.trigger_all(engine.bound_vips(name))
 
+    @kopf.on.event(GROUP, VERSION, "devices", id="inventory", registry=registry)
+    def inventory(memo: kopf.Memo, **kwargs: Any) -> None:
+        # kopf updates the indices before event handlers run, so VIPs triggered here see this
+        # Device as it is now. The triggers in the handlers above fire before their status
+        # patch lands; alone, a VIP scheduled in between would wait for the next change.
+        memo.engine.attach(kwargs)
+        memo.engine.trigger_unscheduled()
+
     @kopf.timer(
         GROUP,
         VERSION,

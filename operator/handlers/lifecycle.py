@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 
 from lbaas import GROUP
@@ -30,10 +31,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         settings.peering.standalone = True
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # An explicit registry has no default login: use the kubernetes client's config
         # (in-cluster service account, else KUBECONFIG).
-        return kopf.login_via_client(**kwargs)
+        info = await asyncio.to_thread(kopf.login_via_client, **kwargs)
+        if info is None:
+            return None
+        return bounded_session(info, connection_limit(settings))
 
     @kopf.on.probe(id="trees", registry=registry)
     def trees(memo: kopf.Memo, **_: Any) -> int:
@@ -54,4 +58,37 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             memo.gauges_task.cancel()
         memo.engine.drivers.close()
 
-    del settings
+
+# Resources kopf watches: VIPs, Pools, Members and HealthMonitors once per namespace (or once
+# cluster-wide), Devices and Namespaces once each.
+NAMESPACED_RESOURCES = 4
+CLUSTER_RESOURCES = 2
+
+
+def connection_limit(settings: OperatorSettings) -> int:
+    """API connections kopf may hold: one per watch stream, plus ``api_connections``."""
+    streams = NAMESPACED_RESOURCES * max(1, len(settings.namespaces)) + CLUSTER_RESOURCES
+    return streams + settings.api_connections
+
+
+def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+    """kopf's own session, but with a connection limit.
+
+    kopf's default connector is unlimited: when thousands of objects change at once (a cold
+    start), it opens a TLS connection per concurrent request, and every handshake costs
+    hundreds of kilobytes (measured: 0.5 GB of RSS for 1,200 objects). Requests beyond the
+    limit wait for a free connection instead.
+    """
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session,
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+    )

@@ -1,0 +1,45 @@
+"""The bounded kopf API session: enough connections for every watch stream, plus the budget."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+
+from lbaas.config import OperatorSettings
+from lbaas.handlers.lifecycle import bounded_session, connection_limit
+
+
+def test_limit_counts_one_stream_per_watched_resource_and_namespace() -> None:
+    cluster_wide = OperatorSettings(api_connections=10)
+    assert connection_limit(cluster_wide) == 4 + 2 + 10
+    scoped = OperatorSettings(api_connections=10, namespaces=["a", "b", "c"])
+    assert connection_limit(scoped) == 4 * 3 + 2 + 10
+
+
+def test_session_keeps_kopf_credentials_and_has_the_limit() -> None:
+    info = kopf.ConnectionInfo(
+        server="https://127.0.0.1:6443",
+        token="t0ken",
+        insecure=True,
+        default_namespace="team-a",
+    )
+
+    async def build() -> tuple[int, str, str | None, str]:
+        context = bounded_session(info, 23)
+        try:
+            session = context.aiohttp_session
+            return (
+                session.connector.limit if session.connector else -1,
+                session.headers["Authorization"],
+                context.default_namespace,
+                context.server,
+            )
+        finally:
+            await context.aiohttp_session.close()
+
+    limit, auth, namespace, server = asyncio.run(build())
+    assert limit == 23
+    assert auth == "Bearer t0ken"
+    assert namespace == "team-a"
+    assert server == "https://127.0.0.1:6443"
