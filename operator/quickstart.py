@@ -33,6 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+# The driver's own pid-file helpers (a zombie counts as dead).
+from lbaas.drivers.haproxy.process import pid_alive as alive
+from lbaas.drivers.haproxy.process import read_pid
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path("/tmp/lbaas-quickstart")
 """Fixed: ``manifests/examples/device.yaml`` puts the HAProxy state dir below it."""
@@ -60,29 +64,12 @@ def note(message: str) -> None:
 # ---- processes: pid files, liveness, stopping --------------------------------------------
 
 
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 def cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def alive(pid: int) -> bool:
-    """A live process (a zombie counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def running(pid_file: Path, *marks: str) -> int | None:

@@ -14,11 +14,14 @@ from helpers import Api, FakeDevice, OperatorProcess
 
 @pytest.fixture(scope="module")
 def operator(
-    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
-    """One operator per test module (never two at once: they would fight over objects)."""
+    """One operator per test module (never two at once: they would fight over objects).
+
+    A module that needs other settings names them in ``OPERATOR_ENV`` (LBAAS_* variables).
+    """
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(log).start()
+    proc = OperatorProcess(log, **getattr(request.module, "OPERATOR_ENV", {})).start()
     yield proc
     proc.stop()
     print(f"operator log: {log}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -96,67 +97,38 @@ def _get(kind: str, name: str, namespace: str) -> dict[str, Any]:
     return dict(json.loads(kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout))
 
 
+def _patch_vip(
+    namespace: str, patch: str, *, status: bool = False, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Merge-patch VIP ``v`` with kubectl, on the main resource or its status subresource."""
+    subresource = ["--subresource=status"] if status else []
+    args = ["patch", "vip", "v", "-n", namespace, *subresource, "--type=merge", "-p", patch]
+    return kubectl(*args, check=check)
+
+
 def test_status_only_through_subresource(namespace: str) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(VALID["vip"]))
     # A status in a main-resource patch is ignored...
-    kubectl(
-        "patch",
-        "vip",
-        "v",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"status": {"phase": "Active"}}',
-    )
+    _patch_vip(namespace, '{"status": {"phase": "Active"}}')
     assert "phase" not in _get("vip", "v", namespace).get("status", {})
     # ...and goes through the status subresource, with its schema enforced.
-    kubectl(
-        "patch",
-        "vip",
-        "v",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status": {"phase": "Active", "kopf": {"progress": {"x": 1}}}}',
+    _patch_vip(
+        namespace, '{"status": {"phase": "Active", "kopf": {"progress": {"x": 1}}}}', status=True
     )
     body = _get("vip", "v", namespace)
     assert body["status"]["phase"] == "Active"
     assert body["status"]["kopf"] == {"progress": {"x": 1}}, "status.kopf must not be pruned"
-    bad = kubectl(
-        "patch",
-        "vip",
-        "v",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status": {"phase": "Bogus"}}',
-        check=False,
-    )
+    bad = _patch_vip(namespace, '{"status": {"phase": "Bogus"}}', status=True, check=False)
     assert bad.returncode != 0 and 'Unsupported value: "Bogus"' in bad.stderr
 
 
 def test_generation_rises_on_spec_changes_only(namespace: str) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(VALID["vip"]))
     assert _get("vip", "v", namespace)["metadata"]["generation"] == 1
-    kubectl(
-        "patch",
-        "vip",
-        "v",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status": {"phase": "Pending"}}',
-    )
+    _patch_vip(namespace, '{"status": {"phase": "Pending"}}', status=True)
     kubectl("label", "vip", "v", "-n", namespace, "team=a")
     assert _get("vip", "v", namespace)["metadata"]["generation"] == 1
-    kubectl("patch", "vip", "v", "-n", namespace, "--type=merge", "-p", '{"spec": {"port": 81}}')
+    _patch_vip(namespace, '{"spec": {"port": 81}}')
     assert _get("vip", "v", namespace)["metadata"]["generation"] == 2
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,7 @@ from helpers import Api, FakeDevice, OperatorProcess, tree, wait_for
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope="module")
-def operator(
-    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(log, LBAAS_PARENT_TIMEOUT="3").start()
-    yield proc
-    proc.stop()
+OPERATOR_ENV = {"LBAAS_PARENT_TIMEOUT": "3"}
 
 
 def test_parent_not_found_then_parent_appears(

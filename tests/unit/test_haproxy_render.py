@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -401,86 +402,25 @@ def _hostile_lbs(value: str) -> list[LoadBalancer]:
             type=PersistenceType.APP_COOKIE, cookie_name=value
         ),
     )
+
+    def with_monitor(**kw: Any) -> LoadBalancer:
+        return replace(base, monitor_name="hm", monitor=monitor(**kw))
+
+    # One entry per CASES name, in that order: the base tree with one hostile field.
     return [
-        LoadBalancer("shop", value, base.address, base.spec, "pool", base.pool, base.members),
-        LoadBalancer(value, "web", base.address, base.spec, "pool", base.pool, base.members),
-        LoadBalancer("shop", "web", value, base.spec, "pool", base.pool, base.members),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            (MemberEntry(value, base.members[0].spec),),
-        ),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            (m(address="10.0.0.1" + value),),
-        ),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            (m(monitor_address=value),),
-            "hm",
-            monitor(),
-        ),
-        LoadBalancer("shop", "web", base.address, base.spec, "pool", base.pool, (m(weight=value),)),
-        LoadBalancer("shop", "web", base.address, base.spec, "pool", base.pool, (m(port=value),)),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            base.members,
-            "hm",
-            monitor(url_path="/" + value),
-        ),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            base.members,
-            "hm",
-            monitor(http_method="GET" + value),
-        ),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            base.members,
-            "hm",
-            monitor(expected_codes="200" + value),
-        ),
-        LoadBalancer(
-            "shop",
-            "web",
-            base.address,
-            base.spec,
-            "pool",
-            base.pool,
-            base.members,
-            "hm",
-            monitor(delay=value),
-        ),
-        LoadBalancer("shop", "web", base.address, cookie, "pool", base.pool, base.members),
+        replace(base, name=value),
+        replace(base, namespace=value),
+        replace(base, address=value),
+        replace(base, members=(MemberEntry(value, base.members[0].spec),)),
+        replace(base, members=(m(address="10.0.0.1" + value),)),
+        replace(base, members=(m(monitor_address=value),), monitor_name="hm", monitor=monitor()),
+        replace(base, members=(m(weight=value),)),
+        replace(base, members=(m(port=value),)),
+        with_monitor(url_path="/" + value),
+        with_monitor(http_method="GET" + value),
+        with_monitor(expected_codes="200" + value),
+        with_monitor(delay=value),
+        replace(base, spec=cookie),
     ]
 
 
