@@ -115,6 +115,8 @@ class Engine:
         # Bumped by every inventory trigger: a VIP that fails to schedule while the
         # inventory changes under it tries again instead of missing the wake-up.
         self.inventory_version = 0
+        # Each Device's (generation, phase) as last indexed: its VIPs react to changes only.
+        self.device_states: dict[str, tuple[Any, Any]] = {}
 
     # ---- indices -------------------------------------------------------------------------
 
@@ -205,6 +207,25 @@ class Engine:
         """Inventory changed: VIPs that found no device get another chance."""
         self.inventory_version += 1
         self.trigger_all(list(self.unscheduled))
+
+    def device_indexed(self, name: str, body: Mapping[str, Any] | None) -> None:
+        """A Device event, seen after kopf indexed it (None: the Device is gone).
+
+        Handlers of a Device trigger nothing themselves: their status patch lands in the
+        index only later, and a VIP woken before that would act on the old state.
+        """
+        state = None
+        if body is not None:
+            metadata, status = body.get("metadata") or {}, body.get("status") or {}
+            state = (metadata.get("generation"), status.get("phase"))
+        if self.device_states.get(name) != state:
+            if state is None:
+                self.device_states.pop(name, None)
+            else:
+                self.device_states[name] = state
+            # Its VIPs: a fixed config clears their errors; a gone device makes them move.
+            self.trigger_all(self.bound_vips(name))
+        self.trigger_unscheduled()
 
     async def wait_applied(self, key: VipKey, timeout: float) -> None:
         """Trigger ``key`` and wait for an apply that started after now; raise on failure."""
@@ -357,15 +378,7 @@ class Engine:
         try:
             driver, handle = await self._driver_and_handle(device)
         except DriverError as exc:
-            await self._write_all(
-                tree,
-                "Error",
-                exc.reason,
-                exc.user_message,
-                programmed=False,
-                extra_vip={"device": device_name, "address": address},
-            )
-            return Outcome(False, exc.retryable, exc)
+            return await self._driver_failed(tree, exc, device_name, address)
         applied = (vip["metadata"].get("uid"), lb, handle)
         if apply and not unobserved and self.applied.get(key) == applied:
             # A late trigger (e.g. a child's resume handler after a cold start) for a tree
@@ -387,15 +400,7 @@ class Engine:
                     exc.user_message,
                     exc.detail,
                 )
-                await self._write_all(
-                    tree,
-                    "Error",
-                    exc.reason,
-                    exc.user_message,
-                    programmed=False,
-                    extra_vip={"device": device_name, "address": address},
-                )
-                return Outcome(False, exc.retryable, exc)
+                return await self._driver_failed(tree, exc, device_name, address)
         try:
             observed = await self.runner.call(
                 handle.spec.driver,
@@ -408,6 +413,20 @@ class Engine:
             observed = {}
         await self._write_active(tree, lb, device_name, observed)
         return Outcome(True)
+
+    async def _driver_failed(
+        self, tree: Tree, exc: DriverError, device: str, address: str
+    ) -> Outcome:
+        """The tree shows the driver's error; the outcome says whether to retry."""
+        await self._write_all(
+            tree,
+            "Error",
+            exc.reason,
+            exc.user_message,
+            programmed=False,
+            extra_vip={"device": device, "address": address},
+        )
+        return Outcome(False, exc.retryable, exc)
 
     async def _driver_and_handle(self, device: Snapshot) -> tuple[Driver, DeviceHandle]:
         spec = DeviceSpec.model_validate(device["spec"])

@@ -71,19 +71,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             status["message"],
         ):
             kopf.warn(body, reason=status["reason"], message=status["message"])
-        patch.status.update(status)
-        # New or changed inventory: VIPs without a device, and the device's own VIPs
-        # (a fixed config clears their errors), get another try.
-        engine.trigger_unscheduled()
-        engine.trigger_all(engine.bound_vips(name))
+        patch.status.update(status)  # VIPs learn of it from the inventory handler below
 
     @kopf.on.event(GROUP, VERSION, "devices", id="inventory", registry=registry)
-    def inventory(memo: kopf.Memo, **kwargs: Any) -> None:
-        # kopf updates the indices before event handlers run, so VIPs triggered here see this
-        # Device as it is now. The triggers in the handlers above fire before their status
-        # patch lands; alone, a VIP scheduled in between would wait for the next change.
+    def inventory(
+        event: kopf.RawEvent, name: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        # kopf updates the indices before event handlers run: VIPs triggered here see this
+        # Device as it is now, including the status the handlers above patched.
         memo.engine.attach(kwargs)
-        memo.engine.trigger_unscheduled()
+        memo.engine.device_indexed(name, None if event.get("type") == "DELETED" else body)
 
     @kopf.timer(
         GROUP,
@@ -100,12 +97,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         engine: Engine = memo.engine
         engine.attach(kwargs)
         status = await _probe(engine, name, body)
-        was = (body.get("status") or {}).get("phase")
-        patch.status.update(status)
-        if status["phase"] != was:
-            if status["phase"] == DevicePhase.READY:
-                engine.trigger_unscheduled()
-            engine.trigger_all(engine.bound_vips(name))
+        patch.status.update(status)  # a new phase reaches VIPs through the inventory handler
 
     @kopf.on.delete(GROUP, VERSION, "devices", id="in-use", registry=registry)
     async def in_use(name: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:

@@ -7,7 +7,6 @@ still wake it again once the Device's new state is indexed, or it would wait for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from helpers import Api, FakeDevice, OperatorProcess, tree
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope="module")
-def operator(
-    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(log, LBAAS_DEBOUNCE="0").start()
-    yield proc
-    proc.stop()
+OPERATOR_ENV = {"LBAAS_DEBOUNCE": "0"}
 
 
 @pytest.mark.parametrize("first_state", ["absent", "NotReady"])
@@ -55,3 +47,29 @@ def test_waiting_vips_all_schedule_when_the_device_becomes_usable(
     for name in names:
         body = api.wait_phase("VIP", name, namespace, "Active", 30)
         assert body["status"]["device"] == device.name
+
+
+def test_bound_vips_follow_their_device_into_error_and_back(
+    operator: OperatorProcess, api: Api, namespace: str, tmp_path: Path
+) -> None:
+    device = FakeDevice(
+        api,
+        f"{namespace}-flaky",
+        tmp_path,
+        allowedNamespaces=[namespace],
+        addressPool=["10.213.0.0/24"],
+    ).create()
+    names = [f"b{i}" for i in range(10)]
+    for name in names:
+        api.create(tree(namespace, name, members=0, monitor=False)[0])
+    for name in names:
+        api.wait_phase("VIP", name, namespace, "Active", 30)
+    good = dict(device.body["spec"]["config"])
+    api.patch_spec("Device", device.name, None, {"config": {**good, "stateFile": ""}})
+    api.wait_phase("Device", device.name, None, "Error", 15)
+    for name in names:
+        body = api.wait_phase("VIP", name, namespace, "Error", 15, reason="DeviceError")
+        assert "config.stateFile is required" in body["status"]["message"]
+    api.patch_spec("Device", device.name, None, {"config": good})
+    for name in names:
+        api.wait_phase("VIP", name, namespace, "Active", 15)
