@@ -85,11 +85,6 @@ def model_schema(model: type[Any]) -> dict[str, Any]:
 
 def crd(info: KindInfo) -> dict[str, Any]:
     status = model_schema(info.status)
-    status.setdefault("properties", {})["kopf"] = {
-        "type": "object",
-        "description": "Handler progress kept by the kopf framework.",
-        "x-kubernetes-preserve-unknown-fields": True,
-    }
     spec = model_schema(info.spec)
     schema = {
         "type": "object",

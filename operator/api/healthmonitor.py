@@ -46,6 +46,8 @@ EXPECTED_CODES_PATTERN = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?(,[1-5][0-9]{2}(-[1-5]
 
 
 class HealthMonitorSpec(WireModel):
+    """How and how often the members of a pool are checked."""
+
     model_config = {
         "json_schema_extra": {
             "x-kubernetes-validations": [
@@ -59,7 +61,9 @@ class HealthMonitorSpec(WireModel):
     }
 
     pool_ref: ObjectName = Field(description="Name of the Pool (same namespace) to check.")
-    type: MonitorType
+    type: MonitorType = Field(
+        description="PING (a TCP connect on HAProxy), TCP (connect), HTTP or HTTPS (a request)."
+    )
     delay: int = Field(default=5, ge=1, le=3600, description="Seconds between checks.")
     timeout: int = Field(default=3, ge=1, le=3600, description="Seconds to wait for an answer.")
     max_retries: int = Field(
@@ -68,15 +72,25 @@ class HealthMonitorSpec(WireModel):
     max_retries_down: int = Field(
         default=3, ge=1, le=10, description="Failures in a row that take a member down."
     )
-    http_method: HTTPMethod = HTTPMethod.GET
-    url_path: str = Field(default="/", min_length=1, max_length=2048, pattern=URL_PATH_PATTERN)
+    http_method: HTTPMethod = Field(
+        default=HTTPMethod.GET, description="HTTP method of HTTP/HTTPS checks."
+    )
+    url_path: str = Field(
+        default="/",
+        min_length=1,
+        max_length=2048,
+        pattern=URL_PATH_PATTERN,
+        description="Path requested by HTTP/HTTPS checks.",
+    )
     expected_codes: str = Field(
         default="200",
         max_length=256,
         pattern=EXPECTED_CODES_PATTERN,
-        description='"200", "200,202" or "200-204".',
+        description='Status codes that count as healthy: "200", "200,202" or "200-204".',
     )
-    admin_state_up: bool = True
+    admin_state_up: bool = Field(
+        default=True, description="false = no checks (members report NO_MONITOR)."
+    )
 
     @model_validator(mode="after")
     def _timeout_within_delay(self) -> HealthMonitorSpec:
@@ -93,7 +107,7 @@ class HealthMonitorSpec(WireModel):
 
 
 class HealthMonitorStatus(ObjectStatus):
-    pass
+    """Provisioning phase of the monitor."""
 
 
 class HealthMonitor(Resource):

@@ -23,28 +23,53 @@ from lbaas.api.meta import (
 
 
 class MemberOperatingStatus(StrEnum):
+    """A member's health as its device sees it.
+
+    UNKNOWN means the device cannot tell now (it is NotReady, or did not answer the health
+    read): the member may be serving or not; it is never reported ONLINE on a guess.
+    """
+
     ONLINE = "ONLINE"
     OFFLINE = "OFFLINE"
     ERROR = "ERROR"
     NO_MONITOR = "NO_MONITOR"
     DRAINING = "DRAINING"
+    UNKNOWN = "UNKNOWN"
 
 
 class MemberSpec(WireModel):
+    """One backend server: where it listens and how much traffic it gets."""
+
     pool_ref: ObjectName = Field(description="Name of the Pool (same namespace).")
-    address: IPAddress
-    port: Port
+    address: IPAddress = Field(
+        description="Backend address; must lie in the device's memberNetworks."
+    )
+    port: Port = Field(description="Backend port.")
     weight: int = Field(
         default=1, ge=0, le=256, description="Relative share of new connections; 0 = none (drain)."
     )
-    backup: bool = False
-    admin_state_up: bool = True
-    monitor_address: IPAddress | None = None
-    monitor_port: Port | None = None
+    backup: bool = Field(
+        default=False, description="Serves only when no non-backup member is up."
+    )
+    admin_state_up: bool = Field(
+        default=True, description="false = taken out of service (status OFFLINE)."
+    )
+    monitor_address: IPAddress | None = Field(
+        default=None, description="Health-check this address instead of address."
+    )
+    monitor_port: Port | None = Field(
+        default=None, description="Health-check this port instead of port."
+    )
 
 
 class MemberStatus(ObjectStatus):
-    operating_status: MemberOperatingStatus | None = None
+    """Provisioning phase plus the member's health as the device reports it."""
+
+    operating_status: MemberOperatingStatus | None = Field(
+        default=None,
+        description="ONLINE, OFFLINE (admin down), ERROR (failing checks), DRAINING (weight 0),"
+        " NO_MONITOR (no health monitor) or UNKNOWN (the device cannot tell now).",
+    )
 
 
 class Member(Resource):

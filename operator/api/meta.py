@@ -91,6 +91,29 @@ AddressPoolEntry = Annotated[
     ),
 ]
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR (10.0.0.0/24, fd00::/64)") from exc
+    return value
+
+
+CIDR = Annotated[
+    str,
+    AfterValidator(_check_cidr),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 49,
+            "x-kubernetes-validations": [
+                _cel("isCIDR(self)", "must be a CIDR such as 10.0.0.0/24 or fd00::/64")
+            ],
+        }
+    ),
+]
+"""An IPv4 or IPv6 network in CIDR notation (``isCIDR`` on the server)."""
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -115,12 +138,22 @@ class ConditionStatus(StrEnum):
 class Condition(WireModel):
     """A Kubernetes condition (metav1.Condition): one entry per type, newest state only."""
 
-    type: str = Field(max_length=316, pattern=r"^[A-Za-z][A-Za-z0-9_./-]*$")
-    status: ConditionStatus
-    observed_generation: int | None = Field(default=None, ge=0)
-    last_transition_time: datetime
-    reason: str = Field(max_length=1024, pattern=r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$")
-    message: str = Field(default="", max_length=32768)
+    type: str = Field(
+        max_length=316,
+        pattern=r"^[A-Za-z][A-Za-z0-9_./-]*$",
+        description="Scheduled, Programmed or Ready (Devices: Ready).",
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The spec generation the condition was set for."
+    )
+    last_transition_time: datetime = Field(description="When status last changed.")
+    reason: str = Field(
+        max_length=1024,
+        pattern=r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$",
+        description="CamelCase reason for the last transition.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
 
 
 Conditions = Annotated[
@@ -128,6 +161,7 @@ Conditions = Annotated[
     Field(
         default_factory=list,
         max_length=16,
+        description="Conditions by type (Kubernetes API conventions).",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
@@ -137,16 +171,27 @@ Conditions = Annotated[
 
 
 class LabelSelectorRequirement(WireModel):
-    key: str = Field(max_length=317)
-    operator: str = Field(json_schema_extra={"enum": ["In", "NotIn", "Exists", "DoesNotExist"]})
-    values: list[str] | None = None
+    """One requirement of a label selector: key, operator and values."""
+
+    key: str = Field(max_length=317, description="The label key.")
+    operator: str = Field(
+        description="In, NotIn, Exists or DoesNotExist.",
+        json_schema_extra={"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+    )
+    values: list[str] | None = Field(
+        default=None, description="Values for In and NotIn; empty for Exists and DoesNotExist."
+    )
 
 
 class LabelSelector(WireModel):
-    """A Kubernetes label selector (metav1.LabelSelector)."""
+    """A Kubernetes label selector (metav1.LabelSelector): all requirements must hold."""
 
-    match_labels: dict[str, str] | None = None
-    match_expressions: list[LabelSelectorRequirement] | None = None
+    match_labels: dict[str, str] | None = Field(
+        default=None, description="Labels that must be present with these values."
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, description="Set-based requirements."
+    )
 
     def matches(self, labels: dict[str, str]) -> bool:
         for key, value in (self.match_labels or {}).items():
@@ -169,11 +214,19 @@ class LabelSelector(WireModel):
 class ObjectStatus(WireModel):
     """What every kind reports: the Kubernetes-convention core of its status."""
 
-    phase: Phase | None = None
+    phase: Phase | None = Field(
+        default=None, description="Pending (being applied), Active (served) or Error."
+    )
     conditions: Conditions
-    observed_generation: int | None = Field(default=None, ge=0)
-    reason: str | None = Field(default=None, max_length=1024)
-    message: str | None = Field(default=None, max_length=32768)
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The spec generation this status describes."
+    )
+    reason: str | None = Field(
+        default=None, max_length=1024, description="CamelCase reason of the phase."
+    )
+    message: str | None = Field(
+        default=None, max_length=32768, description="What happened, and what to do about it."
+    )
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,27 @@ class LBMethod(StrEnum):
 
 
 class PoolSpec(WireModel):
+    """How traffic of a VIP is spread over the members."""
+
     vip_ref: ObjectName = Field(description="Name of the VIP (same namespace) this pool serves.")
-    protocol: Protocol = Protocol.TCP
-    lb_method: LBMethod = LBMethod.ROUND_ROBIN
-    admin_state_up: bool = True
+    protocol: Protocol = Field(
+        default=Protocol.TCP, description="Protocol to the members (TCP, HTTP or HTTPS)."
+    )
+    lb_method: LBMethod = Field(
+        default=LBMethod.ROUND_ROBIN,
+        description="ROUND_ROBIN, LEAST_CONNECTIONS or SOURCE_IP (hash of the client address).",
+    )
+    admin_state_up: bool = Field(
+        default=True, description="false = no member gets traffic (status OFFLINE)."
+    )
 
 
 class PoolStatus(ObjectStatus):
-    operating_status: OperatingStatus | None = None
+    """Provisioning phase plus the roll-up of its members' health."""
+
+    operating_status: OperatingStatus | None = Field(
+        default=None, description="Roll-up of the members, as on the VIP."
+    )
 
 
 class Pool(Resource):

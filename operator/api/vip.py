@@ -12,11 +12,10 @@ from lbaas.api.meta import (
     MESSAGE,
     PHASE,
     REASON,
-    Conditions,
     IPAddress,
     KindInfo,
     LabelSelector,
-    Phase,
+    ObjectStatus,
     Port,
     PrinterColumn,
     Resource,
@@ -41,6 +40,8 @@ COOKIE_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
 class SessionPersistence(WireModel):
+    """Keeps a client on the same member."""
+
     model_config = {
         "json_schema_extra": {
             "x-kubernetes-validations": [
@@ -53,9 +54,16 @@ class SessionPersistence(WireModel):
         }
     }
 
-    type: PersistenceType
+    type: PersistenceType = Field(
+        description="SOURCE_IP (client address), HTTP_COOKIE (a cookie the device inserts) or"
+        " APP_COOKIE (the application's own cookie, named by cookieName)."
+    )
     cookie_name: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=COOKIE_NAME_PATTERN
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=COOKIE_NAME_PATTERN,
+        description="Cookie name: required for APP_COOKIE, optional for HTTP_COOKIE.",
     )
 
     @model_validator(mode="after")
@@ -74,37 +82,53 @@ class OperatingStatus(StrEnum):
 
 
 class VIPSpec(WireModel):
+    """What clients connect to, and where the operator may put it."""
+
     address: IPAddress | None = Field(
         default=None, description="Fixed address; empty = allocated from the device's addressPool."
     )
-    port: Port
-    protocol: Protocol = Protocol.TCP
+    port: Port = Field(description="TCP port clients connect to (1-65535).")
+    protocol: Protocol = Field(
+        default=Protocol.TCP,
+        description="TCP, HTTP (the device sees requests) or HTTPS (TLS passed through).",
+    )
     connection_limit: int = Field(
         default=-1,
         ge=-1,
         le=10_000_000,
         description="Maximum concurrent connections; -1 = unlimited.",
     )
-    session_persistence: SessionPersistence | None = None
-    device_selector: LabelSelector | None = None
+    session_persistence: SessionPersistence | None = Field(
+        default=None, description="Keep each client on one member; unset = no persistence."
+    )
+    device_selector: LabelSelector | None = Field(
+        default=None, description="Only Devices whose labels match may take this VIP."
+    )
     device_ref: str | None = Field(
         default=None,
         max_length=253,
         pattern=DNS_SUBDOMAIN_PATTERN,
         description="Pin the VIP to this Device.",
     )
-    admin_state_up: bool = True
+    admin_state_up: bool = Field(
+        default=True, description="false = the address stops listening (status OFFLINE)."
+    )
 
 
-class VIPStatus(WireModel):
-    phase: Phase | None = None
-    conditions: Conditions
-    observed_generation: int | None = Field(default=None, ge=0)
-    reason: str | None = Field(default=None, max_length=1024)
-    message: str | None = Field(default=None, max_length=32768)
-    device: str | None = Field(default=None, max_length=253)
-    address: str | None = Field(default=None, max_length=45)
-    operating_status: OperatingStatus | None = None
+class VIPStatus(ObjectStatus):
+    """Provisioning (phase, conditions) and operation (operatingStatus), kept apart."""
+
+    device: str | None = Field(
+        default=None, max_length=253, description="The Device the VIP is bound to."
+    )
+    address: str | None = Field(
+        default=None, max_length=45, description="The address the VIP is served on."
+    )
+    operating_status: OperatingStatus | None = Field(
+        default=None,
+        description="ONLINE (all members up), DEGRADED (some down), ERROR (none serving),"
+        " OFFLINE (admin down, or its device cannot serve) or NO_MONITOR.",
+    )
 
 
 class VIP(Resource):

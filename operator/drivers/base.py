@@ -6,15 +6,19 @@ one VIP and makes the device match it, however many times it is called and whate
 held before (after a crash, a restart, or a half-done earlier call). That is what makes the
 operator restart-safe without bookkeeping of its own.
 
-Drivers are synchronous. The operator calls them from a thread pool with a per-call timeout,
-so a driver may block on the network; it must be safe to call for *different* devices from
-several threads at once. Calls for the *same* device are serialised by the operator.
+Drivers are synchronous. The operator calls them from a thread pool with a per-call deadline
+(:func:`call_deadline`), so a driver may block on the network; it must be safe to call for
+*different* devices from several threads at once. Calls for the *same* device are serialised
+by the operator, and only the agent holding the device's Lease makes them.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +60,65 @@ class UnsupportedError(DriverError):
         super().__init__(user_message, detail=detail, retryable=False, reason="Unsupported")
 
 
+class StaleOwnerError(DriverError):
+    """The device has seen a newer owner (a higher ``fence``): this call must not touch it."""
+
+    def __init__(self, user_message: str, *, detail: str = "") -> None:
+        super().__init__(user_message, detail=detail, retryable=True, reason="StaleOwner")
+
+
+# ---- the deadline of the current call ---------------------------------------------------------
+
+_CALL = threading.local()
+
+
+def call_deadline() -> float | None:
+    """``time.monotonic()`` by which the running driver call must have returned, or None.
+
+    The operator sets it for every call (see ``lbaas.drivers.runner``). A driver that waits
+    (a reload, a REST call, a retry loop) bounds its waits with :func:`remaining`: the lease
+    that makes an agent the device's only owner is only valid that long, and a call that
+    outlives it could overlap the next owner's.
+    """
+    return getattr(_CALL, "deadline", None)
+
+
+def remaining(default: float) -> float:
+    """Seconds left before the call deadline (at most ``default``; 0 when already past)."""
+    deadline = call_deadline()
+    if deadline is None:
+        return default
+    return max(0.0, min(default, deadline - time.monotonic()))
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: float | None) -> Iterator[None]:
+    """Set the call deadline for the current thread (the runner does this)."""
+    previous = getattr(_CALL, "deadline", None)
+    _CALL.deadline = deadline
+    try:
+        yield
+    finally:
+        _CALL.deadline = previous
+
+
 @dataclass(frozen=True)
 class DeviceHandle:
-    """A device as a driver sees it: its name, its spec, and the credentials from its Secret."""
+    """A device as a driver sees it: its name, spec, labels and credentials.
+
+    ``owner`` names the agent making the call and ``fence`` is a number that grows every time
+    the device changes owner (the Lease's ``leaseTransitions``). A driver that can store a
+    number on the device may refuse calls with a lower fence than it has seen
+    (``StaleOwnerError``): that makes a paused former owner harmless.
+    Credentials never appear in ``repr`` (and so in no log line or message).
+    """
 
     name: str
     spec: DeviceSpec
     labels: Mapping[str, str] = field(default_factory=dict)
-    credentials: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    owner: str = ""
+    fence: int = 0
 
     @property
     def config(self) -> dict[str, Any]:
@@ -82,8 +137,9 @@ class LoadBalancer:
 
     ``key`` is ``namespace/name`` of the VIP, unique in the cluster; ``address`` is the
     effective address (the spec's, or the one allocated from the device's addressPool).
-    Members and the monitor are those not being deleted; ``pool`` is None while the VIP has
-    no pool, in which case the device should accept connections and have no backends.
+    Members and the monitor are those not being deleted and allowed by the device's member
+    networks; ``pool`` is None while the VIP has no pool, in which case the device should
+    accept connections and have no backends.
     """
 
     namespace: str
@@ -107,24 +163,49 @@ class ProbeResult:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Drift:
+    """One way a device differs from what it should serve, found by ``verify``.
+
+    ``kind`` is CamelCase (``ConfigChanged``, ``RuntimeChanged``, ``Missing``, ``Orphan``...);
+    ``message`` says what was found, for the ``DriftRepaired`` Event.
+    """
+
+    kind: str
+    message: str
+
+
+Statuses = Mapping[str, MemberOperatingStatus]
+"""Member name → operating status."""
+
+
 class Driver(abc.ABC):
     """Base of every driver. Subclass it and register it under entry-point group lbaas.drivers.
 
     One instance serves every Device that names the driver; per-device state, if any, must be
-    keyed by ``device.name``.
+    keyed by ``device.name``. Every method below is called from a worker thread, never for
+    the same device from two threads at once, and only by the agent that owns the device.
+    Errors a user should see are raised as :class:`DriverError`; anything else a method
+    raises is reported as a retryable ``DriverError`` with the exception's text.
     """
 
     #: Protocols this driver can serve; the scheduler skips devices whose driver can't.
     supported_protocols: frozenset[str] = frozenset({"TCP", "HTTP", "HTTPS"})
 
     def validate_config(self, config: Mapping[str, Any]) -> None:  # noqa: B027
-        """Check a Device's ``spec.config``. Raise ``DriverError`` (non-retryable) if invalid.
+        """Check a Device's ``spec.config`` before the device is used.
 
-        Called when a Device is created or changed, before the device is used.
+        Called when a Device is created or changed. Must not contact the device.
+
+        :raises DriverError: (non-retryable, reason ``InvalidConfig``) the config is invalid;
+            the Device turns Error with this message until its spec changes.
         """
 
     def supports(self, lb: LoadBalancer) -> str | None:
-        """Why this driver cannot serve ``lb``, or None if it can (used by the scheduler)."""
+        """Why this driver cannot serve ``lb``, or None if it can (used by the scheduler).
+
+        Pure and cheap: no device access. Never raises.
+        """
         if lb.spec.protocol not in self.supported_protocols:
             return f"protocol {lb.spec.protocol} not supported by this driver"
         return None
@@ -133,33 +214,103 @@ class Driver(abc.ABC):
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         """Make ``device`` serve ``lb`` exactly as described: create, update or remove parts.
 
-        Must be idempotent: applying the same tree twice leaves the device as after once, and
-        applying a tree replaces whatever the device held for that VIP before.
+        Idempotent: applying the same tree twice leaves the device as after once, and applying
+        a tree replaces whatever the device held for that VIP before. A VIP the device refuses
+        must leave every other VIP on the device serving as before.
+
+        :raises UnsupportedError: the device cannot express ``lb``; not retried.
+        :raises DriverError: retryable (device unreachable, busy, timed out): retried with
+            backoff; non-retryable (the device refuses this configuration, e.g. reason
+            ``AddressInUse``, ``AddressNotAvailable``, ``InvalidConfiguration``): reported,
+            retried only when the tree or the device changes.
+        :raises StaleOwnerError: the device has seen a newer owner.
         """
 
     @abc.abstractmethod
     def delete(self, device: DeviceHandle, lb: LoadBalancer) -> None:
-        """Remove everything the device holds for ``lb``. Deleting what is absent succeeds."""
+        """Remove everything the device holds for ``lb``. Deleting what is absent succeeds.
+
+        :raises DriverError: as ``apply``; a VIP whose deletion keeps failing is released
+            after ``deleteAttempts`` with a ``DeleteAbandoned`` Event (``orphans`` finds it
+            later).
+        """
 
     @abc.abstractmethod
     def probe(self, device: DeviceHandle) -> ProbeResult:
-        """Report whether the device can take work now. Called periodically; keep it cheap."""
+        """Report whether the device can take work now. Called periodically; keep it cheap.
 
-    def member_status(
-        self, device: DeviceHandle, lb: LoadBalancer
-    ) -> Mapping[str, MemberOperatingStatus]:
+        A device that does not answer, or answers that it is not ready, is a *result*:
+        ``ProbeResult(False, why)`` (the Device turns NotReady and its VIPs say so). A driver
+        that manages the device's process may restart it here.
+
+        :raises DriverError: only when the device can never work as configured
+            (non-retryable: the Device turns Error); a retryable one counts as not ready.
+        """
+
+    def member_status(self, device: DeviceHandle, lb: LoadBalancer) -> Statuses:
         """Observed health of ``lb``'s members by member name, where the device knows it.
 
-        Members left out are reported as NO_MONITOR (or OFFLINE when admin-down).
+        Members left out are reported as NO_MONITOR (or OFFLINE when admin-down, DRAINING
+        at weight 0).
+
+        :raises DriverError: the device cannot tell now: members with a monitor are then
+            reported UNKNOWN, never ONLINE.
         """
         return {}
+
+    def member_statuses(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, Statuses]:
+        """``member_status`` of many VIPs of one device at once, by VIP key.
+
+        The operator reads health once per device per interval through this method; the
+        default calls ``member_status`` per VIP. Override it when one device call can answer
+        for all (HAProxy: one ``show stat``). A VIP left out is reported UNKNOWN.
+
+        :raises DriverError: the device cannot tell now (every VIP of it is UNKNOWN).
+        """
+        return {lb.key: self.member_status(device, lb) for lb in lbs}
+
+    def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
+        """What differs between what ``device`` serves for ``lb`` and ``lb`` itself.
+
+        Called for every VIP once per resync interval. ``[]`` = in sync; a non-empty list makes
+        the operator apply ``lb`` again and post a ``DriftRepaired`` Event naming the drift.
+        The default, None, means "cannot tell cheaply": the operator then re-applies.
+
+        :raises DriverError: the device cannot be read now (retried at the next resync).
+        """
+        return None
+
+    def orphans(self, device: DeviceHandle, expected: Collection[str]) -> list[LoadBalancer]:
+        """VIPs the device holds whose key is not in ``expected`` (left behind by a deleted VIP
+        whose cleanup was abandoned, or added behind the operator's back).
+
+        The operator deletes each with ``delete`` and posts a ``DriftRepaired`` Event. Called
+        once per resync interval, only while the operator's view of the cluster is complete.
+        The default finds none.
+
+        :raises DriverError: the device cannot be read now.
+        """
+        return []
+
+    def watch(self, device: DeviceHandle, changed: Callable[[], None]) -> Callable[[], None]:
+        """Start noticing, without polling the probe timer, that the device changed state.
+
+        ``changed`` (thread-safe) makes the operator probe the device at once: a driver that
+        supervises a process (HAProxy) calls it the moment the process dies, and ``probe``
+        restarts it. Returns a function that stops watching. The default watches nothing.
+        """
+        return lambda: None
 
     def select_device(
         self, lb: LoadBalancer, candidates: Sequence[DeviceHandle]
     ) -> DeviceHandle | None:
         """Choose a device for a new VIP among eligible ``candidates`` (all of this driver).
 
-        Return None to let the operator's scheduler choose (least loaded).
+        Called by the controller, off any device's lease: must not change a device. Return
+        None to let the operator's scheduler choose (least loaded). Exceptions are logged and
+        count as None.
         """
         return None
 

@@ -99,3 +99,25 @@ def test_member_and_device_model_rules() -> None:
     for bad in ("10.0.0.0/33", "10.1.0.9-10.1.0.1", "10.1.0.1-::1", "x"):
         with pytest.raises(ValidationError):
             DeviceSpec.model_validate({"driver": "fake", "addressPool": [bad]})
+
+
+@pytest.mark.parametrize("info", KINDS, ids=[k.kind for k in KINDS])
+def test_kubectl_explain_has_a_description_everywhere(info: Any) -> None:
+    """Every kind, its spec and status, and every field below them say what they are."""
+    crd = yaml.safe_load(render_all()[f"lbaas.dev_{info.plural}.yaml"])
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    missing = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, sub in (node.get("properties") or {}).items():
+            if key in ("apiVersion", "kind", "metadata"):
+                continue
+            if not sub.get("description"):
+                missing.append(f"{path}.{key}")
+            walk(sub, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    assert schema.get("description"), info.kind
+    walk(schema, info.kind.lower())
+    assert not missing, f"fields without a description (kubectl explain): {missing}"
