@@ -48,7 +48,6 @@ def test_crd_is_structural_and_complete(info: Any) -> None:
         assert "$ref" not in node and "anyOf" not in node and "title" not in node, path
     status = schema["properties"]["status"]["properties"]
     assert {"phase", "conditions", "observedGeneration", "reason", "message"} <= set(status)
-    assert status["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
 
 
