@@ -16,17 +16,17 @@ PYTEST_ARGS ?=
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/lbaas-operator: pyproject.toml
+$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml tests/plugins/fakedriver/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' -e tests/plugins/fakedriver
+	$(BIN)/pip install -q -e '.[dev]' -e tests/plugins/fakedriver -e devtools
 	touch $@
 
 install: $(BIN)/lbaas-operator  ## create .venv with the operator, dev tools and the test driver
 
 lint: install  ## ruff and mypy
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench devtools
+	$(BIN)/ruff format --check operator tests bench devtools
 	mkdir -p .mypy-src && ln -sfn ../operator .mypy-src/lbaas
 	MYPYPATH=.mypy-src $(BIN)/mypy -p lbaas
 
@@ -42,16 +42,16 @@ crds: install  ## regenerate crds/ (and the chart's copy) from the API models
 	cp crds/*.yaml charts/lbaas-operator/crds/
 
 cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else kind); prints `export KUBECONFIG=...`
-	@$(BIN)/python -m lbaas.devcluster up
+	@$(BIN)/python -m lbaas_devtools.devcluster up
 
 cluster-down:  ## stop the local test bed / kind cluster
-	@$(BIN)/python -m lbaas.devcluster down
+	@$(BIN)/python -m lbaas_devtools.devcluster down
 
 run: install  ## quick start: local cluster, CRDs, operator, HAProxy device and the example, in the background
-	@$(BIN)/python -m lbaas.quickstart up
+	@$(BIN)/python -m lbaas_devtools.quickstart up
 
 down:  ## stop what `make run` started and clean up
-	@$(BIN)/python -m lbaas.quickstart down
+	@$(BIN)/python -m lbaas_devtools.quickstart down
 
 bench: install  ## benchmarks against the test bed; prints tables
 	$(BIN)/python bench/run.py

@@ -274,7 +274,7 @@ def run(kubeconfig: str) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    from lbaas.devcluster import up
+    from lbaas_devtools.devcluster import up
 
     started_testbed = False
     if not os.environ.get("KUBECONFIG"):

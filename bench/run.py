@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: Api, OperatorProc
 sys.path.insert(0, str(HERE))
 
 from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree  # noqa: E402
-from lbaas.devcluster import Cluster, down, up  # noqa: E402
+from lbaas_devtools.devcluster import Cluster, down, up  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

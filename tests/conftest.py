@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from helpers import CRDS, ROOT, kubectl, need_tool
-from lbaas.devcluster import NoClusterError, up
+from lbaas_devtools.devcluster import NoClusterError, up
 
 
 @pytest.fixture(scope="session")

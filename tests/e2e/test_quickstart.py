@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, need_tool
-from lbaas import devcluster, quickstart
+from lbaas_devtools import devcluster, quickstart
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -1,7 +1,7 @@
 """The quick start behind ``make run`` / ``make down``: a working load balancer on this machine.
 
-``up`` brings up a local cluster (:func:`lbaas.devcluster.up`: KUBECONFIG, else the test bed,
-else kind), installs the CRDs, starts two example HTTP backends on 127.0.20.1:8081 and
+``up`` brings up a local cluster (:func:`lbaas_devtools.devcluster.up`: KUBECONFIG, else the
+test bed, else kind), installs the CRDs, starts two example HTTP backends on 127.0.20.1:8081 and
 127.0.20.2:8081, starts the operator in the background, applies ``manifests/examples/`` (an
 HAProxy Device managed by the driver, and the VIP ``default/web`` on port 8080), waits for the
 VIP to be Active and sends a few requests through it. Everything keeps running in the
@@ -36,8 +36,8 @@ from typing import Any
 # The driver's own pid-file helpers (a zombie counts as dead).
 from lbaas.drivers.haproxy.process import pid_alive as alive
 from lbaas.drivers.haproxy.process import read_pid
+from lbaas_devtools import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 STATE = Path("/tmp/lbaas-quickstart")
 """Fixed: ``manifests/examples/device.yaml`` puts the HAProxy state dir below it."""
 CRDS = ROOT / "crds"
@@ -202,7 +202,7 @@ class ClusterRecord:
 
 def _cluster_was_up() -> tuple[str, bool]:
     """(source devcluster.up() will pick, whether that cluster already runs)."""
-    from lbaas import devcluster
+    from lbaas_devtools import devcluster
 
     if os.environ.get("KUBECONFIG"):
         return "KUBECONFIG", True
@@ -219,7 +219,7 @@ def _cluster_was_up() -> tuple[str, bool]:
 
 
 def bring_up_cluster() -> ClusterRecord:
-    from lbaas import devcluster
+    from lbaas_devtools import devcluster
 
     source, was_up = _cluster_was_up()
     testbed_state = os.environ.get("TESTBED_STATE") or None
@@ -360,7 +360,7 @@ def _backend_pid_file(name: str) -> Path:
 
 
 def _backend_running(name: str) -> int | None:
-    return running(_backend_pid_file(name), "lbaas.quickstart", "backend", name)
+    return running(_backend_pid_file(name), "lbaas_devtools.quickstart", "backend", name)
 
 
 def start_backends() -> None:
@@ -376,7 +376,15 @@ def start_backends() -> None:
                     f"{address}:{port} is already in use by a process this quick start did not"
                     " start; stop it (or `make down` if an older quick start left it) and retry"
                 )
-            argv = [sys.executable, "-m", "lbaas.quickstart", "backend", name, address, str(port)]
+            argv = [
+                sys.executable,
+                "-m",
+                "lbaas_devtools.quickstart",
+                "backend",
+                name,
+                address,
+                str(port),
+            ]
             pid = spawn(argv, log, _backend_pid_file(name), child_env())
             note(f"{name}: started (pid {pid})")
         _wait_backend(name, pid, address, port, log)
@@ -681,7 +689,7 @@ def down() -> None:
         say("stopping HAProxy")
         stop_haproxy()
         if cluster is not None and cluster.started:
-            from lbaas import devcluster
+            from lbaas_devtools import devcluster
 
             say(f"stopping the {cluster.source} cluster the quick start started")
             if cluster.testbed_state:
@@ -696,7 +704,9 @@ def down() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lbaas.quickstart", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m lbaas_devtools.quickstart", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start everything and show the example working")
     sub.add_parser("down", help="stop what `up` started and remove its state")
