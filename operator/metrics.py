@@ -35,3 +35,21 @@ MEMBER_STATUS = Gauge("lbaas_member_operating_status", "Members by operating sta
 def start_server(port: int) -> None:
     if port:
         start_http_server(port)
+
+
+API_WRITES = Counter(
+    "lbaas_api_writes_total",
+    "Writes to the Kubernetes API by HTTP method and resource",
+    ["method", "resource"],
+)
+API_LATENCY = Histogram(
+    "lbaas_api_request_duration_seconds",
+    "Kubernetes API request latency by HTTP method",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+DRIFT_REPAIRS = Counter(
+    "lbaas_drift_repairs_total",
+    "Differences found between a device and its trees, and repaired, by device and kind",
+    ["device", "kind"],
+)

@@ -10,10 +10,10 @@ from pydantic import Field
 
 from lbaas.api.meta import (
     AGE,
+    CIDR,
     DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
     MESSAGE,
-    CIDR,
     AddressPoolEntry,
     Conditions,
     KindInfo,

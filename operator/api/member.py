@@ -48,9 +48,7 @@ class MemberSpec(WireModel):
     weight: int = Field(
         default=1, ge=0, le=256, description="Relative share of new connections; 0 = none (drain)."
     )
-    backup: bool = Field(
-        default=False, description="Serves only when no non-backup member is up."
-    )
+    backup: bool = Field(default=False, description="Serves only when no non-backup member is up.")
     admin_state_up: bool = Field(
         default=True, description="false = taken out of service (status OFFLINE)."
     )

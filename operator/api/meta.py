@@ -91,6 +91,7 @@ AddressPoolEntry = Annotated[
     ),
 ]
 
+
 def _check_cidr(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=False)

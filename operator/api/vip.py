@@ -79,6 +79,7 @@ class OperatingStatus(StrEnum):
     ERROR = "ERROR"
     OFFLINE = "OFFLINE"
     NO_MONITOR = "NO_MONITOR"
+    UNKNOWN = "UNKNOWN"
 
 
 class VIPSpec(WireModel):
@@ -127,7 +128,8 @@ class VIPStatus(ObjectStatus):
     operating_status: OperatingStatus | None = Field(
         default=None,
         description="ONLINE (all members up), DEGRADED (some down), ERROR (none serving),"
-        " OFFLINE (admin down, or its device cannot serve) or NO_MONITOR.",
+        " OFFLINE (admin down, or its device cannot serve), NO_MONITOR, or UNKNOWN (the device"
+        " cannot tell its members' health now).",
     )
 
 

@@ -226,6 +226,28 @@ class Driver(abc.ABC):
         :raises StaleOwnerError: the device has seen a newer owner.
         """
 
+    def apply_many(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, DriverError | None]:
+        """``apply`` of several VIPs of one device at once: the outcome per VIP key.
+
+        The operator sends what is waiting for one device as one call (a cold start, a new
+        owner). Each VIP succeeds or fails on its own: one refused VIP must not fail the others
+        (blast radius of one). The default calls ``apply`` per VIP; a driver whose apply costs
+        per device (HAProxy: a reload) should override it to pay that once.
+
+        :raises DriverError: only when none could be applied (device unreachable...): every
+            VIP of the batch gets this error.
+        """
+        outcome: dict[str, DriverError | None] = {}
+        for lb in lbs:
+            try:
+                self.apply(device, lb)
+                outcome[lb.key] = None
+            except DriverError as exc:
+                outcome[lb.key] = exc
+        return outcome
+
     @abc.abstractmethod
     def delete(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         """Remove everything the device holds for ``lb``. Deleting what is absent succeeds.

@@ -1,7 +1,8 @@
-"""kopf handlers, kept thin: they feed the tree engine (lbaas.dispatch) and report status.
+"""kopf's part: the hooks of the operator process (see ``lifecycle``).
 
-``build_registry`` wires every handler into a fresh kopf registry, so the set of handlers
-is explicit and the timers take their intervals from the settings.
+``build_registry`` returns a fresh kopf registry holding exactly these hooks: kopf runs the
+process (signals, logging, liveness, credentials) while the informers and roles of
+:mod:`lbaas.runtime` handle the objects.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import kopf
 
 from lbaas.config import OperatorSettings
-from lbaas.handlers import children, devices, indices, lifecycle, vips
+from lbaas.handlers import lifecycle
+from lbaas.runtime import Role
 
 
-def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+def build_registry(settings: OperatorSettings, role: Role = "run") -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    lifecycle.register(registry, settings)
-    indices.register(registry)
-    vips.register(registry, settings)
-    children.register(registry, settings)
-    devices.register(registry, settings)
+    lifecycle.register(registry, settings, role)
     return registry

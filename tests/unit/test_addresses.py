@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbaas.addresses import allocate, has_free, pool_addresses
+from lbaas.placement.addresses import allocate, has_free, pool_addresses
 
 
 def test_ipv4_subnet_skips_network_and_broadcast() -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lbaas.api.device import DeviceSpec
 from lbaas.api.vip import VIPSpec
-from lbaas.scheduler import Candidate, Decision, schedule
+from lbaas.placement.scheduler import Candidate, Decision, schedule
 
 READY = "Ready"
 

@@ -9,7 +9,7 @@ import pytest
 from lbaas.api.vip import VIPSpec
 from lbaas.dispatch import vip_operating_status
 from lbaas.drivers.base import LoadBalancer
-from lbaas.tree import build_tree, snapshot
+from lbaas.trees.tree import build_tree, snapshot
 
 NS = "team-a"
 

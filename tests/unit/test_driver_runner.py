@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lbaas.drivers.base import DriverError, UnsupportedError
-from lbaas.engine import DriverRunner
+from lbaas.drivers.runner import DriverRunner
 
 T = TypeVar("T")
 

@@ -8,13 +8,12 @@ same pool) is a conflict: the oldest wins and the others are reported, never sil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from lbaas import API_VERSION
 from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
@@ -24,31 +23,10 @@ from lbaas.drivers.base import LoadBalancer, MemberEntry
 M = TypeVar("M", bound=BaseModel)
 
 Snapshot = Mapping[str, Any]
-"""An object as kept in a kopf index: apiVersion, kind, metadata (subset), spec, status."""
+"""An object as an informer caches it: apiVersion, kind, metadata, spec, status."""
 
-
-def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an object the operator needs, detached from kopf's body view."""
-    meta = body.get("metadata", {})
-    return {
-        "apiVersion": body.get("apiVersion", API_VERSION),
-        "kind": body.get("kind"),
-        "metadata": {
-            key: meta.get(key)
-            for key in (
-                "name",
-                "namespace",
-                "uid",
-                "generation",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "labels",
-            )
-            if meta.get(key) is not None
-        },
-        "spec": dict(body.get("spec") or {}),
-        "status": {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"},
-    }
+MemberCheck = Callable[[MemberSpec], tuple[str, str] | None]
+"""Why a member may not be used on the tree's device: (reason, message), or None."""
 
 
 def name_of(snap: Snapshot) -> str:
@@ -153,8 +131,13 @@ def build_tree(
     pools: Iterable[Snapshot],
     members_of: Mapping[str, Iterable[Snapshot]],
     monitors_of: Mapping[str, Iterable[Snapshot]],
+    member_check: MemberCheck | None = None,
 ) -> Tree:
-    """Assemble a VIP's tree. ``members_of``/``monitors_of`` map a pool name to its children."""
+    """Assemble a VIP's tree. ``members_of``/``monitors_of`` map a pool name to its children.
+
+    ``member_check`` (the device's member policy) leaves refused members out of the desired
+    state, marked with its reason; the rest of the pool keeps serving.
+    """
     vip_obj = TreeObject(vip)
     vip_spec = _parse(VIPSpec, vip_obj)
     objects = [vip_obj]
@@ -183,8 +166,13 @@ def build_tree(
             continue
         for m in member_objs:
             spec = _parse(MemberSpec, m)
-            if spec is not None and not m.deleting:
-                members.append(MemberEntry(m.name, spec))
+            if spec is None or m.deleting:
+                continue
+            refused = member_check(spec) if member_check else None
+            if refused:
+                m.problem_reason, m.problem = refused
+                continue
+            members.append(MemberEntry(m.name, spec))
         if mon_obj is not None:
             monitor_spec = _parse(HealthMonitorSpec, mon_obj)
             monitor_name = mon_obj.name if monitor_spec else None

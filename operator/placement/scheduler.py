@@ -6,13 +6,15 @@ Driver hooks (``supports``, ``select_device``) are looked up by the caller and p
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lbaas.addresses import has_free
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
+from lbaas.placement.addresses import has_free
+from lbaas.placement.policy import vip_address_problem
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,10 @@ class Candidate:
     phase: str | None
     vip_count: int
     used_addresses: frozenset[str] = frozenset()
+    namespace_vips: int = 0
+    """VIPs of the scheduled VIP's namespace already on this device (for the tenant quota)."""
+    listeners: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    """(address, port) → "namespace/name" of the VIP serving it on this device."""
 
     @property
     def load(self) -> float:
@@ -32,10 +38,30 @@ class Candidate:
         return self.vip_count / capacity if capacity else float("inf")
 
 
+# Exclusions found by the last checks, on devices that would otherwise take the VIP: when they
+# are all that stands in the way, the VIP's error says so by its own reason.
+ADDRESS_NOT_ALLOWED = "AddressNotAllowed"
+ADDRESS_IN_USE = "AddressInUse"
+QUOTA_EXCEEDED = "QuotaExceeded"
+NO_ELIGIBLE_DEVICE = "NoEligibleDevice"
+_SPECIFIC = (ADDRESS_NOT_ALLOWED, ADDRESS_IN_USE, QUOTA_EXCEEDED)
+
+
 @dataclass(frozen=True)
 class Decision:
     eligible: tuple[Candidate, ...]
     exclusions: Mapping[str, str] = field(default_factory=dict)  # device name → reason
+    specific: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Device name → (reason, message) for devices excluded only by address or quota rules."""
+
+    @property
+    def reason(self) -> str:
+        """The CamelCase reason of a failed decision: the specific one when every device that
+        passed the other checks was refused for it, else NoEligibleDevice."""
+        for code in _SPECIFIC:
+            if any(r == code for r, _ in self.specific.values()):
+                return code
+        return NO_ELIGIBLE_DEVICE
 
     @property
     def chosen(self) -> Candidate | None:
@@ -46,6 +72,10 @@ class Decision:
 
     def explain(self) -> str:
         """A message a person can act on: how many devices were excluded, and for what."""
+        code = self.reason
+        if code != NO_ELIGIBLE_DEVICE:
+            messages = sorted({m for r, m in self.specific.values() if r == code})
+            return "; ".join(messages[:3]) + (" (and more)" if len(messages) > 3 else "")
         if not self.exclusions:
             return "no Device exists; create one (kubectl get devices)"
         counts = Counter(self.exclusions.values())
@@ -74,15 +104,50 @@ def schedule(
     """Filter the inventory down to the devices that may take this VIP."""
     eligible: list[Candidate] = []
     exclusions: dict[str, str] = {}
+    specific: dict[str, tuple[str, str]] = {}
     for c in candidates:
         reason = _exclusion(vip, namespace, namespace_labels, c, driver_check)
         if reason is None:
-            eligible.append(c)
-        else:
-            exclusions[c.name] = reason
+            found = _tenant_exclusion(vip, namespace, c)
+            if found is None:
+                eligible.append(c)
+                continue
+            specific[c.name] = found
+            reason = found[1]
+        exclusions[c.name] = reason
     if vip.device_ref and vip.device_ref not in {c.name for c in candidates}:
         exclusions[vip.device_ref] = f"pinned by deviceRef but no Device {vip.device_ref} exists"
-    return Decision(tuple(eligible), exclusions)
+    return Decision(tuple(eligible), exclusions, specific)
+
+
+def _tenant_exclusion(vip: VIPSpec, namespace: str, c: Candidate) -> tuple[str, str] | None:
+    """The address and quota rules of a shared device: (reason, message) or None."""
+    if vip.address:
+        problem = vip_address_problem(c.spec, vip.address, c.name)
+        if problem:
+            return ADDRESS_NOT_ALLOWED, problem
+        holder = _listener_holder(c, vip.address, vip.port)
+        if holder:
+            return (
+                ADDRESS_IN_USE,
+                f"{vip.address}:{vip.port} is already used by VIP {holder} on device {c.name}",
+            )
+    limit = c.spec.capacity.max_vips_per_namespace
+    if limit is not None and c.namespace_vips >= limit:
+        return (
+            QUOTA_EXCEEDED,
+            f"namespace {namespace} already has {c.namespace_vips} VIP(s) on device {c.name}"
+            f" (its maxVIPsPerNamespace is {limit})",
+        )
+    return None
+
+
+def _listener_holder(c: Candidate, address: str, port: int) -> str | None:
+    wanted = ipaddress.ip_address(address)
+    for (addr, p), holder in c.listeners.items():
+        if p == port and ipaddress.ip_address(addr) == wanted:
+            return holder
+    return None
 
 
 def _exclusion(

@@ -1,9 +1,11 @@
 """Running driver calls: off the event loop, bounded in time, one at a time per device.
 
 Drivers are synchronous and may block on the network. Each call runs in a thread pool and
-is given ``timeout`` seconds; a call that overruns fails the caller with a retryable
-``DriverTimeout`` at once, while the device stays locked until its thread really returns, so
-two calls never overlap on one device. Other devices are never held up by a slow one.
+is given a deadline: ``timeout`` seconds, or less when the caller's device Lease ends sooner
+(``deadline``). The driver sees it through ``lbaas.drivers.base.call_deadline()`` and bounds
+its own waits by it. A call that overruns fails the caller with a retryable ``DriverTimeout``
+at once, while the device stays locked until its thread really returns, so two calls never
+overlap on one device. Other devices are never held up by a slow one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from lbaas import metrics
-from lbaas.drivers.base import DriverError
+from lbaas.drivers.base import DriverError, deadline_scope
 
 T = TypeVar("T")
 
@@ -29,10 +31,33 @@ class DriverRunner:
     def _lock(self, device: str) -> asyncio.Lock:
         return self._locks.setdefault(device, asyncio.Lock())
 
-    async def call(self, driver_name: str, device: str, op: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` for ``device``; raise DriverError on failure, timeout or busy device."""
+    def in_flight(self, device: str) -> bool:
+        """Whether a call for ``device`` is running (or its overrunning thread still is)."""
+        lock = self._locks.get(device)
+        return lock is not None and lock.locked()
+
+    async def idle(self, device: str) -> None:
+        """Wait until no call for ``device`` runs (before its Lease is handed over)."""
         lock = self._lock(device)
-        deadline = time.monotonic() + self.timeout
+        async with lock:
+            pass
+
+    async def call(
+        self,
+        driver_name: str,
+        device: str,
+        op: str,
+        fn: Callable[[], T],
+        *,
+        deadline: float | None = None,
+    ) -> T:
+        """Run ``fn`` for ``device``; raise DriverError on failure, timeout or busy device.
+
+        ``deadline`` (monotonic) caps the call below ``timeout`` (the owner's Lease ends then).
+        """
+        lock = self._lock(device)
+        own = time.monotonic() + self.timeout
+        deadline = own if deadline is None else min(own, deadline)
         try:
             await asyncio.wait_for(lock.acquire(), timeout=self.timeout)
         except TimeoutError:
@@ -42,7 +67,18 @@ class DriverRunner:
                 reason="DriverTimeout",
             ) from None
         started = time.monotonic()
-        future = asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        if started >= deadline:
+            lock.release()
+            raise DriverError(
+                f"no time left to call {op} on device {device} (its lease is ending); will retry",
+                reason="DriverTimeout",
+            )
+
+        def scoped() -> T:
+            with deadline_scope(deadline):
+                return fn()
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool, scoped)
         future.add_done_callback(lambda _f: lock.release())
         outcome = "ok"
         try:

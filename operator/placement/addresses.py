@@ -46,3 +46,19 @@ def allocate(pool: Iterable[str], used: Iterable[str]) -> str | None:
 
 def has_free(pool: Iterable[str], used: Iterable[str]) -> bool:
     return allocate(pool, used) is not None
+
+
+def pool_contains(pool: Iterable[str], address: IPAddr | str) -> bool:
+    """Whether ``address`` lies in one of the pool's CIDRs or ranges."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    for entry in pool:
+        if "-" in entry:
+            start, _, end = entry.partition("-")
+            first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
+            if first.version == ip.version and int(first) <= int(ip) <= int(last):
+                return True
+            continue
+        network = ipaddress.ip_network(entry, strict=False)
+        if network.version == ip.version and ip in network:
+            return True
+    return False

@@ -1,0 +1,291 @@
+"""The binder: the controller's loop that binds each VIP to a Device and an address.
+
+A VIP without ``status.device`` (new, or its device is gone, or it fails over) is queued;
+binding it runs the pure scheduler over the inventory (with the tenant rules: address policy,
+listener conflicts, per-namespace quota), lets the chosen driver pick among eligible devices
+(``select_device``), allocates an address from the device's pool when the VIP names none,
+and writes the binding: our finalizer first (nothing reaches a device without it), then
+``status.device``/``address`` and ``Scheduled=True``. Reservations cover the moment between
+the choice and the written status, so concurrent binds never hand out one address twice or
+overfill a device. A VIP that cannot be bound says why (``NoEligibleDevice``,
+``AddressNotAllowed``, ``AddressInUse``, ``QuotaExceeded``) and waits: any change of the
+inventory, of a namespace's labels, or a VIP leaving a device wakes every waiting VIP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from lbaas.api.device import DeviceSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.config import OperatorSettings
+from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
+from lbaas.drivers.registry import DriverRegistry
+from lbaas.placement.addresses import allocate, pool_contains
+from lbaas.placement.scheduler import Candidate, Decision, schedule
+from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.status import SCHEDULED, Cond, desired_status
+from lbaas.trees import report
+from lbaas.trees.reconcile import build
+from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
+
+log = logging.getLogger(__name__)
+
+VipKey = tuple[str, str]
+SELECT_TIMEOUT = 5.0
+
+
+class Binder:
+    """Binds VIPs to Devices; owns the reservations and the set of VIPs waiting for one."""
+
+    def __init__(
+        self,
+        *,
+        views: Views,
+        reporter: Reporter,
+        drivers: DriverRegistry,
+        settings: OperatorSettings,
+    ) -> None:
+        self.views = views
+        self.reporter = reporter
+        self.drivers = drivers
+        self.settings = settings
+        self.reserved: dict[VipKey, tuple[str, str]] = {}
+        self.unscheduled: set[VipKey] = set()
+        self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
+        self.inventory_version = 0
+        self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
+        self._queued: set[VipKey] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
+        self.on_bound: list[Any] = []
+
+    # ---- the queue -------------------------------------------------------------------------
+
+    def start(self, concurrency: int = 8) -> None:
+        self._workers = [asyncio.create_task(self._work()) for _ in range(concurrency)]
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    def trigger(self, key: VipKey) -> None:
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def inventory_changed(self) -> None:
+        """Devices, namespace labels or capacity changed: waiting VIPs try again."""
+        self.inventory_version += 1
+        for key in list(self.unscheduled):
+            self.trigger(key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                await self.bind(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("binding VIP %s/%s failed; retrying", *key)
+                await asyncio.sleep(1)
+                self.trigger(key)
+
+    # ---- one VIP ---------------------------------------------------------------------------
+
+    def needs_binding(self, vip: Mapping[str, Any] | None) -> bool:
+        if vip is None or is_deleting(vip):
+            return False
+        device = status_of(vip).get("device")
+        return not device or self.views.device(str(device)) is None
+
+    async def bind(self, key: VipKey, *, leaving: str | None = None) -> bool:
+        """Bind ``key`` if it needs it (or move it off ``leaving``); True when bound."""
+        vip = self.views.vip(key)
+        if vip is None:
+            self.unscheduled.discard(key)
+            return False
+        if is_deleting(vip):
+            self.unscheduled.discard(key)
+            if not status_of(vip).get("device"):
+                await self.reporter.finalizer(vip, present=False)
+            return False
+        if leaving is None and not self.needs_binding(vip):
+            self.unscheduled.discard(key)
+            return True
+        try:
+            spec = VIPSpec.model_validate(spec_of(vip))
+        except ValueError as exc:
+            tree = build(self.views, key, vip, None, "")
+            await self._failed(key, vip, tree, "InvalidSpec", f"spec is invalid: {exc}")
+            return False
+        seen = self.inventory_version
+        decision = self._decide(key, spec, exclude=leaving)
+        chosen = await self._pick(key, spec, decision)
+        address = None
+        if chosen is not None:
+            address = self._address(key, spec, chosen, vip, leaving)
+        if chosen is None or address is None:
+            if chosen is not None:
+                reason, message = (
+                    "NoEligibleDevice",
+                    f"no free address in the addressPool of {chosen.name}",
+                )
+            else:
+                reason, message = decision.reason, decision.explain()
+            self.unscheduled.add(key)
+            if self.inventory_version != seen:
+                self.trigger(key)  # the inventory changed while we looked: look again
+            tree = build(self.views, key, vip, None, "")
+            await self._failed(key, vip, tree, reason, message)
+            return False
+        self.reserved[key] = (chosen.name, address)
+        try:
+            return await self._write_binding(key, vip, chosen.name, address, leaving)
+        finally:
+            self.reserved.pop(key, None)
+
+    def _decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
+        candidates = [c for c in self._candidates(key) if c.name != exclude]
+        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
+
+        def driver_check(c: Candidate) -> str | None:
+            try:
+                return self.drivers.get(c.spec.driver).supports(probe)
+            except DriverError as exc:
+                return exc.user_message
+
+        labels = self.views.namespace_labels(key[0])
+        return schedule(spec, key[0], labels, candidates, driver_check)
+
+    def _device_spec(self, device: Mapping[str, Any]) -> DeviceSpec | None:
+        cache_key = (str(meta_of(device).get("name")), meta_of(device).get("generation"))
+        if cache_key not in self._specs:
+            try:
+                self._specs[cache_key] = DeviceSpec.model_validate(spec_of(device))
+            except ValueError:
+                self._specs[cache_key] = None
+        return self._specs[cache_key]
+
+    def _candidates(self, key: VipKey) -> list[Candidate]:
+        found = []
+        for device in self.views.devices():
+            if is_deleting(device):
+                continue
+            spec = self._device_spec(device)
+            if spec is None:
+                continue
+            name = str(meta_of(device)["name"])
+            reserved = {k: a for k, (d, a) in self.reserved.items() if d == name and k != key}
+            bound = self.views.bound_vips(name) - {key}
+            used = self.views.used_addresses(name, exclude=key) | set(reserved.values())
+            listeners = {
+                a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
+            }
+            found.append(
+                Candidate(
+                    name=name,
+                    spec=spec,
+                    labels=meta_of(device).get("labels") or {},
+                    phase=status_of(device).get("phase"),
+                    vip_count=len(bound | set(reserved)),
+                    used_addresses=frozenset(used),
+                    namespace_vips=sum(1 for k in bound | set(reserved) if k[0] == key[0]),
+                    listeners=listeners,
+                )
+            )
+        return found
+
+    async def _pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
+        """The scheduler's choice, unless a driver's ``select_device`` prefers another."""
+        if not decision.eligible:
+            return None
+        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
+        by_driver: dict[str, list[Candidate]] = {}
+        for c in decision.eligible:
+            by_driver.setdefault(c.spec.driver, []).append(c)
+        for driver_name in sorted(by_driver):
+            group = by_driver[driver_name]
+            handles = [DeviceHandle(c.name, c.spec, c.labels) for c in group]
+            try:
+                driver = self.drivers.get(driver_name)
+                picked = await asyncio.wait_for(
+                    asyncio.to_thread(functools.partial(driver.select_device, probe, handles)),
+                    SELECT_TIMEOUT,
+                )
+            except Exception as exc:
+                log.warning("select_device of %s failed: %s", driver_name, exc)
+                picked = None
+            if picked is not None:
+                return next((c for c in group if c.name == picked.name), decision.chosen)
+        return decision.chosen
+
+    def _address(
+        self,
+        key: VipKey,
+        spec: VIPSpec,
+        chosen: Candidate,
+        vip: Mapping[str, Any],
+        leaving: str | None,
+    ) -> str | None:
+        if spec.address:
+            return spec.address
+        current = status_of(vip).get("address")
+        if (
+            leaving
+            and current
+            and pool_contains(chosen.spec.address_pool, current)
+            and current not in chosen.used_addresses
+        ):
+            return str(current)  # failover keeps the address when the new pool has it
+        return allocate(chosen.spec.address_pool, chosen.used_addresses)
+
+    async def _write_binding(
+        self, key: VipKey, vip: Mapping[str, Any], device: str, address: str, leaving: str | None
+    ) -> bool:
+        if not await self.reporter.finalizer(dict(vip), present=True):
+            return False
+        latest = self.views.vip(key) or vip
+        if leaving:
+            reason, message = "FailedOver", f"moved from device {leaving} (NotReady) to {device}"
+        else:
+            reason, message = "Scheduled", f"bound to device {device}, address {address}"
+        desired = desired_status(
+            status_of(latest),
+            phase="Pending",
+            reason=reason,
+            message=f"{message}; waiting for the device's agent to apply it",
+            generation=None,
+            conditions=[Cond(SCHEDULED, True, reason, message)],
+            extra={"device": device, "address": address},
+        )
+        written = await self.reporter.status(
+            dict(latest), desired, manager=CONTROLLER, conditional=True
+        )
+        if not written:
+            self.trigger(key)
+            return False
+        self.unscheduled.discard(key)
+        event = self.reporter.warn if leaving else self.reporter.info
+        event(latest, reason=reason, message=message)
+        for callback in self.on_bound:
+            callback(device)
+        return True
+
+    async def _failed(
+        self, key: VipKey, vip: Mapping[str, Any], tree: Any, reason: str, message: str
+    ) -> None:
+        was = (status_of(vip).get("reason"), status_of(vip).get("message"))
+        for obj, desired in report.unscheduled(tree, reason, message):
+            latest = self.views.latest(obj.snap)
+            if latest is not None:
+                await self.reporter.status(latest, desired, manager=CONTROLLER)
+        if was != (reason, message):
+            self.reporter.warn(vip, reason=reason, message=message)

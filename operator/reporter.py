@@ -1,0 +1,217 @@
+"""The status reporter: the only writer of statuses, finalizers and Events (a test enforces it).
+
+Statuses are server-side applied with the writer's field manager (``lbaas-controller`` owns
+a VIP's binding, ``lbaas-agent`` what its device does), so two writers never overwrite each
+other's fields; the API's answer goes straight into the informer cache (``Informer.offer``),
+so the next comparison is against what was written. A write that would not change anything
+is not sent. Events are posted in the background, never delaying a reconcile; every text a
+user sees passes the redactor, which removes credential values the operator holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from lbaas.kube.client import Kube
+from lbaas.kube.informer import Informer, Obj
+from lbaas.kube.resources import BY_KIND, EVENTS, SERVICES, Resource
+from lbaas.status import needs_write, now
+
+log = logging.getLogger(__name__)
+
+CONTROLLER = "lbaas-controller"
+AGENT = "lbaas-agent"
+FINALIZER = "lbaas.dev/finalizer"
+FINALIZER_MANAGER = "lbaas-finalizer"
+MAX_PENDING_EVENTS = 1000
+
+
+class Redactor:
+    """Credential values the operator holds; no user-visible text may contain them."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add(self, values: Mapping[str, str]) -> None:
+        self._secrets |= {v for v in values.values() if isinstance(v, str) and len(v) >= 4}
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+class Reporter:
+    """Writes what the reconcilers decided; reads nothing but the informer caches."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        informers: Mapping[Resource, Informer],
+        *,
+        event_namespace: str,
+        instance: str,
+    ) -> None:
+        self.kube = kube
+        self.informers = informers
+        self.event_namespace = event_namespace
+        self.instance = instance
+        self.redact = Redactor()
+        self._events: set[asyncio.Task[None]] = set()
+
+    # ---- statuses ----------------------------------------------------------------------------
+
+    async def status(
+        self,
+        obj: Obj,
+        desired: Mapping[str, Any],
+        *,
+        manager: str,
+        conditional: bool = False,
+    ) -> bool:
+        """Apply ``desired`` (the writer's part of the status) to ``obj`` unless it says nothing
+        new. ``conditional``: only if ``obj`` is unchanged since it was read (409 otherwise).
+        False when the object is gone or changed meanwhile (the caller reconciles again)."""
+        current = obj.get("status") or {}
+        if not needs_write(current, desired):
+            return True
+        desired = self._redacted(desired)
+        meta = obj["metadata"]
+        resource = BY_KIND[obj["kind"]]
+        try:
+            written = await self.kube.apply_status(
+                resource,
+                meta.get("namespace"),
+                meta["name"],
+                desired,
+                manager=manager,
+                resource_version=meta.get("resourceVersion") if conditional else None,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            if exc.status == 422:
+                log.error("status of %s %s refused: %s", obj["kind"], meta["name"], exc.body)
+                return True
+            raise
+        if written is None:
+            return False
+        informer = self.informers.get(resource)
+        if informer is not None:
+            informer.offer(written)
+        return True
+
+    def _redacted(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(status)
+        if isinstance(out.get("message"), str):
+            out["message"] = self.redact(out["message"])
+        if "conditions" in out:
+            out["conditions"] = [
+                {**c, "message": self.redact(str(c.get("message", "")))} for c in out["conditions"]
+            ]
+        return out
+
+    async def service_load_balancer(self, service: Obj, load_balancer: Mapping[str, Any]) -> bool:
+        """A Service's ``status.loadBalancer`` (merge patch: the Service is not ours)."""
+        current = (service.get("status") or {}).get("loadBalancer") or {}
+        if current == load_balancer:
+            return True
+        meta = service["metadata"]
+        written = await self.kube.merge_patch(
+            SERVICES,
+            meta["namespace"],
+            meta["name"],
+            {"status": {"loadBalancer": dict(load_balancer)}},
+            sub="status",
+        )
+        if written is not None and SERVICES in self.informers:
+            self.informers[SERVICES].offer(written)
+        return written is not None
+
+    # ---- finalizers --------------------------------------------------------------------------
+
+    async def finalizer(self, obj: Mapping[str, Any], *, present: bool) -> bool:
+        """Add or remove our finalizer (other finalizers stay). False when the object is gone."""
+        meta = obj["metadata"]
+        if (FINALIZER in (meta.get("finalizers") or ())) == present:
+            return True
+        resource = BY_KIND[obj["kind"]]
+        written = await self.kube.apply_finalizer(
+            resource,
+            meta.get("namespace"),
+            meta["name"],
+            FINALIZER,
+            present=present,
+            manager=FINALIZER_MANAGER,
+        )
+        if written is not None and resource in self.informers:
+            self.informers[resource].offer(written)
+        return written is not None
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool) -> None:
+        """Post an Event about ``obj`` in the background (cluster-scoped objects: the
+        operator's namespace, where its RBAC allows Events)."""
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            log.warning("event dropped (backlog full): %s %s", reason, message)
+            return
+        task = asyncio.create_task(self._post(obj, reason, self.redact(message), warning))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
+    def warn(self, obj: Mapping[str, Any], *, reason: str, message: str) -> None:
+        self.event(obj, reason=reason, message=message, warning=True)
+
+    def info(self, obj: Mapping[str, Any], *, reason: str, message: str) -> None:
+        self.event(obj, reason=reason, message=message, warning=False)
+
+    async def _post(self, obj: Mapping[str, Any], reason: str, message: str, warn: bool) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or self.event_namespace
+        stamp = now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name', 'object')[:200]}.{uuid.uuid4().hex[:12]}",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace") or "",
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warn else "Normal",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": "lbaas-operator"},
+            "reportingComponent": "lbaas.dev/operator",
+            "reportingInstance": self.instance,
+        }
+        for attempt in range(3):
+            try:
+                await self.kube.create(EVENTS, namespace, body)
+                return
+            except Exception as exc:  # events are best effort; never fail a reconcile
+                if attempt == 2:
+                    log.warning("event %s on %s not posted: %s", reason, meta.get("name"), exc)
+                else:
+                    await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (a little) for Events still being posted; at shutdown."""
+        if self._events:
+            await asyncio.wait(set(self._events), timeout=timeout)

@@ -1,0 +1,196 @@
+"""Index views: the one place that reads the informers' caches.
+
+Everything else asks questions here: a VIP by key, a Device by name, the children of a VIP,
+which VIPs a Device holds, which addresses are in use on it. The secondary indices (children
+by parent, VIPs by device) are kept current from the informers' change stream, so each answer
+costs a dict lookup, not a scan; listeners registered with ``subscribe`` hear of a change after
+the indices reflect it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from lbaas.kube.informer import Change, Informer, Key, Obj
+from lbaas.kube.resources import DEVICES, MEMBERS, MONITORS, NAMESPACES, POOLS, VIPS, Resource
+
+VipKey = tuple[str, str]
+Listener = Callable[[Change], None]
+
+
+def spec_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (obj or {}).get("spec") or {}
+
+
+def status_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (obj or {}).get("status") or {}
+
+
+def meta_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (obj or {}).get("metadata") or {}
+
+
+def is_deleting(obj: Mapping[str, Any] | None) -> bool:
+    return bool(meta_of(obj).get("deletionTimestamp"))
+
+
+PARENT_FIELD = {"Pool": "vipRef", "Member": "poolRef", "HealthMonitor": "poolRef"}
+
+
+class Views:
+    """Read access to the cluster as the informers hold it, with secondary indices."""
+
+    def __init__(self, informers: Mapping[Resource, Informer]) -> None:
+        self.informers = dict(informers)
+        # (namespace, parent name) -> child keys, per child kind
+        self._children: dict[str, dict[Key, set[Key]]] = {
+            kind: defaultdict(set) for kind in PARENT_FIELD
+        }
+        self._by_device: dict[str, set[VipKey]] = defaultdict(set)
+        self._listeners: list[Listener] = []
+        for informer in self.informers.values():
+            informer.handlers.append(self._on_change)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers.values())
+
+    async def wait_synced(self) -> None:
+        for informer in self.informers.values():
+            await informer.synced.wait()
+
+    # ---- index maintenance ---------------------------------------------------------------
+
+    def _on_change(self, change: Change) -> None:
+        kind = change.resource.kind
+        if kind in PARENT_FIELD:
+            field = PARENT_FIELD[kind]
+            index = self._children[kind]
+            for obj, add in ((change.old, False), (change.new, True)):
+                if obj is None:
+                    continue
+                parent = (change.key[0], str(spec_of(obj).get(field) or ""))
+                if add:
+                    index[parent].add(change.key)
+                else:
+                    index[parent].discard(change.key)
+                    if not index[parent]:
+                        del index[parent]
+        elif kind == "VIP":
+            old = status_of(change.old).get("device")
+            new = status_of(change.new).get("device")
+            if old and old != new:
+                self._by_device[old].discard(change.key)
+            if new:
+                self._by_device[new].add(change.key)
+            elif change.new is None and old:
+                self._by_device[old].discard(change.key)
+        for listener in self._listeners:
+            listener(change)
+
+    # ---- lookups ---------------------------------------------------------------------------
+
+    def _get(self, resource: Resource, key: Key) -> Obj | None:
+        informer = self.informers.get(resource)
+        return informer.cache.get(key) if informer else None
+
+    def _all(self, resource: Resource) -> Iterable[Obj]:
+        informer = self.informers.get(resource)
+        return list(informer.cache.values()) if informer else []
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
+        """The cached object of ``kind`` (our kinds, Namespaces, Services)."""
+        resource = next((r for r in self.informers if r.kind == kind), None)
+        return self._get(resource, (namespace or "", name)) if resource else None
+
+    def latest(self, obj: Mapping[str, Any]) -> Obj | None:
+        """The newest cached copy of ``obj`` (same uid), or None when it is gone."""
+        meta = meta_of(obj)
+        found = self.get(str(obj.get("kind")), meta.get("namespace"), str(meta.get("name")))
+        if found is None or meta_of(found).get("uid") != meta.get("uid"):
+            return None
+        return found
+
+    def vip(self, key: VipKey) -> Obj | None:
+        return self._get(VIPS, key)
+
+    def vips(self) -> Iterable[Obj]:
+        return self._all(VIPS)
+
+    def device(self, name: str) -> Obj | None:
+        return self._get(DEVICES, ("", name))
+
+    def devices(self) -> Iterable[Obj]:
+        return self._all(DEVICES)
+
+    def pool(self, namespace: str, name: str) -> Obj | None:
+        return self._get(POOLS, (namespace, name))
+
+    def children(self, kind: str, namespace: str, parent: str) -> list[Obj]:
+        resource = {"Pool": POOLS, "Member": MEMBERS, "HealthMonitor": MONITORS}[kind]
+        keys = self._children[kind].get((namespace, parent), ())
+        return [obj for key in keys if (obj := self._get(resource, key)) is not None]
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return meta_of(self._get(NAMESPACES, ("", namespace))).get("labels") or {}
+
+    def vip_key_of(self, kind: str, namespace: str, spec: Mapping[str, Any]) -> VipKey | None:
+        """Member/HealthMonitor → Pool → VIP; Pool → VIP. None while the parent is missing."""
+        if kind == "VIP":
+            return None
+        if kind == "Pool":
+            return (namespace, str(spec["vipRef"])) if spec.get("vipRef") else None
+        pool = self.pool(namespace, str(spec.get("poolRef") or ""))
+        if pool is None or not spec_of(pool).get("vipRef"):
+            return None
+        return (namespace, str(spec_of(pool)["vipRef"]))
+
+    def missing_parent(self, kind: str, namespace: str, spec: Mapping[str, Any]) -> str | None:
+        """What a child waits for ("VIP web", "Pool web"), or None when its parents exist."""
+        if kind == "Pool":
+            ref = str(spec.get("vipRef") or "")
+            return None if self.vip((namespace, ref)) is not None else f"VIP {ref}"
+        pool_name = str(spec.get("poolRef") or "")
+        pool = self.pool(namespace, pool_name)
+        if pool is None:
+            return f"Pool {pool_name}"
+        return self.missing_parent("Pool", namespace, spec_of(pool))
+
+    def bound_vips(self, device: str, *, with_deleting: bool = False) -> set[VipKey]:
+        """VIPs whose status names ``device``."""
+        keys = self._by_device.get(device, set())
+        if with_deleting:
+            return set(keys)
+        return {k for k in keys if not is_deleting(self.vip(k))}
+
+    def listeners(
+        self, device: str, exclude: VipKey | None = None
+    ) -> dict[tuple[str, int], VipKey]:
+        """(address, port) → VIP, for the VIPs bound to ``device``."""
+        found: dict[tuple[str, int], VipKey] = {}
+        for key in sorted(self.bound_vips(device, with_deleting=True)):
+            if key == exclude:
+                continue
+            vip = self.vip(key)
+            address = status_of(vip).get("address") or spec_of(vip).get("address")
+            port = spec_of(vip).get("port")
+            if address and port:
+                found.setdefault((str(address), int(port)), key)
+        return found
+
+    def used_addresses(self, device: str, exclude: VipKey | None = None) -> set[str]:
+        used = set()
+        for key in self.bound_vips(device, with_deleting=True) - {exclude}:
+            vip = self.vip(key)
+            for address in (spec_of(vip).get("address"), status_of(vip).get("address")):
+                if address:
+                    used.add(str(address))
+        return used
+
+    def namespace_count(self, device: str, namespace: str, exclude: VipKey | None = None) -> int:
+        return sum(1 for k in self.bound_vips(device) if k[0] == namespace and k != exclude)
