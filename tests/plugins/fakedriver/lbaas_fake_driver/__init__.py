@@ -4,14 +4,22 @@ Installed through the real entry-point mechanism, exactly as a vendor's driver w
 Device ``spec.config``:
 
 - ``stateFile`` (required): the "device": JSON ``{"listeners": {"addr:port": tree},
-  "applies": N, "deletes": N, "duplicates": [...]}``. A VIP found on the device under
-  another address:port than the one being applied is recorded in ``duplicates``: that is
-  the stale config an operator that re-allocates after a restart would leave behind.
+  "applies": N, "deletes": N, "duplicates": [...], "fence": N}``. A VIP found on the device
+  under another address:port than the one being applied is recorded in ``duplicates``: that
+  is the stale config an operator that re-allocates after a restart would leave behind.
 - ``controlFile`` (optional): JSON the test rewrites at will:
-  ``{"fail": {"apply"|"delete"|"probe": {"message": str, "retryable": bool, "match": str}},
-  "delay": seconds, "notReady": bool, "memberStatus": {name: status}}``.
-- ``pick`` (optional): ``select_device`` chooses this device whenever it is eligible.
+  ``{"fail": {"apply"|"delete"|"probe"|"verify": {"message": str, "retryable": bool,
+  "match": str}}, "delay": seconds, "notReady": bool, "memberStatus": {name: status}}``.
   ``match`` is a substring of the VIP key ("ns/name"); absent = every call fails.
+- ``callLog`` (optional): a file to which every call appends one JSON line
+  ``{"op", "device", "owner", "fence", "start", "end", "vips"}`` (``start``/``end`` are
+  ``time.monotonic()``, the same clock for every process of the host): the proof that two
+  agents' calls on one device never overlap.
+- ``pick`` (optional): ``select_device`` chooses this device whenever it is eligible.
+
+Like a real device it remembers the highest fence (``DeviceHandle.fence``) it has seen and
+refuses calls from an older owner, and it honours the call deadline: a ``delay`` longer than
+the time left ends the call at its deadline with a retryable ``DriverTimeout``.
 """
 
 from __future__ import annotations
@@ -21,12 +29,25 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lbaas.api.member import MemberOperatingStatus
-from lbaas.drivers.base import DeviceHandle, Driver, DriverError, LoadBalancer, ProbeResult
+from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.member import MemberOperatingStatus, MemberSpec
+from lbaas.api.pool import PoolSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import (
+    DeviceHandle,
+    Drift,
+    Driver,
+    DriverError,
+    LoadBalancer,
+    MemberEntry,
+    ProbeResult,
+    StaleOwnerError,
+    remaining,
+)
 
 _LOCK = threading.Lock()
 
@@ -48,6 +69,37 @@ def _write(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def tree_of(lb: LoadBalancer) -> dict[str, Any]:
+    return {
+        "vip": lb.key,
+        "address": lb.address,
+        "spec": lb.spec.wire(),
+        "poolName": lb.pool_name,
+        "pool": lb.pool.wire() if lb.pool else None,
+        "members": {m.name: m.spec.wire() for m in lb.members},
+        "monitorName": lb.monitor_name,
+        "monitor": lb.monitor.wire() if lb.monitor else None,
+    }
+
+
+def lb_of(tree: Mapping[str, Any]) -> LoadBalancer:
+    namespace, _, name = str(tree["vip"]).partition("/")
+    return LoadBalancer(
+        namespace=namespace,
+        name=name,
+        address=str(tree["address"]),
+        spec=VIPSpec.model_validate(tree["spec"]),
+        pool_name=tree.get("poolName"),
+        pool=PoolSpec.model_validate(tree["pool"]) if tree.get("pool") else None,
+        members=tuple(
+            MemberEntry(n, MemberSpec.model_validate(s))
+            for n, s in (tree.get("members") or {}).items()
+        ),
+        monitor_name=tree.get("monitorName"),
+        monitor=HealthMonitorSpec.model_validate(tree["monitor"]) if tree.get("monitor") else None,
+    )
+
+
 class FakeDriver(Driver):
     def validate_config(self, config: Mapping[str, Any]) -> None:
         if not isinstance(config.get("stateFile"), str) or not config["stateFile"]:
@@ -57,21 +109,55 @@ class FakeDriver(Driver):
                 reason="InvalidConfig",
             )
 
+    # ---- the device's "firmware": control, fencing, the call log -----------------------------
+
     def _control(self, device: DeviceHandle) -> dict[str, Any]:
         return _read(device.config.get("controlFile"))
 
-    def _maybe_fail(self, device: DeviceHandle, op: str, key: str = "") -> None:
-        control = self._control(device)
-        delay = float(control.get("delay", 0))
+    def _delay(self, device: DeviceHandle, op: str) -> None:
+        delay = float(self._control(device).get("delay", 0))
         if delay:
-            time.sleep(delay)
-        failure = control.get("fail", {}).get(op)
-        if failure and failure.get("match", "") in key:
+            left = remaining(delay)
+            time.sleep(left)
+            if left < delay:
+                raise DriverError(f"fake {op} cut at its deadline", reason="DriverTimeout")
+
+    def _maybe_fail(self, device: DeviceHandle, op: str, keys: Sequence[str] = ()) -> None:
+        self._delay(device, op)
+        failure = self._control(device).get("fail", {}).get(op)
+        if failure and (not keys or any(failure.get("match", "") in k for k in keys)):
             raise DriverError(
                 failure.get("message", f"fake {op} failure"),
                 retryable=bool(failure.get("retryable", True)),
-                detail=f"fake driver: {op} {key}",
+                detail=f"fake driver: {op} {' '.join(keys)}",
             )
+
+    def _fenced(self, device: DeviceHandle, state: dict[str, Any]) -> None:
+        seen = int(state.get("fence", 0))
+        if device.fence and device.fence < seen:
+            raise StaleOwnerError(
+                f"device {device.name} has seen owner fence {seen}; this call has {device.fence}"
+            )
+        if device.fence > seen:
+            state["fence"] = device.fence
+
+    def _logged(self, device: DeviceHandle, op: str, keys: Sequence[str], start: float) -> None:
+        path = device.config.get("callLog")
+        if not path:
+            return
+        line = {
+            "op": op,
+            "device": device.name,
+            "owner": device.owner,
+            "fence": device.fence,
+            "start": start,
+            "end": time.monotonic(),
+            "vips": list(keys),
+        }
+        with open(path, "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    # ---- the contract ------------------------------------------------------------------------
 
     def select_device(
         self, lb: LoadBalancer, candidates: Sequence[DeviceHandle]
@@ -80,60 +166,111 @@ class FakeDriver(Driver):
         return next((c for c in candidates if c.config.get("pick")), None)
 
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
-        self._maybe_fail(device, "apply", lb.key)
+        error = self.apply_many(device, [lb])[lb.key]
+        if error is not None:
+            raise error
+
+    def apply_many(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, DriverError | None]:
+        start = time.monotonic()
+        keys = [lb.key for lb in lbs]
+        try:
+            self._delay(device, "apply")
+            outcome: dict[str, DriverError | None] = {}
+            failure = self._control(device).get("fail", {}).get("apply")
+            with _LOCK:
+                state = _read(device.config["stateFile"])
+                self._fenced(device, state)
+                for lb in lbs:
+                    if failure and failure.get("match", "") in lb.key:
+                        outcome[lb.key] = DriverError(
+                            failure.get("message", "fake apply failure"),
+                            retryable=bool(failure.get("retryable", True)),
+                        )
+                        continue
+                    outcome[lb.key] = self._put(state, lb)
+                state["applies"] = state.get("applies", 0) + 1
+                state["batches"] = state.get("batches", 0) + 1
+                _write(device.config["stateFile"], state)
+            return outcome
+        finally:
+            self._logged(device, "apply", keys, start)
+
+    @staticmethod
+    def _put(state: dict[str, Any], lb: LoadBalancer) -> DriverError | None:
         listener = f"{lb.address}:{lb.spec.port}"
-        tree = {
-            "vip": lb.key,
-            "address": lb.address,
-            "spec": lb.spec.wire(),
-            "pool": lb.pool.wire() if lb.pool else None,
-            "members": {m.name: m.spec.wire() for m in lb.members},
-            "monitor": lb.monitor.wire() if lb.monitor else None,
-        }
-        with _LOCK:
-            state = _read(device.config["stateFile"])
-            listeners: dict[str, Any] = state.setdefault("listeners", {})
-            owner = listeners.get(listener)
-            if owner and owner["vip"] != lb.key:
-                raise DriverError(
-                    f"{listener} is already used by {owner['vip']} on this device",
-                    retryable=False,
-                    reason="AddressInUse",
+        listeners: dict[str, Any] = state.setdefault("listeners", {})
+        owner = listeners.get(listener)
+        if owner and owner["vip"] != lb.key:
+            return DriverError(
+                f"{listener} is already used by {owner['vip']} on this device",
+                retryable=False,
+                reason="AddressInUse",
+            )
+        for other, existing in list(listeners.items()):
+            if existing["vip"] == lb.key and other != listener:
+                state.setdefault("duplicates", []).append(
+                    {"vip": lb.key, "stale": other, "new": listener}
                 )
-            for other, existing in list(listeners.items()):
-                if existing["vip"] == lb.key and other != listener:
-                    state.setdefault("duplicates", []).append(
-                        {"vip": lb.key, "stale": other, "new": listener}
-                    )
-                    del listeners[other]
-            listeners[listener] = tree
-            state["applies"] = state.get("applies", 0) + 1
-            _write(device.config["stateFile"], state)
+                del listeners[other]
+        listeners[listener] = tree_of(lb)
+        return None
 
     def delete(self, device: DeviceHandle, lb: LoadBalancer) -> None:
-        self._maybe_fail(device, "delete", lb.key)
-        with _LOCK:
-            state = _read(device.config["stateFile"])
-            listeners = state.setdefault("listeners", {})
-            for name, existing in list(listeners.items()):
-                if existing["vip"] == lb.key:
-                    del listeners[name]
-            state["deletes"] = state.get("deletes", 0) + 1
-            _write(device.config["stateFile"], state)
+        start = time.monotonic()
+        try:
+            self._maybe_fail(device, "delete", [lb.key])
+            with _LOCK:
+                state = _read(device.config["stateFile"])
+                self._fenced(device, state)
+                listeners = state.setdefault("listeners", {})
+                for name, existing in list(listeners.items()):
+                    if existing["vip"] == lb.key:
+                        del listeners[name]
+                state["deletes"] = state.get("deletes", 0) + 1
+                _write(device.config["stateFile"], state)
+        finally:
+            self._logged(device, "delete", [lb.key], start)
+
+    def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
+        self._maybe_fail(device, "verify", [lb.key])
+        listeners = _read(device.config["stateFile"]).get("listeners", {})
+        found = listeners.get(f"{lb.address}:{lb.spec.port}")
+        if found is None or found.get("vip") != lb.key:
+            return [Drift("Missing", f"the device does not serve {lb.key}")]
+        if found != tree_of(lb):
+            changed = sorted(k for k, v in tree_of(lb).items() if found.get(k) != v)
+            return [Drift("ConfigChanged", f"{lb.key} differs in {', '.join(changed)}")]
+        return []
+
+    def orphans(self, device: DeviceHandle, expected: Collection[str]) -> list[LoadBalancer]:
+        listeners = _read(device.config["stateFile"]).get("listeners", {})
+        return [lb_of(tree) for tree in listeners.values() if tree["vip"] not in expected]
 
     def probe(self, device: DeviceHandle) -> ProbeResult:
-        control = self._control(device)
-        failure = control.get("fail", {}).get("probe")
-        if failure:
-            raise DriverError(failure.get("message", "probe failed"))
-        if control.get("notReady"):
-            return ProbeResult(False, "fake device reports not ready")
-        return ProbeResult(True, "fake device ready")
+        start = time.monotonic()
+        try:
+            control = self._control(device)
+            failure = control.get("fail", {}).get("probe")
+            if failure:
+                raise DriverError(
+                    failure.get("message", "probe failed"),
+                    retryable=bool(failure.get("retryable", True)),
+                )
+            if control.get("notReady"):
+                return ProbeResult(False, "fake device reports not ready")
+            return ProbeResult(True, "fake device ready")
+        finally:
+            self._logged(device, "probe", [], start)
 
     def member_status(
         self, device: DeviceHandle, lb: LoadBalancer
     ) -> Mapping[str, MemberOperatingStatus]:
-        wanted = self._control(device).get("memberStatus", {})
+        control = self._control(device)
+        if control.get("fail", {}).get("memberStatus"):
+            raise DriverError("fake member status unreadable")
+        wanted = control.get("memberStatus", {})
         return {
             m.name: MemberOperatingStatus(wanted[m.name]) for m in lb.members if m.name in wanted
         }
