@@ -59,6 +59,7 @@ class Agent:
         self.drivers = drivers
         self.runner = DriverRunner(settings.driver_workers, settings.driver_timeout)
         self.workers: dict[str, DeviceWorker] = {}
+        self._starting: dict[str, asyncio.Task[None]] = {}
         self.reconciler = TreeReconciler(
             views=views, reporter=reporter, settings=settings, workers=self.workers
         )
@@ -73,8 +74,15 @@ class Agent:
 
     # ---- ownership callbacks -----------------------------------------------------------------
 
-    async def on_acquired(self, device: str, fence: int, transfer: Transfer) -> None:
-        """This agent now owns ``device``: start its worker, then take its trees over."""
+    def on_acquired(self, device: str, fence: int, transfer: Transfer) -> None:
+        """This agent now owns ``device``: start its worker, then take its trees over.
+
+        Returns at once (the ownership loop must keep renewing Leases meanwhile)."""
+        self._starting[device] = spawn(
+            self._take_over(device, fence, transfer), name=f"take over {device}"
+        )
+
+    async def _take_over(self, device: str, fence: int, transfer: Transfer) -> None:
         worker = DeviceWorker(
             device,
             fence=fence,
@@ -110,6 +118,10 @@ class Agent:
         await self._drop(device)
 
     async def _drop(self, device: str) -> None:
+        starting = self._starting.pop(device, None)
+        if starting is not None and not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         worker = self.workers.pop(device, None)
         keys = [
             k

@@ -101,9 +101,7 @@ class Kube:
         url_path = path + ("?" + urlencode(query) if query else "")
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = content_type
-            if not isinstance(body, str | bytes):
-                body = json.dumps(body)
+            headers["Content-Type"] = content_type  # the client serialises dicts as JSON
         serialized = self.client.param_serialize(
             method, url_path, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
