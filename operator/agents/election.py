@@ -51,7 +51,8 @@ class LeaderElector:
     :param lease_duration: seconds a silent leader keeps the Lease for others.
     :param renew_period: seconds between attempts (acquire or renew).
     :param renew_deadline: seconds after the send time of its last successful renewal at
-        which a leader stops; default two thirds of ``lease_duration`` (client-go's 10/15).
+        which a leader stops; default two thirds of ``lease_duration`` (client-go's 10/15),
+        or halfway between the renew period and the lease duration if that is more.
         Must lie strictly between ``renew_period`` and ``lease_duration``.
     :param on_started_leading: called (sync or async) when this process starts leading;
         must return promptly (start long work in a task).
@@ -72,7 +73,8 @@ class LeaderElector:
         on_stopped_leading: Callback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        renew_deadline = lease_duration * 2 / 3 if renew_deadline is None else renew_deadline
+        if renew_deadline is None:
+            renew_deadline = max(lease_duration * 2 / 3, (renew_period + lease_duration) / 2)
         if not 0 < renew_period < renew_deadline < lease_duration:
             raise ValueError(
                 f"need 0 < renew period ({renew_period:g}s) < renew deadline"
@@ -136,7 +138,7 @@ class LeaderElector:
             self._running = False
             self._exited.set()
             if self._leading:
-                await self._stop_leading("cancelled")
+                await self._stop_leading("released" if self._stop.is_set() else "cancelled")
 
     async def _attempt(self) -> None:
         if self._leading and self._clock() >= self._valid_until:
