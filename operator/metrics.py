@@ -31,6 +31,31 @@ DEVICE_VIPS = Gauge("lbaas_device_vips", "VIPs bound to a device", ["device"])
 DEVICE_CAPACITY = Gauge("lbaas_device_capacity", "maxVIPs of a device", ["device"])
 MEMBER_STATUS = Gauge("lbaas_member_operating_status", "Members by operating status", ["status"])
 
+# ---- coordination (lbaas.agents) -------------------------------------------------------------
+AGENT_DEVICES = Gauge("lbaas_agent_devices", "Devices whose Lease this agent holds", ["agent"])
+LEASE_ACQUISITIONS = Counter(
+    "lbaas_lease_acquisitions_total",
+    "Leases taken, by kind (controller, device) and reason (new, released, handover,"
+    " expired, resumed)",
+    ["kind", "reason"],
+)
+LEASE_LOSSES = Counter(
+    "lbaas_lease_losses_total",
+    "Leases lost without releasing them, by kind and reason (overdue, taken, deleted)",
+    ["kind", "reason"],
+)
+LEASE_HANDOVERS = Counter(
+    "lbaas_lease_handovers_total",
+    "Device Leases released on purpose, by reason (balance, unassigned, stopped)",
+    ["reason"],
+)
+LEADER_CHANGES = Counter(
+    "lbaas_leader_changes_total",
+    "This process started or stopped leading the controllers",
+    ["transition"],
+)
+IS_LEADER = Gauge("lbaas_leader", "1 while this process is the controller leader")
+
 
 def start_server(port: int) -> None:
     if port:
