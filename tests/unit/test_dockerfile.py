@@ -97,16 +97,18 @@ def stages() -> list[Stage]:
 
 
 def test_multi_stage_with_builder(stages: list[Stage]) -> None:
-    assert len(stages) >= 2
     names = [s.name for s in stages]
-    assert "builder" in names[:-1], "a `FROM ... AS builder` stage before the final one"
-    for stage in stages:
-        assert stage.image == "python:3.11-slim", stage.image
-    builder = " ".join(stages[names.index("builder")].all("RUN"))
-    assert "python3 -m venv /opt/lbaas" in builder and "pip install" in builder
-    copies = stages[-1].all("COPY")
-    assert copies == ["--from=builder /opt/lbaas /opt/lbaas"], "the final stage gets the venv only"
-    assert "/opt/lbaas/bin" in env_of(stages[-1])["PATH"].split(":")[0]
+    assert names[:-1] == ["deps", "builder"], "deps, builder, then the final stage"
+    for stage in stages:  # each on the base, or on an earlier stage
+        assert stage.image in ("python:3.11-slim", *names[: stages.index(stage)]), stage.image
+    assert stages[0].image == stages[-1].image == "python:3.11-slim"
+    deps = " ".join(stages[0].all("RUN"))
+    assert "python3 -m venv --without-pip /opt/lbaas" in deps and "-r /tmp/requirements.txt" in deps
+    assert [c for c, _ in stages[0].instructions if c == "COPY"] == ["COPY"], "pyproject.toml only"
+    assert "install --no-deps ." in " ".join(stages[1].all("RUN"))
+    # The dependencies and the operator are two layers: a new version ships as a small one.
+    assert stages[-1].all("COPY") == ["--from=deps /opt/lbaas /opt/lbaas", "--from=builder /app/ /"]
+    assert env_of(stages[-1])["PATH"].split(":")[0] == "/opt/lbaas/bin"
 
 
 def test_runs_are_posix_sh(stages: list[Stage]) -> None:
