@@ -15,6 +15,7 @@ a warm run takes about half a minute.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -40,7 +41,8 @@ from lbaas.config import OperatorSettings
 pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
 
 IMAGE_SH = ROOT / "hack" / "image.sh"
-TAG = "localhost/lbaas-operator:image-test"
+# One tag per checkout: test runs in two worktrees never swap each other's image.
+TAG = f"localhost/lbaas-operator:test-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"
 CHART = ROOT / "charts" / "lbaas-operator"
 EXAMPLES = ROOT / "manifests" / "examples"
 VIP_POOL, VIP_ADDRESS = "127.0.40.0/28", "127.0.40.1"  # first host of the pool
