@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-from lbaas.agents.transfer import Transfer, TransferReason
+from lbaas.agents.transfer import Transfer
 from lbaas.agents.worker import DeviceWorker
 from lbaas.background import spawn
 from lbaas.config import OperatorSettings
@@ -98,13 +98,13 @@ class Agent:
         self.workers[device] = worker
         await worker.start()
         obj = self.views.device(device)
-        if obj is not None and transfer.reason != TransferReason.RESUMED:
+        same = transfer.previous_holder == self.settings.agent_id
+        if obj is not None and not same:
             self.reporter.info(obj, reason="OwnerChanged", message=transfer.message)
         if worker.ready:
             await worker.remove_orphans()
         # The same agent restarting verifies (a warm restart writes nothing); a new owner
         # applies every tree before it reports them Active.
-        same = transfer.reason in (TransferReason.RESUMED, TransferReason.RESTARTED)
         mode = Mode.VERIFY if same else Mode.FORCE
         for key in self.views.bound_vips(device, with_deleting=True):
             self.loops.trigger(key, mode)

@@ -1,4 +1,4 @@
-"""The bounded kopf API session: enough connections for every watch stream, plus the budget."""
+"""kopf's API session: kopf's own credentials, with a connection limit."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ import asyncio
 
 import kopf
 
-from lbaas.config import OperatorSettings
-from lbaas.handlers.lifecycle import bounded_session, connection_limit
-
-
-def test_limit_counts_one_stream_per_watched_resource_and_namespace() -> None:
-    cluster_wide = OperatorSettings(api_connections=10)
-    assert connection_limit(cluster_wide) == 4 + 2 + 10
-    scoped = OperatorSettings(api_connections=10, namespaces=["a", "b", "c"])
-    assert connection_limit(scoped) == 4 * 3 + 2 + 10
+from lbaas.handlers.lifecycle import bounded_session
 
 
 def test_session_keeps_kopf_credentials_and_has_the_limit() -> None:

@@ -12,7 +12,7 @@ def test_defaults_without_environment() -> None:
     s = OperatorSettings.from_env({})
     assert s == OperatorSettings()
     assert s.namespaces == []
-    assert s.driver_timeout == 30.0
+    assert s.driver_timeout == 5.0
     assert s.driver_workers == 8
 
 
@@ -46,7 +46,7 @@ def test_parses_every_kind_of_value() -> None:
 
 def test_empty_values_mean_default() -> None:
     s = OperatorSettings.from_env({"LBAAS_DRIVER_TIMEOUT": "", "LBAAS_NAMESPACES": ""})
-    assert s.driver_timeout == 30.0
+    assert s.driver_timeout == 5.0
     assert s.namespaces == []
 
 

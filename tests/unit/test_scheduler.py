@@ -279,12 +279,68 @@ def test_exhausted_address_pool_excludes_a_vip_without_address() -> None:
     }
 
 
-def test_fixed_address_bypasses_the_address_pool() -> None:
-    full = device("full", pool=["10.0.0.1/32"], used=frozenset({"10.0.0.1"}))
-    empty = device("empty", pool=[], count=1)
-    d = run([full, empty], vip(address="192.0.2.10"))
+def test_fixed_address_inside_the_pool_needs_no_free_address() -> None:
+    full = device("full", pool=["10.0.0.0/30"], used=frozenset({"10.0.0.1", "10.0.0.2"}))
+    d = run([full], vip(address="10.0.0.3"))
     assert chosen_name(d) == "full"
     assert d.exclusions == {}
+
+
+def test_fixed_address_outside_every_pool_is_not_allowed() -> None:
+    a = device("a", pool=["10.0.0.0/24"])
+    b = device("b", pool=["10.1.0.0/24", "10.2.0.5-10.2.0.9"])
+    d = run([a, b], vip(address="192.0.2.10"))
+    assert d.chosen is None
+    assert d.reason == "AddressNotAllowed"
+    assert "10.1.0.0/24, 10.2.0.5-10.2.0.9" in d.explain() and "192.0.2.10" in d.explain()
+
+
+def test_device_that_opts_out_takes_any_unicast_address() -> None:
+    any_address = device("any", pool=[], vipAddressPolicy="Any")
+    assert chosen_name(run([any_address], vip(address="192.0.2.10"))) == "any"
+    for bad in ("0.0.0.0", "::", "224.0.0.1", "ff02::1"):
+        d = run([any_address], vip(address=bad))
+        assert d.reason == "AddressNotAllowed", bad
+
+
+def test_a_listener_in_use_sends_the_vip_elsewhere_or_names_the_holder() -> None:
+    taken = Candidate(
+        name="taken",
+        spec=DeviceSpec.model_validate({"driver": "fake", "addressPool": ["10.0.0.0/24"]}),
+        labels={},
+        phase=READY,
+        vip_count=1,
+        listeners={("10.0.0.7", 80): "team-b/other"},
+    )
+    free = device("free", count=5)
+    assert chosen_name(run([taken, free], vip(address="10.0.0.7"))) == "free"
+    d = run([taken], vip(address="10.0.0.7"))
+    assert d.reason == "AddressInUse"
+    assert "team-b/other" in d.explain()
+    assert chosen_name(run([taken], vip(address="10.0.0.7", port=81))) == "taken"
+
+
+def test_per_namespace_quota_tries_another_device_first() -> None:
+    def quota(name: str, used: int) -> Candidate:
+        return Candidate(
+            name=name,
+            spec=DeviceSpec.model_validate(
+                {
+                    "driver": "fake",
+                    "addressPool": ["10.0.0.0/24"],
+                    "capacity": {"maxVIPsPerNamespace": 2},
+                }
+            ),
+            labels={},
+            phase=READY,
+            vip_count=used,
+            namespace_vips=used,
+        )
+
+    assert chosen_name(run([quota("full", 2), quota("room", 5 - 4)])) == "room"
+    d = run([quota("full", 2)])
+    assert d.reason == "QuotaExceeded"
+    assert "namespace team-a already has 2 VIP(s) on device full" in d.explain()
 
 
 # ---- explain -----------------------------------------------------------------------------------
@@ -366,7 +422,7 @@ def test_chosen_is_eligible_and_least_loaded(
     if selector:
         spec["deviceSelector"] = {"matchLabels": {"zone": "a"}}
     if fixed:
-        spec["address"] = "192.0.2.1"
+        spec["address"] = "10.0.0.1"  # inside every pool below
     v = vip(**spec)
     d = run(
         candidates,

@@ -84,13 +84,14 @@ def test_flipped_status_gets_a_new_transition_time() -> None:
     assert by_type(st)["Programmed"]["status"] == "False"
 
 
-def test_conditions_of_other_types_are_kept() -> None:
+def test_conditions_of_other_writers_are_left_to_them() -> None:
+    """Server-side apply: a writer sends only its own condition types; others' stay stored."""
     theirs = {
-        "type": "example.com/Audited",
+        "type": "Scheduled",
         "status": "True",
         "lastTransitionTime": OLD,
-        "reason": "Seen",
-        "message": "by the auditor",
+        "reason": "Scheduled",
+        "message": "by the controller",
     }
     current = {
         "conditions": [
@@ -99,9 +100,18 @@ def test_conditions_of_other_types_are_kept() -> None:
         ]
     }
     st = status(current, Cond("Ready", True, "Programmed"))
-    assert [c["type"] for c in st["conditions"]] == ["Ready", "example.com/Audited"]
-    assert by_type(st)["example.com/Audited"] == theirs
+    assert [c["type"] for c in st["conditions"]] == ["Ready"]
     assert by_type(st)["Ready"]["lastTransitionTime"] == OLD
+    stored = json.loads(json.dumps({**current, **st, "conditions": [theirs, *st["conditions"]]}))
+    assert not needs_write(stored, status(stored, Cond("Ready", True, "Programmed")))
+
+
+def test_a_writer_without_phase_leaves_phase_out() -> None:
+    st = desired_status(
+        {}, phase=None, reason=None, message=None, generation=None,
+        conditions=[Cond("Scheduled", True, "Scheduled")], extra={"device": "d1"},
+    )  # fmt: skip
+    assert set(st) == {"conditions", "device"}
 
 
 def test_desired_status_does_not_modify_current() -> None:
@@ -146,10 +156,10 @@ def test_extra_keys_in_current_do_not_force_a_write() -> None:
     assert not needs_write(stored, status(stored, *conds))
 
 
-def test_unknown_generation_keeps_the_observed_one() -> None:
+def test_unknown_generation_leaves_observed_generation_to_whoever_owns_it() -> None:
     st = status({"observedGeneration": 5}, Cond("Ready", True, "R"), generation=None)
-    assert st["observedGeneration"] == 5
-    assert "observedGeneration" not in status({}, Cond("Ready", True, "R"), generation=None)
+    assert "observedGeneration" not in st
+    assert "observedGeneration" not in st["conditions"][0]
 
 
 def as_stored(value: Any) -> Any:
