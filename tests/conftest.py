@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers import CRDS, ROOT, kubectl, need_tool
+from helpers import CRDS, LEASE_NAMESPACE, ROOT, kubectl, need_tool
 from lbaas_devtools.devcluster import NoClusterError, up
 
 
@@ -40,6 +40,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # A private discovery cache: kubectl must see our CRDs (and categories) at once.
     os.environ["KUBECACHEDIR"] = str(tmp_path_factory.mktemp("kubecache"))
     kubectl("apply", "-f", str(CRDS))
+    kubectl("create", "namespace", LEASE_NAMESPACE, check=False)
     for crd in sorted(CRDS.glob("*.yaml")):
         kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
     yield cluster.kubeconfig

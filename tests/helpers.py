@@ -58,6 +58,10 @@ PLURALS = {
 }
 
 
+LEASE_NAMESPACE = "lbaas-system"
+"""Where the operators the tests start keep their Leases (created by the session fixture)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,18 +81,22 @@ class OperatorProcess:
             "LBAAS_MEMBER_STATUS_INTERVAL": "1",
             "LBAAS_PARENT_TIMEOUT": "60",
             "LBAAS_RETRY_BACKOFF_MAX": "2",
-            "LBAAS_DRIVER_TIMEOUT": "10",
+            "LBAAS_DRIVER_TIMEOUT": "4",
+            "LBAAS_LEASE_DURATION": "6",
+            "LBAAS_LEASE_RENEW_PERIOD": "1",
+            "LBAAS_AGENT_ID": "pytest",
+            "LBAAS_LEASE_NAMESPACE": LEASE_NAMESPACE,
             "LBAAS_METRICS_PORT": str(self.metrics_port),
             "LBAAS_HEALTH_PORT": str(self.health_port),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> OperatorProcess:
+    def start(self, role: str = "run", *args: str) -> OperatorProcess:
         exe = Path(sys.executable).parent / "lbaas-operator"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(exe), "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd="/"
+            [str(exe), role, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd="/"
         )
         wait_for(self._live, 30, "operator liveness endpoint")
         return self

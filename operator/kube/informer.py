@@ -34,6 +34,7 @@ Key = tuple[str, str]
 """(namespace, name); namespace is "" for cluster-scoped objects."""
 Obj = dict[str, Any]
 WATCH_TIMEOUT = 290
+DELETED_MEMORY = 4096
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Informer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._relisted = 0
+        self._deleted: dict[Key, int] = {}  # recently deleted objects: key → deletion version
 
     def __repr__(self) -> str:
         return f"Informer({self.resource.plural}, {self.namespace or 'all'})"
@@ -177,6 +179,9 @@ class Informer:
     def _apply(self, kind: str, obj: Obj) -> None:
         key = key_of(obj)
         if kind == "DELETED":
+            self._deleted[key] = version_of(obj)
+            if len(self._deleted) > DELETED_MEMORY:
+                self._deleted.pop(next(iter(self._deleted)))
             old = self.cache.pop(key, None)
             if old is not None:
                 self._emit(Change(self.resource, key, old, None))
@@ -205,12 +210,26 @@ class Informer:
         return items
 
     def offer(self, obj: Obj | None) -> None:
-        """An object as the API answered our write: cache it now if it is newer."""
+        """An object as the API answered our write: cache it now if it is newer.
+
+        The answer may arrive after the watch reported the object deleted (removing the last
+        finalizer deletes it): such an answer must not bring it back.
+        """
         if obj is None:
+            return
+        meta = obj.get("metadata") or {}
+        key = key_of(obj)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            old = self.cache.pop(key, None)
+            if old is not None:
+                self._emit(Change(self.resource, key, old, None))
+            return
+        gone = self._deleted.get(key)
+        if gone is not None and 0 <= version_of(obj) <= gone:
             return
         obj.setdefault("kind", self.resource.kind)
         obj.setdefault("apiVersion", self.resource.api_version)
-        self._store(key_of(obj), trim(obj, keep_annotations=self.keep_annotations))
+        self._store(key, trim(obj, keep_annotations=self.keep_annotations))
 
     def _emit(self, change: Change) -> None:
         for handler in self.handlers:

@@ -54,7 +54,7 @@ class Binder:
         self.reporter = reporter
         self.drivers = drivers
         self.settings = settings
-        self.reserved: dict[VipKey, tuple[str, str]] = {}
+        self.reserved: dict[VipKey, tuple[str, str, int]] = {}  # device, address, port
         self.unscheduled: set[VipKey] = set()
         self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
         self.inventory_version = 0
@@ -128,7 +128,13 @@ class Binder:
             return False
         seen = self.inventory_version
         decision = self._decide(key, spec, exclude=leaving)
-        chosen = await self._pick(key, spec, decision)
+        picked = await self._pick(key, spec, decision)
+        # The pick ran off the loop: check it again against what was reserved meanwhile, and
+        # allocate and reserve with no await in between.
+        chosen = self._recheck(key, spec, picked) if picked is not None else None
+        if picked is not None and chosen is None:
+            self.trigger(key)  # the device filled up (or its address went) meanwhile
+            return False
         address = None
         if chosen is not None:
             address = self._address(key, spec, chosen, vip, leaving)
@@ -146,11 +152,17 @@ class Binder:
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, reason, message)
             return False
-        self.reserved[key] = (chosen.name, address)
+        self.reserved[key] = (chosen.name, address, spec.port)
         try:
             return await self._write_binding(key, vip, chosen.name, address, leaving)
         finally:
             self.reserved.pop(key, None)
+
+    def _recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
+        fresh = [c for c in self._candidates(key) if c.name == picked.name]
+        labels = self.views.namespace_labels(key[0])
+        again = schedule(spec, key[0], labels, fresh, lambda _c: None)
+        return again.eligible[0] if again.eligible else None
 
     def _decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
         candidates = [c for c in self._candidates(key) if c.name != exclude]
@@ -183,12 +195,15 @@ class Binder:
             if spec is None:
                 continue
             name = str(meta_of(device)["name"])
-            reserved = {k: a for k, (d, a) in self.reserved.items() if d == name and k != key}
+            reserved = {
+                k: (a, p) for k, (d, a, p) in self.reserved.items() if d == name and k != key
+            }
             bound = self.views.bound_vips(name) - {key}
-            used = self.views.used_addresses(name, exclude=key) | set(reserved.values())
+            used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
             listeners = {
                 a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
             }
+            listeners.update({ap: f"{k[0]}/{k[1]}" for k, ap in reserved.items()})
             found.append(
                 Candidate(
                     name=name,
