@@ -20,6 +20,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, role: 
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # Events are posted by lbaas.reporter
         settings.peering.standalone = True
+        # kopf serves no resource of ours: no CRD watch (nor RBAC for one), discovery only.
+        settings.scanning.disabled = True
         settings.networking.request_timeout = 60
         memo.process = Process.build(role, operator_settings)
         # Syncing the caches takes a while at scale: kopf's startup must not wait for it.

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from chartkit import render, require_helm
 
 from helpers import ROOT, need_tool
 from lbaas import cli
@@ -26,7 +27,8 @@ from lbaas.config import OperatorSettings
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 VALUES = ROOT / "charts" / "lbaas-operator" / "values.yaml"
-DEPLOYMENT = ROOT / "charts" / "lbaas-operator" / "templates" / "deployment.yaml"
+# The pod template every workload of the chart uses (controller, agents, run).
+POD_TEMPLATE = ROOT / "charts" / "lbaas-operator" / "templates" / "_pod.tpl"
 
 
 @dataclass
@@ -162,7 +164,7 @@ def test_read_only_rootfs_friendly(stages: list[Stage]) -> None:
     values = yaml.safe_load(VALUES.read_text())
     assert values["securityContext"]["readOnlyRootFilesystem"] is True
     # ... and the chart's only writable place is an emptyDir at /tmp.
-    template = DEPLOYMENT.read_text()
+    template = POD_TEMPLATE.read_text()
     assert re.findall(r"mountPath: (\S+)", template) == ["/tmp"]
     assert "emptyDir: {}" in template
 
@@ -176,14 +178,18 @@ def test_exposed_ports_are_the_ones_the_operator_and_chart_use(stages: list[Stag
 
 
 def test_chart_runs_the_cmd_and_probes_the_health_endpoint(stages: list[Stage]) -> None:
-    template = DEPLOYMENT.read_text()
+    """The chart's single-process mode runs the image's CMD; every workload probes /healthz."""
     cmd = json.loads(stages[-1].last("CMD"))
-    assert f"args: {json.dumps(cmd)}" in template
+    docs = render(require_helm(), "--set", "mode=run")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == cmd
+    template = POD_TEMPLATE.read_text()
     assert re.findall(r"httpGet:\s*\n\s*path: (\S+)\s*\n\s*port: (\S+)", template) == [
         ("/healthz", "health"),
         ("/healthz", "health"),
     ]
-    assert "containerPort: {{ .Values.config.healthPort }}" in template
+    assert "containerPort: {{ $config.healthPort }}" in template
     assert not stages[-1].all("STOPSIGNAL"), "SIGTERM, what the kubelet sends, stops kopf"
 
 
