@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lbaas import metrics
 from lbaas.agents.agent import Agent
 from lbaas.agents.election import LeaderElector
 from lbaas.agents.leases import LeaseStore
@@ -38,11 +40,12 @@ from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer
 from lbaas.kube.resources import DEVICES, NAMESPACES, TREE_KINDS, Resource
 from lbaas.reporter import Reporter
-from lbaas.views import Views, is_deleting, spec_of
+from lbaas.views import Views, is_deleting, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
 Role = Literal["run", "controller", "agent"]
+GAUGE_PERIOD = 2.0
 
 
 def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Resource, Informer]:
@@ -91,6 +94,7 @@ class Process:
             informer.start()
         await self.views.wait_synced()
         log.info("%s: caches synced (%d objects)", self.role, self.objects())
+        self.tasks.append(asyncio.create_task(self.gauges(), name="gauges"))
         store = LeaseStore(self.kube.client, self.settings.lease_namespace)
         s = self.settings
         if self.role in ("run", "controller"):
@@ -144,6 +148,25 @@ class Process:
 
     def objects(self) -> int:
         return sum(len(i.cache) for i in self.informers.values())
+
+    async def gauges(self) -> None:
+        """Objects by kind and phase, members by operating status, every few seconds."""
+        while True:
+            await asyncio.sleep(GAUGE_PERIOD)
+            counts: Counter[tuple[str, str]] = Counter()
+            members: Counter[str] = Counter()
+            for resource in (*TREE_KINDS, DEVICES):
+                for obj in self.informers[resource].cache.values():
+                    status = status_of(obj)
+                    counts[(resource.kind, str(status.get("phase") or "None"))] += 1
+                    if resource.kind == "Member" and status.get("operatingStatus"):
+                        members[str(status["operatingStatus"])] += 1
+            metrics.OBJECTS.clear()
+            for (kind, phase), n in counts.items():
+                metrics.OBJECTS.labels(kind, phase).set(n)
+            metrics.MEMBER_STATUS.clear()
+            for state, n in members.items():
+                metrics.MEMBER_STATUS.labels(state).set(n)
 
     async def stop(self) -> None:
         """Graceful: Leases are released at once, so others take over within a renew period."""

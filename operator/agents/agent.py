@@ -203,6 +203,8 @@ class Agent:
             return
         if _generation(change.old) != _generation(change.new):
             spawn(self._device_spec_changed(worker))
+        elif is_deleting(change.old) != is_deleting(change.new):
+            spawn(worker.write_status())
 
     async def _device_spec_changed(self, worker: DeviceWorker) -> None:
         await worker.refresh_handle()

@@ -41,7 +41,7 @@ from lbaas.kube.client import Kube
 from lbaas.reporter import AGENT, Reporter
 from lbaas.status import READY, Cond, desired_status, now
 from lbaas.trees.loop import Mode
-from lbaas.views import Views, meta_of, spec_of, status_of
+from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,16 @@ class DeviceWorker:
             return
         status = status_of(device)
         reason = reason or str(status.get("reason") or self.phase)
+        phase, message = self.phase, self.message
+        bound = sorted(self.views.bound_vips(self.name, with_deleting=True))
+        if is_deleting(device) and bound:
+            shown = ", ".join(f"{ns}/{vip}" for ns, vip in bound[:5])
+            more = f" and {len(bound) - 5} more" if len(bound) > 5 else ""
+            phase, reason = DevicePhase.ERROR, "InUse"
+            message = (
+                f"deletion waits: {len(bound)} VIP(s) still on this device ({shown}{more});"
+                " delete them or move them first"
+            )
         since = status.get("notReadySince")
         if self.phase == DevicePhase.READY:
             since = None
@@ -351,14 +361,14 @@ class DeviceWorker:
             extra["notReadySince"] = since
         desired = desired_status(
             status,
-            phase=self.phase,
+            phase=phase,
             reason=reason,
-            message=self.message,
+            message=message,
             generation=meta_of(device).get("generation"),
-            conditions=[Cond(READY, self.phase == DevicePhase.READY, reason, self.message)],
+            conditions=[Cond(READY, self.phase == DevicePhase.READY, reason, message)],
             extra=extra,
         )
-        if status.get("phase") != self.phase or status.get("message") != self.message:
+        if status.get("phase") != phase or status.get("message") != message:
             desired["lastProbeTime"] = now()
         elif status.get("lastProbeTime"):
             desired["lastProbeTime"] = status["lastProbeTime"]
