@@ -58,7 +58,7 @@ PLURALS = {
 }
 
 
-LEASE_NAMESPACE = "lbaas-system"
+LEASE_NAMESPACE = "lbaas-leases"
 """Where the operators the tests start keep their Leases (created by the session fixture)."""
 
 

@@ -118,6 +118,9 @@ def make_hx_device(
                     "config": config,
                     "addressPool": [address_pool],
                     "allowedNamespaces": [namespace],
+                    # The backends run on this host's loopback: allowed explicitly, as a
+                    # device's member networks must (loopback is refused by default).
+                    "memberNetworks": ["127.0.0.0/8"],
                     **spec,
                 },
             }
