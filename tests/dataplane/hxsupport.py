@@ -1,4 +1,9 @@
-"""Helpers of the HAProxy data-plane tests: HTTP and TCP members, VIP addresses, clients."""
+"""Helpers of the HAProxy data-plane tests: HTTP and TCP members, VIP addresses, clients.
+
+Addresses come from ``LBAAS_TEST_NET`` (two octets, default ``127.0``): backends on
+``<net>.20.x``, VIPs on ``<net>.10.x``, extra client sources on ``<net>.30.x`` and up. Two
+people running data-plane tests on one machine pick different nets (``LBAAS_TEST_NET=127.3``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import http.client
 import ipaddress
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +37,14 @@ from lbaas.drivers.haproxy.process import children, pid_alive, read_pid
 from lbaas.drivers.haproxy.store import DriverState
 
 _ADDRESSES = itertools.count(1)
+NET = os.environ.get("LBAAS_TEST_NET", "127.0")
+if not re.fullmatch(r"127\.\d{1,3}", NET):
+    raise ValueError(f"LBAAS_TEST_NET must be two octets of 127.0.0.0/8, like 127.3: {NET!r}")
+
+
+def net(third: int, fourth: int) -> str:
+    """An address of the test net: ``net(10, 1)`` is ``127.0.10.1`` by default."""
+    return f"{NET}.{third}.{fourth}"
 
 
 def haproxy_binary() -> str:
@@ -132,21 +146,19 @@ class Backends:
     started: list[socketserver.BaseServer] = field(default_factory=list)
 
     def http(self, count: int) -> list[Backend]:
-        made = [Backend(f"b{i}", f"127.0.20.{next(_ADDRESSES) % 250 + 1}") for i in range(count)]
+        made = [Backend(f"b{i}", net(20, next(_ADDRESSES) % 250 + 1)) for i in range(count)]
         self.started.extend(made)
         return made
 
     def echo(self, count: int) -> list[EchoBackend]:
-        made = [
-            EchoBackend(f"e{i}", f"127.0.20.{next(_ADDRESSES) % 250 + 1}") for i in range(count)
-        ]
+        made = [EchoBackend(f"e{i}", net(20, next(_ADDRESSES) % 250 + 1)) for i in range(count)]
         self.started.extend(made)
         return made
 
 
 def free_vip() -> tuple[str, int]:
-    """A fresh VIP address on 127.0.10.x with a port free on it."""
-    address = f"127.0.10.{next(_ADDRESSES) % 250 + 1}"
+    """A fresh VIP address on <net>.10.x with a port free on it."""
+    address = net(10, next(_ADDRESSES) % 250 + 1)
     with socket.socket() as probe:
         probe.bind((address, 0))
         return address, probe.getsockname()[1]
@@ -178,6 +190,12 @@ def stop_haproxy(state_dir: Path) -> None:
                 os.kill(proc, signal.SIGKILL)
 
 
+def device_config(state_dir: Path) -> str:
+    """What the device's HAProxy loads: haproxy.cfg, then conf.d/*.cfg in order ("" if none)."""
+    files = [state_dir / "haproxy.cfg", *sorted((state_dir / "conf.d").glob("*.cfg"))]
+    return "".join(path.read_text() for path in files if path.exists())
+
+
 @dataclass
 class Device:
     handle: DeviceHandle
@@ -186,6 +204,12 @@ class Device:
 
     def master_pid(self) -> int | None:
         return read_pid(self.state_dir / "haproxy.pid")
+
+    def config(self) -> str:
+        return device_config(self.state_dir)
+
+    def fragment(self, name: str, namespace: str = "dp") -> str:
+        return (self.state_dir / "conf.d" / f"{namespace}__{name}.cfg").read_text()
 
 
 def get(
@@ -273,10 +297,7 @@ class OperatorDevice:
         return self.driver_state().runtime_updates
 
     def config(self) -> str:
-        try:
-            return (self.state_dir / "haproxy.cfg").read_text()
-        except FileNotFoundError:
-            return ""
+        return device_config(self.state_dir)
 
     def master_pid(self) -> int | None:
         return read_pid(self.state_dir / "haproxy.pid")

@@ -1,7 +1,8 @@
 """The HAProxy driver against a real HAProxy and real traffic.
 
 Each test starts its own backends and its own HAProxy (through the driver, in a private state
-dir), sends traffic through a VIP on 127.0.10.x and checks what the members saw.
+dir), sends traffic through a VIP on <net>.10.x (``LBAAS_TEST_NET``, see hxsupport) and checks
+what the members saw.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataplane.hxsupport import (
     EchoBackend,
     free_vip,
     get,
+    net,
     spread,
     stop_haproxy,
     wait_for,
@@ -33,7 +35,7 @@ from lbaas.api.member import MemberOperatingStatus, MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import DriverError, LoadBalancer, MemberEntry
-from lbaas.drivers.haproxy import driver as driver_module
+from lbaas.drivers.haproxy import converge as converge_module
 
 pytestmark = pytest.mark.haproxy
 
@@ -151,7 +153,7 @@ def test_source_balancing_pins_each_client(device: Device, backends: Backends) -
     device.driver.apply(device.handle, make_lb(vip, members, pool={"lbMethod": "SOURCE_IP"}))
     chosen = set()
     for client in range(1, 21):
-        seen = spread(*vip, 5, source=f"127.0.30.{client}")
+        seen = spread(*vip, 5, source=net(30, client))
         assert len(seen) == 1, seen
         chosen |= set(seen)
     assert len(chosen) >= 2
@@ -213,7 +215,7 @@ def test_source_ip_persistence(device: Device, backends: Backends) -> None:
     device.driver.apply(device.handle, lb)
     chosen = set()
     for client in range(1, 7):
-        seen = spread(*vip, 6, source=f"127.0.31.{client}")
+        seen = spread(*vip, 6, source=net(31, client))
         assert len(seen) == 1, seen
         chosen |= set(seen)
     assert len(chosen) == 3
@@ -293,8 +295,8 @@ def test_member_admin_down_and_weight_are_runtime_changes(
     assert driver.member_status(handle, drained)[busy.name] == MemberOperatingStatus.DRAINING
     assert driver.reload_count(handle) == reloads
     assert driver.state(handle).runtime_updates == 3
-    config = (device.state_dir / "haproxy.cfg").read_text()
-    assert f"server {busy.name} {busy.address}:{busy.port} weight 0\n" in config
+    # Written for the next reload too.
+    assert f"server {busy.name} {busy.address}:{busy.port} weight 0\n" in device.fragment("web")
 
 
 def test_runtime_values_survive_a_later_reload(device: Device, backends: Backends) -> None:
@@ -307,8 +309,9 @@ def test_runtime_values_survive_a_later_reload(device: Device, backends: Backend
         make_lb(vip, [a, b], member_spec={"b0": {"adminStateUp": False}, "b1": {"weight": 3}}),
     )
     reloads = driver.reload_count(handle)
-    # A structural change (new member) that also undoes both runtime changes.
-    driver.apply(handle, make_lb(vip, [a, b, c]))
+    # A change that needs a reload (connection limit), with a new member, undoing both
+    # runtime changes: the server-state file must not bring them back.
+    driver.apply(handle, make_lb(vip, [a, b, c], connectionLimit=100))
     assert driver.reload_count(handle) == reloads + 1
     seen = spread(*vip, 300)
     assert all(within(seen[m.name], 100) for m in (a, b, c)), seen
@@ -347,43 +350,47 @@ def test_an_invalid_configuration_is_never_applied(
     members, vip = backends.http(1), free_vip()
     driver, handle = device.driver, device.handle
     driver.apply(handle, make_lb(vip, members))
-    live = (device.state_dir / "haproxy.cfg").read_text()
+    live = device.config()
     reloads = driver.reload_count(handle)
-    real_render = driver_module.render
+    real_render = converge_module.render_vip
 
-    def broken(*args: Any, **kw: Any) -> Any:
-        rendered = real_render(*args, **kw)
-        return dataclasses.replace(rendered, text=rendered.text + "    bogus-keyword 1\n")
+    def broken(lb: LoadBalancer) -> Any:
+        fragment = real_render(lb)
+        if lb.name != "other":
+            return fragment
+        return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")
 
-    monkeypatch.setattr(driver_module, "render", broken)
+    monkeypatch.setattr(converge_module, "render_vip", broken)
     other = free_vip()
     with pytest.raises(DriverError) as err:
         driver.apply(handle, make_lb(other, members, name="other"))
     assert err.value.reason == "InvalidConfiguration" and not err.value.retryable
     assert "bogus-keyword" in err.value.user_message  # HAProxy's own error line
-    assert (device.state_dir / "haproxy.cfg").read_text() == live
+    assert device.config() == live
     assert not (device.state_dir / "vips" / "dp__other.json").exists()
     assert driver.reload_count(handle) == reloads
     assert get(*vip)[1] == "b0"
     assert refused(*other)
 
 
-def test_a_reload_that_fails_keeps_the_live_configuration(
+def test_a_port_held_by_another_process_is_refused_before_any_reload(
     device: Device, backends: Backends
 ) -> None:
     members, vip = backends.http(1), free_vip()
     driver, handle = device.driver, device.handle
     driver.apply(handle, make_lb(vip, members))
-    live = (device.state_dir / "haproxy.cfg").read_text()
+    live = device.config()
+    reloads = driver.reload_count(handle)
     taken = free_vip()
     with socket.socket() as squatter:
         squatter.bind(taken)
         squatter.listen()
         with pytest.raises(DriverError) as err:
             driver.apply(handle, make_lb(taken, members, name="taken"))
-    assert err.value.reason == "ReloadFailed"
-    assert "Address already in use" in err.value.user_message
-    assert (device.state_dir / "haproxy.cfg").read_text() == live
+    assert err.value.reason == "AddressInUse" and not err.value.retryable
+    assert "another process" in err.value.user_message
+    assert device.config() == live
+    assert driver.reload_count(handle) == reloads
     assert not (device.state_dir / "vips" / "dp__taken.json").exists()
     assert get(*vip)[1] == "b0"
 
