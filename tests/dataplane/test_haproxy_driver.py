@@ -18,83 +18,25 @@ from typing import Any
 
 import pytest
 from dataplane.hxsupport import (
-    Backend,
+    FAST_MONITOR,
     Backends,
     Device,
-    EchoBackend,
     free_vip,
     get,
+    make_lb,
     net,
+    refused,
     spread,
     stop_haproxy,
     wait_for,
+    within,
 )
 
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberOperatingStatus, MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import DriverError, LoadBalancer, MemberEntry
+from lbaas.api.member import MemberOperatingStatus
+from lbaas.drivers.base import DriverError, LoadBalancer
 from lbaas.drivers.haproxy import converge as converge_module
 
 pytestmark = pytest.mark.haproxy
-
-FAST_MONITOR = {
-    "type": "HTTP",
-    "urlPath": "/healthz",
-    "delay": 1,
-    "timeout": 1,
-    "maxRetries": 1,
-    "maxRetriesDown": 1,
-}
-
-
-def make_lb(
-    vip: tuple[str, int],
-    members: list[Backend] | list[EchoBackend],
-    *,
-    name: str = "web",
-    pool: dict[str, Any] | None = None,
-    monitor: dict[str, Any] | None = None,
-    member_spec: dict[str, dict[str, Any]] | None = None,
-    **spec: Any,
-) -> LoadBalancer:
-    spec.setdefault("protocol", "HTTP")
-    return LoadBalancer(
-        namespace="dp",
-        name=name,
-        address=vip[0],
-        spec=VIPSpec(port=vip[1], **spec),
-        pool_name="pool",
-        pool=PoolSpec(vipRef=name, **(pool or {})),
-        members=tuple(
-            MemberEntry(
-                b.name,
-                MemberSpec(
-                    poolRef="pool",
-                    address=b.address,
-                    port=b.port,
-                    **(member_spec or {}).get(b.name, {}),
-                ),
-            )
-            for b in members
-        ),
-        monitor_name="hm" if monitor else None,
-        monitor=HealthMonitorSpec(poolRef="pool", **monitor) if monitor else None,
-    )
-
-
-def refused(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return False
-    except ConnectionRefusedError:
-        return True
-
-
-def within(count: int, expected: float, tolerance: float = 0.10) -> bool:
-    return abs(count - expected) <= expected * tolerance
-
 
 # -- balancing ----------------------------------------------------------------------------
 

@@ -162,12 +162,13 @@ def _runtime_apply(dev: Device, state: DriverState, fragment: Fragment, tree: st
         return False
     if read_text(dev.paths.config) != render_global(dev.settings):
         return False
+    socket = dev.paths.runtime_socket
     try:
-        running = runtime.servers_state(dev.paths.runtime_socket, fragment.backend)
+        running = runtime.servers_state(socket, fragment.backend)
         ops = servers.plan(fragment, fragment_servers(old), running)
-        if ops is None:
+        if ops is None or not _frontend_state(socket, fragment):
             return False
-        servers.execute(dev.paths.runtime_socket, ops)
+        servers.execute(socket, ops)
     except CLIError as exc:
         log.warning("runtime change of %s failed, reloading instead: %s", fragment.key, exc)
         return False
@@ -179,6 +180,18 @@ def _runtime_apply(dev: Device, state: DriverState, fragment: Fragment, tree: st
         state.runtime_updates += 1
         state.save(dev.paths.state)
     dev.memo.changed()
+    return True
+
+
+def _frontend_state(socket: Path, fragment: Fragment) -> bool:
+    """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
+    shut down, or one the file disables that listens)."""
+    status = runtime.frontend_status(socket, fragment.frontend)
+    if status in ("OPEN", "FULL"):
+        return fragment.enabled
+    if status is None or not fragment.enabled:
+        return status is not None
+    runtime.expect_empty(socket, f"enable frontend {fragment.frontend}")
     return True
 
 

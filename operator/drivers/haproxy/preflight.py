@@ -189,7 +189,17 @@ class Preflight:
         self.held = held_listeners(self.ours)
 
     def problem(self, address: str, port: int) -> DriverError | None:
-        listener = (ipaddress.ip_address(address).compressed, port)
+        ip = ipaddress.ip_address(address)
+        if ip.is_unspecified or ip.is_multicast:
+            # 0.0.0.0:80 would bind beside the device's other listeners (SO_REUSEPORT) and
+            # take every address's traffic on that port that no other VIP claims.
+            return DriverError(
+                f"a VIP cannot listen on {address}: unspecified and multicast addresses are"
+                " never served",
+                retryable=False,
+                reason="AddressNotAllowed",
+            )
+        listener = (ip.compressed, port)
         if listener in self.held:
             return address_problem(address, port)
         return port_problem(address, port, self.ours)

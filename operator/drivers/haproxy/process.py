@@ -40,7 +40,10 @@ _ALERT = re.compile(r"^\[(?:ALERT|EMERG)\]\s*\(\d+\)\s*:\s*(.*)$")
 MAX_LOG_BYTES = 1 << 20
 CHECK_TIMEOUT = 60.0
 PROBE_TIMEOUT = 1.0
-"""Seconds the master CLI may take to answer ``show proc`` before it counts as hung."""
+"""Seconds a worker may take to answer ``show info`` before the probe says not ready."""
+MASTER_WINDOW = 2.0
+"""Seconds a live master may take to answer (a reload re-executes it) before it counts as
+hung."""
 MIN_RELOAD_BUDGET = 1.0
 """A reload is not started with less time than this left before the call's deadline."""
 
@@ -137,27 +140,36 @@ class Supervisor:
                 alerts=errors,
             )
 
-    def master(self, attempts: int = 2, timeout: float = PROBE_TIMEOUT) -> ProcInfo | None:
+    def master(self, window: float = MASTER_WINDOW) -> ProcInfo | None:
         """The running master, or None if there is none.
 
+        A master re-executing itself for a reload does not answer for a moment, so a live
+        HAProxy is asked again for up to ``window`` seconds; a dead one is given up at once.
         Raises a retryable ``HAProxyUnresponsive`` error when the pid file names a live
-        HAProxy whose socket does not answer (stopped, hung): starting a second one then would
-        fight the first over the addresses. Takes at most ``attempts`` x ``timeout``.
+        HAProxy that does not answer in that time (stopped, hung): starting a second one then
+        would fight the first over the addresses.
         """
-        for attempt in range(attempts):
+        deadline = time.monotonic() + budget(window, "asking HAProxy's master for its state")
+        while True:
+            left = deadline - time.monotonic()
             try:
-                return runtime.show_proc(self.paths.master_socket, timeout)
+                return runtime.show_proc(self.paths.master_socket, max(0.01, min(1.0, left)))
             except CLIError:
-                if attempt + 1 < attempts:
-                    time.sleep(0.05)
-        pid = read_pid(self.paths.pid)
-        if self.config.managed and pid is not None and pid_alive(pid) and self._is_haproxy(pid):
-            raise DriverError(
-                f"HAProxy (pid {pid}) is running but its master socket"
-                f" {self.paths.master_socket} does not answer",
-                reason="HAProxyUnresponsive",
-            )
-        return None
+                pass
+            pid = read_pid(self.paths.pid)
+            alive = pid is not None and pid_alive(pid) and self._is_haproxy(pid)
+            if self.config.managed and not alive:
+                return None
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if not alive:
+            return None
+        raise DriverError(
+            f"HAProxy (pid {pid}) is running but its master socket"
+            f" {self.paths.master_socket} does not answer",
+            reason="HAProxyUnresponsive",
+        )
 
     def needs_restart(self, info: ProcInfo) -> bool:
         """A managed master started before VIPs moved to conf.d/ would drop them on reload."""
