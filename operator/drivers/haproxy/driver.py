@@ -22,6 +22,7 @@ from lbaas.drivers.base import (
     DriverError,
     LoadBalancer,
     ProbeResult,
+    StaleOwnerError,
     Statuses,
 )
 from lbaas.drivers.haproxy import runtime, verify
@@ -106,6 +107,8 @@ class HAProxyDriver(Driver):
                 runtime.command(dev.paths.runtime_socket, "show info", PROBE_TIMEOUT)
         except CLIError as exc:
             return ProbeResult(False, f"HAProxy's worker does not answer: {exc}")
+        except StaleOwnerError:
+            raise  # not the device's state: this agent must not touch it
         except DriverError as exc:
             if not exc.retryable:
                 raise
