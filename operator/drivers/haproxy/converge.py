@@ -144,14 +144,14 @@ def converge(dev: Device, key: str | None, lb: LoadBalancer | None) -> None:
     _reload_apply(dev, state, master, key, lb, fragment)
 
 
-def _write(path: Path, text: str | None, mode: int = 0o600) -> bool:
+def _write(path: Path, text: str | None, mode: int = 0o600, durable: bool = True) -> bool:
     """Replace (or, for None, remove) ``path`` unless it already holds ``text``."""
     if read_text(path) == text:
         return False
     if text is None:
         restore(path, None)
     else:
-        atomic_write(path, text, mode)
+        atomic_write(path, text, mode, durable)
     return True
 
 
@@ -174,11 +174,12 @@ def _runtime_apply(dev: Device, state: DriverState, fragment: Fragment, tree: st
         return False
     wrote = _write(dev.vip_path(fragment.key), tree)
     faults.point("after-vip-file")
-    wrote = _write(dev.fragment_path(fragment.key), fragment.text, 0o644) or wrote
+    # conf.d is rendered again from the VIP files at every start: no sync needed.
+    wrote = _write(dev.fragment_path(fragment.key), fragment.text, 0o644, False) or wrote
     faults.point("after-config")
     if ops or wrote:
         state.runtime_updates += 1
-        state.save(dev.paths.state)
+        state.save(dev.paths.state, durable=False)
     dev.memo.changed()
     return True
 
@@ -355,7 +356,7 @@ def _reload(dev: Device, state: DriverState, master: ProcInfo | None, key: str |
     if not paths.server_state.exists():
         atomic_write(paths.server_state, "1\n", 0o600)
     for path, text in changed.items():
-        atomic_write(path, text)
+        atomic_write(path, text, 0o644, durable=False)  # rendered again at start
     for path in removed:
         restore(path, None)
     faults.point("after-config")

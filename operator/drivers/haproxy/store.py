@@ -27,14 +27,20 @@ from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Readers see the old file or the new one, never a torn one (tempfile + os.replace)."""
+def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True) -> None:
+    """Readers see the old file or the new one, never a torn one (tempfile + os.replace).
+
+    ``durable`` also syncs the data before the rename, so that a power loss cannot leave an
+    empty file behind. A killed process needs no sync (the page cache survives it), and files
+    rendered again at every start (``conf.d``) or kept for counting only skip it.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -163,8 +169,10 @@ class DriverState:
         except (ValueError, TypeError):
             return cls(pending_reload=True)
 
-    def save(self, path: Path) -> None:
-        atomic_write(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n", 0o600)
+    def save(self, path: Path, durable: bool = True) -> None:
+        """``durable=False`` for counters only; an intent (``pending_reload``) is synced."""
+        text = json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+        atomic_write(path, text, 0o600, durable)
 
     def matches(self, master_pid: int, reloads: int) -> bool:
         """The running master is the one the driver last reloaded, and nobody reloaded it."""
