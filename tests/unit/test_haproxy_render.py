@@ -30,15 +30,14 @@ from lbaas.drivers.base import (
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.config import parse_config
 from lbaas.drivers.haproxy.driver import operating_status
+from lbaas.drivers.haproxy.monitor import expect_rule, status_regex
 from lbaas.drivers.haproxy.render import (
     _ENV,
     GlobalSettings,
-    expect_rule,
     fragment_servers,
     fragment_structure,
     render,
     render_vip,
-    status_regex,
 )
 from lbaas.drivers.haproxy.runtime import ServerState, parse_proc
 from lbaas.drivers.haproxy.store import dump_tree, load_tree

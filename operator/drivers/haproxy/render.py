@@ -15,16 +15,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from lbaas.api.healthmonitor import EXPECTED_CODES_PATTERN, HealthMonitorSpec
 from lbaas.api.meta import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from lbaas.drivers.base import DriverError, LoadBalancer, UnsupportedError
+from lbaas.drivers.haproxy.monitor import enum_value, monitor_view
 from lbaas.drivers.haproxy.tokens import Token, UnsafeValueError, finalize, token
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -101,18 +101,14 @@ def backend_name(lb: LoadBalancer) -> str:
     return f"be_{lb.namespace}__{lb.name}"
 
 
-def _value(enum_or_str: Any) -> str:
-    return str(getattr(enum_or_str, "value", enum_or_str))
-
-
 def unsupported_reason(lb: LoadBalancer) -> str | None:
     """What of ``lb`` HAProxy cannot express, or None."""
-    protocol = _value(lb.spec.protocol)
+    protocol = enum_value(lb.spec.protocol)
     if protocol not in ("TCP", "HTTP", "HTTPS"):
         return f"protocol {protocol} not supported by the haproxy driver"
     persistence = lb.spec.session_persistence
     if persistence is not None:
-        kind = _value(persistence.type)
+        kind = enum_value(persistence.type)
         if kind in ("HTTP_COOKIE", "APP_COOKIE") and protocol != "HTTP":
             return (
                 f"session persistence {kind} needs protocol HTTP: {protocol} is passed through"
@@ -129,82 +125,6 @@ def unsupported_reason(lb: LoadBalancer) -> str | None:
                     " letters, digits and !$%&*+.^_|~- (no quote, # or backtick)"
                 )
     return None
-
-
-def _ranges(expected_codes: str) -> list[tuple[int, int]]:
-    if not isinstance(expected_codes, str) or not re.fullmatch(
-        EXPECTED_CODES_PATTERN, expected_codes
-    ):
-        raise UnsafeValueError("expectedCodes", expected_codes)
-    ranges = []
-    for part in expected_codes.split(","):
-        low, _, high = part.partition("-")
-        first, last = int(low), int(high or low)
-        if first > last:
-            raise UnsafeValueError("expectedCodes", expected_codes, f"empty range {part}")
-        ranges.append((first, last))
-    return ranges
-
-
-def _digit_class(digits: Sequence[int]) -> str:
-    if len(digits) == 1:
-        return str(digits[0])
-    if len(digits) == 10:
-        return "[0-9]"
-    runs: list[list[int]] = []
-    for d in digits:
-        if runs and runs[-1][1] == d - 1:
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
-    return (
-        "["
-        + "".join(f"{a}" if a == b else f"{a}{b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
-        + "]"
-    )
-
-
-def status_regex(ranges: Iterable[tuple[int, int]]) -> str:
-    """An anchored regex matching exactly the status codes in ``ranges`` (100-599)."""
-    codes = sorted({c for low, high in ranges for c in range(low, high + 1)})
-    alternatives = []
-    for hundred in range(1, 6):
-        in_hundred = [c for c in codes if c // 100 == hundred]
-        if len(in_hundred) == 100:
-            alternatives.append(f"{hundred}[0-9][0-9]")
-            continue
-        for ten in range(10):
-            units = [c % 10 for c in in_hundred if (c // 10) % 10 == ten]
-            if units:
-                alternatives.append(f"{hundred}{ten}{_digit_class(units)}")
-    return "^(?:" + "|".join(alternatives) + ")$"
-
-
-def expect_rule(expected_codes: str) -> tuple[str, int | str]:
-    """``("status", 200)`` for one code, else ``("rstatus", regex)``."""
-    ranges = _ranges(expected_codes)
-    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
-        return "status", ranges[0][0]
-    return "rstatus", status_regex(ranges)
-
-
-def _monitor_view(monitor: HealthMonitorSpec | None) -> dict[str, Any] | None:
-    if monitor is None or not monitor.admin_state_up:
-        return None
-    kind = _value(monitor.type)
-    view: dict[str, Any] = {
-        "delay": monitor.delay,
-        "timeout": monitor.timeout,
-        "rise": monitor.max_retries,
-        "fall": monitor.max_retries_down,
-        "http": kind in ("HTTP", "HTTPS"),
-        "ssl": kind == "HTTPS",
-    }
-    if view["http"]:
-        view["method"] = _value(monitor.http_method)
-        view["path"] = monitor.url_path
-        view["expect_kind"], view["expect"] = expect_rule(monitor.expected_codes)
-    return view
 
 
 def _check_key(lb: LoadBalancer) -> None:
@@ -283,10 +203,10 @@ def _view(lb: LoadBalancer) -> dict[str, Any]:
     if reason:
         raise UnsupportedError(f"VIP {lb.key}: {reason}")
     spec = lb.spec
-    protocol = _value(spec.protocol)
-    monitor = _monitor_view(lb.monitor)
+    protocol = enum_value(spec.protocol)
+    monitor = monitor_view(lb.monitor)
     persistence = spec.session_persistence
-    kind = _value(persistence.type) if persistence else None
+    kind = enum_value(persistence.type) if persistence else None
     cookie = None
     if kind == "HTTP_COOKIE":
         cookie = (persistence.cookie_name if persistence else None) or DEFAULT_INSERTED_COOKIE
@@ -305,7 +225,7 @@ def _view(lb: LoadBalancer) -> dict[str, Any]:
         "port": spec.port,
         "enabled": spec.admin_state_up,
         "maxconn": None if spec.connection_limit == -1 else spec.connection_limit,
-        "balance": BALANCE[_value(lb.pool.lb_method)] if lb.pool else "roundrobin",
+        "balance": BALANCE[enum_value(lb.pool.lb_method)] if lb.pool else "roundrobin",
         "persistence": kind,
         "cookie": cookie,
         "table_type": "ipv6" if family == 6 else "ip",
