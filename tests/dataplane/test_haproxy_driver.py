@@ -21,8 +21,10 @@ from dataplane.hxsupport import (
     FAST_MONITOR,
     Backends,
     Device,
+    Load,
     free_vip,
     get,
+    haproxy_binary,
     make_lb,
     net,
     refused,
@@ -35,6 +37,9 @@ from dataplane.hxsupport import (
 from lbaas.api.member import MemberOperatingStatus
 from lbaas.drivers.base import DriverError, LoadBalancer
 from lbaas.drivers.haproxy import converge as converge_module
+from lbaas.drivers.haproxy.process import pid_alive
+from lbaas.drivers.haproxy.render import GlobalSettings, render
+from lbaas.drivers.haproxy.store import dump_tree
 
 pytestmark = pytest.mark.haproxy
 
@@ -371,8 +376,6 @@ def test_haproxy_outlives_the_operator_process(
         "spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))\n"
         "HAProxyDriver().apply(DeviceHandle('d', spec), load_tree(sys.argv[2]))\n"
     )
-    from lbaas.drivers.haproxy.store import dump_tree
-
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
     subprocess.run(
         [
@@ -432,3 +435,38 @@ def test_unmanaged_device_needs_an_external_haproxy(
     assert err.value.retryable and err.value.reason == "HAProxyNotRunning"
     assert device.master_pid() is None
     assert list((device.state_dir / "vips").iterdir()) == []
+
+
+def test_a_master_started_by_an_older_driver_is_replaced_without_a_gap(
+    device: Device, backends: Backends
+) -> None:
+    """Before conf.d/, the whole configuration was haproxy.cfg and the master ran with
+    ``-f haproxy.cfg``: its reload would drop every VIP. It is replaced by a new master (both
+    bind with SO_REUSEPORT), then soft-stopped."""
+    members, vip = backends.http(1), free_vip()
+    lb = make_lb(vip, members)
+    state = device.state_dir
+    settings = GlobalSettings(str(state / "haproxy.sock"), str(state / "server-state"))
+    (state / "haproxy.cfg").write_text(render([lb], settings).text)
+    (state / "server-state").write_text("1\n")
+    (state / "vips").mkdir()
+    (state / "vips" / "dp__web.json").write_text(dump_tree(lb))
+    argv = [haproxy_binary(), "-W", "-S", f"{state}/master.sock", "-p", f"{state}/haproxy.pid"]
+    subprocess.Popen(
+        [*argv, "-f", f"{state}/haproxy.cfg"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: not refused(*vip), timeout=5)
+    old = device.master_pid()
+    assert [d.kind for d in device.driver.verify(device.handle, lb) or []][:1] == [
+        "ReloadedOutsideOperator"
+    ]
+    with Load(*vip) as load:
+        device.driver.apply(device.handle, lb)
+        wait_for(lambda: old is not None and not pid_alive(old), timeout=10)
+    assert load.failures == [] and load.sent > 10
+    assert device.master_pid() != old
+    assert device.driver.verify(device.handle, lb) == []

@@ -202,7 +202,7 @@ class Supervisor:
         except FileNotFoundError:
             return []
 
-    def start(self) -> ProcInfo:
+    def start(self, takeover: bool = False) -> ProcInfo:
         """Start the master on the configuration files, in its own session; wait for a worker.
 
         A master still without a worker at the call's deadline is left running (the next call
@@ -225,6 +225,8 @@ class Supervisor:
             "-S", f"{self.paths.master_socket},mode,600",
             "-p", str(self.paths.pid),
             *self.config_args(),
+            # Take the listening sockets over from the running process (as a reload does).
+            *(["-x", str(self.paths.runtime_socket)] if takeover else []),
         ]  # fmt: skip
         with self.paths.log.open("ab") as log:
             # A file, not a pipe: nobody would drain a pipe once this operator has gone.
@@ -249,7 +251,7 @@ class Supervisor:
                 info = runtime.show_proc(
                     self.paths.master_socket, min(1.0, max(0.01, deadline - time.monotonic()))
                 )
-                if info.current_workers:
+                if info.master_pid == proc.pid and info.current_workers:
                     return info
             time.sleep(0.01)
         if wait >= limit:
@@ -270,10 +272,10 @@ class Supervisor:
         atomic_write(self.paths.server_state, text, 0o600)
 
     def replace(self, old: ProcInfo) -> ProcInfo:
-        """Start a new master beside ``old`` and soft-stop ``old``: both bind with
-        SO_REUSEPORT, so the addresses keep answering throughout (used once, for a master
-        started with an older command line)."""
-        info = self.start()
+        """Start a new master that takes the listening sockets over from ``old``'s worker
+        (``-x``, as a reload does), then soft-stop ``old``: no connection is refused (used
+        once, for a master started with an older command line)."""
+        info = self.start(takeover=True)
         with contextlib.suppress(ProcessLookupError):
             os.kill(old.master_pid, signal.SIGUSR1)
         return info
