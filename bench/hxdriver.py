@@ -217,7 +217,9 @@ def member_changes(
     """Apply times (s) of member create, delete and weight change on VIPs of devices of
     ``sizes`` VIPs, taken in turns on all devices so that the machine's other load weighs
     on each alike (the ratio is the figure)."""
-    times = {size: {"create": [], "delete": [], "weight": []} for size in sizes}
+    times: dict[int, dict[str, list[float]]] = {
+        size: {"create": [], "delete": [], "weight": []} for size in sizes
+    }
     with contextlib.ExitStack() as stack:
         benches = {size: stack.enter_context(device(size, backends)) for size in sizes}
         reloads = {size: b.driver.reload_count(b.handle) for size, b in benches.items()}
