@@ -86,7 +86,7 @@ def test_least_connections_avoids_the_busy_member(device: Device, backends: Back
     device.driver.apply(
         device.handle, make_lb(vip, members, pool={"lbMethod": "LEAST_CONNECTIONS"})
     )
-    slow = threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=1"})
+    slow = threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=3"})
     slow.start()
     wait_for(lambda: any(b.active for b in members), timeout=2)
     busy = next(b for b in members if b.active)

@@ -125,6 +125,7 @@ class TreeCache:
         """(key → tree, key → why unreadable): one broken file blocks nothing but itself."""
         trees: dict[str, LoadBalancer] = {}
         broken: dict[str, str] = {}
+        seen: set[Path] = set()
         if not directory.is_dir():
             return trees, broken
         for path in sorted(directory.glob("*.json")):
@@ -141,6 +142,9 @@ class TreeCache:
                 broken[key_of(path)] = f"unreadable VIP file {path.name}: {exc}"
                 continue
             trees[cached[1].key] = cached[1]
+            seen.add(path)
+        for gone in set(self._entries) - seen:  # files removed since
+            del self._entries[gone]
         return trees, broken
 
 
