@@ -8,6 +8,9 @@
     members (HTTP health checks on): the time of one full apply of a structural change
     (render, ``haproxy -c``, hitless reload), median of 5, and for contrast a runtime-only
     change (member weight: ``set server``, no reload), median of 5.
+(c) Driver level, with goals and pass/fail (bench/hxdriver.py): member create/delete/weight on
+    10 vs 1,000 VIPs, member create -> first request, SIGKILL detection and traffic back, and
+    requests lost / reloads while hostile VIPs are refused.
 
 ``bench_dataplane()`` expects KUBECONFIG to name an API server with our CRDs (bench/run.py
 sets that up) and no other operator running against it. Run alone
@@ -36,6 +39,10 @@ ROOT = HERE.parent
 TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # the tests' helpers: Api, OperatorProcess, kubectl
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import hxdriver  # noqa: E402  (bench/hxdriver.py)
 
 from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
 from lbaas.api.device import DeviceSpec  # noqa: E402
@@ -49,7 +56,7 @@ from lbaas.drivers.haproxy import HAProxyDriver  # noqa: E402
 MEMBERS_TO_ADD = 20
 VIPS, MEMBERS_PER_VIP, REPEATS = 100, 10, 5
 POOL_A = "127.0.12.0/28"  # (a): the Device's addressPool
-VIP_NET_B = "127.0.13."  # (b): VIP i listens on 127.0.13.<i+1>
+VIP_NET_B = f"{hxdriver.NET}.13."  # (b): VIP i listens on <LBAAS_BENCH_NET>.13.<i+1>
 
 
 def _hxsupport() -> ModuleType:
@@ -215,7 +222,7 @@ def full_apply_100x10() -> dict[str, float]:
             driver.apply(handle, weighted)
             runtime.append(time.monotonic() - started)
             assert driver.reload_count(handle) == reloads + 1
-        config_lines = len((state_dir / "haproxy.cfg").read_text().splitlines())
+        config_lines = len(hx.device_config(state_dir).splitlines())
         return {
             "load_s": load_s,
             "full": statistics.median(full),
@@ -264,9 +271,15 @@ def bench_dataplane(kubeconfig: str | None = None) -> list[tuple[str, float | st
             f"driver: runtime-only apply (weights, no reload), median of {REPEATS}",
             _ms(b["runtime"]),
         ),
-        ("driver: haproxy.cfg size", f"{b['config_lines']:.0f} lines"),
+        ("driver: configuration size (haproxy.cfg + conf.d)", f"{b['config_lines']:.0f} lines"),
     ]
+    rows += [(f"driver: {row.what}", _with_goal(row)) for row in hxdriver.rows()]
     return rows
+
+
+def _with_goal(row: Any) -> str:
+    """A bench/hxdriver.py row's value with its goal and verdict, for the two-column table."""
+    return f"{row.value}  (goal {row.goal}: {row.verdict})" if row.goal else row.value
 
 
 def run(kubeconfig: str) -> list[tuple[str, str]]:

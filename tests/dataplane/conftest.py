@@ -1,5 +1,6 @@
-"""Fixtures for the data-plane tests: real backends on 127.0.20.x, a real HAProxy started by
-the driver in a private state dir, real traffic through VIPs on 127.0.10.x.
+"""Fixtures for the data-plane tests: real backends on <net>.20.x, a real HAProxy started by
+the driver in a private state dir, real traffic through VIPs on <net>.10.x (``<net>`` is
+``LBAAS_TEST_NET``, default 127.0; see hxsupport).
 
 Driver-level tests call the driver directly (``make_device``, ``device``); operator-level tests
 run the real operator process against the test bed (``operator``) and create Devices of driver

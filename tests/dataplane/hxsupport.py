@@ -1,4 +1,9 @@
-"""Helpers of the HAProxy data-plane tests: HTTP and TCP members, VIP addresses, clients."""
+"""Helpers of the HAProxy data-plane tests: HTTP and TCP members, VIP addresses, clients.
+
+Addresses come from ``LBAAS_TEST_NET`` (two octets, default ``127.0``): backends on
+``<net>.20.x``, VIPs on ``<net>.10.x``, extra client sources on ``<net>.30.x`` and up. Two
+people running data-plane tests on one machine pick different nets (``LBAAS_TEST_NET=127.3``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import http.client
 import ipaddress
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,12 +31,24 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from helpers import Api
-from lbaas.drivers.base import DeviceHandle
-from lbaas.drivers.haproxy import HAProxyDriver
+from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.member import MemberSpec
+from lbaas.api.pool import PoolSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import DeviceHandle, LoadBalancer, MemberEntry
+from lbaas.drivers.haproxy import HAProxyDriver, runtime
 from lbaas.drivers.haproxy.process import children, pid_alive, read_pid
 from lbaas.drivers.haproxy.store import DriverState
 
 _ADDRESSES = itertools.count(1)
+NET = os.environ.get("LBAAS_TEST_NET", "127.0")
+if not re.fullmatch(r"127\.\d{1,3}", NET):
+    raise ValueError(f"LBAAS_TEST_NET must be two octets of 127.0.0.0/8, like 127.3: {NET!r}")
+
+
+def net(third: int, fourth: int) -> str:
+    """An address of the test net: ``net(10, 1)`` is ``127.0.10.1`` by default."""
+    return f"{NET}.{third}.{fourth}"
 
 
 def haproxy_binary() -> str:
@@ -132,21 +150,75 @@ class Backends:
     started: list[socketserver.BaseServer] = field(default_factory=list)
 
     def http(self, count: int) -> list[Backend]:
-        made = [Backend(f"b{i}", f"127.0.20.{next(_ADDRESSES) % 250 + 1}") for i in range(count)]
+        made = [Backend(f"b{i}", net(20, next(_ADDRESSES) % 250 + 1)) for i in range(count)]
         self.started.extend(made)
         return made
 
     def echo(self, count: int) -> list[EchoBackend]:
-        made = [
-            EchoBackend(f"e{i}", f"127.0.20.{next(_ADDRESSES) % 250 + 1}") for i in range(count)
-        ]
+        made = [EchoBackend(f"e{i}", net(20, next(_ADDRESSES) % 250 + 1)) for i in range(count)]
         self.started.extend(made)
         return made
 
 
+FAST_MONITOR = {
+    "type": "HTTP",
+    "urlPath": "/healthz",
+    "delay": 1,
+    "timeout": 1,
+    "maxRetries": 1,
+    "maxRetriesDown": 1,
+}
+
+
+def make_lb(
+    vip: tuple[str, int],
+    members: Sequence[Backend] | Sequence[EchoBackend],
+    *,
+    name: str = "web",
+    pool: dict[str, Any] | None = None,
+    monitor: dict[str, Any] | None = None,
+    member_spec: dict[str, dict[str, Any]] | None = None,
+    **spec: Any,
+) -> LoadBalancer:
+    spec.setdefault("protocol", "HTTP")
+    return LoadBalancer(
+        namespace="dp",
+        name=name,
+        address=vip[0],
+        spec=VIPSpec(port=vip[1], **spec),
+        pool_name="pool",
+        pool=PoolSpec(vipRef=name, **(pool or {})),
+        members=tuple(
+            MemberEntry(
+                b.name,
+                MemberSpec(
+                    poolRef="pool",
+                    **{"address": b.address, "port": b.port, **(member_spec or {}).get(b.name, {})},
+                ),
+            )
+            for b in members
+        ),
+        monitor_name="hm" if monitor else None,
+        monitor=HealthMonitorSpec(poolRef="pool", **monitor) if monitor else None,
+    )
+
+
+def refused(address: str, port: int) -> bool:
+    """A connection to ``address:port`` is refused (nothing listens)."""
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def within(count: int, expected: float, tolerance: float = 0.10) -> bool:
+    return abs(count - expected) <= expected * tolerance
+
+
 def free_vip() -> tuple[str, int]:
-    """A fresh VIP address on 127.0.10.x with a port free on it."""
-    address = f"127.0.10.{next(_ADDRESSES) % 250 + 1}"
+    """A fresh VIP address on <net>.10.x with a port free on it."""
+    address = net(10, next(_ADDRESSES) % 250 + 1)
     with socket.socket() as probe:
         probe.bind((address, 0))
         return address, probe.getsockname()[1]
@@ -178,6 +250,12 @@ def stop_haproxy(state_dir: Path) -> None:
                 os.kill(proc, signal.SIGKILL)
 
 
+def device_config(state_dir: Path) -> str:
+    """What the device's HAProxy loads: haproxy.cfg, then conf.d/*.cfg in order ("" if none)."""
+    files = [state_dir / "haproxy.cfg", *sorted((state_dir / "conf.d").glob("*.cfg"))]
+    return "".join(path.read_text() for path in files if path.exists())
+
+
 @dataclass
 class Device:
     handle: DeviceHandle
@@ -186,6 +264,22 @@ class Device:
 
     def master_pid(self) -> int | None:
         return read_pid(self.state_dir / "haproxy.pid")
+
+    def config(self) -> str:
+        return device_config(self.state_dir)
+
+    def fragment(self, name: str, namespace: str = "dp") -> str:
+        return (self.state_dir / "conf.d" / f"{namespace}__{name}.cfg").read_text()
+
+    def cli(self, line: str) -> str:
+        """A command on the runtime API, as an administrator would send it by hand."""
+        return runtime.command(self.state_dir / "haproxy.sock", line)
+
+    def master_cli(self, line: str) -> str:
+        return runtime.command(self.state_dir / "master.sock", line)
+
+    def reloads(self) -> int:
+        return self.driver.reload_count(self.handle)
 
 
 def get(
@@ -273,10 +367,7 @@ class OperatorDevice:
         return self.driver_state().runtime_updates
 
     def config(self) -> str:
-        try:
-            return (self.state_dir / "haproxy.cfg").read_text()
-        except FileNotFoundError:
-            return ""
+        return device_config(self.state_dir)
 
     def master_pid(self) -> int | None:
         return read_pid(self.state_dir / "haproxy.pid")
@@ -330,6 +421,8 @@ class Load:
     sent: int = 0
     failures: list[str] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
+    events: list[tuple[float, bool]] = field(default_factory=list)
+    """(time.monotonic() when the request was sent, whether it succeeded)"""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -354,12 +447,19 @@ class Load:
             and time.monotonic() < deadline
         ):
             self.sent += 1
+            started = time.monotonic()
             try:
                 code, body, _ = get(self.address, self.port, timeout=5)
             except OSError as exc:
                 self.failures.append(f"request {self.sent}: {type(exc).__name__}: {exc}")
+                self.events.append((started, False))
                 continue
             if code != 200:
                 self.failures.append(f"request {self.sent}: HTTP {code} {body[:80]!r}")
             else:
                 self.seen[body] += 1
+            self.events.append((started, code == 200))
+
+    def first_success_after(self, moment: float) -> float | None:
+        """When the first request sent after ``moment`` that succeeded was sent."""
+        return next((t for t, ok in self.events if t >= moment and ok), None)

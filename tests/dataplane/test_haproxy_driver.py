@@ -1,7 +1,8 @@
 """The HAProxy driver against a real HAProxy and real traffic.
 
 Each test starts its own backends and its own HAProxy (through the driver, in a private state
-dir), sends traffic through a VIP on 127.0.10.x and checks what the members saw.
+dir), sends traffic through a VIP on <net>.10.x (``LBAAS_TEST_NET``, see hxsupport) and checks
+what the members saw.
 """
 
 from __future__ import annotations
@@ -17,82 +18,30 @@ from typing import Any
 
 import pytest
 from dataplane.hxsupport import (
-    Backend,
+    FAST_MONITOR,
     Backends,
     Device,
-    EchoBackend,
+    Load,
     free_vip,
     get,
+    haproxy_binary,
+    make_lb,
+    net,
+    refused,
     spread,
     stop_haproxy,
     wait_for,
+    within,
 )
 
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberOperatingStatus, MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import DriverError, LoadBalancer, MemberEntry
-from lbaas.drivers.haproxy import driver as driver_module
+from lbaas.api.member import MemberOperatingStatus
+from lbaas.drivers.base import DriverError, LoadBalancer
+from lbaas.drivers.haproxy import converge as converge_module
+from lbaas.drivers.haproxy.process import pid_alive
+from lbaas.drivers.haproxy.render import GlobalSettings, render
+from lbaas.drivers.haproxy.store import dump_tree
 
 pytestmark = pytest.mark.haproxy
-
-FAST_MONITOR = {
-    "type": "HTTP",
-    "urlPath": "/healthz",
-    "delay": 1,
-    "timeout": 1,
-    "maxRetries": 1,
-    "maxRetriesDown": 1,
-}
-
-
-def make_lb(
-    vip: tuple[str, int],
-    members: list[Backend] | list[EchoBackend],
-    *,
-    name: str = "web",
-    pool: dict[str, Any] | None = None,
-    monitor: dict[str, Any] | None = None,
-    member_spec: dict[str, dict[str, Any]] | None = None,
-    **spec: Any,
-) -> LoadBalancer:
-    spec.setdefault("protocol", "HTTP")
-    return LoadBalancer(
-        namespace="dp",
-        name=name,
-        address=vip[0],
-        spec=VIPSpec(port=vip[1], **spec),
-        pool_name="pool",
-        pool=PoolSpec(vipRef=name, **(pool or {})),
-        members=tuple(
-            MemberEntry(
-                b.name,
-                MemberSpec(
-                    poolRef="pool",
-                    address=b.address,
-                    port=b.port,
-                    **(member_spec or {}).get(b.name, {}),
-                ),
-            )
-            for b in members
-        ),
-        monitor_name="hm" if monitor else None,
-        monitor=HealthMonitorSpec(poolRef="pool", **monitor) if monitor else None,
-    )
-
-
-def refused(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return False
-    except ConnectionRefusedError:
-        return True
-
-
-def within(count: int, expected: float, tolerance: float = 0.10) -> bool:
-    return abs(count - expected) <= expected * tolerance
-
 
 # -- balancing ----------------------------------------------------------------------------
 
@@ -137,7 +86,7 @@ def test_least_connections_avoids_the_busy_member(device: Device, backends: Back
     device.driver.apply(
         device.handle, make_lb(vip, members, pool={"lbMethod": "LEAST_CONNECTIONS"})
     )
-    slow = threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=1"})
+    slow = threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=3"})
     slow.start()
     wait_for(lambda: any(b.active for b in members), timeout=2)
     busy = next(b for b in members if b.active)
@@ -151,7 +100,7 @@ def test_source_balancing_pins_each_client(device: Device, backends: Backends) -
     device.driver.apply(device.handle, make_lb(vip, members, pool={"lbMethod": "SOURCE_IP"}))
     chosen = set()
     for client in range(1, 21):
-        seen = spread(*vip, 5, source=f"127.0.30.{client}")
+        seen = spread(*vip, 5, source=net(30, client))
         assert len(seen) == 1, seen
         chosen |= set(seen)
     assert len(chosen) >= 2
@@ -213,7 +162,7 @@ def test_source_ip_persistence(device: Device, backends: Backends) -> None:
     device.driver.apply(device.handle, lb)
     chosen = set()
     for client in range(1, 7):
-        seen = spread(*vip, 6, source=f"127.0.31.{client}")
+        seen = spread(*vip, 6, source=net(31, client))
         assert len(seen) == 1, seen
         chosen |= set(seen)
     assert len(chosen) == 3
@@ -293,8 +242,8 @@ def test_member_admin_down_and_weight_are_runtime_changes(
     assert driver.member_status(handle, drained)[busy.name] == MemberOperatingStatus.DRAINING
     assert driver.reload_count(handle) == reloads
     assert driver.state(handle).runtime_updates == 3
-    config = (device.state_dir / "haproxy.cfg").read_text()
-    assert f"server {busy.name} {busy.address}:{busy.port} weight 0\n" in config
+    # Written for the next reload too.
+    assert f"server {busy.name} {busy.address}:{busy.port} weight 0\n" in device.fragment("web")
 
 
 def test_runtime_values_survive_a_later_reload(device: Device, backends: Backends) -> None:
@@ -307,8 +256,9 @@ def test_runtime_values_survive_a_later_reload(device: Device, backends: Backend
         make_lb(vip, [a, b], member_spec={"b0": {"adminStateUp": False}, "b1": {"weight": 3}}),
     )
     reloads = driver.reload_count(handle)
-    # A structural change (new member) that also undoes both runtime changes.
-    driver.apply(handle, make_lb(vip, [a, b, c]))
+    # A change that needs a reload (connection limit), with a new member, undoing both
+    # runtime changes: the server-state file must not bring them back.
+    driver.apply(handle, make_lb(vip, [a, b, c], connectionLimit=100))
     assert driver.reload_count(handle) == reloads + 1
     seen = spread(*vip, 300)
     assert all(within(seen[m.name], 100) for m in (a, b, c)), seen
@@ -347,43 +297,47 @@ def test_an_invalid_configuration_is_never_applied(
     members, vip = backends.http(1), free_vip()
     driver, handle = device.driver, device.handle
     driver.apply(handle, make_lb(vip, members))
-    live = (device.state_dir / "haproxy.cfg").read_text()
+    live = device.config()
     reloads = driver.reload_count(handle)
-    real_render = driver_module.render
+    real_render = converge_module.render_vip
 
-    def broken(*args: Any, **kw: Any) -> Any:
-        rendered = real_render(*args, **kw)
-        return dataclasses.replace(rendered, text=rendered.text + "    bogus-keyword 1\n")
+    def broken(lb: LoadBalancer) -> Any:
+        fragment = real_render(lb)
+        if lb.name != "other":
+            return fragment
+        return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")
 
-    monkeypatch.setattr(driver_module, "render", broken)
+    monkeypatch.setattr(converge_module, "render_vip", broken)
     other = free_vip()
     with pytest.raises(DriverError) as err:
         driver.apply(handle, make_lb(other, members, name="other"))
     assert err.value.reason == "InvalidConfiguration" and not err.value.retryable
     assert "bogus-keyword" in err.value.user_message  # HAProxy's own error line
-    assert (device.state_dir / "haproxy.cfg").read_text() == live
+    assert device.config() == live
     assert not (device.state_dir / "vips" / "dp__other.json").exists()
     assert driver.reload_count(handle) == reloads
     assert get(*vip)[1] == "b0"
     assert refused(*other)
 
 
-def test_a_reload_that_fails_keeps_the_live_configuration(
+def test_a_port_held_by_another_process_is_refused_before_any_reload(
     device: Device, backends: Backends
 ) -> None:
     members, vip = backends.http(1), free_vip()
     driver, handle = device.driver, device.handle
     driver.apply(handle, make_lb(vip, members))
-    live = (device.state_dir / "haproxy.cfg").read_text()
+    live = device.config()
+    reloads = driver.reload_count(handle)
     taken = free_vip()
     with socket.socket() as squatter:
         squatter.bind(taken)
         squatter.listen()
         with pytest.raises(DriverError) as err:
             driver.apply(handle, make_lb(taken, members, name="taken"))
-    assert err.value.reason == "ReloadFailed"
-    assert "Address already in use" in err.value.user_message
-    assert (device.state_dir / "haproxy.cfg").read_text() == live
+    assert err.value.reason == "AddressInUse" and not err.value.retryable
+    assert "another process" in err.value.user_message
+    assert device.config() == live
+    assert driver.reload_count(handle) == reloads
     assert not (device.state_dir / "vips" / "dp__taken.json").exists()
     assert get(*vip)[1] == "b0"
 
@@ -422,8 +376,6 @@ def test_haproxy_outlives_the_operator_process(
         "spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))\n"
         "HAProxyDriver().apply(DeviceHandle('d', spec), load_tree(sys.argv[2]))\n"
     )
-    from lbaas.drivers.haproxy.store import dump_tree
-
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
     subprocess.run(
         [
@@ -483,3 +435,38 @@ def test_unmanaged_device_needs_an_external_haproxy(
     assert err.value.retryable and err.value.reason == "HAProxyNotRunning"
     assert device.master_pid() is None
     assert list((device.state_dir / "vips").iterdir()) == []
+
+
+def test_a_master_started_by_an_older_driver_is_replaced_without_a_gap(
+    device: Device, backends: Backends
+) -> None:
+    """Before conf.d/, the whole configuration was haproxy.cfg and the master ran with
+    ``-f haproxy.cfg``: its reload would drop every VIP. It is replaced by a new master (both
+    bind with SO_REUSEPORT), then soft-stopped."""
+    members, vip = backends.http(1), free_vip()
+    lb = make_lb(vip, members)
+    state = device.state_dir
+    settings = GlobalSettings(str(state / "haproxy.sock"), str(state / "server-state"))
+    (state / "haproxy.cfg").write_text(render([lb], settings).text)
+    (state / "server-state").write_text("1\n")
+    (state / "vips").mkdir()
+    (state / "vips" / "dp__web.json").write_text(dump_tree(lb))
+    argv = [haproxy_binary(), "-W", "-S", f"{state}/master.sock", "-p", f"{state}/haproxy.pid"]
+    subprocess.Popen(
+        [*argv, "-f", f"{state}/haproxy.cfg"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: not refused(*vip), timeout=5)
+    old = device.master_pid()
+    assert [d.kind for d in device.driver.verify(device.handle, lb) or []][:1] == [
+        "ReloadedOutsideOperator"
+    ]
+    with Load(*vip) as load:
+        device.driver.apply(device.handle, lb)
+        wait_for(lambda: old is not None and not pid_alive(old), timeout=10)
+    assert load.failures == [] and load.sent > 10
+    assert device.master_pid() != old
+    assert device.driver.verify(device.handle, lb) == []

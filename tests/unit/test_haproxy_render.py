@@ -30,15 +30,16 @@ from lbaas.drivers.base import (
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.config import parse_config
 from lbaas.drivers.haproxy.driver import operating_status
+from lbaas.drivers.haproxy.monitor import expect_rule, status_regex
 from lbaas.drivers.haproxy.render import (
     _ENV,
     GlobalSettings,
-    ServerRuntime,
-    expect_rule,
+    fragment_servers,
+    fragment_structure,
     render,
-    status_regex,
+    render_vip,
 )
-from lbaas.drivers.haproxy.runtime import ServerStat, parse_proc
+from lbaas.drivers.haproxy.runtime import ServerState, parse_proc
 from lbaas.drivers.haproxy.store import dump_tree, load_tree
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
 
@@ -169,7 +170,7 @@ def test_member_fields() -> None:
     config = text(lb)
     assert server_line(config, "a") == "    server a 10.0.0.1:8080 weight 3"
     assert server_line(config, "b") == "    server b 10.0.0.1:8080 weight 0"
-    assert server_line(config, "c") == "    server c 10.0.0.1:8080 weight 1 backup"
+    assert server_line(config, "c") == "    server c 10.0.0.1:8080 backup weight 1"
     assert server_line(config, "d") == "    server d 10.0.0.1:8080 weight 1 disabled"
 
 
@@ -207,8 +208,8 @@ def test_http_cookie_persistence_inserts_a_cookie_per_server() -> None:
     lb = make_lb(sessionPersistence={"type": "HTTP_COOKIE"}, members=(member("a"), member("b")))
     config = text(lb)
     assert "    cookie SRVID insert indirect nocache\n" in config
-    assert server_line(config, "a").endswith(" cookie a")
-    assert server_line(config, "b").endswith(" cookie b")
+    assert server_line(config, "a") == "    server a 10.0.0.1:8080 cookie a weight 1"
+    assert " cookie b " in server_line(config, "b")
     named = text(make_lb(sessionPersistence={"type": "HTTP_COOKIE", "cookieName": "LB"}))
     assert "    cookie LB insert indirect nocache\n" in named
 
@@ -248,7 +249,12 @@ def test_connect_checks(kind: str) -> None:
         )
     )
     be = section(config, "backend be_shop__web")
-    assert "    default-server check inter 7s rise 4 fall 5\n" in be
+    # On the server line, not in default-server: servers added at run time ignore that.
+    assert (
+        server_line(config, "m1")
+        == "    server m1 10.0.0.1:8080 check inter 7s rise 4 fall 5 weight 1"
+    )
+    assert "default-server" not in be
     assert "    timeout check 2s\n" in be
     assert "httpchk" not in be and "check-ssl" not in be
 
@@ -260,10 +266,11 @@ def test_http_check() -> None:
         "urlPath": "/healthz?full=1",
         "expectedCodes": "200",
     }
-    be = section(text(make_lb(monitor=monitor)), "backend be_shop__web")
+    config = text(make_lb(monitor=monitor))
+    be = section(config, "backend be_shop__web")
     assert "    option httpchk HEAD /healthz?full=1\n" in be
     assert "    http-check expect status 200\n" in be
-    assert "    default-server check inter 5s rise 3 fall 3\n" in be
+    assert " check inter 5s rise 3 fall 3 " in server_line(config, "m1")
 
 
 def test_https_check_uses_tls_without_verification() -> None:
@@ -276,7 +283,9 @@ def test_monitor_address_and_port_go_on_the_server_line() -> None:
     lb = make_lb(
         members=(member(monitorAddress="10.0.0.9", monitorPort=9000),), monitor={"type": "TCP"}
     )
-    assert server_line(text(lb), "m1").endswith(" addr 10.0.0.9 port 9000")
+    assert " check inter 5s rise 3 fall 3 addr 10.0.0.9 port 9000 weight 1" in server_line(
+        text(lb), "m1"
+    )
 
 
 def test_admin_down_monitor_checks_nothing() -> None:
@@ -327,37 +336,84 @@ def test_reversed_range_is_rejected() -> None:
 # -- structure digest and runtime values --------------------------------------------------
 
 
+def structure(**kw: Any) -> str:
+    return render_vip(make_lb(**kw)).structure
+
+
 def test_weight_and_admin_state_do_not_change_the_structure() -> None:
-    base = render([make_lb(members=(member("a"), member("b")))], SETTINGS)
-    runtime_only = render(
-        [make_lb(members=(member("a", weight=0), member("b", adminStateUp=False)))], SETTINGS
+    base = render_vip(make_lb(members=(member("a"), member("b"))))
+    runtime_only = render_vip(
+        make_lb(members=(member("a", weight=0), member("b", adminStateUp=False)))
     )
     assert base.text != runtime_only.text
     assert base.structure == runtime_only.structure
-    assert runtime_only.servers == {
-        "be_shop__web/a": ServerRuntime(0, True),
-        "be_shop__web/b": ServerRuntime(1, False),
-    }
+    assert [(s.name, s.weight, s.enabled) for s in runtime_only.servers] == [
+        ("a", 0, True),
+        ("b", 1, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        (member("a"), member("b")),
+        (),
+        (member("a", port=9090),),
+        (member("a", backup=True),),
+        (member("a", monitorPort=99),),
+    ],
+    ids=["add", "remove", "port", "backup", "monitor port"],
+)
+def test_member_changes_are_runtime_changes(members: tuple[MemberEntry, ...]) -> None:
+    assert structure(members=members) == structure(members=(member("a"),))
+
+
+@pytest.mark.parametrize("members", [(member("a"), member("b")), ()], ids=["add", "remove"])
+def test_with_http_cookie_the_server_set_is_structure(members: tuple[MemberEntry, ...]) -> None:
+    """``add server`` has no ``cookie`` keyword in HAProxy 2.6: such members need a reload."""
+    cookie = {"sessionPersistence": {"type": "HTTP_COOKIE"}}
+    assert structure(members=members, **cookie) != structure(members=(member("a"),), **cookie)
+    assert structure(members=(member("a", weight=5),), **cookie) == structure(
+        members=(member("a"),), **cookie
+    )
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        {"members": (member("a", port=9090),)},
-        {"members": (member("a"), member("b"))},
-        {"members": (member("a", backup=True),)},
         {"monitor": {"type": "TCP"}},
         {"connectionLimit": 5},
         {"adminStateUp": False},
         {"pool": {"lbMethod": "SOURCE_IP"}},
+        {"sessionPersistence": {"type": "SOURCE_IP"}},
+        {"port": 81},
     ],
 )
 def test_anything_else_changes_the_structure(change: dict[str, Any]) -> None:
     kw: dict[str, Any] = {"members": (member("a"),), **change}
-    assert (
-        render([make_lb(**kw)], SETTINGS).structure
-        != render([make_lb(members=(member("a"),))], SETTINGS).structure
+    assert structure(**kw) != structure(members=(member("a"),))
+
+
+def test_a_fragment_records_its_structure_and_server_lines() -> None:
+    fragment = render_vip(
+        make_lb(
+            members=(member("a", weight=4, adminStateUp=False), member("b", backup=True)),
+            monitor={"type": "TCP"},
+        )
     )
+    assert fragment_structure(fragment.text) == fragment.structure
+    assert fragment_structure("frontend x\n") is None
+    assert fragment_servers(fragment.text) == {s.name: s.fixed for s in fragment.servers}
+    assert fragment.server_map()["a"].add_args() == (
+        "10.0.0.1:8080 check inter 5s rise 3 fall 3 weight 4"
+    )
+
+
+def test_source_balancing_is_consistent_hashing() -> None:
+    """Map-based ``balance source`` is static: weights would not change at run time and
+    ``add server`` would be refused."""
+    be = section(text(make_lb(pool={"lbMethod": "SOURCE_IP"})), "backend be_shop__web")
+    assert "    balance source\n    hash-type consistent\n" in be
 
 
 def test_vips_render_in_key_order_and_listeners_must_be_unique() -> None:
@@ -571,23 +627,27 @@ def test_invalid_device_config(config: dict[str, Any], message: str) -> None:
     assert message in err.value.user_message
 
 
+def _server(op: int = 2, admin: int = 0, weight: int = 1, check: int = 6) -> ServerState:
+    return ServerState("be", "s", "10.0.0.1", 80, op, admin, weight, check)
+
+
 @pytest.mark.parametrize(
-    ("status", "weight", "expected"),
+    ("server", "expected"),
     [
-        ("MAINT", 1, MemberOperatingStatus.OFFLINE),
-        ("MAINT (via be/x)", 1, MemberOperatingStatus.OFFLINE),
-        ("DOWN", 1, MemberOperatingStatus.ERROR),
-        ("DOWN 1/2", 1, MemberOperatingStatus.ERROR),
-        ("DRAIN", 1, MemberOperatingStatus.DRAINING),
-        ("UP", 0, MemberOperatingStatus.DRAINING),
-        ("no check", 0, MemberOperatingStatus.DRAINING),
-        ("UP", 1, MemberOperatingStatus.ONLINE),
-        ("UP 1/3", 1, MemberOperatingStatus.ONLINE),
-        ("no check", 1, MemberOperatingStatus.NO_MONITOR),
+        (_server(admin=1), MemberOperatingStatus.OFFLINE),  # set server ... state maint
+        (_server(op=0, admin=5), MemberOperatingStatus.OFFLINE),  # "disabled" in the file
+        (_server(op=0), MemberOperatingStatus.ERROR),  # checks failed
+        (_server(admin=8), MemberOperatingStatus.DRAINING),
+        (_server(weight=0), MemberOperatingStatus.DRAINING),
+        (_server(op=3), MemberOperatingStatus.DRAINING),
+        (_server(admin=4), MemberOperatingStatus.ONLINE),  # config maint left by "ready"
+        (_server(), MemberOperatingStatus.ONLINE),
+        (_server(check=0), MemberOperatingStatus.NO_MONITOR),
+        (_server(check=0, weight=0), MemberOperatingStatus.DRAINING),
     ],
 )
-def test_operating_status(status: str, weight: int, expected: MemberOperatingStatus) -> None:
-    assert operating_status(ServerStat(status, weight, "")) == expected
+def test_operating_status(server: ServerState, expected: MemberOperatingStatus) -> None:
+    assert operating_status(server) == expected
 
 
 def test_show_proc_parsing() -> None:

@@ -2,16 +2,23 @@
 
 Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys are refused):
 
-- ``stateDir`` (required): absolute dir holding haproxy.cfg, vips/*.json, sockets, pid file.
+- ``stateDir`` (required): absolute dir holding the configuration, VIP files, sockets, pid file.
 - ``managed`` (true): the driver starts HAProxy (in its own session, so it outlives the
-  operator) whenever apply or probe find it down. false: the driver only writes the config
-  and uses the sockets of an HAProxy run elsewhere as
-  ``haproxy -W -S <masterSocket> -f <stateDir>/haproxy.cfg``.
+  operator) whenever apply or probe find it down. false: the driver only writes the files and
+  uses the sockets of an HAProxy run elsewhere as
+  ``haproxy -W -S <masterSocket> -f <stateDir>/haproxy.cfg -f <stateDir>/conf.d``.
 - ``haproxyBinary`` ("haproxy", looked up on PATH).
 - ``masterSocket`` (<stateDir>/master.sock): master CLI, ``reload`` and ``show proc``.
-- ``runtimeSocket`` (<stateDir>/haproxy.sock): runtime API, ``set server`` and ``show stat``.
-- ``reloadTimeoutSeconds`` (15): how long a start or reload may take to bring up a worker.
+- ``runtimeSocket`` (<stateDir>/haproxy.sock): runtime API (servers, health, frontends).
+- ``reloadTimeoutSeconds`` (15): how long a start or reload may take to bring up a worker
+  (never longer than the call's deadline).
 - ``hardStopAfterSeconds`` (900): old workers still draining are stopped after this.
+
+State dir: ``haproxy.cfg`` (global, defaults), ``conf.d/<ns>__<name>.cfg`` (one per VIP served:
+a change rewrites one small file however many VIPs the device holds), ``vips/<ns>__<name>.json``
+(each VIP's desired tree, from which a new operator renders everything again),
+``driver-state.json`` (counters, the pending-reload intent, the master seen at the last reload,
+VIPs left out and why), ``owner.json`` (highest fence seen), ``server-state``, ``haproxy.log``.
 
 Mapping of the API to HAProxy (templates/*.j2):
 
@@ -19,7 +26,8 @@ Mapping of the API to HAProxy (templates/*.j2):
 API                             HAProxy
 ==============================  ==========================================================
 VIP ns/name                     ``frontend fe_<ns>__<name>`` + ``backend be_<ns>__<name>``
-VIP address:port                ``bind <addr>:<port>`` (IPv6 as ``[addr]``)
+VIP address:port                ``bind <addr>:<port>`` (IPv6 as ``[addr]``); unspecified
+                                and multicast addresses are refused (AddressNotAllowed)
 protocol TCP / HTTP / HTTPS     ``mode tcp`` / ``mode http`` / ``mode tcp`` (TLS passthrough);
                                 the pool's protocol is not used
 connectionLimit N (-1)          frontend ``maxconn N`` (omitted: unlimited)
@@ -28,11 +36,14 @@ no pool / pool adminStateUp     backend without servers (HTTP: 503, TCP: closed)
 false                           members then report OFFLINE
 lbMethod ROUND_ROBIN            ``balance roundrobin``
 lbMethod LEAST_CONNECTIONS      ``balance leastconn``
-lbMethod SOURCE_IP              ``balance source``
-member                          ``server <member name> <addr>:<port> weight <w>``
+lbMethod SOURCE_IP              ``balance source`` + ``hash-type consistent`` (the default
+                                map-based hash is static: no runtime weights or servers)
+member                          ``server <member name> <addr>:<port> [options] weight <w>``,
+                                every option on the server line (servers added at run time
+                                take nothing from ``default-server``)
 member weight 0                 ``weight 0``: no new connections (reported DRAINING)
 member backup                   ``backup``: used only when no active server is up
-member adminStateUp false       ``disabled`` (MAINT); runtime ``set server ... state maint``
+member adminStateUp false       ``disabled`` (MAINT)
 monitorAddress / monitorPort    ``addr <ip>`` / ``port <port>`` on the server line
 persistence SOURCE_IP           ``stick-table type ip|ipv6`` + ``stick on src``
 persistence HTTP_COOKIE         ``cookie <cookieName|SRVID> insert indirect nocache`` +
@@ -42,21 +53,49 @@ persistence APP_COOKIE          ``stick-table type string`` + ``stick store-resp
 monitor PING                    TCP connect check (HAProxy cannot send ICMP)
 monitor TCP                     TCP connect check
 monitor HTTP                    ``option httpchk <method> <path>``
-monitor HTTPS                   as HTTP, plus ``check-ssl verify none``
+monitor HTTPS                   as HTTP, plus ``check-ssl verify none`` per server
 monitor expectedCodes           ``http-check expect status 200`` for one code, else
                                 ``rstatus ^(?:...)$`` ("200,202" -> ``20[02]``)
-monitor delay / timeout         ``default-server check inter <delay>s`` / ``timeout check``
-monitor maxRetries / ...Down    ``rise`` / ``fall``
+monitor delay / timeout         ``check inter <delay>s`` per server / ``timeout check``
+monitor maxRetries / ...Down    ``rise`` / ``fall`` per server
 monitor absent or admin-down    servers without ``check`` (reported NO_MONITOR)
 ==============================  ==========================================================
 
-Member status (``show stat``): MAINT -> OFFLINE, DOWN -> ERROR, DRAIN or weight 0 ->
-DRAINING, UP -> ONLINE, no check -> NO_MONITOR.
+Runtime API or reload (see ``converge`` and ``servers``):
 
-Changes that touch only member weight or admin state are pushed with ``set server`` and no
-reload; the new full configuration is still written, so a later reload keeps them. Anything
-else is a hitless reload through the master CLI. Health state survives reloads through a
-``server-state-file`` dumped just before each reload.
+- **No reload, no** ``haproxy -c``: member create (``add server``, ``enable health``, then
+  ``set server ... state ready``: UP at once, like a server read from the file), member delete
+  (``state maint``, ``shutdown sessions server``, ``del server``: its open connections are
+  closed), a member's address, port, backup or check options (delete + add), weight and admin
+  state (``set server``). The fragment is still written, so the next reload keeps them.
+  Not with HTTP_COOKIE persistence: ``add server`` has no ``cookie`` keyword in 2.6, so adding
+  or removing such a member reloads (its weight and state stay runtime changes).
+- **Hitless reload** (master CLI ``reload``) for anything else: a VIP created or deleted, a
+  listener, mode, limit, balancing, persistence or monitor change. Health and admin state
+  survive it through the ``server-state`` file; weights and states a person set by hand are
+  put back to the files' right after.
+
+Safety: a VIP the device cannot take never disturbs the others. Before any reload every new
+listener is bound once (address not on the host -> ``AddressNotAvailable``, port held by another
+process -> ``AddressInUse``, both non-retryable), and the changed files pass ``haproxy -c``; the
+VIP being applied is refused before anything changes, another VIP file that cannot be served
+(its address vanished, edited by hand) is left out and reported by ``verify``. A reload that
+fails anyway is rolled back (files restored; the old worker never stopped). ``pending_reload``
+is recorded before files change, so a process killed mid-apply leaves work a new one finishes
+(``faults`` marks each step for the crash tests). Every wait ends by the call's deadline
+(``DriverTimeout``); calls with a fence older than one seen are refused (``StaleOwner``).
+
+``verify`` drift kinds: ``PendingReload``, ``NotRunning``, ``ReloadedOutsideOperator`` (the
+master's pid or reload count is not the one of the driver's last reload),
+``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment), ``ConfigMissing``,
+``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed`` (left out, with
+why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``, ``FrontendMissing``,
+``FrontendStateChanged``. ``orphans``: VIP files, fragments and running backends of keys the
+operator does not expect. ``watch``: a pidfd on the master (``watch``).
+
+Member status (one ``show servers state`` per device): maintenance -> OFFLINE, stopped ->
+ERROR, drain, stopping or weight 0 -> DRAINING, running with checks -> ONLINE, without ->
+NO_MONITOR.
 """
 
 from lbaas.drivers.haproxy.driver import HAProxyDriver

@@ -63,12 +63,14 @@ class HAProxyDeviceConfig(BaseModel):
         return DevicePaths(
             root=root,
             config=root / "haproxy.cfg",
+            conf_d=root / "conf.d",
             vips=root / "vips",
             pid=root / "haproxy.pid",
             state=root / "driver-state.json",
             server_state=root / "server-state",
             log=root / "haproxy.log",
             lock=root / ".lock",
+            owner=root / "owner.json",
             master_socket=Path(self.master_socket or root / "master.sock"),
             runtime_socket=Path(self.runtime_socket or root / "haproxy.sock"),
         )
@@ -78,12 +80,18 @@ class HAProxyDeviceConfig(BaseModel):
 class DevicePaths:
     root: Path
     config: Path
+    """global and defaults; the VIPs are in ``conf_d``"""
+    conf_d: Path
+    """one ``<namespace>__<name>.cfg`` per VIP the device serves"""
     vips: Path
+    """one ``<namespace>__<name>.json`` per VIP bound to the device: the desired trees"""
     pid: Path
     state: Path
     server_state: Path
     log: Path
     lock: Path
+    owner: Path
+    """the highest fence seen (see ``DeviceHandle.fence``)"""
     master_socket: Path
     runtime_socket: Path
 

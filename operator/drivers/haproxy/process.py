@@ -6,7 +6,16 @@ file and the master socket. It is not daemonised with ``-D`` because a daemon cl
 and the master's stderr (``haproxy.log``) is where the reason of a failed reload is written.
 
 A reload is the master CLI's ``reload``: the master re-executes itself with the configuration
-on disk, new workers take over the listening sockets, old workers finish their connections.
+on disk (``-f haproxy.cfg -f conf.d``), new workers take over the listening sockets, old workers
+finish their connections.
+
+A reload HAProxy 2.6 cannot finish because a listener does not bind (address not on this host,
+port held by another process) is not harmless: the new process pauses the old workers'
+listeners while it retries for about two seconds, so *every* VIP of the device refuses
+connections meanwhile. The driver therefore checks listeners before reloading (``preflight``).
+A reload refused while parsing pauses nothing.
+
+Every wait here is bounded by the call's deadline (:func:`.timing.budget`).
 """
 
 from __future__ import annotations
@@ -25,9 +34,26 @@ from lbaas.drivers.haproxy import runtime
 from lbaas.drivers.haproxy.config import HAProxyDeviceConfig
 from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
 from lbaas.drivers.haproxy.store import atomic_write
+from lbaas.drivers.haproxy.timing import DriverTimeout, budget
 
 _ALERT = re.compile(r"^\[(?:ALERT|EMERG)\]\s*\(\d+\)\s*:\s*(.*)$")
 MAX_LOG_BYTES = 1 << 20
+CHECK_TIMEOUT = 60.0
+PROBE_TIMEOUT = 1.0
+"""Seconds a worker may take to answer ``show info`` before the probe says not ready."""
+MASTER_WINDOW = 2.0
+"""Seconds a live master may take to answer (a reload re-executes it) before it counts as
+hung."""
+MIN_RELOAD_BUDGET = 1.0
+"""A reload is not started with less time than this left before the call's deadline."""
+
+
+class ConfigRejected(DriverError):
+    """``haproxy -c`` refused the configuration; ``alerts`` are its own error lines."""
+
+    def __init__(self, message: str, *, detail: str, alerts: list[str]) -> None:
+        super().__init__(message, detail=detail, retryable=False, reason="InvalidConfiguration")
+        self.alerts = alerts
 
 
 def pid_alive(pid: int) -> bool:
@@ -79,50 +105,81 @@ class Supervisor:
             )
         return found
 
-    def check(self, candidate: Path) -> None:
-        """``haproxy -c``: raise InvalidConfiguration with HAProxy's own error lines."""
+    def config_args(self) -> list[str]:
+        """What the master loads: the global file, then every VIP fragment (lexical order)."""
+        return ["-f", str(self.paths.config), "-f", str(self.paths.conf_d)]
+
+    def check(self, files: list[Path]) -> None:
+        """``haproxy -c`` over ``files`` (the global file first, then fragments).
+
+        Raises :class:`ConfigRejected` with HAProxy's own error lines, which name the file and
+        line (``parsing [<file>:<line>]``) or the proxy they are about.
+        """
+        argv = [self.binary(), "-c"]
+        for path in files:
+            argv += ["-f", str(path)]
+        wait = budget(CHECK_TIMEOUT, "validating the configuration (haproxy -c)", 0.2)
         try:
             result = subprocess.run(
-                [self.binary(), "-c", "-f", str(candidate)],
+                argv,
                 capture_output=True,
                 text=True,
-                timeout=60,
+                timeout=wait,
                 check=False,
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
-            raise DriverError("haproxy -c timed out", reason="ValidationTimeout") from exc
+            raise DriverTimeout("validating the configuration (haproxy -c)") from exc
         if result.returncode != 0:
             output = result.stdout + result.stderr
             errors = alert_lines(output) or output.strip().splitlines()[-5:]
-            raise DriverError(
+            raise ConfigRejected(
                 "HAProxy rejected the generated configuration; the running configuration is"
                 " unchanged: " + " | ".join(errors),
                 detail=output,
-                retryable=False,
-                reason="InvalidConfiguration",
+                alerts=errors,
             )
 
-    def master(self, attempts: int = 3) -> ProcInfo | None:
+    def master(self, window: float = MASTER_WINDOW) -> ProcInfo | None:
         """The running master, or None if there is none.
 
-        Raises a retryable error when the pid file names a live process whose socket does not
-        answer: starting a second HAProxy then would fight the first over the addresses.
+        A master re-executing itself for a reload does not answer for a moment, so a live
+        HAProxy is asked again for up to ``window`` seconds; a dead one is given up at once.
+        Raises a retryable ``HAProxyUnresponsive`` error when the pid file names a live
+        HAProxy that does not answer in that time (stopped, hung): starting a second one then
+        would fight the first over the addresses.
         """
-        for attempt in range(attempts):
+        deadline = time.monotonic() + budget(window, "asking HAProxy's master for its state")
+        while True:
+            left = deadline - time.monotonic()
             try:
-                return runtime.show_proc(self.paths.master_socket)
+                return runtime.show_proc(self.paths.master_socket, max(0.01, min(1.0, left)))
             except CLIError:
-                if attempt + 1 < attempts:
-                    time.sleep(0.1)
-        pid = read_pid(self.paths.pid)
-        if self.config.managed and pid is not None and pid_alive(pid) and self._is_haproxy(pid):
-            raise DriverError(
-                f"HAProxy (pid {pid}) is running but its master socket"
-                f" {self.paths.master_socket} does not answer",
-                reason="HAProxyUnresponsive",
-            )
-        return None
+                pass
+            pid = read_pid(self.paths.pid)
+            alive = pid is not None and pid_alive(pid) and self._is_haproxy(pid)
+            if self.config.managed and not alive:
+                return None
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if not alive:
+            return None
+        raise DriverError(
+            f"HAProxy (pid {pid}) is running but its master socket"
+            f" {self.paths.master_socket} does not answer",
+            reason="HAProxyUnresponsive",
+        )
+
+    def needs_restart(self, info: ProcInfo) -> bool:
+        """A managed master started before VIPs moved to conf.d/ would drop them on reload."""
+        if not self.config.managed:
+            return False
+        try:
+            argv = Path(f"/proc/{info.master_pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return str(self.paths.conf_d).encode() not in argv
 
     @staticmethod
     def _is_haproxy(pid: int) -> bool:
@@ -145,15 +202,21 @@ class Supervisor:
         except FileNotFoundError:
             return []
 
-    def start(self) -> ProcInfo:
-        """Start the master on the configuration file, in its own session; wait for a worker."""
+    def start(self, takeover: bool = False) -> ProcInfo:
+        """Start the master on the configuration files, in its own session; wait for a worker.
+
+        A master still without a worker at the call's deadline is left running (the next call
+        adopts it); one without a worker after ``reloadTimeoutSeconds`` is killed.
+        """
         if not self.config.managed:
             raise DriverError(
                 f"HAProxy is not running (master socket {self.paths.master_socket} does not"
                 " answer) and the device is not managed; start it with -W -S"
-                f" {self.paths.master_socket} -f {self.paths.config}",
+                f" {self.paths.master_socket} {' '.join(self.config_args())}",
                 reason="HAProxyNotRunning",
             )
+        limit = self.config.reload_timeout_seconds
+        wait = budget(limit, "starting HAProxy", min(MIN_RELOAD_BUDGET, limit))
         if self._log_offset() > MAX_LOG_BYTES:
             os.truncate(self.paths.log, 0)
         offset = self._log_offset()
@@ -161,7 +224,9 @@ class Supervisor:
             self.binary(), "-W",
             "-S", f"{self.paths.master_socket},mode,600",
             "-p", str(self.paths.pid),
-            "-f", str(self.paths.config),
+            *self.config_args(),
+            # Take the listening sockets over from the running process (as a reload does).
+            *(["-x", str(self.paths.runtime_socket)] if takeover else []),
         ]  # fmt: skip
         with self.paths.log.open("ab") as log:
             # A file, not a pipe: nobody would drain a pipe once this operator has gone.
@@ -173,7 +238,7 @@ class Supervisor:
                 cwd=self.paths.root,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + self.config.reload_timeout_seconds
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
@@ -182,36 +247,50 @@ class Supervisor:
                     + (" | ".join(self._log_alerts(offset)) or f"exit status {code}"),
                     reason="HAProxyStartFailed",
                 )
-            with contextlib.suppress(CLIError):
-                info = runtime.show_proc(self.paths.master_socket)
-                if info.current_workers:
+            with contextlib.suppress(CLIError, DriverTimeout):
+                info = runtime.show_proc(
+                    self.paths.master_socket, min(1.0, max(0.01, deadline - time.monotonic()))
+                )
+                if info.master_pid == proc.pid and info.current_workers:
                     return info
-            time.sleep(0.02)
-        proc.kill()
-        raise DriverError(
-            "HAProxy started but its master socket did not report a worker in time: "
-            + " | ".join(self._log_alerts(offset)),
-            reason="HAProxyStartFailed",
+            time.sleep(0.01)
+        if wait >= limit:
+            proc.kill()
+        raise DriverTimeout(
+            "starting HAProxy (no worker reported in time: "
+            + (" | ".join(self._log_alerts(offset)) or "no error logged")
+            + ")"
         )
 
-    def save_server_state(self, keep: bool = True) -> None:
-        """Dump health and admin state so new workers do not start every server as UP
-        (``keep=False`` writes an empty dump: every server then starts as configured)."""
+    def save_server_state(self) -> None:
+        """Dump health and admin state so new workers do not start every server as UP."""
         text = ""
-        if keep:
-            with contextlib.suppress(CLIError):
-                text = runtime.command(self.paths.runtime_socket, "show servers state")
+        with contextlib.suppress(CLIError):
+            text = runtime.command(self.paths.runtime_socket, "show servers state", 10.0)
         if not text.startswith("1\n"):
             text = "1\n"
         atomic_write(self.paths.server_state, text, 0o600)
 
-    def reload(self, keep_server_state: bool = True) -> ProcInfo:
-        """Reload through the master CLI and wait until a new worker serves (or it failed)."""
+    def replace(self, old: ProcInfo) -> ProcInfo:
+        """Start a new master that takes the listening sockets over from ``old``'s worker
+        (``-x``, as a reload does), then soft-stop ``old``: no connection is refused (used
+        once, for a master started with an older command line)."""
+        info = self.start(takeover=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old.master_pid, signal.SIGUSR1)
+        return info
+
+    def reload(self) -> ProcInfo:
+        """Reload through the master CLI and wait until a new worker serves (or it failed).
+
+        Health and admin state carry over through the server-state file dumped first.
+        """
+        budget(self.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
         try:
             before = runtime.show_proc(self.paths.master_socket)
         except CLIError as exc:
             raise DriverError(f"HAProxy master socket does not answer: {exc}") from exc
-        self.save_server_state(keep_server_state)
+        self.save_server_state()
         if self._log_offset() > MAX_LOG_BYTES:
             # The master appends (O_APPEND), so truncating in place is safe.
             os.truncate(self.paths.log, 0)
@@ -219,12 +298,14 @@ class Supervisor:
         # The master re-executes itself: the connection may be cut before any answer.
         with contextlib.suppress(CLIError):
             runtime.command(self.paths.master_socket, "reload")
-        deadline = time.monotonic() + self.config.reload_timeout_seconds
+        deadline = time.monotonic() + budget(self.config.reload_timeout_seconds, "reloading")
         while time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.01)
             try:
-                info = runtime.show_proc(self.paths.master_socket, timeout=1.0)
-            except CLIError:
+                info = runtime.show_proc(
+                    self.paths.master_socket, timeout=min(1.0, deadline - time.monotonic())
+                )
+            except (CLIError, DriverTimeout):
                 continue
             if info.reloads <= before.reloads and info.master_pid == before.master_pid:
                 continue
@@ -235,9 +316,10 @@ class Supervisor:
                 raise DriverError(
                     "HAProxy failed to load the new configuration; the previous one keeps"
                     " serving: " + (" | ".join(alerts) or "see HAProxy's log"),
+                    retryable=False,
                     reason="ReloadFailed",
                 )
-        raise DriverError("HAProxy did not finish reloading in time", reason="ReloadTimeout")
+        raise DriverTimeout("waiting for HAProxy's new worker after a reload")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the master and its workers (tests and tooling; the driver never calls it)."""

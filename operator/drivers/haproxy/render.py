@@ -1,9 +1,13 @@
-"""Render one device's HAProxy configuration from the desired trees of all its VIPs.
+"""Render a device's HAProxy configuration: a global file and one fragment per VIP.
 
-Besides the text, rendering yields a *structure* digest (the configuration with the values the
-runtime API can change left out: member weight and admin state) and those runtime values per
-server. Two renders with equal digests differ only in what ``set server`` can change, so the
-driver applies the difference without a reload.
+HAProxy loads ``haproxy.cfg`` (global, defaults) and every ``conf.d/*.cfg`` (one per VIP), so a
+change to one VIP rewrites one small file however many VIPs the device holds.
+
+Besides its text, a fragment yields a *structure* digest: the fragment without what the
+runtime API can change. For most backends that is every server (HAProxy 2.6 adds and removes
+servers at run time); with HTTP_COOKIE persistence, whose ``cookie`` keyword ``add server``
+does not take, only server weights and admin states. Two fragments with equal digests differ
+only in what the runtime API can change, so the driver applies the difference without a reload.
 """
 
 from __future__ import annotations
@@ -11,38 +15,24 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from lbaas.api.healthmonitor import EXPECTED_CODES_PATTERN, HealthMonitorSpec
 from lbaas.api.meta import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from lbaas.drivers.base import DriverError, LoadBalancer, UnsupportedError
-from lbaas.drivers.haproxy.tokens import UnsafeValueError, finalize, token
+from lbaas.drivers.haproxy.monitor import enum_value, monitor_view
+from lbaas.drivers.haproxy.tokens import Token, UnsafeValueError, finalize, token
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 BALANCE = {"ROUND_ROBIN": "roundrobin", "LEAST_CONNECTIONS": "leastconn", "SOURCE_IP": "source"}
 DEFAULT_INSERTED_COOKIE = "SRVID"
-
-
-@dataclass(frozen=True)
-class ServerRuntime:
-    """What ``set server`` changes without a reload."""
-
-    weight: int
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class Rendered:
-    text: str
-    structure: str
-    servers: dict[str, ServerRuntime] = field(default_factory=dict)
-    """``backend/server`` → runtime values."""
+HEADER = "# lbaas-operator VIP fragment, do not edit; structure="
+"""First line of every fragment: the structure digest of what HAProxy loads from it."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +40,55 @@ class GlobalSettings:
     runtime_socket: str
     server_state_file: str
     hard_stop_after: int = 900
+
+
+@dataclass(frozen=True)
+class Server:
+    """One member as an HAProxy server: ``fixed`` is its line without weight and state."""
+
+    name: str
+    address: str
+    port: int
+    fixed: Token
+    weight: int
+    enabled: bool
+    check: bool
+
+    def add_args(self) -> str:
+        """Arguments of ``add server``: a dynamic server starts in maintenance."""
+        return f"{self.fixed} weight {self.weight}"
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One VIP's ``conf.d`` file and what the driver needs to know about it."""
+
+    key: str
+    frontend: str
+    backend: str
+    address: str
+    port: int
+    enabled: bool
+    dynamic: bool
+    """Servers can be added and removed at run time (not with HTTP_COOKIE persistence)."""
+    structure: str
+    text: str
+    servers: tuple[Server, ...]
+
+    @property
+    def listener(self) -> tuple[str, int]:
+        return self.address, self.port
+
+    def server_map(self) -> dict[str, Server]:
+        return {s.name: s for s in self.servers}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A whole configuration as one text (tests, tools); the device uses the parts."""
+
+    text: str
+    fragments: tuple[Fragment, ...]
 
 
 def frontend_name(lb: LoadBalancer) -> str:
@@ -62,18 +101,14 @@ def backend_name(lb: LoadBalancer) -> str:
     return f"be_{lb.namespace}__{lb.name}"
 
 
-def _value(enum_or_str: Any) -> str:
-    return str(getattr(enum_or_str, "value", enum_or_str))
-
-
 def unsupported_reason(lb: LoadBalancer) -> str | None:
     """What of ``lb`` HAProxy cannot express, or None."""
-    protocol = _value(lb.spec.protocol)
+    protocol = enum_value(lb.spec.protocol)
     if protocol not in ("TCP", "HTTP", "HTTPS"):
         return f"protocol {protocol} not supported by the haproxy driver"
     persistence = lb.spec.session_persistence
     if persistence is not None:
-        kind = _value(persistence.type)
+        kind = enum_value(persistence.type)
         if kind in ("HTTP_COOKIE", "APP_COOKIE") and protocol != "HTTP":
             return (
                 f"session persistence {kind} needs protocol HTTP: {protocol} is passed through"
@@ -92,82 +127,6 @@ def unsupported_reason(lb: LoadBalancer) -> str | None:
     return None
 
 
-def _ranges(expected_codes: str) -> list[tuple[int, int]]:
-    if not isinstance(expected_codes, str) or not re.fullmatch(
-        EXPECTED_CODES_PATTERN, expected_codes
-    ):
-        raise UnsafeValueError("expectedCodes", expected_codes)
-    ranges = []
-    for part in expected_codes.split(","):
-        low, _, high = part.partition("-")
-        first, last = int(low), int(high or low)
-        if first > last:
-            raise UnsafeValueError("expectedCodes", expected_codes, f"empty range {part}")
-        ranges.append((first, last))
-    return ranges
-
-
-def _digit_class(digits: Sequence[int]) -> str:
-    if len(digits) == 1:
-        return str(digits[0])
-    if len(digits) == 10:
-        return "[0-9]"
-    runs: list[list[int]] = []
-    for d in digits:
-        if runs and runs[-1][1] == d - 1:
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
-    return (
-        "["
-        + "".join(f"{a}" if a == b else f"{a}{b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
-        + "]"
-    )
-
-
-def status_regex(ranges: Iterable[tuple[int, int]]) -> str:
-    """An anchored regex matching exactly the status codes in ``ranges`` (100-599)."""
-    codes = sorted({c for low, high in ranges for c in range(low, high + 1)})
-    alternatives = []
-    for hundred in range(1, 6):
-        in_hundred = [c for c in codes if c // 100 == hundred]
-        if len(in_hundred) == 100:
-            alternatives.append(f"{hundred}[0-9][0-9]")
-            continue
-        for ten in range(10):
-            units = [c % 10 for c in in_hundred if (c // 10) % 10 == ten]
-            if units:
-                alternatives.append(f"{hundred}{ten}{_digit_class(units)}")
-    return "^(?:" + "|".join(alternatives) + ")$"
-
-
-def expect_rule(expected_codes: str) -> tuple[str, int | str]:
-    """``("status", 200)`` for one code, else ``("rstatus", regex)``."""
-    ranges = _ranges(expected_codes)
-    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
-        return "status", ranges[0][0]
-    return "rstatus", status_regex(ranges)
-
-
-def _monitor_view(monitor: HealthMonitorSpec | None) -> dict[str, Any] | None:
-    if monitor is None or not monitor.admin_state_up:
-        return None
-    kind = _value(monitor.type)
-    view: dict[str, Any] = {
-        "delay": monitor.delay,
-        "timeout": monitor.timeout,
-        "rise": monitor.max_retries,
-        "fall": monitor.max_retries_down,
-        "http": kind in ("HTTP", "HTTPS"),
-        "ssl": kind == "HTTPS",
-    }
-    if view["http"]:
-        view["method"] = _value(monitor.http_method)
-        view["path"] = monitor.url_path
-        view["expect_kind"], view["expect"] = expect_rule(monitor.expected_codes)
-    return view
-
-
 def _check_key(lb: LoadBalancer) -> None:
     """Proxy names join namespace and name with ``__``: unique only for Kubernetes names."""
     if not isinstance(lb.namespace, str) or not re.fullmatch(DNS_LABEL_PATTERN, lb.namespace):
@@ -179,17 +138,75 @@ def _check_key(lb: LoadBalancer) -> None:
             raise UnsafeValueError("member name", member.name, "not a DNS subdomain")
 
 
-def _frontend_view(lb: LoadBalancer) -> dict[str, Any]:
+def _fixed_args(
+    address: Any,
+    port: Any,
+    *,
+    backup: bool,
+    cookie: str | None,
+    monitor: dict[str, Any] | None,
+    check_address: Any,
+    check_port: Any,
+) -> Token:
+    """The server line's options but weight and state, as one token: each tenant value in it
+    passed :func:`token`, the rest are the driver's own keywords."""
+    parts = [f"{token(address, 'ip')}:{token(port, 'port')}"]
+    if backup:
+        parts.append("backup")
+    if cookie is not None:
+        parts += ["cookie", token(cookie, "cookie")]
+    if monitor is not None:
+        parts += ["check", "inter", f"{token(monitor['delay'], 'int')}s"]
+        parts += ["rise", token(monitor["rise"], "int"), "fall", token(monitor["fall"], "int")]
+        if monitor["ssl"]:
+            parts += ["check-ssl", "verify", "none"]
+        if check_address is not None:
+            parts += ["addr", token(check_address, "ip")]
+        if check_port is not None:
+            parts += ["port", token(check_port, "port")]
+    return Token(" ".join(parts))
+
+
+def _servers(lb: LoadBalancer, monitor: dict[str, Any] | None, kind: str | None) -> list[Server]:
+    if lb.pool is None or not lb.pool.admin_state_up:
+        return []
+    servers = []
+    for member in sorted(lb.members, key=lambda m: m.name):
+        m = member.spec
+        fixed = _fixed_args(
+            m.address,
+            m.port,
+            backup=bool(m.backup),
+            cookie=member.name if kind == "HTTP_COOKIE" else None,
+            monitor=monitor,
+            check_address=m.monitor_address,
+            check_port=m.monitor_port,
+        )
+        token(m.weight, "int")
+        servers.append(
+            Server(
+                name=token(member.name, "name"),
+                address=ipaddress.ip_address(m.address).compressed,
+                port=m.port,
+                fixed=fixed,
+                weight=m.weight,
+                enabled=bool(m.admin_state_up),
+                check=monitor is not None,
+            )
+        )
+    return servers
+
+
+def _view(lb: LoadBalancer) -> dict[str, Any]:
     _check_key(lb)
     reason = unsupported_reason(lb)
     if reason:
         raise UnsupportedError(f"VIP {lb.key}: {reason}")
     spec = lb.spec
-    protocol = _value(spec.protocol)
-    backend = backend_name(lb)
-    monitor = _monitor_view(lb.monitor)
+    protocol = enum_value(spec.protocol)
+    monitor = monitor_view(lb.monitor)
     persistence = spec.session_persistence
-    kind = _value(persistence.type) if persistence else None
+    kind = enum_value(persistence.type) if persistence else None
     cookie = None
     if kind == "HTTP_COOKIE":
         cookie = (persistence.cookie_name if persistence else None) or DEFAULT_INSERTED_COOKIE
@@ -199,38 +216,22 @@ def _frontend_view(lb: LoadBalancer) -> dict[str, Any]:
         family = ipaddress.ip_address(lb.address).version
     except ValueError as exc:
         raise UnsafeValueError("address", lb.address) from exc
-    pool_up = lb.pool is not None and lb.pool.admin_state_up
-    servers = []
-    for member in lb.members if pool_up else ():
-        m = member.spec
-        servers.append(
-            {
-                "name": member.name,
-                "address": m.address,
-                "port": m.port,
-                "weight": m.weight,
-                "enabled": m.admin_state_up,
-                "backup": m.backup,
-                "cookie": member.name if kind == "HTTP_COOKIE" else None,
-                "check_address": m.monitor_address if monitor else None,
-                "check_port": m.monitor_port if monitor else None,
-            }
-        )
     return {
         "key": lb.key,
         "frontend": frontend_name(lb),
-        "backend": backend,
+        "backend": backend_name(lb),
         "mode": "http" if protocol == "HTTP" else "tcp",
         "address": lb.address,
         "port": spec.port,
         "enabled": spec.admin_state_up,
         "maxconn": None if spec.connection_limit == -1 else spec.connection_limit,
-        "balance": BALANCE[_value(lb.pool.lb_method)] if lb.pool else "roundrobin",
+        "balance": BALANCE[enum_value(lb.pool.lb_method)] if lb.pool else "roundrobin",
         "persistence": kind,
         "cookie": cookie,
         "table_type": "ipv6" if family == 6 else "ip",
         "monitor": monitor,
-        "servers": sorted(servers, key=lambda s: s["name"]),
+        "dynamic": kind != "HTTP_COOKIE",
+        "servers": _servers(lb, monitor, kind),
     }
 
 
@@ -251,35 +252,77 @@ def _environment() -> jinja2.Environment:
 _ENV = _environment()
 
 
-def _check_listeners(views: Sequence[dict[str, Any]]) -> None:
-    seen: dict[tuple[str, int], str] = {}
-    for view in views:
-        listener = (str(ipaddress.ip_address(view["address"])), view["port"])
-        other = seen.setdefault(listener, view["key"])
-        if other != view["key"]:
-            raise DriverError(
-                f"{view['address']}:{view['port']} is already used by VIP {other} on this device",
-                retryable=False,
-                reason="AddressInUse",
-            )
-
-
-def render(lbs: Iterable[LoadBalancer], settings: GlobalSettings) -> Rendered:
-    """The whole configuration for ``lbs`` (any order; output is sorted by VIP key).
+def render_vip(lb: LoadBalancer) -> Fragment:
+    """The ``conf.d`` fragment of one VIP.
 
     Raises ``UnsafeValueError`` for a value that fails its token check and
     ``UnsupportedError`` for what HAProxy cannot express.
     """
-    views = [_frontend_view(lb) for lb in sorted(lbs, key=lambda lb: lb.key)]
-    _check_listeners(views)
-    template = _ENV.get_template("haproxy.cfg.j2")
-    context = {"vips": views, "settings": settings}
-    text = template.render(**context, structure_only=False)
-    structure = template.render(**context, structure_only=True)
-    servers = {
-        f"{view['backend']}/{s['name']}": ServerRuntime(s["weight"], s["enabled"])
-        for view in views
-        for s in view["servers"]
-    }
+    view = _view(lb)
+    template = _ENV.get_template("vip.cfg.j2")
+    structure = template.render(vip=view, structure_only=True)
     digest = hashlib.sha256(structure.encode()).hexdigest()
-    return Rendered(text=text, structure=digest, servers=servers)
+    text = f"{HEADER}{digest}\n" + template.render(vip=view, structure_only=False)
+    return Fragment(
+        key=lb.key,
+        frontend=view["frontend"],
+        backend=view["backend"],
+        address=ipaddress.ip_address(lb.address).compressed,
+        port=lb.spec.port,
+        enabled=bool(lb.spec.admin_state_up),
+        dynamic=view["dynamic"],
+        structure=digest,
+        text=text,
+        servers=tuple(view["servers"]),
+    )
+
+
+def render_global(settings: GlobalSettings) -> str:
+    return _ENV.get_template("global.cfg.j2").render(settings=settings)
+
+
+def fragment_structure(text: str) -> str | None:
+    """The structure digest recorded in a fragment's first line (None: not ours)."""
+    first, _, _ = text.partition("\n")
+    return first[len(HEADER) :] if first.startswith(HEADER) else None
+
+
+def fragment_servers(text: str) -> dict[str, str]:
+    """Server name -> its fixed options, read back from a fragment this module wrote."""
+    servers = {}
+    for line in text.splitlines():
+        if not line.startswith("    server "):
+            continue
+        words = line.split()
+        rest, i = [], 2
+        while i < len(words):
+            if words[i] == "weight":
+                i += 2
+                continue
+            if words[i] != "disabled":
+                rest.append(words[i])
+            i += 1
+        servers[words[1]] = " ".join(rest)
+    return servers
+
+
+def listener_key(address: str, port: int) -> tuple[str, int]:
+    return ipaddress.ip_address(address).compressed, port
+
+
+def render(lbs: Iterable[LoadBalancer], settings: GlobalSettings) -> Rendered:
+    """The whole configuration for ``lbs`` as one text (VIPs in key order), as the device
+    loads it from its files. Raises like :func:`render_vip`, and ``AddressInUse`` when two
+    VIPs ask for one address:port."""
+    fragments = [render_vip(lb) for lb in sorted(lbs, key=lambda lb: lb.key)]
+    seen: dict[tuple[str, int], str] = {}
+    for fragment in fragments:
+        other = seen.setdefault(fragment.listener, fragment.key)
+        if other != fragment.key:
+            raise DriverError(
+                f"{fragment.address}:{fragment.port} is already used by VIP {other} on this device",
+                retryable=False,
+                reason="AddressInUse",
+            )
+    text = render_global(settings) + "".join("\n" + f.text for f in fragments)
+    return Rendered(text=text, fragments=tuple(fragments))

@@ -1,15 +1,20 @@
 """A client for HAProxy's CLI sockets: the master CLI (``-S``) and the runtime API (``stats
-socket``). One command per connection, as HAProxy's non-interactive mode expects."""
+socket``). One command per connection, as HAProxy's non-interactive mode expects.
+
+Every socket wait is cut to the driver call's deadline (:mod:`.timing`): when the deadline is
+what ended a command, :class:`~.timing.DriverTimeout` is raised instead of :class:`CLIError`,
+so that no caller mistakes it for a refusal and falls back to a (long) reload.
+"""
 
 from __future__ import annotations
 
-import csv
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbaas.drivers.haproxy.render import ServerRuntime
+from lbaas.drivers.haproxy.timing import DriverTimeout, budget, expired
 
 
 class CLIError(Exception):
@@ -18,10 +23,11 @@ class CLIError(Exception):
 
 def command(path: Path, line: str, timeout: float = 5.0) -> str:
     """Send one command and return HAProxy's whole answer."""
-    if "\n" in line or "\r" in line:
-        raise CLIError(f"refusing a multi-line command: {line!r}")
+    if "\n" in line or "\r" in line or ";" in line:
+        raise CLIError(f"refusing a command that would be several: {line!r}")
+    wait = budget(timeout, f"talking to HAProxy ({line.split(' ', 1)[0]} on {path.name})")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
+        sock.settimeout(wait)
         try:
             sock.connect(str(path))
             sock.sendall(line.encode() + b"\n")
@@ -31,17 +37,28 @@ def command(path: Path, line: str, timeout: float = 5.0) -> str:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except OSError as exc:
+            if expired():
+                raise DriverTimeout(f"waiting for HAProxy's answer to {line!r}") from exc
             raise CLIError(f"{path}: {exc.strerror or exc}") from exc
     return b"".join(chunks).decode(errors="replace")
 
 
+def expect_empty(path: Path, line: str) -> None:
+    """A command that answers nothing when it succeeds (``set server``, ``enable health``)."""
+    answer = command(path, line).strip()
+    if answer:
+        raise CLIError(f"{line!r}: {answer}")
+
+
 @dataclass(frozen=True)
 class ProcInfo:
-    """The master's ``show proc``: its pid, reload counters and current workers."""
+    """The master's ``show proc``: its pid, reload counters and workers."""
 
     master_pid: int
     reloads: int
+    """Reloads of this master, failed ones included: it only grows."""
     failed_reloads: int
+    """Failed reloads since the last successful one (HAProxy resets it)."""
     workers: dict[int, int]
     """pid → number of reloads the worker has survived (0 = current)."""
 
@@ -76,48 +93,100 @@ def parse_proc(text: str) -> ProcInfo | None:
     return ProcInfo(int(master[1]), int(master[2]), int(master[3] or 0), workers)
 
 
-def set_server(
-    runtime_socket: Path,
-    backend: str,
-    server: str,
-    value: ServerRuntime,
-    previous: ServerRuntime | None,
-) -> None:
-    """Apply weight and admin state to one server; raise CLIError if HAProxy refuses."""
-    commands = []
-    if previous is None or previous.weight != value.weight:
-        commands.append(f"set server {backend}/{server} weight {value.weight}")
-    if previous is None or previous.enabled != value.enabled:
-        state = "ready" if value.enabled else "maint"
-        commands.append(f"set server {backend}/{server} state {state}")
-    for line in commands:
-        answer = command(runtime_socket, line).strip()
-        if answer:
-            raise CLIError(f"{line!r}: {answer}")
+# -- servers ----------------------------------------------------------------------------------
+
+ADMIN_MAINT = 0x23
+"""SRV_ADMF_MAINT: forced, inherited or resolution maintenance. Configuration maintenance
+(0x04) stays set after ``set server ... state ready``, so it is not part of the mask."""
+ADMIN_DRAIN = 0x18
+CHECK_ENABLED = 0x04
+OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
-class ServerStat:
-    status: str
+class ServerState:
+    """One row of ``show servers state``: what a running server looks like."""
+
+    backend: str
+    name: str
+    address: str
+    port: int
+    op_state: int
+    admin_state: int
     weight: int
-    check_status: str
+    check_state: int
+
+    @property
+    def in_maintenance(self) -> bool:
+        return bool(self.admin_state & ADMIN_MAINT)
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.admin_state & ADMIN_DRAIN)
+
+    @property
+    def checked(self) -> bool:
+        return bool(self.check_state & CHECK_ENABLED)
 
 
-def show_stat(runtime_socket: Path, backend: str) -> dict[str, ServerStat]:
-    """Servers of ``backend`` from ``show stat`` (empty if the backend is unknown)."""
-    text = command(runtime_socket, f"show stat {backend} 4 -1")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or not lines[0].startswith("# "):
-        return {}
-    rows = csv.DictReader([lines[0][2:], *lines[1:]])
-    stats = {}
-    for row in rows:
-        if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
+def parse_servers_state(text: str) -> dict[str, dict[str, ServerState]]:
+    """``show servers state`` (format 1) as backend → server → state."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "1" or len(lines) < 2 or not lines[1].startswith("# "):
+        raise CLIError(f"unexpected answer to 'show servers state': {text[:200]!r}")
+    columns = lines[1][2:].split()
+    backends: dict[str, dict[str, ServerState]] = {}
+    for line in lines[2:]:
+        fields = line.split()
+        if len(fields) < len(columns):
             continue
-        weight = row.get("uweight") or row.get("weight") or "0"
-        stats[row["svname"]] = ServerStat(
-            status=row.get("status", ""),
-            weight=int(weight) if weight.isdigit() else 0,
-            check_status=row.get("check_status", ""),
+        row = dict(zip(columns, fields, strict=False))
+        try:
+            address = ipaddress.ip_address(row["srv_addr"]).compressed
+        except ValueError:
+            address = row["srv_addr"]
+        state = ServerState(
+            backend=row["be_name"],
+            name=row["srv_name"],
+            address=address,
+            port=int(row["srv_port"]) if row["srv_port"].isdigit() else 0,
+            op_state=int(row["srv_op_state"]),
+            admin_state=int(row["srv_admin_state"]),
+            weight=int(row["srv_uweight"]),
+            check_state=int(row["srv_check_state"]),
         )
-    return stats
+        backends.setdefault(state.backend, {})[state.name] = state
+    return backends
+
+
+class NoSuchBackend(CLIError):
+    """The running process has no such backend."""
+
+
+def servers_state(runtime_socket: Path, backend: str) -> dict[str, ServerState]:
+    """The servers of ``backend`` (raises :class:`NoSuchBackend`)."""
+    text = command(runtime_socket, f"show servers state {backend}")
+    if text.startswith("Can't find backend"):
+        raise NoSuchBackend(f"no backend {backend} in the running HAProxy")
+    return parse_servers_state(text).get(backend, {})
+
+
+def all_servers_state(runtime_socket: Path) -> dict[str, dict[str, ServerState]]:
+    """Every backend's servers in one command (device-wide health, post-reload checks)."""
+    return parse_servers_state(command(runtime_socket, "show servers state", timeout=10.0))
+
+
+def backends(runtime_socket: Path) -> list[str]:
+    """Names of the running process's backends (``show backend``)."""
+    text = command(runtime_socket, "show backend")
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def frontend_status(runtime_socket: Path, frontend: str) -> str | None:
+    """``OPEN`` / ``STOP`` (disabled) ... of a frontend, None if the process has none."""
+    text = command(runtime_socket, f"show stat {frontend} 1 -1")
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[0] == frontend and fields[1] == "FRONTEND":
+            return fields[17]
+    return None

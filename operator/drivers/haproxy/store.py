@@ -1,8 +1,14 @@
-"""What the driver keeps in a device's state dir, written atomically.
+"""What the driver keeps in a device's state dir, each file replaced atomically.
 
-``vips/<namespace>__<name>.json`` holds each VIP's desired tree, so the whole configuration can
-be rendered again by a new operator process; ``driver-state.json`` holds what the running
-HAProxy was last given (structure digest, runtime values) and the reload counter.
+- ``vips/<namespace>__<name>.json``: each VIP's desired tree, the source of truth: a new
+  operator process renders the whole configuration again from these files.
+- ``conf.d/<namespace>__<name>.cfg``: what HAProxy loads for each VIP (rendered from the above).
+- ``driver-state.json``: counters, the master pid and reload count seen at the driver's last
+  reload (a different one means somebody else reloaded), the VIPs left out of the
+  configuration and why, and ``pending_reload``: set *before* any file changes for a reload and
+  cleared once the new worker serves, so that a process killed in between leaves a trace that
+  the next driver instance acts on.
+- ``owner.json``: the highest fence seen (``DeviceHandle.fence``).
 """
 
 from __future__ import annotations
@@ -13,24 +19,28 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import LoadBalancer, MemberEntry
-from lbaas.drivers.haproxy.render import ServerRuntime
+from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Readers see the old file or the new one, never a torn one (tempfile + os.replace)."""
+def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True) -> None:
+    """Readers see the old file or the new one, never a torn one (tempfile + os.replace).
+
+    ``durable`` also syncs the data before the rename, so that a power loss cannot leave an
+    empty file behind. A killed process needs no sync (the page cache survives it), and files
+    rendered again at every start (``conf.d``) or kept for counting only skip it.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -55,8 +65,19 @@ def restore(path: Path, text: str | None) -> None:
         atomic_write(path, text)
 
 
+def file_stem(key: str) -> str:
+    """``namespace/name`` → ``namespace__name`` (a DNS label holds no ``_``: unambiguous)."""
+    namespace, _, name = key.partition("/")
+    return f"{namespace}__{name}"
+
+
+def key_of(path: Path) -> str:
+    namespace, _, name = path.stem.partition("__")
+    return f"{namespace}/{name}"
+
+
 def vip_file(directory: Path, lb: LoadBalancer) -> Path:
-    return directory / f"{lb.namespace}__{lb.name}.json"
+    return directory / f"{file_stem(lb.key)}.json"
 
 
 def dump_tree(lb: LoadBalancer) -> str:
@@ -95,58 +116,89 @@ def load_tree(text: str) -> LoadBalancer:
 
 class TreeCache:
     """Parsed VIP files keyed by path and (inode, mtime, size): a device with hundreds of VIPs
-    is not re-parsed on every apply."""
+    is not re-parsed on every structural apply."""
 
     def __init__(self) -> None:
         self._entries: dict[Path, tuple[tuple[int, int, int], LoadBalancer]] = {}
 
-    def load_all(self, directory: Path) -> dict[str, LoadBalancer]:
+    def load_all(self, directory: Path) -> tuple[dict[str, LoadBalancer], dict[str, str]]:
+        """(key → tree, key → why unreadable): one broken file blocks nothing but itself."""
         trees: dict[str, LoadBalancer] = {}
+        broken: dict[str, str] = {}
+        seen: set[Path] = set()
         if not directory.is_dir():
-            return trees
+            return trees, broken
         for path in sorted(directory.glob("*.json")):
             try:
                 stat = path.stat()
+                stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                cached = self._entries.get(path)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, load_tree(path.read_text()))
+                    self._entries[path] = cached
             except FileNotFoundError:
                 continue
-            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            cached = self._entries.get(path)
-            if cached is None or cached[0] != stamp:
-                cached = (stamp, load_tree(path.read_text()))
-                self._entries[path] = cached
+            except (ValueError, KeyError, TypeError) as exc:  # pydantic's errors are ValueErrors
+                broken[key_of(path)] = f"unreadable VIP file {path.name}: {exc}"
+                continue
             trees[cached[1].key] = cached[1]
-        return trees
+            seen.add(path)
+        for gone in set(self._entries) - seen:  # files removed since
+            del self._entries[gone]
+        return trees, broken
 
 
 @dataclass
 class DriverState:
-    """``driver-state.json``: what the running HAProxy holds, as far as this driver knows."""
+    """``driver-state.json``: small, written on every change (never per VIP)."""
 
     reloads: int = 0
     starts: int = 0
     runtime_updates: int = 0
-    structure: str = ""
-    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_reload: bool = False
+    master_pid: int = 0
+    master_reloads: int = -1
+    """The master and its reload count right after the driver's last reload or start."""
+    parked: dict[str, str] = field(default_factory=dict)
+    """VIP key → why it is left out of the configuration (reported by ``verify``)."""
 
     @classmethod
     def load(cls, path: Path) -> DriverState:
         text = read_text(path)
         if not text:
-            return cls(pending_reload=True)
+            return cls()
         try:
             data = json.loads(text)
             return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         except (ValueError, TypeError):
             return cls(pending_reload=True)
 
-    def save(self, path: Path) -> None:
-        atomic_write(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n", 0o600)
+    def save(self, path: Path, durable: bool = True) -> None:
+        """``durable=False`` for counters only; an intent (``pending_reload``) is synced."""
+        text = json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+        atomic_write(path, text, 0o600, durable)
 
-    def runtime(self) -> dict[str, ServerRuntime]:
-        return {
-            k: ServerRuntime(int(v["weight"]), bool(v["enabled"])) for k, v in self.servers.items()
-        }
+    def matches(self, master_pid: int, reloads: int) -> bool:
+        """The running master is the one the driver last reloaded, and nobody reloaded it."""
+        return (self.master_pid, self.master_reloads) == (master_pid, reloads)
 
-    def set_runtime(self, servers: dict[str, ServerRuntime]) -> None:
-        self.servers = {k: asdict(v) for k, v in servers.items()}
+
+def check_fence(path: Path, fence: int, owner: str) -> None:
+    """Refuse a caller older than the newest owner seen; remember a newer one.
+
+    Fence 0 is an unfenced caller (tests, tools): allowed, and remembers nothing. Called under
+    the device's file lock, so the read-compare-write is atomic between processes.
+    """
+    if fence <= 0:
+        return
+    seen, holder = 0, ""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        data = json.loads(read_text(path) or "{}")
+        seen, holder = int(data.get("fence", 0)), str(data.get("owner", ""))
+    if fence < seen:
+        raise StaleOwnerError(
+            f"this agent ({owner or 'unnamed'}, fence {fence}) no longer owns the device:"
+            f" {holder or 'another agent'} has fence {seen}"
+        )
+    if fence > seen:
+        atomic_write(path, json.dumps({"fence": fence, "owner": owner}) + "\n", 0o600)

@@ -1,0 +1,407 @@
+"""Driver-level figures of the HAProxy driver, each with its goal and pass/fail (no Kubernetes).
+
+(1) Member changes without a reload (issue 13): ``HAProxyDriver.apply`` time of a member
+    create, delete and weight change on one VIP of a device holding 10 VIPs and one holding
+    1,000 VIPs (10 members each, HTTP checks every 10 min): p50/p95 of ``REPEATS``; goal: the big
+    device no more than 1.5x slower ("cost follows the change, not the device"), and no reload.
+    Plus member create -> first request served through the VIP (driver apply + a client polling
+    back to back), the driver's share of the operator goal p50 < 100 ms, p95 < 150 ms.
+(2) Liveness (issue 11): SIGKILL of the HAProxy master under a steady client loop, ``watch``
+    calling back and ``probe`` restarting it: time to detection (goal < 1 s) and until requests
+    succeed again (goal < 2 s), median and max of ``KILLS``.
+(3) Blast radius (issue 10): an uninvolved VIP under a steady client loop while hostile VIPs
+    (address not on the host, port held by another process, a VIP's listener, 0.0.0.0,
+    cookie names HAProxy cannot parse, reversed expectedCodes) are applied ``ROUNDS`` times:
+    requests lost (goal 0) and reloads caused by the refusals (goal 0).
+
+VIPs listen on ``$LBAAS_BENCH_NET.40.1`` and up (default net 127.0); backends are the tests'
+(``$LBAAS_TEST_NET.20.x``). Run alone: ``.venv/bin/python bench/hxdriver.py`` (``BIG=200`` for a
+smaller big device); bench/dataplane.py includes these rows in ``make bench``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent / "tests"
+
+from lbaas.api.device import DeviceSpec  # noqa: E402
+from lbaas.api.healthmonitor import HealthMonitorSpec  # noqa: E402
+from lbaas.api.member import MemberSpec  # noqa: E402
+from lbaas.api.pool import PoolSpec  # noqa: E402
+from lbaas.api.vip import VIPSpec  # noqa: E402
+from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer, MemberEntry  # noqa: E402
+from lbaas.drivers.haproxy import HAProxyDriver  # noqa: E402
+from lbaas.drivers.haproxy.store import dump_tree  # noqa: E402
+
+NET = os.environ.get("LBAAS_BENCH_NET", "127.0")
+SMALL, BIG = 10, int(os.environ.get("BIG", "1000"))
+MEMBERS, REPEATS, KILLS, ROUNDS = 10, 30, 5, 5
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    value: str
+    goal: str = ""
+    ok: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.ok is None else "pass" if self.ok else "FAIL"
+
+
+def _hxsupport() -> ModuleType:
+    """tests/dataplane/hxsupport.py (backends, clients), loaded by path."""
+    name = "lbaas_bench_hxsupport"
+    if name not in sys.modules:
+        if str(TESTS) not in sys.path:
+            sys.path.insert(0, str(TESTS))
+        spec = importlib.util.spec_from_file_location(name, TESTS / "dataplane" / "hxsupport.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _vip_address(i: int) -> str:
+    return f"{NET}.{40 + i // 250}.{i % 250 + 1}"
+
+
+def _free_port(count: int) -> int:
+    """A port free on the first ``count`` bench VIP addresses."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((_vip_address(0), 0))
+            port = int(probe.getsockname()[1])
+        if all(_bindable(_vip_address(i), port) for i in range(count)):
+            return port
+    raise RuntimeError("no port free on every bench VIP address")
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _lb(
+    i: int, port: int, backends: list[Any], weights: dict[int, int] | None = None
+) -> LoadBalancer:
+    name = f"v{i:04d}"
+    return LoadBalancer(
+        namespace="bench",
+        name=name,
+        address=_vip_address(i),
+        spec=VIPSpec(port=port, protocol="HTTP"),
+        pool_name=name,
+        pool=PoolSpec(vipRef=name, protocol="HTTP"),
+        members=tuple(
+            MemberEntry(
+                f"m{j}",
+                MemberSpec(
+                    poolRef=name, address=b.address, port=b.port, weight=(weights or {}).get(j, 1)
+                ),
+            )
+            for j, b in enumerate(backends)
+        ),
+        monitor_name=name,
+        monitor=HealthMonitorSpec(poolRef=name, type="HTTP", urlPath="/healthz", delay=600),
+    )
+
+
+@dataclass
+class BenchDevice:
+    driver: HAProxyDriver
+    handle: DeviceHandle
+    state_dir: Path
+    port: int
+
+
+@contextlib.contextmanager
+def device(vips: int, backends: list[Any]) -> Iterator[BenchDevice]:
+    """A device holding ``vips`` VIPs of ``backends``: the VIP files are written as the driver
+    writes them and one probe starts HAProxy on all of them (one apply each would reload
+    1,000 times)."""
+    hx = _hxsupport()
+    state_dir = Path(tempfile.mkdtemp(prefix="lbbd-", dir="/tmp"))
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    config = {"stateDir": str(state_dir), "haproxyBinary": binary, "reloadTimeoutSeconds": 60}
+    handle = DeviceHandle("bench", DeviceSpec(driver="haproxy", config=config))
+    bench = BenchDevice(HAProxyDriver(), handle, state_dir, _free_port(vips))
+    try:
+        (state_dir / "vips").mkdir(parents=True)
+        for i in range(vips):
+            lb = _lb(i, bench.port, backends)
+            (state_dir / "vips" / f"bench__{lb.name}.json").write_text(dump_tree(lb))
+        probe = bench.driver.probe(handle)
+        if not probe.ready:
+            raise RuntimeError(f"bench device not ready: {probe.message}")
+        yield bench
+    finally:
+        bench.driver.close()
+        hx.stop_haproxy(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _timed(call: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A backend served by another process (see :func:`remote_backends`)."""
+
+    name: str
+    address: str
+    port: int
+
+
+_SERVE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from dataplane.hxsupport import Backends
+for b in Backends().http(int(sys.argv[2])):
+    print(b.name, b.address, b.port, flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def remote_backends(count: int) -> Iterator[list[Remote]]:
+    """HTTP members in a child process: with 1,000 VIPs x 10 members HAProxy's health checks
+    keep them busy, and in this process they would hold the GIL while applies are timed."""
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(TESTS), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        found = [proc.stdout.readline().split() for _ in range(count)]
+        yield [Remote(name, address, int(port)) for name, address, port in found]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def member_changes(
+    sizes: tuple[int, ...], backends: list[Any], extra: Any
+) -> dict[int, dict[str, list[float]]]:
+    """Apply times (s) of member create, delete and weight change on VIPs of devices of
+    ``sizes`` VIPs, taken in turns on all devices so that the machine's other load weighs
+    on each alike (the ratio is the figure)."""
+    times: dict[int, dict[str, list[float]]] = {
+        size: {"create": [], "delete": [], "weight": []} for size in sizes
+    }
+    with contextlib.ExitStack() as stack:
+        benches = {size: stack.enter_context(device(size, backends)) for size in sizes}
+        reloads = {size: b.driver.reload_count(b.handle) for size, b in benches.items()}
+        for k in range(REPEATS):
+            for size, bench in benches.items():
+                driver, handle, i = bench.driver, bench.handle, (k * 37) % size
+                base = _lb(i, bench.port, backends)
+                grown = _lb(i, bench.port, [*backends, extra])
+                heavier = _lb(i, bench.port, backends, {0: 5})
+                got = times[size]
+                got["create"].append(_timed(lambda: driver.apply(handle, grown)))  # noqa: B023
+                got["delete"].append(_timed(lambda: driver.apply(handle, base)))  # noqa: B023
+                got["weight"].append(_timed(lambda: driver.apply(handle, heavier)))  # noqa: B023
+                driver.apply(handle, base)
+        for size, bench in benches.items():
+            if bench.driver.reload_count(bench.handle) != reloads[size]:
+                raise RuntimeError("a member change reloaded HAProxy")
+    return times
+
+
+def create_to_first_request(backends: list[Any], fresh: list[Any]) -> list[float]:
+    """Member create -> first request it serves, on a VIP with one member (10-VIP device)."""
+    hx = _hxsupport()
+    latencies = []
+    with device(SMALL, backends[:1]) as bench:
+        address = _vip_address(0)
+        for backend in fresh:
+            started = time.perf_counter()
+            bench.driver.apply(bench.handle, _lb(0, bench.port, [backends[0], backend]))
+            while backend.hits == 0:
+                hx.get(address, bench.port, timeout=5)
+            latencies.append(time.perf_counter() - started)
+            bench.driver.apply(bench.handle, _lb(0, bench.port, backends[:1]))
+    return latencies
+
+
+def sigkill(backends: list[Any]) -> tuple[list[float], list[float]]:
+    """(detection, traffic back) in seconds for ``KILLS`` SIGKILLs of the master under load."""
+    hx = _hxsupport()
+    detections, backs = [], []
+    with device(SMALL, backends[:2]) as bench:
+        driver, handle = bench.driver, bench.handle
+        noticed: list[float] = []
+
+        def changed() -> None:
+            noticed.append(time.monotonic())
+            threading.Thread(target=driver.probe, args=(handle,)).start()
+
+        stop = driver.watch(handle, changed)
+        try:
+            with hx.Load(_vip_address(0), bench.port) as load:
+                for _ in range(KILLS):
+                    time.sleep(0.5)
+                    noticed.clear()
+                    pid = hx.read_pid(bench.state_dir / "haproxy.pid")
+                    killed = time.monotonic()
+                    os.kill(pid, signal.SIGKILL)
+                    hx.wait_for(lambda: noticed and load.first_success_after(noticed[0]), 10)
+                    detections.append(noticed[0] - killed)
+                    backs.append(load.first_success_after(noticed[0]) - killed)
+        finally:
+            stop()
+    return detections, backs
+
+
+def blast_radius(backends: list[Any]) -> dict[str, int]:
+    """Requests and reloads while hostile VIPs are refused beside a VIP under load."""
+    hx = _hxsupport()
+    with device(2, backends[:2]) as bench, socket.socket() as squatter:
+        driver, handle = bench.driver, bench.handle
+        squatter.bind((_vip_address(3), 0))
+        squatter.listen()
+        web = _lb(0, bench.port, backends[:2])
+        held = squatter.getsockname()[1]
+        hostile = [
+            LoadBalancer("bench", "unbindable", "10.99.0.1", VIPSpec(port=bench.port)),
+            LoadBalancer("bench", "foreign-port", _vip_address(3), VIPSpec(port=held)),
+            LoadBalancer("bench", "same-listener", web.address, VIPSpec(port=bench.port)),
+            LoadBalancer("bench", "wildcard", "0.0.0.0", VIPSpec(port=bench.port)),
+            LoadBalancer(
+                "bench",
+                "cookie",
+                _vip_address(4),
+                VIPSpec(
+                    port=bench.port,
+                    protocol="HTTP",
+                    sessionPersistence={"type": "APP_COOKIE", "cookieName": "a'b"},
+                ),
+            ),
+            _with_codes(_lb(5, bench.port, backends[:1]), "204-200"),
+        ]
+        reloads = driver.reload_count(handle)
+        refusals = 0
+        with hx.Load(web.address, web.spec.port) as load:
+            for _ in range(ROUNDS):
+                for lb in hostile:
+                    try:
+                        driver.apply(handle, lb)
+                    except DriverError as exc:
+                        refusals += not exc.retryable
+        return {
+            "sent": load.sent,
+            "failed": len(load.failures),
+            "refusals": refusals,
+            "attempts": ROUNDS * len(hostile),
+            "reloads": driver.reload_count(handle) - reloads,
+        }
+
+
+def _with_codes(lb: LoadBalancer, codes: str) -> LoadBalancer:
+    assert lb.monitor is not None
+    monitor = lb.monitor.model_copy(update={"expected_codes": codes})
+    return LoadBalancer(**{**lb.__dict__, "monitor": monitor})
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
+
+
+def rows() -> list[Row]:
+    hx = _hxsupport()
+    pool = hx.Backends()
+    try:
+        backends = pool.http(MEMBERS + REPEATS)
+        members, fresh = backends[:MEMBERS], backends[MEMBERS:]
+        out: list[Row] = []
+        with remote_backends(MEMBERS + 1) as remote:
+            measured = member_changes((SMALL, BIG), remote[:MEMBERS], remote[MEMBERS])
+        small, big = measured[SMALL], measured[BIG]
+        for kind in ("create", "delete", "weight"):
+            a, b = statistics.median(small[kind]), statistics.median(big[kind])
+            out += [
+                Row(f"member {kind}, apply on a {SMALL}-VIP device: p50 / p95",
+                    f"{_ms(a)} / {_ms(_p95(small[kind]))}"),
+                Row(f"member {kind}, apply on a {BIG}-VIP device: p50 / p95",
+                    f"{_ms(b)} / {_ms(_p95(big[kind]))}"),
+                Row(f"member {kind}: {BIG} VIPs vs {SMALL} (p50 ratio), no reload",
+                    f"{b / a:.2f}x", "<= 1.5x", b / a <= 1.5),
+            ]  # fmt: skip
+        first = create_to_first_request(members, fresh)
+        out += [
+            Row("member create -> first request served (driver share): p50",
+                _ms(statistics.median(first)), "< 100 ms", statistics.median(first) < 0.1),
+            Row("member create -> first request served (driver share): p95",
+                _ms(_p95(first)), "< 150 ms", _p95(first) < 0.15),
+        ]  # fmt: skip
+        detected, back = sigkill(members)
+        out += [
+            Row(f"SIGKILL of the master under load: detected (median / max of {KILLS})",
+                f"{_ms(statistics.median(detected))} / {_ms(max(detected))}", "< 1 s",
+                max(detected) < 1),
+            Row(f"SIGKILL of the master under load: traffic back (median / max of {KILLS})",
+                f"{_ms(statistics.median(back))} / {_ms(max(back))}", "< 2 s", max(back) < 2),
+        ]  # fmt: skip
+        blast = blast_radius(members)
+        out += [
+            Row(f"hostile VIPs refused ({blast['attempts']} applies): requests lost of"
+                f" {blast['sent']} to another VIP", str(blast["failed"]), "0",
+                blast["failed"] == 0),
+            Row("hostile VIPs: non-retryable refusals / reloads caused",
+                f"{blast['refusals']} / {blast['reloads']}", "all / 0",
+                blast["refusals"] == blast["attempts"] and blast["reloads"] == 0),
+        ]  # fmt: skip
+        return out
+    finally:
+        for server in pool.started:
+            server.shutdown()
+            server.server_close()
+
+
+def print_table(table: list[Row]) -> None:
+    width = max(len(r.what) for r in table)
+    print(f"\nHAProxy driver ({os.cpu_count()} cores)")
+    print(f"{'':<{width}}  {'value':>22}  {'goal':>9}  result\n" + "-" * (width + 45))
+    for r in table:
+        print(f"{r.what:<{width}}  {r.value:>22}  {r.goal:>9}  {r.verdict}")
+
+
+if __name__ == "__main__":
+    print_table(rows())

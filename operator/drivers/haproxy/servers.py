@@ -1,0 +1,160 @@
+"""Member changes on the running HAProxy without a reload (dynamic servers, HAProxy >= 2.6).
+
+The plan compares three views of one backend: the servers the VIP should have (the rendered
+fragment), the server lines of the fragment on disk (what the running servers were made from)
+and the running servers (``show servers state``). So it repairs, in the same stroke, a change of
+the spec, a half-done earlier apply and a change made on the runtime socket by hand.
+
+What 2.6 supports and what it does not (checked against 2.6.12):
+
+- ``add server`` takes address, weight, ``backup``, ``check`` with ``inter``/``rise``/``fall``,
+  ``addr``/``port`` and ``check-ssl verify none``, on backends balanced by ``roundrobin``,
+  ``leastconn`` or ``source`` with ``hash-type consistent`` (what the driver renders), with or
+  without stick tables. It takes nothing from ``default-server`` (so the driver writes every
+  option on each server line) and starts the server in maintenance with checks off: the plan
+  sends ``enable health`` *then* ``state ready``, so the server starts UP with a full health
+  count, as a server read from the file does.
+- It has no ``cookie`` keyword: with HTTP_COOKIE persistence, adding or removing a member is a
+  reload (the fragment's structure digest includes the server set then).
+- ``del server`` needs the server in maintenance and without connections: the plan sends
+  ``state maint``, ``shutdown sessions server`` (established connections to a deleted member
+  are closed) and retries ``del server`` briefly; if it still fails the apply falls back to a
+  reload, which never cuts a connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lbaas.drivers.haproxy import faults, runtime
+from lbaas.drivers.haproxy.render import Fragment, Server
+from lbaas.drivers.haproxy.runtime import CLIError, ServerState
+
+DELETE_RETRY_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Op:
+    """One runtime change of one server: ``add``, ``delete``, ``weight`` or ``state``."""
+
+    kind: str
+    backend: str
+    server: str
+    want: Server | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.backend}/{self.server}"
+
+
+def _matches(want: Server, written: str | None, running: ServerState) -> bool:
+    """Was ``running`` made from ``want``'s line? The file tells for what ``show servers
+    state`` cannot show (backup, check options); the address and port are checked as well."""
+    if written is not None and written != want.fixed:
+        return False
+    return (running.address, running.port) == (want.address, want.port)
+
+
+def plan(
+    fragment: Fragment, written: Mapping[str, str], running: Mapping[str, ServerState]
+) -> list[Op] | None:
+    """The runtime operations that make ``running`` match ``fragment``'s servers, or None
+    when only a reload can (a server must be added or removed on a non-dynamic backend).
+
+    Order: new servers first, then replacements, then removals, so a backend never goes
+    through a moment without the servers that stay; weights and states last.
+    """
+    backend = fragment.backend
+    wanted = fragment.server_map()
+    adds: list[Op] = []
+    replaces: list[Op] = []
+    tunes: list[Op] = []
+    for name, want in wanted.items():
+        have = running.get(name)
+        if have is None:
+            adds.append(Op("add", backend, name, want))
+        elif not _matches(want, written.get(name), have):
+            replaces += [Op("delete", backend, name), Op("add", backend, name, want)]
+        else:
+            if have.weight != want.weight:
+                tunes.append(Op("weight", backend, name, want))
+            if (have.in_maintenance or have.draining) if want.enabled else not have.in_maintenance:
+                tunes.append(Op("state", backend, name, want))
+    removes = [Op("delete", backend, name) for name in running if name not in wanted]
+    ops = adds + replaces + removes + tunes
+    if not fragment.dynamic and any(op.kind in ("add", "delete") for op in ops):
+        return None
+    return ops
+
+
+def execute(runtime_socket: Path, ops: list[Op]) -> None:
+    """Send ``ops``; raise CLIError when HAProxy refuses one (the caller then reloads)."""
+    for op in ops:
+        for line in _commands(op):
+            if line.startswith("del server "):
+                _delete(runtime_socket, line)
+            elif line.startswith("add server "):
+                answer = runtime.command(runtime_socket, line).strip()
+                if answer != "New server registered.":
+                    raise CLIError(f"{line!r}: {answer}")
+            else:
+                runtime.expect_empty(runtime_socket, line)
+            faults.point("runtime-command")
+
+
+def _commands(op: Op) -> list[str]:
+    target = f"{op.backend}/{op.server}"
+    want = op.want
+    if op.kind == "delete":
+        return [
+            f"set server {target} state maint",
+            f"shutdown sessions server {target}",
+            f"del server {target}",
+        ]
+    assert want is not None
+    if op.kind == "add":
+        lines = [f"add server {target} {want.add_args()}"]
+        if want.check:
+            lines.append(f"enable health {target}")
+        if want.enabled:
+            lines.append(f"set server {target} state ready")
+        return lines
+    if op.kind == "weight":
+        return [f"set server {target} weight {want.weight}"]
+    return [f"set server {target} state {'ready' if want.enabled else 'maint'}"]
+
+
+def _delete(runtime_socket: Path, line: str) -> None:
+    """``del server``, retried while the sessions just shut down let go of the server."""
+    deadline = time.monotonic() + DELETE_RETRY_SECONDS
+    while True:
+        answer = runtime.command(runtime_socket, line).strip()
+        if answer == "Server deleted." or answer.startswith("No such server"):
+            return
+        if time.monotonic() >= deadline:
+            raise CLIError(f"{line!r}: {answer}")
+        time.sleep(0.01)
+
+
+def reconcile(
+    runtime_socket: Path,
+    fragments: Mapping[str, Fragment],
+    running: Mapping[str, Mapping[str, ServerState]],
+) -> int:
+    """After a reload: make every backend's weights and states what the files say.
+
+    The server-state file carries runtime values over a reload, which is what keeps health
+    state; it also carries a weight or a maintenance set by hand, which this undoes. Only
+    weight and state: the servers themselves were just read from the files. Returns the
+    number of commands sent.
+    """
+    sent = 0
+    for fragment in fragments.values():
+        have = running.get(fragment.backend, {})
+        ops = plan(fragment, {}, have) or []
+        tunes = [op for op in ops if op.kind in ("weight", "state")]
+        execute(runtime_socket, tunes)
+        sent += len(tunes)
+    return sent

@@ -1,0 +1,151 @@
+"""What differs between a device and what it should serve (``verify``), and what it holds that
+no VIP asked for (``orphans``).
+
+``verify`` runs for every VIP once per resync interval, so it is cheap: the device-level checks
+(a pending reload, the master and its reload count, ``haproxy.cfg``) are cached per device for
+:data:`DEVICE_CHECK_TTL` seconds and dropped by the driver's own applies; the per-VIP checks
+read two small files, render one fragment and send two runtime-API commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import Drift, DriverError, LoadBalancer
+from lbaas.drivers.haproxy import runtime
+from lbaas.drivers.haproxy.converge import Device, checked_fragment
+from lbaas.drivers.haproxy.render import Fragment, render_global
+from lbaas.drivers.haproxy.runtime import CLIError, NoSuchBackend, ServerState
+from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of, load_tree, read_text
+
+DEVICE_CHECK_TTL = 5.0
+UNTRUSTED = ("NotRunning", "ReloadedOutsideOperator", "PendingReload", "OutdatedCommandLine")
+"""Device drifts after which the running process says nothing about the files."""
+
+
+def device_drift(dev: Device) -> list[Drift]:
+    """Drifts of the device as a whole (cached, see the module docstring)."""
+    cached = dev.memo.device_drift
+    if cached is not None and time.monotonic() - cached[0] < DEVICE_CHECK_TTL:
+        return cached[1]
+    drifts = []
+    state = DriverState.load(dev.paths.state)
+    if state.pending_reload:
+        drifts.append(Drift("PendingReload", "an apply was interrupted before HAProxy reloaded"))
+    master = dev.supervisor.master()
+    if master is None:
+        drifts.append(Drift("NotRunning", "HAProxy is not running"))
+    elif not state.matches(master.master_pid, master.reloads):
+        drifts.append(
+            Drift(
+                "ReloadedOutsideOperator",
+                f"HAProxy was reloaded or restarted outside the operator (master pid"
+                f" {master.master_pid}, {master.reloads} reloads; the operator's last reload"
+                f" left pid {state.master_pid}, {state.master_reloads} reloads)",
+            )
+        )
+    elif dev.supervisor.needs_restart(master):
+        drifts.append(
+            Drift("OutdatedCommandLine", "HAProxy was started without conf.d/; it is replaced")
+        )
+    if read_text(dev.paths.config) != render_global(dev.settings):
+        drifts.append(Drift("ConfigChanged", "haproxy.cfg differs from what the operator wrote"))
+    dev.memo.device_drift = (time.monotonic(), drifts)
+    return drifts
+
+
+def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
+    drifts = list(device_drift(dev))
+    stored = read_text(dev.vip_path(lb.key))
+    if stored is None:
+        drifts.append(Drift("VIPFileMissing", "the device has no file for this VIP"))
+    elif stored != dump_tree(lb):
+        drifts.append(Drift("VIPFileOutdated", "the device's file for this VIP is not its spec"))
+    try:
+        fragment = checked_fragment(lb)
+    except DriverError as exc:
+        return [*drifts, Drift("NotApplicable", exc.user_message)]
+    parked = DriverState.load(dev.paths.state).parked.get(lb.key)
+    if parked is not None:
+        return [*drifts, Drift("NotServed", f"left out of the device's configuration: {parked}")]
+    on_disk = read_text(dev.fragment_path(lb.key))
+    name = dev.fragment_path(lb.key).name
+    if on_disk is None:
+        drifts.append(Drift("ConfigMissing", f"conf.d/{name} is missing"))
+    elif on_disk != fragment.text:
+        drifts.append(Drift("ConfigChanged", f"conf.d/{name} is not what this VIP's spec gives"))
+    if any(d.kind in UNTRUSTED for d in drifts):
+        return drifts
+    return drifts + runtime_drift(dev, fragment)
+
+
+def _server_problems(fragment: Fragment, running: dict[str, ServerState]) -> list[str]:
+    problems = []
+    for name, want in fragment.server_map().items():
+        have = running.get(name)
+        if have is None:
+            problems.append(f"server {name} is missing")
+            continue
+        if (have.address, have.port) != (want.address, want.port):
+            problems.append(f"server {name} runs at {have.address}:{have.port}")
+        if have.weight != want.weight:
+            problems.append(f"server {name} has weight {have.weight}, not {want.weight}")
+        if want.enabled and (have.in_maintenance or have.draining):
+            problems.append(f"server {name} is in {'MAINT' if have.in_maintenance else 'DRAIN'}")
+        elif not want.enabled and not have.in_maintenance:
+            problems.append(f"server {name} is not in MAINT although its member is admin-down")
+    wanted = fragment.server_map()
+    return problems + [f"server {name} is no member" for name in running if name not in wanted]
+
+
+def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
+    """The running process against ``fragment``: servers, weights, states, frontend."""
+    socket = dev.paths.runtime_socket
+    try:
+        running = runtime.servers_state(socket, fragment.backend)
+        status = runtime.frontend_status(socket, fragment.frontend)
+    except NoSuchBackend:
+        return [Drift("BackendMissing", f"HAProxy runs no backend {fragment.backend}")]
+    except CLIError as exc:
+        raise DriverError("cannot read HAProxy's runtime state", detail=str(exc)) from exc
+    drifts = []
+    if problems := _server_problems(fragment, running):
+        drifts.append(Drift("RuntimeChanged", "; ".join(problems)))
+    if status is None:
+        drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {fragment.frontend}"))
+    elif fragment.enabled != (status in ("OPEN", "FULL")):
+        want = "listening" if fragment.enabled else "disabled"
+        drifts.append(Drift("FrontendStateChanged", f"the frontend is {status}, not {want}"))
+    return drifts
+
+
+def _placeholder(key: str) -> LoadBalancer:
+    """A VIP known only by its key (a fragment or backend without a VIP file): enough for
+    ``delete``, which only uses the key."""
+    namespace, _, name = key.partition("/")
+    return LoadBalancer(namespace, name, "0.0.0.0", VIPSpec(port=1))
+
+
+def orphans(dev: Device, expected: Collection[str]) -> list[LoadBalancer]:
+    """VIPs the device holds (file, fragment or running backend) whose key is not expected."""
+    wanted = set(expected)
+    found: dict[str, LoadBalancer] = {}
+    for path in sorted(dev.paths.vips.glob("*.json")):
+        key = key_of(path)
+        if key not in wanted:
+            try:
+                found[key] = load_tree(path.read_text())
+            except (OSError, ValueError, KeyError, TypeError):
+                found[key] = _placeholder(key)
+    keys = {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
+    if dev.supervisor.master() is not None:
+        try:
+            names = runtime.backends(dev.paths.runtime_socket)
+        except CLIError as exc:
+            raise DriverError("cannot list HAProxy's backends", detail=str(exc)) from exc
+        keys |= {n[3:].replace("__", "/", 1) for n in names if n.startswith("be_") and "__" in n}
+    for key in sorted(keys - wanted - set(found)):
+        found[key] = _placeholder(key)
+    return list(found.values())

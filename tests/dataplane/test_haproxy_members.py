@@ -1,0 +1,156 @@
+"""Member changes reach traffic through HAProxy's runtime API, without a reload (issue 13):
+create, delete, weight, admin state and address; the file is still written, so a later reload
+keeps them, and a later runtime change still works."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from dataplane.hxsupport import (
+    FAST_MONITOR,
+    Backends,
+    Device,
+    Load,
+    free_vip,
+    get,
+    make_lb,
+    net,
+    spread,
+    wait_for,
+    within,
+)
+
+from lbaas.api.member import MemberOperatingStatus
+
+pytestmark = pytest.mark.haproxy
+
+
+def test_member_create_and_delete_without_reload(device: Device, backends: Backends) -> None:
+    a, b, c = backends.http(3)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a], monitor=FAST_MONITOR))
+    reloads, updates = device.reloads(), driver.state(handle).runtime_updates
+    with Load(*vip) as load:
+        driver.apply(handle, make_lb(vip, [a, b, c], monitor=FAST_MONITOR))
+        # Added UP (checks enabled before the server leaves maintenance): served at once.
+        assert set(spread(*vip, 30)) == {"b0", "b1", "b2"}
+        driver.apply(handle, make_lb(vip, [a, c], monitor=FAST_MONITOR))
+        hits = b.hits
+        assert set(spread(*vip, 30)) == {"b0", "b2"}
+        assert b.hits == hits  # deleted: no new request
+    assert load.failures == [] and load.sent > 20
+    assert device.reloads() == reloads
+    assert driver.state(handle).runtime_updates == updates + 2
+    assert "server b1 " not in device.fragment("web") and "server b2 " in device.fragment("web")
+    statuses = driver.member_status(handle, make_lb(vip, [a, c], monitor=FAST_MONITOR))
+    assert statuses == {"b0": MemberOperatingStatus.ONLINE, "b2": MemberOperatingStatus.ONLINE}
+
+
+def test_runtime_servers_survive_a_reload_and_change_again(
+    device: Device, backends: Backends
+) -> None:
+    a, b, c = backends.http(3)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a]))
+    driver.apply(handle, make_lb(vip, [a, b], member_spec={"b1": {"weight": 3}}))  # runtime
+    reloads = device.reloads()
+    driver.apply(handle, make_lb(vip, [a, b], member_spec={"b1": {"weight": 3}}, connectionLimit=9))
+    assert device.reloads() == reloads + 1  # b1 now comes from the file
+    seen = spread(*vip, 200)
+    assert within(seen["b1"], 150) and within(seen["b0"], 50), seen
+    # Runtime changes on a server the reload read from the file: weight, delete, add.
+    driver.apply(handle, make_lb(vip, [a, b], connectionLimit=9))
+    seen = spread(*vip, 200)
+    assert within(seen["b1"], 100), seen
+    driver.apply(handle, make_lb(vip, [b, c], connectionLimit=9))
+    assert set(spread(*vip, 30)) == {"b1", "b2"}
+    assert device.reloads() == reloads + 1
+    assert driver.verify(handle, make_lb(vip, [b, c], connectionLimit=9)) == []
+
+
+def test_member_address_change_replaces_the_server(device: Device, backends: Backends) -> None:
+    a, b = backends.http(2)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a]))
+    reloads = device.reloads()
+    moved = make_lb(vip, [a], member_spec={"b0": {"address": b.address, "port": b.port}})
+    driver.apply(handle, moved)
+    assert spread(*vip, 10) == {"b1": 10}  # b1 answers its own name: the member moved
+    assert device.reloads() == reloads
+
+
+@pytest.mark.parametrize(
+    ("pool", "persistence"),
+    [
+        ({"lbMethod": "SOURCE_IP"}, {"type": "SOURCE_IP"}),
+        ({"lbMethod": "LEAST_CONNECTIONS"}, {"type": "APP_COOKIE", "cookieName": "JSESSIONID"}),
+    ],
+    ids=["source", "leastconn-app-cookie"],
+)
+def test_runtime_members_with_other_methods_and_persistence(
+    device: Device, backends: Backends, pool: dict[str, str], persistence: dict[str, str]
+) -> None:
+    a, b = backends.http(2)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a], pool=pool, sessionPersistence=persistence))
+    reloads = device.reloads()
+    driver.apply(handle, make_lb(vip, [a, b], pool=pool, sessionPersistence=persistence))
+    assert device.reloads() == reloads
+    chosen = set()
+    for client in range(1, 21):
+        seen = spread(*vip, 3, source=net(33, client))
+        assert len(seen) == 1 or persistence["type"] != "SOURCE_IP", seen
+        chosen |= set(seen)
+    assert chosen == {"b0", "b1"}
+
+
+def test_http_cookie_members_are_added_by_reload(device: Device, backends: Backends) -> None:
+    """``add server`` has no ``cookie`` keyword in HAProxy 2.6: adding a member reloads, and
+    the new member's cookie pins clients to it; weights stay runtime changes."""
+    a, b = backends.http(2)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    cookie = {"type": "HTTP_COOKIE"}
+    driver.apply(handle, make_lb(vip, [a], sessionPersistence=cookie))
+    reloads = device.reloads()
+    driver.apply(handle, make_lb(vip, [a, b], sessionPersistence=cookie))
+    assert device.reloads() == reloads + 1
+    assert spread(*vip, 10, headers={"Cookie": "SRVID=b1"}) == {"b1": 10}
+    driver.apply(
+        handle, make_lb(vip, [a, b], sessionPersistence=cookie, member_spec={"b1": {"weight": 0}})
+    )
+    assert device.reloads() == reloads + 1
+    assert spread(*vip, 10) == {"b0": 10}
+
+
+def test_a_member_delete_closes_its_connections(device: Device, backends: Backends) -> None:
+    """``del server`` needs the server without connections: they are shut down (a reload
+    would let them finish; drain with weight 0 first for that)."""
+    a, b = backends.http(2)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a, b]))
+    results: list[object] = []
+
+    def slow() -> None:
+        try:
+            results.append(get(*vip, "/?sleep=2", timeout=5))
+        except OSError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=slow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: a.active == 1 and b.active == 1, timeout=2)
+    reloads = device.reloads()
+    driver.apply(handle, make_lb(vip, [a]))
+    assert device.reloads() == reloads
+    for thread in threads:
+        thread.join()
+    assert spread(*vip, 10) == {"b0": 10}
+    assert any(isinstance(r, tuple) and r[1] == "b0" for r in results), results

@@ -1,0 +1,243 @@
+"""The HAProxy driver's parts that need no HAProxy: the runtime-change plan, the parsers of
+HAProxy's answers, fencing, deadlines, fault points and the listener checks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.member import MemberSpec
+from lbaas.api.pool import PoolSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError, deadline_scope
+from lbaas.drivers.haproxy import preflight, servers
+from lbaas.drivers.haproxy.render import Fragment, fragment_servers, render_vip
+from lbaas.drivers.haproxy.runtime import CLIError, ServerState, parse_servers_state
+from lbaas.drivers.haproxy.store import check_fence
+from lbaas.drivers.haproxy.timing import DriverTimeout, budget
+
+
+def fragment(*members: tuple[str, dict[str, Any]], **vip: Any) -> Fragment:
+    return render_vip(
+        LoadBalancer(
+            namespace="ns",
+            name="web",
+            address="192.0.2.1",
+            spec=VIPSpec(port=80, protocol="HTTP", **vip),
+            pool_name="p",
+            pool=PoolSpec(vipRef="web"),
+            members=tuple(
+                MemberEntry(
+                    name, MemberSpec(poolRef="p", **{"address": "10.0.0.1", "port": 80, **kw})
+                )
+                for name, kw in members
+            ),
+        )
+    )
+
+
+def running(name: str, *, port: int = 80, weight: int = 1, admin: int = 0) -> ServerState:
+    return ServerState("be_ns__web", name, "10.0.0.1", port, 2, admin, weight, 0)
+
+
+def kinds(ops: list[servers.Op] | None) -> list[str] | None:
+    return None if ops is None else [op.describe() for op in ops]
+
+
+# -- the runtime plan ---------------------------------------------------------------------------
+
+
+def test_nothing_to_do_when_running_matches() -> None:
+    want = fragment(("a", {}), ("b", {"weight": 3}))
+    have = {"a": running("a"), "b": running("b", weight=3)}
+    assert servers.plan(want, fragment_servers(want.text), have) == []
+
+
+def test_new_members_are_added_before_old_ones_go() -> None:
+    want = fragment(("a", {}), ("c", {}))
+    old = fragment(("a", {}), ("b", {}))
+    have = {"a": running("a"), "b": running("b")}
+    assert kinds(servers.plan(want, fragment_servers(old.text), have)) == [
+        "add be_ns__web/c",
+        "delete be_ns__web/b",
+    ]
+
+
+def test_a_changed_server_line_is_replaced() -> None:
+    want = fragment(("a", {"backup": True}))
+    old = fragment(("a", {}))
+    assert kinds(servers.plan(want, fragment_servers(old.text), {"a": running("a")})) == [
+        "delete be_ns__web/a",
+        "add be_ns__web/a",
+    ]
+    moved = fragment(("a", {"port": 81}))
+    assert kinds(servers.plan(moved, {}, {"a": running("a")})) == [
+        "delete be_ns__web/a",
+        "add be_ns__web/a",
+    ]
+
+
+def test_weights_and_states_are_tuned_and_drift_is_undone() -> None:
+    want = fragment(("a", {"weight": 2}), ("b", {"adminStateUp": False}), ("c", {}))
+    have = {
+        "a": running("a"),
+        "b": running("b"),
+        "c": running("c", admin=8),  # somebody set it to DRAIN
+    }
+    assert kinds(servers.plan(want, fragment_servers(want.text), have)) == [
+        "weight be_ns__web/a",
+        "state be_ns__web/b",
+        "state be_ns__web/c",
+    ]
+
+
+def test_http_cookie_backends_add_and_remove_only_by_reload() -> None:
+    cookie = {"sessionPersistence": {"type": "HTTP_COOKIE"}}
+    want = fragment(("a", {}), ("b", {}), **cookie)
+    assert servers.plan(want, {}, {"a": running("a")}) is None
+    weight_only = fragment(("a", {"weight": 4}), **cookie)
+    assert kinds(servers.plan(weight_only, {}, {"a": running("a")})) == ["weight be_ns__web/a"]
+
+
+def test_add_commands_enable_health_before_ready() -> None:
+    lb_fragment = render_vip(
+        LoadBalancer(
+            namespace="ns",
+            name="web",
+            address="192.0.2.1",
+            spec=VIPSpec(port=80, protocol="HTTP"),
+            pool_name="p",
+            pool=PoolSpec(vipRef="web"),
+            members=(MemberEntry("a", MemberSpec(poolRef="p", address="10.0.0.1", port=80)),),
+            monitor_name="m",
+            monitor=HealthMonitorSpec(poolRef="p", type="TCP"),
+        )
+    )
+    (op,) = servers.plan(lb_fragment, {}, {}) or []
+    assert servers._commands(op) == [
+        "add server be_ns__web/a 10.0.0.1:80 check inter 5s rise 3 fall 3 weight 1",
+        "enable health be_ns__web/a",
+        "set server be_ns__web/a state ready",
+    ]
+    (delete,) = servers.plan(fragment(), {}, {"a": running("a")}) or []
+    assert servers._commands(delete) == [
+        "set server be_ns__web/a state maint",
+        "shutdown sessions server be_ns__web/a",
+        "del server be_ns__web/a",
+    ]
+
+
+# -- HAProxy's answers --------------------------------------------------------------------------
+
+SERVERS_STATE = (
+    "1\n"
+    "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight"
+    " srv_iweight srv_time_since_last_change srv_check_status srv_check_result"
+    " srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn"
+    " srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr"
+    " srv_agent_port\n"
+    "3 be 1 b1 127.3.200.1 2 0 1 1 5 15 3 4 6 0 0 0 - 8080 - 0 0 - - 0\n"
+    "3 be 2 b2 2001:0db8::0001 0 1 7 1 0 1 0 0 2 0 0 0 - 8081 - 0 0 - - 0\n"
+    "4 other 1 x 10.0.0.1 2 0 1 1 5 15 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
+)
+
+
+def test_servers_state_parsing() -> None:
+    parsed = parse_servers_state(SERVERS_STATE)
+    assert set(parsed) == {"be", "other"}
+    b1, b2 = parsed["be"]["b1"], parsed["be"]["b2"]
+    assert (b1.address, b1.port, b1.weight, b1.checked, b1.in_maintenance) == (
+        "127.3.200.1",
+        8080,
+        1,
+        True,
+        False,
+    )
+    assert (b2.address, b2.weight, b2.in_maintenance, b2.op_state) == ("2001:db8::1", 7, True, 0)
+    with pytest.raises(CLIError):
+        parse_servers_state("Unknown command.\n")
+
+
+# -- fencing, deadlines, faults -----------------------------------------------------------------
+
+
+def test_fencing(tmp_path: Path) -> None:
+    owner = tmp_path / "owner.json"
+    check_fence(owner, 0, "")  # unfenced: allowed, remembers nothing
+    assert not owner.exists()
+    check_fence(owner, 3, "agent-a")
+    check_fence(owner, 3, "agent-a")
+    check_fence(owner, 0, "test")
+    with pytest.raises(StaleOwnerError) as err:
+        check_fence(owner, 2, "agent-old")
+    assert err.value.retryable and "agent-a has fence 3" in err.value.user_message
+    check_fence(owner, 4, "agent-b")
+    with pytest.raises(StaleOwnerError):
+        check_fence(owner, 3, "agent-a")
+
+
+def test_budget_follows_the_call_deadline() -> None:
+    assert budget(5.0, "x") == 5.0
+    with deadline_scope(time.monotonic() + 1.0):
+        assert 0.9 < budget(5.0, "x") <= 1.0
+        with pytest.raises(DriverTimeout) as err:
+            budget(5.0, "reloading", minimum=2.0)
+        assert err.value.reason == "DriverTimeout" and err.value.retryable
+    with deadline_scope(time.monotonic() - 1), pytest.raises(DriverTimeout):
+        budget(5.0, "x")
+
+
+@pytest.mark.parametrize(("setting", "dies"), [("", False), ("b", True), ("b:2", True)])
+def test_fault_points_kill_the_process(setting: str, dies: bool) -> None:
+    script = (
+        "from lbaas.drivers.haproxy import faults\n"
+        "faults.point('a'); print('a', flush=True)\n"
+        "faults.point('b'); print('b1', flush=True)\n"
+        "faults.point('b'); print('b2', flush=True)\n"
+    )
+    env = {**os.environ, "LBAAS_FAULT_POINT": setting, "PYTHONSAFEPATH": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    expected = {"": "a b1 b2", "b": "a", "b:2": "a b1"}[setting]
+    assert done.stdout.split() == expected.split()
+    assert (done.returncode == -9) == dies
+
+
+# -- listener checks ----------------------------------------------------------------------------
+
+
+def test_proc_net_addresses() -> None:
+    assert str(preflight._proc_address("0100007F")) == "127.0.0.1"
+    v6 = "B80D0120000000000000000001000000"
+    assert str(preflight._proc_address(v6)) == "2001:db8::1"
+
+
+def test_an_address_the_host_lacks_is_not_available() -> None:
+    problem = preflight.address_problem("10.99.0.1", 80)
+    assert problem is not None and problem.reason == "AddressNotAvailable"
+    assert not problem.retryable
+    assert preflight.address_problem("127.3.250.1", 80) is None
+
+
+def test_a_foreign_listener_is_in_use_and_ours_is_not() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.3.250.2", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        assert preflight._try_bind("127.3.250.2", port) == errno.EADDRINUSE
+        problem = preflight.port_problem("127.3.250.2", port, ours=set())
+        assert problem is not None and problem.reason == "AddressInUse"
+        assert str(os.getpid()) in problem.detail and str(os.getpid()) not in problem.user_message
+        assert preflight.port_problem("127.3.250.2", port, ours={os.getpid()}) is None
+        assert ("127.3.250.2", port) in preflight.held_listeners({os.getpid()})
+    assert preflight.port_problem("127.3.250.2", port, ours=set()) is None
