@@ -348,8 +348,11 @@ def test_fifty_changes_under_load_fail_no_request(
         wait_applied(api, "Member", name, namespace)
 
     def remove(name: str) -> None:
+        # A Member carries no finalizer: it is gone at once, and the device follows.
         api.delete("Member", name, namespace)
         api.wait_gone("Member", name, namespace)
+        vip_file = device.state_dir / "vips" / f"{namespace}__{site.name}.json"
+        wait_for(lambda: name not in vip_file.read_text(), 5, f"{name} off the device")
         del current[name]
 
     with Load(*site.vip, max_requests=100_000, max_seconds=120) as load:
@@ -373,7 +376,8 @@ def test_fifty_changes_under_load_fail_no_request(
         k: [r for kind, r in changes if kind == k] for k in ("add", "remove", "weight", "admin")
     }
     assert by_kind["weight"] == [0] * 10 and by_kind["admin"] == [0] * 20, by_kind
-    assert by_kind["add"] == [1] * 10 and by_kind["remove"] == [1] * 10, by_kind
+    # HAProxy >= 2.6 adds and removes servers at run time: no reload either.
+    assert by_kind["add"] == [0] * 10 and by_kind["remove"] == [0] * 10, by_kind
     assert len(load.seen) == 6  # every backend served while it was a member
 
 
