@@ -25,7 +25,7 @@ from lbaas.agents.worker import HEALTH_UNREADABLE, DeviceWorker
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.member import MemberSpec
 from lbaas.config import OperatorSettings
-from lbaas.drivers.base import DriverError, LoadBalancer
+from lbaas.drivers.base import Drift, DriverError, LoadBalancer
 from lbaas.placement.policy import member_address_problem, vip_address_problem
 from lbaas.reporter import AGENT, FINALIZER, Reporter
 from lbaas.trees import report
@@ -133,13 +133,18 @@ class TreeReconciler:
             for o in tree.objects
             if not (o.deleting or o.problem or o.waiting)
         )
-        need_apply = mode == Mode.FORCE or (
-            mode != Mode.VERIFY and (unobserved or worker.applied.get(key) != fingerprint)
-        )
-        if mode == Mode.REFRESH and not unobserved and key in worker.applied:
+        drifts: list[Drift] = []
+        if mode == Mode.FORCE or unobserved:
+            need_apply = True
+        elif mode == Mode.APPLY:
+            need_apply = worker.applied.get(key) != fingerprint
+        elif mode == Mode.VERIFY or key not in worker.applied:
+            # A resync, or a tree this worker never applied (a takeover): ask the device.
+            found = await self._verify(worker, lb)
+            need_apply = found is None or bool(found)
+            drifts = found or []
+        else:
             need_apply = False
-        if mode == Mode.VERIFY and not need_apply:
-            need_apply = await self._drifted(worker, tree, lb)
         if need_apply:
             error = await self._apply(worker, tree, lb)
             if error is not None:
@@ -156,6 +161,8 @@ class TreeReconciler:
                     report.failed(self._fresh(tree), "Error", error.reason, error.user_message),
                 )
                 return Result.retry_later() if error.retryable else Result.failed()
+            if drifts:
+                self._repaired(worker, tree, drifts)
             worker.applied[key] = fingerprint
             health = await worker.health_of(lb)
         else:
@@ -183,26 +190,25 @@ class TreeReconciler:
         except DriverError as exc:
             return exc
 
-    async def _drifted(self, worker: DeviceWorker, tree: Tree, lb: LoadBalancer) -> bool:
-        """Resync: True when the device must be given the tree again."""
+    async def _verify(self, worker: DeviceWorker, lb: LoadBalancer) -> list[Drift] | None:
+        """What the device serves differently from ``lb`` (None: it cannot tell; [] when the
+        device cannot be read now: the next resync asks again)."""
         try:
-            drifts = await worker.verify(lb)
+            return await worker.verify(lb)
         except DriverError as exc:
             log.info("verify of %s on %s failed: %s", lb.key, worker.name, exc.user_message)
-            return False
-        if drifts is None:
-            return True
-        if drifts:
-            what = "; ".join(f"{d.kind}: {d.message}" for d in drifts[:5])
-            self.reporter.warn(
-                tree.vip.snap,
-                reason="DriftRepaired",
-                message=f"device {worker.name} differed, re-applied: {what}",
-            )
-            for drift in drifts:
-                metrics.DRIFT_REPAIRS.labels(worker.name, drift.kind).inc()
-            return True
-        return False
+            return []
+
+    def _repaired(self, worker: DeviceWorker, tree: Tree, drifts: list[Drift]) -> None:
+        """A Warning Event and a metric per repaired drift (after the repair succeeded)."""
+        what = "; ".join(f"{d.kind}: {d.message}" for d in drifts[:5])
+        self.reporter.warn(
+            tree.vip.snap,
+            reason="DriftRepaired",
+            message=f"device {worker.name} differed from the tree and was repaired: {what}",
+        )
+        for drift in drifts:
+            metrics.DRIFT_REPAIRS.labels(worker.name, drift.kind).inc()
 
     async def _device_not_ready(self, tree: Tree, lb: LoadBalancer, worker: DeviceWorker) -> Result:
         """The device cannot serve now: keep the phase, say why, members UNKNOWN."""
