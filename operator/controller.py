@@ -16,9 +16,10 @@ from typing import Any
 from lbaas.config import OperatorSettings
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.kube.informer import Change
-from lbaas.kube.resources import DEVICES, VIPS
+from lbaas.kube.resources import DEVICES, LEASES, VIPS
 from lbaas.placement.binder import Binder
 from lbaas.placement.inventory import Inventory
+from lbaas.placement.ownerless import Ownerless
 from lbaas.reporter import Reporter
 from lbaas.trees.orphans import Orphans
 from lbaas.views import PARENT_FIELD, Views, is_deleting, meta_of, spec_of, status_of
@@ -43,6 +44,12 @@ class Controller:
         self.binder = Binder(views=views, reporter=reporter, drivers=drivers, settings=settings)
         self.inventory = Inventory(views=views, reporter=reporter, binder=self.binder)
         self.orphans = Orphans(views=views, reporter=reporter, settings=settings)
+        leases = views.informers.get(LEASES)
+        self.ownerless = (
+            Ownerless(views=views, reporter=reporter, leases=leases, settings=settings)
+            if leases is not None
+            else None
+        )
         self.leading = False
         views.subscribe(self.on_change)
 
@@ -55,6 +62,8 @@ class Controller:
         self.leading = True
         self.binder.start(concurrency=min(16, self.settings.api_connections))
         self.inventory.start()
+        if self.ownerless is not None:
+            self.ownerless.start()
         for vip in self.views.vips():
             key = (str(meta_of(vip)["namespace"]), str(meta_of(vip)["name"]))
             if self.binder.needs_binding(vip) or (
@@ -77,6 +86,8 @@ class Controller:
         log.info("no longer leading")
         self.leading = False
         self.orphans.stop()
+        if self.ownerless is not None:
+            await self.ownerless.stop()
         await self.binder.stop()
         await self.inventory.stop()
 

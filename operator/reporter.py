@@ -70,17 +70,19 @@ class Reporter:
 
     async def status(
         self,
-        obj: Obj,
+        obj: Mapping[str, Any],
         desired: Mapping[str, Any],
         *,
         manager: str,
         conditional: bool = False,
+        always: bool = False,
     ) -> bool:
         """Apply ``desired`` (the writer's part of the status) to ``obj`` unless it says nothing
         new. ``conditional``: only if ``obj`` is unchanged since it was read (409 otherwise).
+        ``always``: send it even then (to drop fields this manager no longer claims).
         False when the object is gone or changed meanwhile (the caller reconciles again)."""
         current = obj.get("status") or {}
-        if not needs_write(current, desired):
+        if not always and not needs_write(current, desired):
             return True
         desired = self._redacted(desired)
         meta = obj["metadata"]

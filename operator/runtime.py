@@ -30,7 +30,7 @@ from typing import Any, Literal
 from lbaas import metrics
 from lbaas.agents.agent import Agent
 from lbaas.agents.election import LeaderElector
-from lbaas.agents.leases import LeaseStore
+from lbaas.agents.leases import KIND_DEVICE, KIND_LABEL, LeaseStore
 from lbaas.agents.ownership import DeviceOwnership
 from lbaas.api.meta import LabelSelector
 from lbaas.config import OperatorSettings
@@ -38,7 +38,7 @@ from lbaas.controller import Controller
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer
-from lbaas.kube.resources import DEVICES, NAMESPACES, TREE_KINDS, Resource
+from lbaas.kube.resources import DEVICES, LEASES, NAMESPACES, TREE_KINDS, Resource
 from lbaas.reporter import Reporter
 from lbaas.views import Views, is_deleting, spec_of, status_of
 
@@ -59,6 +59,13 @@ def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Re
     informers[DEVICES] = Informer(kube, DEVICES)
     if role in ("run", "controller"):
         informers[NAMESPACES] = Informer(kube, NAMESPACES)
+        informers[LEASES] = Informer(
+            kube,
+            LEASES,
+            namespace=settings.lease_namespace,
+            selector=f"{KIND_LABEL}={KIND_DEVICE}",
+            keep_annotations=True,
+        )
     return informers
 
 

@@ -1,0 +1,151 @@
+"""Devices no agent drives: the controller says so, since nobody else can.
+
+An agent reports its own Devices' state. When the agent dies and no other may take the Device
+(its ``agentSelector`` matches no live agent), or no agent ever took it, the Device would keep
+saying ``Ready`` and its VIPs ``Active``/``ONLINE``: a lie. The controller watches the device
+Leases (an informer in the lease namespace) and observes them as the agents do (expiry by the
+local clock, never by comparing hosts' clocks). A Device without a live Lease for a lease
+duration plus a renew period turns ``NotReady`` reason ``NoAgent`` (which also starts its
+failover clock), and its VIPs report ``DeviceNotReady``, ``OFFLINE``, members ``UNKNOWN``.
+The next agent to take the Device writes the truth again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from lbaas.agents.leases import LeaseRecord, Observer
+from lbaas.api.device import DevicePhase
+from lbaas.config import OperatorSettings
+from lbaas.kube.informer import Informer
+from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.status import PROGRAMMED, READY, Cond, condition, desired_status, now
+from lbaas.trees import report
+from lbaas.trees.reconcile import build
+from lbaas.views import Views, is_deleting, meta_of, status_of
+
+log = logging.getLogger(__name__)
+
+NO_AGENT = "NoAgent"
+
+
+class Ownerless:
+    """Finds Devices whose Lease no agent holds, and reports them and their VIPs."""
+
+    def __init__(
+        self,
+        *,
+        views: Views,
+        reporter: Reporter,
+        leases: Informer,
+        settings: OperatorSettings,
+    ) -> None:
+        self.views = views
+        self.reporter = reporter
+        self.leases = leases
+        self.settings = settings
+        self.grace = settings.lease_duration + settings.lease_renew_period
+        self._observer = Observer()
+        self._seen_device: dict[str, float] = {}
+        self._reported: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._loop(), name="ownerless devices")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_renew_period)
+            found = set(self.ownerless())
+            for name in sorted(found):
+                await self.report(name)
+            for name in sorted(self._reported - found):
+                await self._unclaim(name)
+
+    async def _unclaim(self, name: str) -> None:
+        """An agent owns the device again: drop the fields this controller set for it (its
+        next apply without them removes them; the agent's own are untouched)."""
+        self._reported.discard(name)
+        device = self.views.device(name)
+        if device is None:
+            return
+        status = status_of(device)
+        keep = {k: status[k] for k in ("vipCount", "freeCapacity") if k in status}
+        await self.reporter.status(device, keep, manager=CONTROLLER, always=True)
+
+    def ownerless(self) -> list[str]:
+        """Devices that no live agent has held for the grace period."""
+        at = time.monotonic()
+        records = [LeaseRecord.from_wire(obj) for obj in self.leases.cache.values()]
+        self._observer.observe_all(records, at)
+        held: dict[str, float] = {}  # device → since when its holder may be gone
+        for record in records:
+            if record.device and record.holder:
+                expires = self._observer.expires_at(record, self.settings.lease_duration)
+                held[record.device] = expires
+        found = []
+        for device in self.views.devices():
+            name = str(meta_of(device)["name"])
+            first = self._seen_device.setdefault(name, at)
+            if is_deleting(device) and not self.views.bound_vips(name, with_deleting=True):
+                continue
+            until = held.get(name)
+            if until is not None and at < until + self.settings.lease_renew_period:
+                continue  # an agent holds it (or may still)
+            if at - max(first, self._started) < self.grace:
+                continue  # give agents time to take it
+            found.append(name)
+        return found
+
+    async def report(self, name: str) -> None:
+        device = self.views.device(name)
+        if device is None:
+            return
+        self._reported.add(name)
+        status = status_of(device)
+        message = (
+            "no agent owns this device: its agent stopped, or none matches its agentSelector;"
+            " start an agent it accepts"
+        )
+        if status.get("reason") != NO_AGENT:
+            log.warning("device %s: %s", name, message)
+            desired = desired_status(
+                status,
+                phase=DevicePhase.NOT_READY,
+                reason=NO_AGENT,
+                message=message,
+                generation=meta_of(device).get("generation"),
+                conditions=[Cond(READY, False, NO_AGENT, message)],
+                extra={
+                    "agent": "",
+                    "notReadySince": status.get("notReadySince") or now(),
+                },
+            )
+            if await self.reporter.status(device, desired, manager=CONTROLLER):
+                self.reporter.warn(device, reason=NO_AGENT, message=message)
+        for key in sorted(self.views.bound_vips(name)):
+            vip = self.views.vip(key)
+            if vip is None:
+                continue
+            tree = build(self.views, key, vip, None, name)
+            if tree.vip_spec is None:
+                continue
+            address = str(tree.vip_spec.address or status_of(vip).get("address") or "")
+            lb = tree.load_balancer(address)
+            if condition(status_of(vip), PROGRAMMED).get("status") == "True":
+                pairs = report.active(
+                    tree, lb, name, health=None, device_ready=False, device_message=message
+                )
+            else:
+                why = f"device {name} is not ready: {message}"
+                pairs = report.failed(tree, "Pending", "DeviceNotReady", why)
+            for obj, desired_doc in pairs:
+                await self.reporter.status(obj.snap, desired_doc, manager=CONTROLLER)
