@@ -15,12 +15,13 @@ inventory, of a namespace's labels, or a VIP leaving a device wakes every waitin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from lbaas.api.device import DeviceSpec
+from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.config import OperatorSettings
 from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
@@ -62,6 +63,7 @@ class Binder:
         self._queued: set[VipKey] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
+        self._locks: dict[VipKey, asyncio.Lock] = {}
         self.on_bound: list[Any] = []
 
     # ---- the queue -------------------------------------------------------------------------
@@ -107,7 +109,20 @@ class Binder:
         return not device or self.views.device(str(device)) is None
 
     async def bind(self, key: VipKey, *, leaving: str | None = None) -> bool:
-        """Bind ``key`` if it needs it (or move it off ``leaving``); True when bound."""
+        """Bind ``key`` if it needs it (or move it off ``leaving``); True when bound.
+
+        One bind per VIP at a time: a second one would replace the first's reservation while
+        the first still writes it, and free its address for another VIP.
+        """
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._bind(key, leaving)
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    async def _bind(self, key: VipKey, leaving: str | None) -> bool:
         vip = self.views.vip(key)
         if vip is None:
             self.unscheduled.discard(key)
@@ -128,6 +143,11 @@ class Binder:
             return False
         seen = self.inventory_version
         decision = self._decide(key, spec, exclude=leaving)
+        if not decision.eligible and self._awaiting_probe(key, spec, leaving):
+            # Devices that would take it have not been probed yet (a cold start): their
+            # first status wakes this VIP; writing an error now would be undone in a second.
+            self.unscheduled.add(key)
+            return False
         picked = await self._pick(key, spec, decision)
         # The pick ran off the loop: check it again against what was reserved meanwhile, and
         # allocate and reserve with no await in between.
@@ -157,6 +177,18 @@ class Binder:
             return await self._write_binding(key, vip, chosen.name, address, leaving)
         finally:
             self.reserved.pop(key, None)
+
+    def _awaiting_probe(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> bool:
+        """Whether a device never probed yet would take the VIP once it is Ready."""
+        unprobed = [
+            dataclasses.replace(c, phase=DevicePhase.READY)
+            for c in self._candidates(key)
+            if c.phase is None and c.name != exclude
+        ]
+        if not unprobed:
+            return False
+        labels = self.views.namespace_labels(key[0])
+        return bool(schedule(spec, key[0], labels, unprobed, lambda _c: None).eligible)
 
     def _recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
         fresh = [c for c in self._candidates(key) if c.name == picked.name]
