@@ -38,7 +38,7 @@ from lbaas.drivers.batcher import Batcher
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.drivers.runner import DriverRunner
 from lbaas.kube.client import Kube
-from lbaas.reporter import AGENT, Reporter
+from lbaas.reporter import Reporter
 from lbaas.status import READY, Cond, desired_status, now
 from lbaas.trees.loop import Mode
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
@@ -353,12 +353,10 @@ class DeviceWorker:
             )
         since = status.get("notReadySince")
         if self.phase == DevicePhase.READY:
-            since = None
+            since = None  # removes it
         elif not since or status.get("phase") == DevicePhase.READY:
             since = now()
-        extra: dict[str, Any] = {"agent": self.settings.agent_id}
-        if since:
-            extra["notReadySince"] = since
+        extra: dict[str, Any] = {"agent": self.settings.agent_id, "notReadySince": since}
         desired = desired_status(
             status,
             phase=phase,
@@ -372,7 +370,7 @@ class DeviceWorker:
             desired["lastProbeTime"] = now()
         elif status.get("lastProbeTime"):
             desired["lastProbeTime"] = status["lastProbeTime"]
-        await self.reporter.status(device, desired, manager=AGENT)
+        await self.reporter.status(device, desired)
 
 
 def _lb_key(lb: LoadBalancer) -> Hashable:

@@ -28,7 +28,7 @@ from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.addresses import allocate, pool_contains
 from lbaas.placement.scheduler import Candidate, Decision, schedule
-from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
 from lbaas.trees import report
 from lbaas.trees.reconcile import build
@@ -313,9 +313,7 @@ class Binder:
             conditions=[Cond(SCHEDULED, True, reason, message)],
             extra={"device": device, "address": address},
         )
-        written = await self.reporter.status(
-            dict(latest), desired, manager=CONTROLLER, conditional=True
-        )
+        written = await self.reporter.status(dict(latest), desired)
         if not written:
             self.trigger(key)
             return False
@@ -333,6 +331,6 @@ class Binder:
         for obj, desired in report.unscheduled(tree, reason, message):
             latest = self.views.latest(obj.snap)
             if latest is not None:
-                await self.reporter.status(latest, desired, manager=CONTROLLER)
+                await self.reporter.status(latest, desired)
         if was != (reason, message):
             self.reporter.warn(vip, reason=reason, message=message)

@@ -19,7 +19,7 @@ from lbaas import metrics
 from lbaas.api.device import DevicePhase, FailoverPolicy
 from lbaas.background import spawn
 from lbaas.placement.binder import Binder
-from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.reporter import Reporter
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Inventory:
         metrics.DEVICE_VIPS.labels(name).set(count)
         metrics.DEVICE_CAPACITY.labels(name).set(capacity)
         desired = {"vipCount": count, "freeCapacity": max(0, capacity - count)}
-        await self.reporter.status(device, desired, manager=CONTROLLER)
+        await self.reporter.status(device, desired)
         if is_deleting(device):
             await self.keep_finalizer(name)
 

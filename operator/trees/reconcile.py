@@ -27,7 +27,7 @@ from lbaas.api.member import MemberSpec
 from lbaas.config import OperatorSettings
 from lbaas.drivers.base import Drift, DriverError, LoadBalancer
 from lbaas.placement.policy import member_address_problem, vip_address_problem
-from lbaas.reporter import AGENT, FINALIZER, Reporter
+from lbaas.reporter import FINALIZER, Reporter
 from lbaas.trees import report
 from lbaas.trees.loop import Mode, Result
 from lbaas.trees.tree import Tree, build_tree
@@ -298,11 +298,9 @@ class TreeReconciler:
                 if status_of(latest).get("device") != device:
                     ok = False
                     return
-                written = await self.reporter.status(
-                    latest, desired, manager=AGENT, conditional=True
-                )
+                written = await self.reporter.status(latest, desired)
             else:
-                written = await self.reporter.status(latest, desired, manager=AGENT)
+                written = await self.reporter.status(latest, desired)
             ok = ok and written
 
         await asyncio.gather(*(one(obj, desired) for obj, desired in pairs))

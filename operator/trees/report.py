@@ -232,6 +232,7 @@ def unscheduled(tree: Tree, reason: str, message: str) -> list[Pair]:
             reason,
             message,
             [Cond(SCHEDULED, False, reason, message), Cond(READY, False, reason, message)],
+            extra={"device": None, "address": None, "operatingStatus": None},
             generation=vip_obj.generation,
         )
     ]
