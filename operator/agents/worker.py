@@ -201,9 +201,12 @@ class DeviceWorker:
             handle.spec.driver, self.name, op, lambda: fn(driver, handle), deadline=deadline
         )
 
-    async def apply(self, lb: LoadBalancer) -> DriverError | None:
-        """Apply one tree (coalesced with others waiting): its own error, or None."""
-        return await self._applier.submit(lb)
+    async def apply(
+        self, lb: LoadBalancer, started: asyncio.Event | None = None
+    ) -> DriverError | None:
+        """Apply one tree (coalesced with others waiting): its own error, or None.
+        ``started`` is set when the driver call carrying it begins."""
+        return await self._applier.submit(lb, started)
 
     async def _apply_many(self, lbs: list[LoadBalancer]) -> dict[Hashable, DriverError | None]:
         try:

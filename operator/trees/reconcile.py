@@ -180,11 +180,21 @@ class TreeReconciler:
     async def _apply(
         self, worker: DeviceWorker, tree: Tree, lb: LoadBalancer
     ) -> DriverError | None:
-        """Apply; show Pending only if the apply takes longer than ``pending_delay``."""
-        task = asyncio.ensure_future(worker.apply(lb))
-        done, _ = await asyncio.wait({task}, timeout=self.settings.pending_delay)
-        if not done:
-            await self._write(worker.name, report.pending(self._fresh(tree), worker.name))
+        """Apply; show Pending only if the device takes longer than ``pending_delay``.
+
+        The clock starts when the driver call starts, not while the tree waits behind others
+        of its device: at a cold start every tree waits, and Pending for all of them would
+        double the status writes for nothing a client could act on.
+        """
+        started = asyncio.Event()
+        task = asyncio.ensure_future(worker.apply(lb, started))
+        waiting = asyncio.ensure_future(started.wait())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=self.settings.pending_delay)
+            if not done:
+                await self._write(worker.name, report.pending(self._fresh(tree), worker.name))
         try:
             return await task
         except DriverError as exc:
