@@ -97,6 +97,8 @@ def test_agents_spread_take_over_and_hand_over(
         fleet.start(name, "agent", "--labels", labels)
     devices = make_devices(api, namespace, tmp_path, 6)
     by_name = {d.name: d for d in devices}
+    for device in devices:
+        api.wait_phase("Device", device.name, None, "Ready", 30)
     for i in range(12):
         api.create(tree(namespace, f"v{i}", members=1, monitor=False)[0])
     for i in range(12):
@@ -124,8 +126,9 @@ def test_agents_spread_take_over_and_hand_over(
     print(f"SIGKILL takeover: {takeover:.1f}s for {len(moved)} devices, {len(on_moved)} VIPs")
     assert takeover < TAKEOVER_BOUND, takeover
     # Re-applied by the new owner (an apply with its own fence, after the kill).
-    for name in moved:
-        calls = [c for c in by_name[name].calls() if c["op"] == "apply"]
+    assert on_moved, "the killed agent's devices held VIPs"
+    for name in {vips_on(api, namespace)[v] for v in on_moved}:
+        calls = [c for c in by_name[str(name)].calls() if c["op"] == "apply"]
         assert calls and calls[-1]["owner"] != victim, calls[-1:]
     # A change made after the kill reaches the device.
     target = on_moved[0]
