@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from dataplane.hxsupport import Backends, Load, get, haproxy_binary, stop_haproxy, wait_applied
+
 from helpers import Api, OperatorProcess, tree, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
