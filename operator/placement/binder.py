@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,9 @@ class Binder:
         self._workers: list[asyncio.Task[None]] = []
         self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
         self._locks: dict[VipKey, asyncio.Lock] = {}
+        self._first_seen: dict[str, float] = {}
+        self._wake: asyncio.TimerHandle | None = None
+        self.probe_grace = settings.lease_duration + 2 * settings.lease_renew_period
         self.on_bound: list[Any] = []
 
     # ---- the queue -------------------------------------------------------------------------
@@ -143,9 +147,10 @@ class Binder:
             return False
         seen = self.inventory_version
         decision = self._decide(key, spec, exclude=leaving)
-        if not decision.eligible and self._awaiting_probe(key, spec, leaving):
+        if self._awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
-            # first status wakes this VIP; writing an error now would be undone in a second.
+            # first status wakes this VIP. Binding now would pile every VIP onto the first
+            # device probed, and an error written now would be undone in a second.
             self.unscheduled.add(key)
             return False
         picked = await self._pick(key, spec, decision)
@@ -179,16 +184,34 @@ class Binder:
             self.reserved.pop(key, None)
 
     def _awaiting_probe(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> bool:
-        """Whether a device never probed yet would take the VIP once it is Ready."""
-        unprobed = [
-            dataclasses.replace(c, phase=DevicePhase.READY)
-            for c in self._candidates(key)
-            if c.phase is None and c.name != exclude
-        ]
+        """Whether a device not probed yet, but young enough to be probed soon, would take
+        the VIP once it is Ready (a Device no agent ever probes is not waited for: after
+        ``probe_grace`` it is passed over, and the controller marks it NoAgent)."""
+        now = time.monotonic()
+        unprobed = []
+        for c in self._candidates(key):
+            if c.phase is not None or c.name == exclude:
+                continue
+            first = self._first_seen.setdefault(c.name, now)
+            if now - first < self.probe_grace:
+                unprobed.append(dataclasses.replace(c, phase=DevicePhase.READY))
+                self._wake_at(first + self.probe_grace)
         if not unprobed:
             return False
         labels = self.views.namespace_labels(key[0])
         return bool(schedule(spec, key[0], labels, unprobed, lambda _c: None).eligible)
+
+    def _wake_at(self, when: float) -> None:
+        """Wake the waiting VIPs once at ``when`` (a grace period ends)."""
+        if self._wake is None or self._wake.when() > when:
+            if self._wake is not None:
+                self._wake.cancel()
+            loop = asyncio.get_running_loop()
+            self._wake = loop.call_at(when - time.monotonic() + loop.time(), self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self.inventory_changed()
 
     def _recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
         fresh = [c for c in self._candidates(key) if c.name == picked.name]
