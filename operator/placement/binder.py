@@ -60,6 +60,8 @@ class Binder:
         self.inventory_version = 0
         self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
         self._queued: set[VipKey] = set()
+        self._binding: set[VipKey] = set()  # taken by a worker; triggers wait (``_again``)
+        self._again: set[VipKey] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
         self.on_bound: list[Any] = []
@@ -75,6 +77,11 @@ class Binder:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     def trigger(self, key: VipKey) -> None:
+        if key in self._binding:
+            # Never two binds of one VIP at once (its own finalizer write is a change that
+            # triggers it): they would replace each other's reservation. One more after it.
+            self._again.add(key)
+            return
         if key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
@@ -89,6 +96,7 @@ class Binder:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            self._binding.add(key)
             try:
                 await self.bind(key)
             except asyncio.CancelledError:
@@ -96,6 +104,11 @@ class Binder:
             except Exception:
                 log.exception("binding VIP %s/%s failed; retrying", *key)
                 await asyncio.sleep(1)
+                self._again.add(key)
+            finally:
+                self._binding.discard(key)
+            if key in self._again:
+                self._again.discard(key)
                 self.trigger(key)
 
     # ---- one VIP ---------------------------------------------------------------------------
