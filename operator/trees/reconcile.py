@@ -2,7 +2,8 @@
 
 The page to read to know what the operator does with a VIP:
 
-1. The VIP is gone, or bound to a device this agent does not own: the loop ends.
+1. The VIP is gone, or bound to a device this agent does not own: the loop ends. Its
+   device's worker is still starting: nothing is said until the takeover's trigger.
 2. It is being deleted: remove it from the device, then drop the finalizer (after
    ``delete_attempts`` failures: a ``DeleteAbandoned`` Event, and the finalizer goes anyway;
    the device's orphan check removes what stayed).
@@ -28,6 +29,7 @@ from lbaas.config import OperatorSettings
 from lbaas.drivers.base import Drift, DriverError, LoadBalancer
 from lbaas.placement.policy import member_address_problem, vip_address_problem
 from lbaas.reporter import AGENT, FINALIZER, Reporter
+from lbaas.status import PROGRAMMED, condition
 from lbaas.trees import report
 from lbaas.trees.loop import Mode, Result
 from lbaas.trees.tree import Tree, build_tree
@@ -92,6 +94,10 @@ class TreeReconciler:
         worker = self.workers.get(device)
         if worker is None:
             return Result.ended()
+        if worker.phase is None:
+            # Its worker is starting (no handle, no probe yet): nothing true can be said, no
+            # call made. The takeover triggers every tree of the device once it is up.
+            return Result.failed()
         if is_deleting(vip):
             return await self._remove(key, vip, worker)
         if FINALIZER not in (meta_of(vip).get("finalizers") or ()):
@@ -133,11 +139,16 @@ class TreeReconciler:
             for o in tree.objects
             if not (o.deleting or o.problem or o.waiting)
         )
+        programmed = condition(status_of(vip), PROGRAMMED).get("status") == "True"
         drifts: list[Drift] = []
         if mode == Mode.FORCE or unobserved:
             need_apply = True
         elif mode == Mode.APPLY:
             need_apply = worker.applied.get(key) != fingerprint
+        elif not programmed and (mode == Mode.VERIFY or key not in worker.applied):
+            # The device is not known to hold this tree (its last apply failed, or it waited
+            # for the device): apply it; that repairs no drift.
+            need_apply = True
         elif mode == Mode.VERIFY or key not in worker.applied:
             # A resync, or a tree this worker never applied (a takeover): ask the device.
             found = await self._verify(worker, lb)
