@@ -15,25 +15,23 @@ inventory, of a namespace's labels, or a VIP leaving a device wakes every waitin
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.config import OperatorSettings
-from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
+from lbaas.drivers.base import DeviceHandle, LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.addresses import allocate, pool_contains
-from lbaas.placement.scheduler import Candidate, Decision, schedule
+from lbaas.placement.candidates import CandidateView
+from lbaas.placement.scheduler import Candidate, Decision
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
 from lbaas.trees import report
-from lbaas.trees.reconcile import build
-from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
+from lbaas.trees.assemble import build
+from lbaas.views import Views, is_deleting, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +60,17 @@ class Binder:
         self.inventory_version = 0
         self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
         self._queued: set[VipKey] = set()
+        self._binding: set[VipKey] = set()  # taken by a worker; triggers wait (``_again``)
+        self._again: set[VipKey] = set()
         self._workers: list[asyncio.Task[None]] = []
-        self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
         self._locks: dict[VipKey, asyncio.Lock] = {}
-        self._first_seen: dict[str, float] = {}
-        self._wake: asyncio.TimerHandle | None = None
-        self.probe_grace = settings.lease_duration + 2 * settings.lease_renew_period
+        self.candidates = CandidateView(
+            views,
+            drivers,
+            self.reserved,
+            probe_grace=settings.lease_duration + 2 * settings.lease_renew_period,
+            wake=self.inventory_changed,
+        )
         self.on_bound: list[Any] = []
 
     # ---- the queue -------------------------------------------------------------------------
@@ -81,6 +84,11 @@ class Binder:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     def trigger(self, key: VipKey) -> None:
+        if key in self._binding:
+            # Never two binds of one VIP at once (its own finalizer write is a change that
+            # triggers it): they would replace each other's reservation. One more after it.
+            self._again.add(key)
+            return
         if key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
@@ -95,6 +103,7 @@ class Binder:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            self._binding.add(key)
             try:
                 await self.bind(key)
             except asyncio.CancelledError:
@@ -102,6 +111,11 @@ class Binder:
             except Exception:
                 log.exception("binding VIP %s/%s failed; retrying", *key)
                 await asyncio.sleep(1)
+                self._again.add(key)
+            finally:
+                self._binding.discard(key)
+            if key in self._again:
+                self._again.discard(key)
                 self.trigger(key)
 
     # ---- one VIP ---------------------------------------------------------------------------
@@ -146,8 +160,8 @@ class Binder:
             await self._failed(key, vip, tree, "InvalidSpec", f"spec is invalid: {exc}")
             return False
         seen = self.inventory_version
-        decision = self._decide(key, spec, exclude=leaving)
-        if self._awaiting_probe(key, spec, leaving):
+        decision = self.candidates.decide(key, spec, exclude=leaving)
+        if self.candidates.awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP. Binding now would pile every VIP onto the first
             # device probed, and an error written now would be undone in a second.
@@ -156,7 +170,7 @@ class Binder:
         picked = await self._pick(key, spec, decision)
         # The pick ran off the loop: check it again against what was reserved meanwhile, and
         # allocate and reserve with no await in between.
-        chosen = self._recheck(key, spec, picked) if picked is not None else None
+        chosen = self.candidates.recheck(key, spec, picked) if picked is not None else None
         if picked is not None and chosen is None:
             self.trigger(key)  # the device filled up (or its address went) meanwhile
             return False
@@ -182,96 +196,6 @@ class Binder:
             return await self._write_binding(key, vip, chosen.name, address, leaving)
         finally:
             self.reserved.pop(key, None)
-
-    def _awaiting_probe(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> bool:
-        """Whether a device not probed yet, but young enough to be probed soon, would take
-        the VIP once it is Ready (a Device no agent ever probes is not waited for: after
-        ``probe_grace`` it is passed over, and the controller marks it NoAgent)."""
-        now = time.monotonic()
-        unprobed = []
-        for c in self._candidates(key):
-            if c.phase is not None or c.name == exclude:
-                continue
-            first = self._first_seen.setdefault(c.name, now)
-            if now - first < self.probe_grace:
-                unprobed.append(dataclasses.replace(c, phase=DevicePhase.READY))
-                self._wake_at(first + self.probe_grace)
-        if not unprobed:
-            return False
-        labels = self.views.namespace_labels(key[0])
-        return bool(schedule(spec, key[0], labels, unprobed, lambda _c: None).eligible)
-
-    def _wake_at(self, when: float) -> None:
-        """Wake the waiting VIPs once at ``when`` (a grace period ends)."""
-        if self._wake is None or self._wake.when() > when:
-            if self._wake is not None:
-                self._wake.cancel()
-            loop = asyncio.get_running_loop()
-            self._wake = loop.call_at(when - time.monotonic() + loop.time(), self._woken)
-
-    def _woken(self) -> None:
-        self._wake = None
-        self.inventory_changed()
-
-    def _recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
-        fresh = [c for c in self._candidates(key) if c.name == picked.name]
-        labels = self.views.namespace_labels(key[0])
-        again = schedule(spec, key[0], labels, fresh, lambda _c: None)
-        return again.eligible[0] if again.eligible else None
-
-    def _decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
-        candidates = [c for c in self._candidates(key) if c.name != exclude]
-        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
-
-        def driver_check(c: Candidate) -> str | None:
-            try:
-                return self.drivers.get(c.spec.driver).supports(probe)
-            except DriverError as exc:
-                return exc.user_message
-
-        labels = self.views.namespace_labels(key[0])
-        return schedule(spec, key[0], labels, candidates, driver_check)
-
-    def _device_spec(self, device: Mapping[str, Any]) -> DeviceSpec | None:
-        cache_key = (str(meta_of(device).get("name")), meta_of(device).get("generation"))
-        if cache_key not in self._specs:
-            try:
-                self._specs[cache_key] = DeviceSpec.model_validate(spec_of(device))
-            except ValueError:
-                self._specs[cache_key] = None
-        return self._specs[cache_key]
-
-    def _candidates(self, key: VipKey) -> list[Candidate]:
-        found = []
-        for device in self.views.devices():
-            if is_deleting(device):
-                continue
-            spec = self._device_spec(device)
-            if spec is None:
-                continue
-            name = str(meta_of(device)["name"])
-            reserved = {
-                k: (a, p) for k, (d, a, p) in self.reserved.items() if d == name and k != key
-            }
-            bound = self.views.bound_vips(name) - {key}
-            used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
-            listeners = {
-                a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
-            }
-            listeners.update({ap: f"{k[0]}/{k[1]}" for k, ap in reserved.items()})
-            found.append(
-                Candidate(
-                    name=name,
-                    spec=spec,
-                    labels=meta_of(device).get("labels") or {},
-                    phase=status_of(device).get("phase"),
-                    vip_count=len(bound | set(reserved)),
-                    used_addresses=frozenset(used),
-                    namespace_vips=sum(1 for k in bound | set(reserved) if k[0] == key[0]),
-                    listeners=listeners,
-                )
-            )
-        return found
 
     async def _pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
         """The scheduler's choice, unless a driver's ``select_device`` prefers another."""

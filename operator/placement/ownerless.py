@@ -23,7 +23,7 @@ from lbaas.kube.informer import Informer
 from lbaas.reporter import Reporter
 from lbaas.status import PROGRAMMED, READY, Cond, condition, desired_status, now
 from lbaas.trees import report
-from lbaas.trees.reconcile import build
+from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, meta_of, status_of
 
 log = logging.getLogger(__name__)
