@@ -249,6 +249,7 @@ def run(work: Path, vips: int, members: int) -> list[Row]:
     rss_kb = (rss - 60) * 1024 / total
     ratio = ours["cold"] / kopf_s
     warm_writes = ours["warm_status_writes"]
+    split = ", ".join(f"{k[7:]} {v:.0f}" for k, v in ours.items() if k.startswith("writes_"))
     return [
         Row("objects (VIPs x members, + a Pool and a HealthMonitor each)", f"{total}"),
         Row("created through the API (no operator)", f"{created:.1f} s"),
@@ -256,7 +257,7 @@ def run(work: Path, vips: int, members: int) -> list[Row]:
         Row("bare kopf operator, same objects", f"{kopf_s:.1f} s, peak RSS {kopf_rss:.0f} MB"),
         Row("ratio operator / bare kopf", f"{ratio:.2f}", "<= 1.0", ratio <= 1.0),
         Row("API writes per object, cold start", f"{per_object:.2f}", "<= 1.5", per_object <= 1.5),
-        Row("  of which", ", ".join(f"{k[7:]} {v:.0f}" for k, v in ours.items() if k.startswith("writes_"))),
+        Row("  of which", split),
         Row("peak RSS", f"{rss:.0f} MB, {rss_kb:.1f} KB/object", "< 300 MB", rss < 300),
         Row("warm restart: status writes", f"{warm_writes:.0f}", "0", warm_writes == 0),
         Row("warm restart: trees verified", f"{ours['warm']:.1f} s", "< 30 s", ours["warm"] < 30),
