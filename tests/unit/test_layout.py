@@ -169,8 +169,7 @@ def test_reading_statuses_and_finalizers_is_no_write() -> None:
 
 # ---- sizes -----------------------------------------------------------------------------------
 
-OVERSIZE = {
-}
+OVERSIZE = {}
 """Known debt: classes over the limit, each with the size it must not grow beyond (split them;
 then delete the entry: the test fails while an entry is no longer needed)."""
 
