@@ -239,6 +239,8 @@ def baseline(work: Path, namespace: str, total: int, limit: float) -> tuple[floa
 def run(work: Path, vips: int, members: int) -> list[Row]:
     namespace = f"scale-{os.getpid()}"
     kubectl("create", "namespace", namespace)
+    work = work / namespace  # the fake devices' state files: never shared with another run
+    work.mkdir(parents=True)
     total = vips * (members + 3)
     created = create(namespace, work, vips, members)
     limit = 600.0
