@@ -190,3 +190,14 @@ def frontend_status(runtime_socket: Path, frontend: str) -> str | None:
         if len(fields) > 17 and fields[0] == frontend and fields[1] == "FRONTEND":
             return fields[17]
     return None
+
+
+def frontend_statuses(runtime_socket: Path) -> dict[str, str]:
+    """Every frontend's status in one command (``show stat -1 1 -1``: frontends only)."""
+    text = command(runtime_socket, "show stat -1 1 -1", timeout=10.0)
+    found = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[1] == "FRONTEND":
+            found[fields[0]] = fields[17]
+    return found
