@@ -3,7 +3,8 @@
 A batch is one plan, one ``haproxy -c`` and at most one reload (none when runtime commands
 suffice), and each VIP of it succeeds or fails on its own: hostile VIPs get their own
 non-retryable errors while the good ones are applied, and a VIP under steady load that the
-batch does not concern loses no request. ``apply`` is ``apply_many`` of one.
+batch does not concern loses no request. ``apply`` is ``apply_many`` of one. A batch bigger
+than one call's deadline allows is taken in turns.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,8 +29,9 @@ from dataplane.hxsupport import (
     spread,
 )
 
-from lbaas.drivers.base import DriverError, LoadBalancer
+from lbaas.drivers.base import DriverError, LoadBalancer, deadline_scope
 from lbaas.drivers.haproxy import converge as converge_module
+from lbaas.drivers.haproxy.pace import Pace
 from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed, Supervisor
 from lbaas.drivers.haproxy.render import Fragment
 
@@ -314,3 +317,30 @@ def test_apply_many_of_one_is_apply(
         web, new = vips[d.handle.name]
         assert get(*web)[0] == 200 and set(spread(*new, 8)) == {"b1", "b2"}
     assert many.driver.apply_many(many.handle, []) == {}
+
+
+def test_a_batch_bigger_than_one_call_is_taken_in_turns(device: Device, backends: Backends) -> None:
+    """Under the call's deadline a batch takes the VIPs that fit (here, by a pace set for the
+    test: 1 s for the reload and 0.1 s per VIP); the others are deferred with a retryable
+    error and taken by the next call. Nothing is half-applied, nothing is lost."""
+    members = backends.http(2)
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(free_vip(), members))
+    driver._memos[str(device.state_dir)].pace = Pace(fixed=1.0, per_vip=0.1)
+    batch = [make_lb(free_vip(), members, name=f"new{i:02d}") for i in range(30)]
+    reloads = device.reloads()
+    with deadline_scope(time.monotonic() + 3.0):  # (3 s x 0.8 - 1 s) / 0.1 s: 14 VIPs
+        first = driver.apply_many(handle, batch)
+    taken = [key for key, error in first.items() if error is None]
+    assert 5 <= len(taken) <= 14 and taken == [lb.key for lb in batch[: len(taken)]]
+    for key in first.keys() - set(taken):
+        error = first[key]
+        assert error is not None and (error.reason, error.retryable) == ("Deferred", True)
+    assert device.reloads() == reloads + 1
+    rest = [lb for lb in batch if first[lb.key] is not None]
+    with deadline_scope(time.monotonic() + 60):
+        assert driver.apply_many(handle, rest) == {lb.key: None for lb in rest}
+    assert device.reloads() == reloads + 2
+    for lb in batch:
+        assert driver.verify(handle, lb) == []
+    assert {get(lb.address, lb.spec.port)[0] for lb in batch} == {200}

@@ -21,6 +21,7 @@ from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError, deadline_scope
 from lbaas.drivers.haproxy import plan, preflight, servers
+from lbaas.drivers.haproxy.pace import Pace
 from lbaas.drivers.haproxy.render import Fragment, fragment_servers, render_vip
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState, parse_servers_state
 from lbaas.drivers.haproxy.store import check_fence, write_many
@@ -275,3 +276,24 @@ def test_blame_finds_vips_by_file_staged_file_and_proxy(tmp_path: Path) -> None:
         "other/x": [alerts[2]],
         "ns/api": [alerts[3]],
     }
+
+
+def test_pace_takes_what_fits_before_the_deadline_and_learns() -> None:
+    pace = Pace(fixed=1.0, per_vip=0.01)
+    assert pace.take(5000) == 5000  # no deadline: everything
+    with deadline_scope(time.monotonic() + 5.0):
+        assert 290 <= pace.take(5000) <= 300  # (5 s x 0.8 - 1 s) / 10 ms
+        assert pace.take(20) == 20
+    with deadline_scope(time.monotonic() + 0.5):
+        assert pace.take(20) == 1  # never nothing: one VIP is what a single apply does
+    pace.take(100)
+    with pace.fixed_part(reload=True):
+        time.sleep(0.05)
+    pace.learn(100, 0.05 + 100 * 0.002, timed_out=False)
+    assert 0.04 < pace.fixed < 0.2
+    assert pace.per_vip == pytest.approx(0.007)  # falls slowly: 0.7 x 10 ms, not 2 ms
+    pace.learn(100, 5.0, timed_out=False)
+    assert pace.per_vip > 0.04  # rises at once
+    before = pace.per_vip
+    pace.learn(10, 0.0, timed_out=True)
+    assert pace.per_vip == 2 * before

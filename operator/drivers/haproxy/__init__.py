@@ -80,7 +80,9 @@ for whatever waits for a device: a cold start, a new owner, a burst) costs what 
 one lock, one plan of every VIP file, one ``haproxy -c``, at most one reload, the runtime
 commands of the VIPs that need nothing else, and one sync per set of files written. A cold
 start of 1,000 VIPs is one reload, not 1,000 (each slower than the last, as the configuration
-grows).
+grows) when the call has the time; under the call's deadline a batch takes the VIPs that fit,
+by what the device's recent calls cost (``pace``), and defers the others (retryable
+``Deferred``) to the next call: a few reloads, and every call makes progress.
 
 Safety: a VIP the device cannot take never disturbs the others, in a batch or not. Before any
 reload every new listener is bound once (address not on the host -> ``AddressNotAvailable``,

@@ -20,17 +20,23 @@ down, a master that does not answer, the call's deadline) reaches every VIP stil
 The rare failures that name no VIP (a ``haproxy -c`` rejection without a file or proxy name,
 a reload refused although every check passed) are narrowed down by halving the batch, each
 half its own plan and reload, until the culprit is alone: more reloads, but only then.
+
+A call takes as many VIPs of the batch as fit before its deadline (``pace``: a 1,000-VIP cold
+start does not fit in the operator's default 5 s); the others get a retryable ``Deferred``
+error at once and come with the next batch, so every call makes progress.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbaas.drivers.base import Drift, DriverError, LoadBalancer
 from lbaas.drivers.haproxy.config import DevicePaths, HAProxyDeviceConfig
+from lbaas.drivers.haproxy.pace import Pace, deferred
 from lbaas.drivers.haproxy.plan import Change, Plan, blame, make_plan, validate
 from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed, Supervisor
 from lbaas.drivers.haproxy.reload import reload
@@ -38,6 +44,7 @@ from lbaas.drivers.haproxy.render import Fragment, GlobalSettings, render_vip
 from lbaas.drivers.haproxy.runtime import ProcInfo
 from lbaas.drivers.haproxy.runtime_path import runtime_batch
 from lbaas.drivers.haproxy.store import DriverState, TreeCache, file_stem, write_many
+from lbaas.drivers.haproxy.timing import DriverTimeout
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
 
 Outcome = dict[str, DriverError | None]
@@ -53,6 +60,7 @@ class Memo:
     trees: TreeCache = field(default_factory=TreeCache)
     rendered: dict[int, tuple[LoadBalancer, Fragment]] = field(default_factory=dict)
     device_drift: tuple[float, list[Drift]] | None = None
+    pace: Pace = field(default_factory=Pace)
 
     def fragment(self, lb: LoadBalancer) -> Fragment:
         """``render_vip`` of a tree from the TreeCache, cached while that object lives."""
@@ -68,6 +76,11 @@ class Memo:
     def changed(self) -> None:
         """Our own apply changed the device: cached device-level checks are stale."""
         self.device_drift = None
+
+    def wrote(self, path: Path, lb: LoadBalancer, fragment: Fragment) -> None:
+        """``lb`` (rendered as ``fragment``) is now the VIP file ``path``."""
+        self.trees.remember(path, lb)
+        self.rendered[id(lb)] = (lb, fragment)
 
 
 @dataclass
@@ -114,11 +127,22 @@ def in_sync(dev: Device, state: DriverState, master: ProcInfo | None) -> bool:
 
 def converge(dev: Device, changes: Mapping[str, LoadBalancer | None]) -> Outcome:
     """Make the device serve each tree of ``changes`` (None: nothing for that key) and the
-    other VIPs as their files say; the outcome of every key of ``changes``.
+    other VIPs as their files say; the outcome of every key of ``changes``. As many VIPs are
+    taken as fit before the call's deadline (``pace``); the others are deferred.
 
     Raises only what no VIP of the batch can be spared: HAProxy down on an unmanaged device,
     a master that does not answer, a rejection or failed reload with no batch to blame it on.
     """
+    pace, started = dev.memo.pace, time.monotonic()
+    take = pace.take(len(changes))
+    taken = dict(list(changes.items())[:take])
+    outcome = _converge(dev, taken) | {key: deferred() for key in list(changes)[take:]}
+    timed_out = any(isinstance(error, DriverTimeout) for error in outcome.values())
+    pace.learn(len(taken), time.monotonic() - started, timed_out)
+    return outcome
+
+
+def _converge(dev: Device, changes: Mapping[str, LoadBalancer | None]) -> Outcome:
     outcome: Outcome = {}
     batch: dict[str, Change] = {}
     for key, lb in changes.items():
@@ -202,7 +226,7 @@ def _rejected_anyway(dev: Device) -> bool:
     """Does ``haproxy -c`` reject the device's configuration without any change of a batch?"""
     plan = make_plan(dev, {}, dev.supervisor.master())
     try:
-        validate(dev, plan)
+        validate(dev, plan)[2].discard()
     except ConfigRejected:
         return True
     return False
@@ -213,28 +237,30 @@ def _reload_apply(dev: Device, state: DriverState, master: ProcInfo | None,
     sync = in_sync(dev, state, master)
     plan = make_plan(dev, batch, master)
     try:
-        changed, removed = validate(dev, plan)
+        changed, removed, staging = validate(dev, plan)
     except ConfigRejected as exc:
         raise _Unattributed(exc, plan, {}) from exc
     outcome: Outcome = {**plan.refused, **dict.fromkeys(plan.accepted)}
-    if plan.void:
-        return outcome
-    # A tree to apply here had its runtime path declined although the files may match (the
-    # runtime API refused a command): only a reload brings the servers back to the files.
-    applies = any(lb is not None for lb in plan.accepted.values())
-    if sync and not changed and not removed and not applies:
-        write_many({dev.vip_path(key): None for key in plan.accepted})  # deletions only
-        if plan.parked != state.parked:
-            state.parked = plan.parked
-            state.save(dev.paths.state)
-        dev.memo.changed()
-        return outcome
     try:
-        reload(dev, state, master, plan, changed, removed)
+        if plan.void:
+            return outcome
+        # A tree to apply here had its runtime path declined although the files may match
+        # (the runtime API refused a command): only a reload brings the servers back to them.
+        applies = any(lb is not None for lb in plan.accepted.values())
+        if sync and not changed and not removed and not applies:
+            write_many({dev.vip_path(key): None for key in plan.accepted})  # deletions only
+            if plan.parked != state.parked:
+                state.parked = plan.parked
+                state.save(dev.paths.state)
+            dev.memo.changed()
+            return outcome
+        reload(dev, state, master, plan, changed, removed, staging)
     except ReloadFailed as exc:
         raise _Unattributed(exc, plan, blame(dev, exc.alerts, {})) from exc
     except DriverError as exc:
         if not batch:
             raise
         return {**plan.refused, **dict.fromkeys(plan.accepted, exc)}
+    finally:
+        staging.discard()
     return outcome

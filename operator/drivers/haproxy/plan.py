@@ -11,7 +11,8 @@ applied (new trees) or deleted. Its job is to keep the blast radius of any VIP t
   it gets its own non-retryable error, its file is not written, and what the device served
   for it before (its old file) goes on being served, exactly as if it had not been in the
   batch. The rest of the batch does not depend on it.
-- :func:`validate` runs ``haproxy -c`` over the whole result and leaves out the VIPs whose
+- :func:`validate` runs ``haproxy -c`` over the whole result (its changed files staged beside
+  the real ones, then renamed into place by the reload) and leaves out the VIPs whose
   files HAProxy's error lines point at (refused when in the batch, parked otherwise), each
   with only its own error lines (one tenant never reads another's), until HAProxy accepts it.
   A rejection that names no VIP is raised (:class:`~.process.ConfigRejected`) for the caller.
@@ -114,6 +115,8 @@ class Plan:
 def make_plan(dev: Device, batch: Mapping[str, Change], master: ProcInfo | None) -> Plan:
     """The plan of ``batch`` over the device's VIP files (see the module docstring)."""
     plan = Plan(dev, master, bool(batch))
+    for stale in [*dev.paths.conf_d.glob(".*.new"), *dev.paths.root.glob(".*.new")]:
+        stale.unlink(missing_ok=True)  # staged by a process killed before its reload
     trees, broken = dev.memo.trees.load_all(dev.paths.vips)
     plan._old = {key: trees.pop(key) for key in batch if key in trees}
     plan._old_broken = {key: broken.pop(key) for key in batch if key in broken}
@@ -138,17 +141,37 @@ def files(dev: Device, plan: Plan) -> tuple[dict[Path, str], list[Path]]:
     return changed, removed
 
 
-def _stage(changed: dict[Path, str]) -> dict[Path, Path]:
-    """Write each changed file beside its final path under a name HAProxy does not load (no
-    sync: ``haproxy -c`` reads them from the page cache, and they are removed right after)."""
-    staged = {}
-    for path, text in changed.items():
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(name, 0o644)
-        staged[path] = Path(name)
-    return staged
+class Staging:
+    """A plan's changed files, written beside their final paths under names HAProxy does not
+    load (``.<name>.<random>.new``): ``haproxy -c`` reads them there and the reload renames
+    them into place (``install``), so each file is written once. Not synced: the VIP files are
+    the truth, and conf.d is rendered again at every start. Leftovers of a killed process are
+    removed by the next plan."""
+
+    def __init__(self, changed: Mapping[Path, str]) -> None:
+        self.files: dict[Path, Path] = {}
+        try:
+            for path, text in changed.items():
+                fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+                self.files[path] = Path(name)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(text)
+                os.chmod(name, 0o644)
+        except BaseException:
+            self.discard()
+            raise
+
+    def install(self) -> None:
+        while self.files:
+            final, tmp = self.files.popitem()
+            os.replace(tmp, final)
+
+    def discard(self) -> None:
+        """Remove what was not installed (safe to call at any time)."""
+        for tmp in self.files.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self.files.clear()
 
 
 def blame(dev: Device, alerts: list[str], staged: Mapping[Path, Path]) -> dict[str, list[str]]:
@@ -177,27 +200,30 @@ def rejected(exc: ConfigRejected, lines: list[str]) -> ConfigRejected:
     )
 
 
-def validate(dev: Device, plan: Plan) -> tuple[dict[Path, str], list[Path]]:
+def validate(dev: Device, plan: Plan) -> tuple[dict[Path, str], list[Path], Staging]:
     """``haproxy -c`` the plan's files, leaving out the VIPs HAProxy blames until it accepts
-    them; returns :func:`files`. Each round leaves out at least one VIP, so it ends; raises
-    :class:`ConfigRejected` when HAProxy names no VIP of the plan."""
+    them; returns :func:`files` and their :class:`Staging` (the caller installs or discards
+    it). Each round leaves out at least one VIP, so it ends; raises :class:`ConfigRejected`
+    when HAProxy names no VIP of the plan."""
     while True:
         changed, removed = files(dev, plan)
         if plan.void or (not changed and not removed):
-            return changed, removed
-        staged = _stage(changed)
+            return changed, removed, Staging({})
+        staging = Staging(changed)
+        final = [dev.paths.config, *sorted(dev.fragment_path(k) for k in plan.included)]
         try:
-            final = [dev.paths.config, *sorted(dev.fragment_path(k) for k in plan.included)]
-            dev.supervisor.check([staged.get(p, p) for p in final])
-            return changed, removed
+            with dev.memo.pace.fixed_part():
+                dev.supervisor.check([staging.files.get(p, p) for p in final])
         except ConfigRejected as exc:
-            blamed = blame(dev, exc.alerts, staged)
+            blamed = blame(dev, exc.alerts, staging.files)
+            staging.discard()
             blamed = {key: lines for key, lines in blamed.items() if key in plan.included}
             if not blamed:
                 raise
             for key, lines in blamed.items():
                 plan.leave_out(key, rejected(exc, lines))
-        finally:
-            for tmp in staged.values():
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            continue
+        except BaseException:
+            staging.discard()
+            raise
+        return changed, removed, staging

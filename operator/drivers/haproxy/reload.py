@@ -13,13 +13,15 @@ back: the files are put back, the old worker never stopped serving, and the call
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lbaas.drivers.haproxy import faults, runtime, servers
-from lbaas.drivers.haproxy.plan import Plan
+from lbaas.drivers.haproxy.plan import Plan, Staging
 from lbaas.drivers.haproxy.process import MIN_RELOAD_BUDGET, ReloadFailed
+from lbaas.drivers.haproxy.render import Fragment
 from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
 from lbaas.drivers.haproxy.store import DriverState, atomic_write, dump_tree, read_text, write_many
 from lbaas.drivers.haproxy.timing import budget
@@ -31,29 +33,34 @@ log = logging.getLogger(__name__)
 
 
 def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
-           changed: dict[Path, str], removed: list[Path]) -> None:  # fmt: skip
-    """Record the intent, replace the files, reload (or start); roll back a failed reload."""
+           changed: dict[Path, str], removed: list[Path], staging: Staging) -> None:  # fmt: skip
+    """Record the intent, replace the files (``changed`` as staged by ``validate``), reload
+    (or start); roll back a failed reload."""
     paths, supervisor = dev.paths, dev.supervisor
-    if master is not None:  # not enough time left: refuse before any file changes
-        budget(dev.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
     trees = {dev.vip_path(k): dump_tree(lb) if lb else None for k, lb in plan.accepted.items()}
     previous = {path: read_text(path) for path in [*changed, *removed, *trees]}
+    if master is not None:  # not enough time left: refuse before any file changes
+        budget(dev.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
     old_parked = dict(state.parked)
     state.pending_reload, state.parked = True, plan.parked
     state.save(paths.state)
     dev.memo.changed()
     faults.point("after-intent")
     write_many({path: text for path, text in trees.items() if previous[path] != text}, 0o600)
+    for key, lb in plan.accepted.items():
+        if lb is not None and key in plan.included:
+            dev.memo.wrote(dev.vip_path(key), lb, plan.included[key])
     faults.point("after-vip-file")
     if not paths.server_state.exists():
         atomic_write(paths.server_state, "1\n", 0o600)
-    # conf.d is rendered again from the VIP files at every start: no sync needed.
-    write_many({**changed, **dict.fromkeys(removed)}, 0o644, durable=False)
+    staging.install()
+    write_many(dict.fromkeys(removed), durable=False)
     faults.point("after-config")
     if master is not None and not supervisor.needs_restart(master):
         faults.point("before-reload")
         try:
-            info = supervisor.reload()
+            with dev.memo.pace.fixed_part(reload=True):
+                info = supervisor.reload()
         except ReloadFailed:
             write_many({path: previous[path] for path in trees}, 0o600)
             write_many({path: previous[path] for path in [*changed, *removed]}, 0o644)
@@ -66,19 +73,33 @@ def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
         state.reloads += 1
     else:
         faults.point("before-reload")
-        info = supervisor.replace(master) if master is not None else supervisor.start()
+        with dev.memo.pace.fixed_part(reload=True):
+            info = supervisor.replace(master) if master is not None else supervisor.start()
         state.starts += 1
     faults.point("after-reload")
     state.pending_reload = False
     state.master_pid, state.master_reloads = info.master_pid, info.reloads
     state.save(paths.state)
-    reconcile(dev, plan)
+    new = {key for key in plan.included if previous.get(dev.fragment_path(key), "") is None}
+    with dev.memo.pace.fixed_part():
+        reconcile(dev, {key: f for key, f in plan.included.items() if key not in new}, plan)
 
 
-def reconcile(dev: Device, plan: Plan) -> None:
-    """Weights and states the server-state file carried over a reload, back to the files."""
+def reconcile(dev: Device, carried: dict[str, Fragment], plan: Plan) -> None:
+    """Weights and states the server-state file carried over a reload, back to the files.
+
+    Only VIPs served before the reload can have carried anything: a batch of new VIPs (a cold
+    start) reads nothing back.
+    """
+    if not carried:
+        return
+    socket = dev.paths.runtime_socket
+    view = runtime.Running(socket, len(carried), len(plan.included))
     try:
-        running = runtime.all_servers_state(dev.paths.runtime_socket)
-        servers.reconcile(dev.paths.runtime_socket, plan.included, running)
+        running = {}
+        for fragment in carried.values():
+            with contextlib.suppress(runtime.NoSuchBackend):
+                running[fragment.backend] = view.servers(fragment.backend)
+        servers.reconcile(socket, carried, running)
     except CLIError as exc:
         log.warning("could not check runtime server values after a reload: %s", exc)

@@ -8,10 +8,11 @@ its file is removed.
 
 All the batch's runtime commands go first, then its VIP files and fragments are written (each
 set synced once), so that a later reload keeps the changes; a process killed in between leaves
-a difference that ``verify`` sees and the next apply repairs. A batch of many VIPs reads the
-running servers and frontends of the whole device once (two commands) instead of two commands
-per VIP. A VIP whose command HAProxy refuses is left to the reload; the call's deadline stops
-the batch where it is, and what was done stays done.
+a difference that ``verify`` sees and the next apply repairs. A batch that is a good part of
+the device reads the running servers and frontends of the whole device once (two commands)
+instead of two commands per VIP (``runtime.Running``). A VIP whose command HAProxy refuses
+is left to the reload; the call's deadline stops the batch where it is, and what was done
+stays done.
 """
 
 from __future__ import annotations
@@ -29,41 +30,13 @@ from lbaas.drivers.haproxy.render import (
     fragment_structure,
     render_global,
 )
-from lbaas.drivers.haproxy.runtime import CLIError, ServerState
+from lbaas.drivers.haproxy.runtime import CLIError, Running
 from lbaas.drivers.haproxy.store import DriverState, dump_tree, read_text, write_many
 
 if TYPE_CHECKING:
     from lbaas.drivers.haproxy.converge import Device
 
 log = logging.getLogger(__name__)
-
-BULK_READ = 16
-"""From this many VIPs on, a batch reads the whole device's servers and frontends at once."""
-
-
-class _Running:
-    """The running servers and frontends: read per VIP for a few VIPs, in one read each for
-    many (a backend without servers is then absent, which ``servers.plan`` takes as empty)."""
-
-    def __init__(self, socket: Path, bulk: bool) -> None:
-        self.socket = socket
-        self.bulk = bulk
-        self._servers: dict[str, dict[str, ServerState]] | None = None
-        self._frontends: dict[str, str] | None = None
-
-    def servers(self, backend: str) -> dict[str, ServerState]:
-        if not self.bulk:
-            return runtime.servers_state(self.socket, backend)
-        if self._servers is None:
-            self._servers = runtime.all_servers_state(self.socket)
-        return self._servers.get(backend, {})
-
-    def frontend(self, frontend: str) -> str | None:
-        if not self.bulk:
-            return runtime.frontend_status(self.socket, frontend)
-        if self._frontends is None:
-            self._frontends = runtime.frontend_statuses(self.socket)
-        return self._frontends.get(frontend)
 
 
 def runtime_batch(
@@ -78,7 +51,8 @@ def runtime_batch(
     updates, error = 0, None
     ours = read_text(dev.paths.config) == render_global(dev.settings)
     applies = sum(fragment is not None for _, fragment in batch.values())
-    view = _Running(dev.paths.runtime_socket, applies >= BULK_READ)
+    served = sum(1 for _ in dev.paths.conf_d.glob("*.cfg")) if applies >= runtime.BULK_MIN else 0
+    view = Running(dev.paths.runtime_socket, applies, served)
     for key, (lb, fragment) in batch.items():
         if lb is None or fragment is None:
             if not dev.fragment_path(key).exists():  # not served: its file only, no reload
@@ -103,6 +77,10 @@ def runtime_batch(
             fragments[dev.fragment_path(key)], wrote = fragment.text, True
         updates += bool(ops or wrote)
     write_many(trees, 0o600)
+    for key in done - set(forgotten):
+        lb, fragment = batch[key]
+        if lb is not None and fragment is not None and dev.vip_path(key) in trees:
+            dev.memo.wrote(dev.vip_path(key), lb, fragment)
     if len(done) > len(forgotten):
         faults.point("after-vip-file")
     # conf.d is rendered again from the VIP files at every start: no sync needed.
@@ -117,7 +95,7 @@ def runtime_batch(
     return done, error
 
 
-def _apply(view: _Running, fragment: Fragment, old: str | None) -> list[servers.Op] | None:
+def _apply(view: Running, fragment: Fragment, old: str | None) -> list[servers.Op] | None:
     """Send the runtime commands that make the running VIP match ``fragment`` (``old``: its
     fragment on disk); None when only a reload can."""
     if old is None or fragment_structure(old) != fragment.structure:
@@ -134,7 +112,7 @@ def _apply(view: _Running, fragment: Fragment, old: str | None) -> list[servers.
     return ops
 
 
-def _frontend_state(view: _Running, fragment: Fragment) -> bool:
+def _frontend_state(view: Running, fragment: Fragment) -> bool:
     """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
     shut down, or one the file disables that listens)."""
     status = view.frontend(fragment.frontend)
