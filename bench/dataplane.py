@@ -7,7 +7,9 @@
 (b) Driver level: HAProxyDriver.apply called directly on a device loaded with 100 VIPs x 10
     members (HTTP health checks on): the time of one full apply of a structural change
     (render, ``haproxy -c``, hitless reload), median of 5, and for contrast a runtime-only
-    change (member weight: ``set server``, no reload), median of 5.
+    change (member weight: ``set server``, no reload), median of 5. The load itself is timed
+    twice: one apply per VIP (a reload each), and one ``apply_many`` of all into an empty
+    device (one reload).
 (c) Driver level, with goals and pass/fail (bench/hxdriver.py): member create/delete/weight on
     10 vs 1,000 VIPs, member create -> first request, SIGKILL detection and traffic back, and
     requests lost / reloads while hostile VIPs are refused.
@@ -223,8 +225,11 @@ def full_apply_100x10() -> dict[str, float]:
             runtime.append(time.monotonic() - started)
             assert driver.reload_count(handle) == reloads + 1
         config_lines = len(hx.device_config(state_dir).splitlines())
+        hx.stop_haproxy(state_dir)
+        batch_s = _load_in_one_batch(hx, binary, lbs)
         return {
             "load_s": load_s,
+            "batch_s": batch_s,
             "full": statistics.median(full),
             "full_max": max(full),
             "runtime": statistics.median(runtime),
@@ -236,6 +241,26 @@ def full_apply_100x10() -> dict[str, float]:
         for server in backends.started:
             server.shutdown()
             server.server_close()
+
+
+def _load_in_one_batch(hx: ModuleType, binary: str, lbs: list[LoadBalancer]) -> float:
+    """The same VIPs into a second, empty device (HAProxy running) with one ``apply_many``
+    (the first device is stopped: its listeners would be another process's here)."""
+    state_dir = Path(tempfile.mkdtemp(prefix="lbbn-", dir="/tmp"))
+    config = {"stateDir": str(state_dir), "haproxyBinary": binary}
+    handle = DeviceHandle("bench-batch", DeviceSpec(driver="haproxy", config=config))
+    driver = HAProxyDriver()
+    try:
+        assert driver.probe(handle).ready
+        started = time.monotonic()
+        outcome = driver.apply_many(handle, lbs)
+        took = time.monotonic() - started
+        assert all(error is None for error in outcome.values()), outcome
+        assert driver.reload_count(handle) == 1
+        return took
+    finally:
+        hx.stop_haproxy(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 # -- entry points --------------------------------------------------------------------------------
@@ -262,6 +287,7 @@ def bench_dataplane(kubeconfig: str | None = None) -> list[tuple[str, float | st
     size = f"{VIPS} VIPs x {MEMBERS_PER_VIP} members"
     rows += [
         (f"driver: load {size}, one apply each (total)", f"{b['load_s']:.1f} s"),
+        (f"driver: load {size}, one apply_many (one reload)", f"{b['batch_s']:.1f} s"),
         (
             f"driver: one full apply on {size} (validate + reload), median of {REPEATS}",
             _ms(b["full"]),

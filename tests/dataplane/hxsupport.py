@@ -450,7 +450,7 @@ class Load:
             started = time.monotonic()
             try:
                 code, body, _ = get(self.address, self.port, timeout=5)
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:  # a cut response, too
                 self.failures.append(f"request {self.sent}: {type(exc).__name__}: {exc}")
                 self.events.append((started, False))
                 continue

@@ -8,6 +8,7 @@ so that no caller mistakes it for a refusal and falls back to a (long) reload.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
@@ -141,10 +142,10 @@ def parse_servers_state(text: str) -> dict[str, dict[str, ServerState]]:
         if len(fields) < len(columns):
             continue
         row = dict(zip(columns, fields, strict=False))
-        try:
-            address = ipaddress.ip_address(row["srv_addr"]).compressed
-        except ValueError:
-            address = row["srv_addr"]
+        address = row["srv_addr"]
+        if ":" in address:  # IPv4 comes canonical; a device of 10,000 servers parses faster
+            with contextlib.suppress(ValueError):
+                address = ipaddress.ip_address(address).compressed
         state = ServerState(
             backend=row["be_name"],
             name=row["srv_name"],
@@ -190,3 +191,47 @@ def frontend_status(runtime_socket: Path, frontend: str) -> str | None:
         if len(fields) > 17 and fields[0] == frontend and fields[1] == "FRONTEND":
             return fields[17]
     return None
+
+
+def frontend_statuses(runtime_socket: Path) -> dict[str, str]:
+    """Every frontend's status in one command (``show stat -1 1 -1``: frontends only)."""
+    text = command(runtime_socket, "show stat -1 1 -1", timeout=10.0)
+    found = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[1] == "FRONTEND":
+            found[fields[0]] = fields[17]
+    return found
+
+
+BULK_MIN = 16
+"""Fewer VIPs than this are always read per backend."""
+
+
+class Running:
+    """The running servers and frontends of a device, as a batch of VIPs needs them: read per
+    backend (two commands per VIP) for a few VIPs, or once for the whole device (two commands
+    in all, but the answer grows with the device) when the batch is a good part of it. Whole-
+    device answers leave out backends without servers: those read as empty."""
+
+    def __init__(self, socket: Path, wanted: int, served: int) -> None:
+        self.socket = socket
+        # Per backend ~1 ms of round trips; per server of the device ~15 us of answer to parse.
+        self.bulk = wanted >= BULK_MIN and wanted * 8 >= served
+        self._servers: dict[str, dict[str, ServerState]] | None = None
+        self._frontends: dict[str, str] | None = None
+
+    def servers(self, backend: str) -> dict[str, ServerState]:
+        """Raises :class:`NoSuchBackend` (per-backend reads only)."""
+        if not self.bulk:
+            return servers_state(self.socket, backend)
+        if self._servers is None:
+            self._servers = all_servers_state(self.socket)
+        return self._servers.get(backend, {})
+
+    def frontend(self, frontend: str) -> str | None:
+        if not self.bulk:
+            return frontend_status(self.socket, frontend)
+        if self._frontends is None:
+            self._frontends = frontend_statuses(self.socket)
+        return self._frontends.get(frontend)
