@@ -39,6 +39,9 @@ from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 log = logging.getLogger(__name__)
 
 VipKey = tuple[str, str]
+DEFERRED = "Deferred"
+MAX_DEFERRALS = 100
+"""A driver's answer for a VIP its call had no time for: not a failure, send it again."""
 
 
 class TreeReconciler:
@@ -146,6 +149,10 @@ class TreeReconciler:
             need_apply = False
         if need_apply:
             error = await self._apply(worker, tree, lb)
+            for _ in range(MAX_DEFERRALS):
+                if error is None or error.reason != DEFERRED:
+                    break
+                error = await self._apply(worker, tree, lb)  # not attempted: the next call
             if error is not None:
                 worker.applied.pop(key, None)
                 log.warning(

@@ -188,7 +188,7 @@ class FakeDriver(Driver):
                 for lb in lbs:
                     if remaining(per_vip) < per_vip:
                         outcome[lb.key] = DriverError(
-                            "fake apply: no time left in this call", reason="DriverTimeout"
+                            "fake apply: no time left in this call", reason="Deferred"
                         )
                         continue
                     time.sleep(per_vip)
