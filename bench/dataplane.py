@@ -61,7 +61,7 @@ POOL_A = "127.0.12.0/28"  # (a): the Device's addressPool
 VIP_NET_B = f"{hxdriver.NET}.13."  # (b): VIP i listens on <LBAAS_BENCH_NET>.13.<i+1>
 
 
-def _hxsupport() -> ModuleType:
+def hxsupport_module() -> ModuleType:
     """tests/dataplane/hxsupport.py (backends, clients), loaded by path: when bench/run.py
     imports this file as ``dataplane``, the tests' ``dataplane`` package is not importable."""
     name = "lbaas_bench_hxsupport"
@@ -96,7 +96,7 @@ def _ms(seconds: float) -> str:
 
 
 def member_to_first_request(work: Path, count: int = MEMBERS_TO_ADD) -> list[float]:
-    hx = _hxsupport()
+    hx = hxsupport_module()
     binary = _haproxy()
     api = Api()
     ns = f"bench-dp-{uuid.uuid4().hex[:6]}"
@@ -193,7 +193,7 @@ def _lb(i: int, port: int, backends: list[Any], weight: int = 1, **vip: Any) -> 
 
 
 def full_apply_100x10() -> dict[str, float]:
-    hx = _hxsupport()
+    hx = hxsupport_module()
     binary = _haproxy()
     state_dir = Path(tempfile.mkdtemp(prefix="lbbn-", dir="/tmp"))
     config = {"stateDir": str(state_dir), "haproxyBinary": binary}
@@ -266,13 +266,18 @@ def _load_in_one_batch(hx: ModuleType, binary: str, lbs: list[LoadBalancer]) -> 
 # -- entry points --------------------------------------------------------------------------------
 
 
-def bench_dataplane(kubeconfig: str | None = None) -> list[tuple[str, float | str]]:
-    """Both measurements as (what, value) rows; (a) needs KUBECONFIG (or ``kubeconfig``)."""
+def bench_dataplane(
+    kubeconfig: str | None = None, with_operator: bool = True
+) -> list[tuple[str, float | str]]:
+    """Both measurements as (what, value) rows; (a) needs KUBECONFIG (or ``kubeconfig``).
+    ``make bench`` leaves (a) out: bench/latency.py measures it with goals."""
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
     rows: list[tuple[str, float | str]] = []
     work = Path(tempfile.mkdtemp(prefix="lbaas-bench-dp-"))
-    if os.environ.get("KUBECONFIG"):
+    if not with_operator:
+        pass
+    elif os.environ.get("KUBECONFIG"):
         latencies = member_to_first_request(work)
         what = f"Member create -> first request served (operator, {len(latencies)} members)"
         rows += [
