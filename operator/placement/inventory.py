@@ -24,7 +24,7 @@ from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
-COUNT_PERIOD = 1.0
+COUNT_PERIOD = 3.0
 
 
 def _age(stamp: str | None) -> float:
