@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from lbaas import metrics
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.config import OperatorSettings
 from lbaas.drivers.base import (
@@ -264,7 +265,13 @@ class DeviceWorker:
             await self._set_state(phase, exc.reason, exc.user_message)
             return
         if result.ready:
+            came_back = self.phase is not None and not self.ready  # NotReady or Error
             await self._set_state(DevicePhase.READY, "Ready", result.message or "ready")
+            if came_back and self.views.synced:
+                # VIPs may have failed over while it was down, and its HAProxy was just
+                # started again from files that still hold them: take them off now, not at
+                # the next orphan check (up to a resync interval of the same VIP served twice).
+                await self.remove_orphans()
         else:
             await self._set_state(
                 DevicePhase.NOT_READY, "ProbeFailed", result.message or "not ready"
@@ -312,6 +319,7 @@ class DeviceWorker:
                 )
                 continue
             removed.append(lb.key)
+            metrics.DRIFT_REPAIRS.labels(self.name, "Orphan").inc()
             if device is not None:
                 self.reporter.warn(
                     device,

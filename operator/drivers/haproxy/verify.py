@@ -20,7 +20,10 @@ from lbaas.drivers.haproxy.render import Fragment, render_global
 from lbaas.drivers.haproxy.runtime import CLIError, NoSuchBackend, ServerState
 from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of, load_tree, read_text
 
-DEVICE_CHECK_TTL = 5.0
+DEVICE_CHECK_TTL = 1.0
+"""Seconds the device-level checks are reused. Short against any resync interval (a cached
+"in sync" must not hide an edit for longer than the interval that promises to find it), long
+enough that a device with thousands of VIPs checks itself about once a second, not per VIP."""
 UNTRUSTED = ("NotRunning", "ReloadedOutsideOperator", "PendingReload", "OutdatedCommandLine")
 """Device drifts after which the running process says nothing about the files."""
 
