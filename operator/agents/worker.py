@@ -237,6 +237,10 @@ class DeviceWorker:
         except DriverError as exc:
             log.info("device %s: member health unreadable: %s", self.name, exc.user_message)
             found = {}
+            if exc.reason != "LeaseLost":
+                # A device that cannot be read may be down or hung: probe it now rather than
+                # at the next probe tick (its Device and VIPs then say so at once).
+                self._probe_now.set()
         return {lb.key: dict(found[lb.key]) if lb.key in found else HEALTH_UNREADABLE for lb in lbs}
 
     async def read_health(self, lbs: list[LoadBalancer]) -> None:

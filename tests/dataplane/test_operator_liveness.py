@@ -11,6 +11,8 @@ its master is SIGKILLed under client load, or HAProxy dies and cannot come back.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +29,8 @@ from dataplane.opsupport import (
 )
 
 from helpers import Api, wait_for
+from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, children
+from lbaas.drivers.haproxy.runtime import QUERY_TIMEOUT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
 
@@ -169,4 +173,34 @@ def test_haproxy_that_cannot_come_back_is_reported_then_recovers(
             10,
             f"{member} ONLINE",
         )
+    assert site.serves_all()
+
+
+def test_a_hung_haproxy_turns_the_device_not_ready(
+    api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
+) -> None:
+    """A device that stops answering (its worker stopped: alive, but deaf) is NotReady within
+    the probe interval, plus a periodic read in flight when it stopped (bounded by
+    ``QUERY_TIMEOUT``, and a failed read probes at once), plus the probe's own timeout; and
+    Ready again once it answers."""
+    device = make_hx_device("127.0.70.32/28")
+    site = deploy(api, namespace, device, "hung", backends.http(1))
+    master = device.master_pid()
+    assert master is not None
+    (worker,) = children(master)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        wait_for(lambda: api.status("Device", device.name)["phase"] == "NotReady", 10, "NotReady")
+        took = time.monotonic() - stopped
+        wait_for(lambda: site.status()["operatingStatus"] == "OFFLINE", 5, "VIP OFFLINE")
+        message = api.status("Device", device.name)["message"]
+        assert "HAProxy's worker does not answer" in message, message
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    print(f"\nHAProxy worker stopped: Device NotReady after {took * 1000:.0f} ms: {message}")
+    assert took < PROBE_INTERVAL + QUERY_TIMEOUT + PROBE_TIMEOUT + 1.0
+    wait_for(lambda: api.status("Device", device.name)["phase"] == "Ready", 10, "Ready again")
+    wait_for(lambda: site.status()["operatingStatus"] == "ONLINE", 10, "VIP ONLINE again")
+    assert device.master_pid() == master  # not restarted beside the hung one
     assert site.serves_all()

@@ -107,8 +107,8 @@ def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
     """The running process against ``fragment``: servers, weights, states, frontend."""
     socket = dev.paths.runtime_socket
     try:
-        running = runtime.servers_state(socket, fragment.backend)
-        status = runtime.frontend_status(socket, fragment.frontend)
+        running = runtime.servers_state(socket, fragment.backend, runtime.QUERY_TIMEOUT)
+        status = runtime.frontend_status(socket, fragment.frontend, runtime.QUERY_TIMEOUT)
     except NoSuchBackend:
         return [Drift("BackendMissing", f"HAProxy runs no backend {fragment.backend}")]
     except CLIError as exc:
@@ -145,7 +145,7 @@ def orphans(dev: Device, expected: Collection[str]) -> list[LoadBalancer]:
     keys = {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
     if dev.supervisor.master() is not None:
         try:
-            names = runtime.backends(dev.paths.runtime_socket)
+            names = runtime.backends(dev.paths.runtime_socket, runtime.QUERY_TIMEOUT)
         except CLIError as exc:
             raise DriverError("cannot list HAProxy's backends", detail=str(exc)) from exc
         keys |= {n[3:].replace("__", "/", 1) for n in names if n.startswith("be_") and "__" in n}
