@@ -58,6 +58,7 @@ class Binder:
         self.reserved: dict[VipKey, tuple[str, str, int]] = {}  # device, address, port
         self.unscheduled: set[VipKey] = set()
         self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
+        self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
         self.inventory_version = 0
         self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
         self._queued: set[VipKey] = set()
@@ -126,6 +127,7 @@ class Binder:
         vip = self.views.vip(key)
         if vip is None:
             self.unscheduled.discard(key)
+            self.stuck.pop(key, None)
             return False
         if is_deleting(vip):
             self.unscheduled.discard(key)
@@ -146,7 +148,8 @@ class Binder:
         if not decision.eligible and self._awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP; writing an error now would be undone in a second.
-            self.unscheduled.add(key)
+            if leaving is None:
+                self.unscheduled.add(key)
             return False
         picked = await self._pick(key, spec, decision)
         # The pick ran off the loop: check it again against what was reserved meanwhile, and
@@ -166,6 +169,9 @@ class Binder:
                 )
             else:
                 reason, message = decision.reason, decision.explain()
+            if leaving is not None:
+                self._stuck(key, vip, leaving, message)
+                return False
             self.unscheduled.add(key)
             if self.inventory_version != seen:
                 self.trigger(key)  # the inventory changed while we looked: look again
@@ -294,6 +300,23 @@ class Binder:
             return str(current)  # failover keeps the address when the new pool has it
         return allocate(chosen.spec.address_pool, chosen.used_addresses)
 
+    def _stuck(self, key: VipKey, vip: Mapping[str, Any], leaving: str, message: str) -> None:
+        """A failover with nowhere to go: the VIP stays bound to ``leaving``.
+
+        Unbinding it would report it unscheduled, take its configuration off the device once
+        that is back (an orphan) and give it a new address: worse than waiting. The failover
+        loop tries again every second; a Warning Event says why, once per reason.
+        """
+        if self.stuck.get(key) == message:
+            return
+        self.stuck[key] = message
+        self.reporter.warn(
+            vip,
+            reason="FailoverPending",
+            message=f"cannot move off device {leaving} (NotReady): {message}; it stays there"
+            " and moves as soon as another device can take it",
+        )
+
     async def _write_binding(
         self, key: VipKey, vip: Mapping[str, Any], device: str, address: str, leaving: str | None
     ) -> bool:
@@ -318,6 +341,7 @@ class Binder:
             self.trigger(key)
             return False
         self.unscheduled.discard(key)
+        self.stuck.pop(key, None)
         event = self.reporter.warn if leaving else self.reporter.info
         event(latest, reason=reason, message=message)
         for callback in self.on_bound:

@@ -100,6 +100,12 @@ def test_operator_killed_at_every_step_of_an_apply(
             assert operator.proc is not None
             code = operator.proc.wait(30)
             assert code == -signal.SIGKILL, f"{point}: the operator exited with {code}"
+            # Killed mid-apply: the intent of a reload is on disk, and no status claims done.
+            if change == "limit":
+                assert device.driver_state().pending_reload, point
+                assert applied(api, "VIP", "crash", namespace) is None, point
+            elif change == "add":
+                assert applied(api, "Member", "crash-c", namespace) is None, point
             del operator.env[ENV]
             started = time.monotonic()
             operator.start()

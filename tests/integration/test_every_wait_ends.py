@@ -141,3 +141,40 @@ def test_unreadable_member_health_is_unknown_never_online(
     device.control()
     wait_for(lambda: operating("VIP", "hm") == "ONLINE", 10, "ONLINE again")
     assert operating("Member", "hm-m0") == "ONLINE"
+
+
+def test_a_failover_with_nowhere_to_go_keeps_the_vip_where_it_is(
+    api: Api, namespace: str, make_device: Callable[..., FakeDevice]
+) -> None:
+    """Reschedule, but no other device may take the VIPs (one is pinned, the other finds no
+    eligible device): they stay bound to their device, waiting, instead of losing their
+    binding (and the device its configuration) while it is down."""
+    device = make_device(failover={"policy": "Reschedule", "afterSeconds": 1})
+    pinned = tree(namespace, "pinned", members=1, monitor=False, deviceRef=device.name)
+    free = tree(namespace, "free", members=1, monitor=False)
+    create_all(api, pinned + free)
+    all_active(api, pinned + free)
+    before = {name: api.status("VIP", name, namespace)["address"] for name in ("pinned", "free")}
+    device.control(notReady=True)
+    api.wait_phase("Device", device.name, None, "NotReady", 10)
+    wait_for(
+        lambda: all(
+            any(e.reason == "FailoverPending" for e in api.events(namespace, name))
+            for name in ("pinned", "free")
+        ),
+        10,
+        "FailoverPending Events",
+    )
+    for name in ("pinned", "free"):
+        status = api.status("VIP", name, namespace)
+        assert status["device"] == device.name and status["address"] == before[name], status
+        assert status["phase"] == "Active" and status["reason"] == "DeviceNotReady", status
+    device.control()
+    for name in ("pinned", "free"):
+        wait_for(
+            lambda n=name: api.status("VIP", n, namespace).get("operatingStatus") == "ONLINE",
+            10,
+            f"{name} ONLINE",
+        )
+        assert device.vip(f"{namespace}/{name}") is not None
+    assert device.state().get("deletes", 0) == 0
