@@ -143,6 +143,9 @@ class Binder:
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, "InvalidSpec", f"spec is invalid: {exc}")
             return False
+        if leaving is not None and spec.device_ref == leaving:
+            self._stuck(key, vip, leaving, "it is pinned to that device by spec.deviceRef")
+            return False
         seen = self.inventory_version
         decision = self._decide(key, spec, exclude=leaving)
         if not decision.eligible and self._awaiting_probe(key, spec, leaving):

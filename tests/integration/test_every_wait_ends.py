@@ -165,6 +165,10 @@ def test_a_failover_with_nowhere_to_go_keeps_the_vip_where_it_is(
         10,
         "FailoverPending Events",
     )
+    (pinned_why,) = [
+        e.message for e in api.events(namespace, "pinned") if e.reason == "FailoverPending"
+    ]
+    assert "pinned to that device by spec.deviceRef" in pinned_why, pinned_why
     for name in ("pinned", "free"):
         status = api.status("VIP", name, namespace)
         assert status["device"] == device.name and status["address"] == before[name], status
