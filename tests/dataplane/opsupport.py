@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataplane.hxsupport import Backend, OperatorDevice, free_port_in, spread, wait_applied
+from dataplane.hxsupport import Backend, Load, OperatorDevice, free_port_in, spread, wait_applied
 
 from helpers import LEASE_NAMESPACE, Api, OperatorProcess
 from lbaas.api.device import DeviceSpec
@@ -124,6 +124,16 @@ def kill_master(device: OperatorDevice) -> int:
     assert pid is not None, "no HAProxy master"
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def outage(load: Load, killed: float) -> float | None:
+    """Seconds from the kill to the first request that succeeded after one that failed (the
+    old worker may answer a moment after the kill); None while traffic is not back."""
+    failed = next((t for t, ok in load.events if t >= killed and not ok), None)
+    if failed is None:
+        return 0.0 if load.first_success_after(killed + 1) else None
+    back = load.first_success_after(failed)
+    return None if back is None else back - killed
 
 
 def boot_clock() -> float:
