@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from lbaas import metrics
 from lbaas.drivers.base import DriverError
 
 if TYPE_CHECKING:  # the worker imports this module
@@ -39,6 +40,7 @@ async def remove_orphans(worker: DeviceWorker) -> list[str]:
             )
             continue
         removed.append(lb.key)
+        metrics.DRIFT_REPAIRS.labels(worker.name, "Orphan").inc()
         if device is not None:
             worker.reporter.warn(
                 device,

@@ -27,10 +27,18 @@ Call = Callable[[str, Callable[[Driver, DeviceHandle], Any]], Awaitable[Any]]
 class MemberHealth:
     """What the device last said about each VIP's members, and how to ask again."""
 
-    def __init__(self, device: str, call: Call, trigger: Callable[[VipKey, Mode], None]) -> None:
+    def __init__(
+        self,
+        device: str,
+        call: Call,
+        trigger: Callable[[VipKey, Mode], None],
+        *,
+        unreadable: Callable[[], None] = lambda: None,
+    ) -> None:
         self.device = device
         self._call = call
         self._trigger = trigger
+        self._unreadable = unreadable
         self.values: dict[VipKey, Statuses | str] = {}
         self._reader: Batcher[LoadBalancer, Statuses | str] = Batcher(
             self._read_many, key=_lb_key, missing=HEALTH_UNREADABLE
@@ -61,6 +69,10 @@ class MemberHealth:
         except DriverError as exc:
             log.info("device %s: member health unreadable: %s", self.device, exc.user_message)
             found = {}
+            if exc.reason != "LeaseLost":
+                # A device that cannot be read may be down or hung: probe it now rather than
+                # at the next probe tick (its Device and VIPs then say so at once).
+                self._unreadable()
         return {lb.key: dict(found[lb.key]) if lb.key in found else HEALTH_UNREADABLE for lb in lbs}
 
 

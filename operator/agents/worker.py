@@ -85,7 +85,7 @@ class DeviceWorker:
         self.handle_generation: Any = None
         self.phase: str | None = None
         self.message = ""
-        self.members = MemberHealth(self.name, self.call, trigger)
+        self.members = MemberHealth(self.name, self.call, trigger, unreadable=self._probe_soon)
         self.health = self.members.values
         self.applied: dict[VipKey, tuple[Any, ...]] = {}
         self._probe_now = asyncio.Event()
@@ -125,6 +125,9 @@ class DeviceWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.runner.idle(self.name)
+
+    def _probe_soon(self) -> None:
+        self._probe_now.set()
 
     def poke(self) -> None:
         """Probe now (thread-safe: drivers call it from their own threads)."""
@@ -223,7 +226,13 @@ class DeviceWorker:
             await self._set_state(phase, exc.reason, exc.user_message)
             return
         if result.ready:
+            came_back = self.phase is not None and not self.ready  # NotReady or Error
             await self._set_state(DevicePhase.READY, "Ready", result.message or "ready")
+            if came_back and self.views.synced:
+                # VIPs may have failed over while it was down, and its HAProxy was just
+                # started again from files that still hold them: take them off now, not at
+                # the next orphan check (up to a resync interval of the same VIP served twice).
+                await self.remove_orphans()
         else:
             await self._set_state(
                 DevicePhase.NOT_READY, "ProbeFailed", result.message or "not ready"

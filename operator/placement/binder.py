@@ -15,18 +15,14 @@ inventory, of a namespace's labels, or a VIP leaving a device wakes every waitin
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from lbaas.api.vip import VIPSpec
 from lbaas.config import OperatorSettings
-from lbaas.drivers.base import DeviceHandle, LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
-from lbaas.placement.addresses import allocate, pool_contains
 from lbaas.placement.candidates import CandidateView
-from lbaas.placement.scheduler import Candidate, Decision
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
 from lbaas.trees import report
@@ -57,6 +53,7 @@ class Binder:
         self.reserved: dict[VipKey, tuple[str, str, int]] = {}  # device, address, port
         self.unscheduled: set[VipKey] = set()
         self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
+        self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
         self.inventory_version = 0
         self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
         self._queued: set[VipKey] = set()
@@ -144,6 +141,7 @@ class Binder:
         vip = self.views.vip(key)
         if vip is None:
             self.unscheduled.discard(key)
+            self.stuck.pop(key, None)
             return False
         if is_deleting(vip):
             self.unscheduled.discard(key)
@@ -159,15 +157,19 @@ class Binder:
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, "InvalidSpec", f"spec is invalid: {exc}")
             return False
+        if leaving is not None and spec.device_ref == leaving:
+            self._stuck(key, vip, leaving, "it is pinned to that device by spec.deviceRef")
+            return False
         seen = self.inventory_version
         decision = self.candidates.decide(key, spec, exclude=leaving)
         if self.candidates.awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP. Binding now would pile every VIP onto the first
             # device probed, and an error written now would be undone in a second.
-            self.unscheduled.add(key)
+            if leaving is None:
+                self.unscheduled.add(key)
             return False
-        picked = await self._pick(key, spec, decision)
+        picked = await self.candidates.pick(key, spec, decision)
         # The pick ran off the loop: check it again against what was reserved meanwhile, and
         # allocate and reserve with no await in between.
         chosen = self.candidates.recheck(key, spec, picked) if picked is not None else None
@@ -176,7 +178,7 @@ class Binder:
             return False
         address = None
         if chosen is not None:
-            address = self._address(key, spec, chosen, vip, leaving)
+            address = self.candidates.address(key, spec, chosen, vip, leaving)
         if chosen is None or address is None:
             if chosen is not None:
                 reason, message = (
@@ -185,6 +187,9 @@ class Binder:
                 )
             else:
                 reason, message = decision.reason, decision.explain()
+            if leaving is not None:
+                self._stuck(key, vip, leaving, message)
+                return False
             self.unscheduled.add(key)
             if self.inventory_version != seen:
                 self.trigger(key)  # the inventory changed while we looked: look again
@@ -197,49 +202,22 @@ class Binder:
         finally:
             self.reserved.pop(key, None)
 
-    async def _pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
-        """The scheduler's choice, unless a driver's ``select_device`` prefers another."""
-        if not decision.eligible:
-            return None
-        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
-        by_driver: dict[str, list[Candidate]] = {}
-        for c in decision.eligible:
-            by_driver.setdefault(c.spec.driver, []).append(c)
-        for driver_name in sorted(by_driver):
-            group = by_driver[driver_name]
-            handles = [DeviceHandle(c.name, c.spec, c.labels) for c in group]
-            try:
-                driver = self.drivers.get(driver_name)
-                picked = await asyncio.wait_for(
-                    asyncio.to_thread(functools.partial(driver.select_device, probe, handles)),
-                    SELECT_TIMEOUT,
-                )
-            except Exception as exc:
-                log.warning("select_device of %s failed: %s", driver_name, exc)
-                picked = None
-            if picked is not None:
-                return next((c for c in group if c.name == picked.name), decision.chosen)
-        return decision.chosen
+    def _stuck(self, key: VipKey, vip: Mapping[str, Any], leaving: str, message: str) -> None:
+        """A failover with nowhere to go: the VIP stays bound to ``leaving``.
 
-    def _address(
-        self,
-        key: VipKey,
-        spec: VIPSpec,
-        chosen: Candidate,
-        vip: Mapping[str, Any],
-        leaving: str | None,
-    ) -> str | None:
-        if spec.address:
-            return spec.address
-        current = status_of(vip).get("address")
-        if (
-            leaving
-            and current
-            and pool_contains(chosen.spec.address_pool, current)
-            and current not in chosen.used_addresses
-        ):
-            return str(current)  # failover keeps the address when the new pool has it
-        return allocate(chosen.spec.address_pool, chosen.used_addresses)
+        Unbinding it would report it unscheduled, take its configuration off the device once
+        that is back (an orphan) and give it a new address: worse than waiting. The failover
+        loop tries again every second; a Warning Event says why, once per reason.
+        """
+        if self.stuck.get(key) == message:
+            return
+        self.stuck[key] = message
+        self.reporter.warn(
+            vip,
+            reason="FailoverPending",
+            message=f"cannot move off device {leaving} (NotReady): {message}; it stays there"
+            " and moves as soon as another device can take it",
+        )
 
     async def _write_binding(
         self, key: VipKey, vip: Mapping[str, Any], device: str, address: str, leaving: str | None
@@ -265,6 +243,7 @@ class Binder:
             self.trigger(key)
             return False
         self.unscheduled.discard(key)
+        self.stuck.pop(key, None)
         event = self.reporter.warn if leaving else self.reporter.info
         event(latest, reason=reason, message=message)
         for callback in self.on_bound:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import DriverError, LoadBalancer
+from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.placement.addresses import allocate, pool_contains
 from lbaas.placement.scheduler import Candidate, Decision, schedule
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
+log = logging.getLogger(__name__)
+
 VipKey = tuple[str, str]
+SELECT_TIMEOUT = 5.0
+"""Seconds a driver's ``select_device`` may take (it runs in a thread, off any Lease)."""
 Reservations = dict[VipKey, tuple[str, str, int]]
 """VIP → (device, address, port) chosen but not yet written."""
 
@@ -136,3 +143,47 @@ class CandidateView:
                 )
             )
         return found
+
+    async def pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
+        """The scheduler's choice, unless a driver's ``select_device`` prefers another."""
+        if not decision.eligible:
+            return None
+        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
+        by_driver: dict[str, list[Candidate]] = {}
+        for c in decision.eligible:
+            by_driver.setdefault(c.spec.driver, []).append(c)
+        for driver_name in sorted(by_driver):
+            group = by_driver[driver_name]
+            handles = [DeviceHandle(c.name, c.spec, c.labels) for c in group]
+            try:
+                driver = self.drivers.get(driver_name)
+                picked = await asyncio.wait_for(
+                    asyncio.to_thread(functools.partial(driver.select_device, probe, handles)),
+                    SELECT_TIMEOUT,
+                )
+            except Exception as exc:
+                log.warning("select_device of %s failed: %s", driver_name, exc)
+                picked = None
+            if picked is not None:
+                return next((c for c in group if c.name == picked.name), decision.chosen)
+        return decision.chosen
+
+    def address(
+        self,
+        key: VipKey,
+        spec: VIPSpec,
+        chosen: Candidate,
+        vip: Mapping[str, Any],
+        leaving: str | None,
+    ) -> str | None:
+        if spec.address:
+            return spec.address
+        current = status_of(vip).get("address")
+        if (
+            leaving
+            and current
+            and pool_contains(chosen.spec.address_pool, current)
+            and current not in chosen.used_addresses
+        ):
+            return str(current)  # failover keeps the address when the new pool has it
+        return allocate(chosen.spec.address_pool, chosen.used_addresses)

@@ -123,6 +123,9 @@ class Inventory:
             return
         status = status_of(device)
         if status.get("phase") == DevicePhase.READY or not status.get("notReadySince"):
+            if self.binder.stuck:  # back: a later failure says again why they cannot move
+                for key in self.views.bound_vips(str(meta_of(device)["name"])):
+                    self.binder.stuck.pop(key, None)
             return
         if _age(status.get("notReadySince")) < int(failover.get("afterSeconds", 60)):
             return

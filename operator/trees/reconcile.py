@@ -219,6 +219,7 @@ class TreeReconciler:
     def _repaired(self, worker: DeviceWorker, tree: Tree, drifts: list[Drift]) -> None:
         """A Warning Event and a metric per repaired drift (after the repair succeeded)."""
         what = "; ".join(f"{d.kind}: {d.message}" for d in drifts[:5])
+        log.info("%s on %s: drift repaired: %s", tree.vip.name, worker.name, what)
         self.reporter.warn(
             tree.vip.snap,
             reason="DriftRepaired",

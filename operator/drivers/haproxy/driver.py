@@ -142,7 +142,7 @@ class HAProxyDriver(Driver):
         """One ``show servers state`` for the whole device."""
         with self._device(device) as dev:
             try:
-                running = runtime.all_servers_state(dev.paths.runtime_socket)
+                running = runtime.all_servers_state(dev.paths.runtime_socket, runtime.QUERY_TIMEOUT)
             except CLIError as exc:
                 raise DriverError(
                     "cannot read member status: HAProxy's runtime API does not answer",

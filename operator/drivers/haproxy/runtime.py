@@ -17,6 +17,11 @@ from pathlib import Path
 
 from lbaas.drivers.haproxy.timing import DriverTimeout, budget, expired
 
+QUERY_TIMEOUT = 2.0
+"""Seconds a read-only query of the periodic checks (member health, ``verify``, ``orphans``)
+may wait. A deaf HAProxy must not hold its device for a whole driver call with each of them:
+the probe, queued behind them (one call at a time per device), would report it late."""
+
 
 class CLIError(Exception):
     """The socket did not answer, or HAProxy refused the command."""
@@ -164,28 +169,32 @@ class NoSuchBackend(CLIError):
     """The running process has no such backend."""
 
 
-def servers_state(runtime_socket: Path, backend: str) -> dict[str, ServerState]:
+def servers_state(
+    runtime_socket: Path, backend: str, timeout: float = 5.0
+) -> dict[str, ServerState]:
     """The servers of ``backend`` (raises :class:`NoSuchBackend`)."""
-    text = command(runtime_socket, f"show servers state {backend}")
+    text = command(runtime_socket, f"show servers state {backend}", timeout)
     if text.startswith("Can't find backend"):
         raise NoSuchBackend(f"no backend {backend} in the running HAProxy")
     return parse_servers_state(text).get(backend, {})
 
 
-def all_servers_state(runtime_socket: Path) -> dict[str, dict[str, ServerState]]:
+def all_servers_state(
+    runtime_socket: Path, timeout: float = 10.0
+) -> dict[str, dict[str, ServerState]]:
     """Every backend's servers in one command (device-wide health, post-reload checks)."""
-    return parse_servers_state(command(runtime_socket, "show servers state", timeout=10.0))
+    return parse_servers_state(command(runtime_socket, "show servers state", timeout))
 
 
-def backends(runtime_socket: Path) -> list[str]:
+def backends(runtime_socket: Path, timeout: float = 5.0) -> list[str]:
     """Names of the running process's backends (``show backend``)."""
-    text = command(runtime_socket, "show backend")
+    text = command(runtime_socket, "show backend", timeout)
     return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
 
 
-def frontend_status(runtime_socket: Path, frontend: str) -> str | None:
+def frontend_status(runtime_socket: Path, frontend: str, timeout: float = 5.0) -> str | None:
     """``OPEN`` / ``STOP`` (disabled) ... of a frontend, None if the process has none."""
-    text = command(runtime_socket, f"show stat {frontend} 1 -1")
+    text = command(runtime_socket, f"show stat {frontend} 1 -1", timeout)
     for line in text.splitlines():
         fields = line.split(",")
         if len(fields) > 17 and fields[0] == frontend and fields[1] == "FRONTEND":

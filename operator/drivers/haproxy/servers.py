@@ -38,7 +38,8 @@ DELETE_RETRY_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Op:
-    """One runtime change of one server: ``add``, ``delete``, ``weight`` or ``state``."""
+    """One runtime change of one server: ``add``, ``delete``, ``weight``, ``state`` or
+    ``address`` (after a reload only, see :func:`reconcile`)."""
 
     kind: str
     backend: str
@@ -99,6 +100,12 @@ def execute(runtime_socket: Path, ops: list[Op]) -> None:
                 answer = runtime.command(runtime_socket, line).strip()
                 if answer != "New server registered.":
                     raise CLIError(f"{line!r}: {answer}")
+            elif op.kind == "address":
+                # Answers what it did ("IP changed from ...", "no need to change the addr,
+                # port changed from ...", "nothing changed"); anything else is a refusal.
+                answer = runtime.command(runtime_socket, line).strip()
+                if "changed" not in answer:
+                    raise CLIError(f"{line!r}: {answer}")
             else:
                 runtime.expect_empty(runtime_socket, line)
             faults.point("runtime-command")
@@ -123,6 +130,8 @@ def _commands(op: Op) -> list[str]:
         return lines
     if op.kind == "weight":
         return [f"set server {target} weight {want.weight}"]
+    if op.kind == "address":
+        return [f"set server {target} addr {want.address} port {want.port}"]
     return [f"set server {target} state {'ready' if want.enabled else 'maint'}"]
 
 
@@ -143,18 +152,27 @@ def reconcile(
     fragments: Mapping[str, Fragment],
     running: Mapping[str, Mapping[str, ServerState]],
 ) -> int:
-    """After a reload: make every backend's weights and states what the files say.
+    """After a reload: make every backend's ports, weights and states what the files say.
 
     The server-state file carries runtime values over a reload, which is what keeps health
-    state; it also carries a weight or a maintenance set by hand, which this undoes. Only
-    weight and state: the servers themselves were just read from the files. Returns the
-    number of commands sent.
+    state; it also carries a weight or a maintenance set by hand, which this undoes, and a
+    server's *port* (HAProxy 2.6 applies ``srv_port`` from the file over the configured one):
+    a member whose port changed in the same apply as a reload, or a port set by hand, would
+    keep serving the old one until the next verification. So a server running at another
+    address or port than its line is set back with ``set server ... addr ... port ...``.
+    The servers themselves were just read from the files: none is added or removed here.
+    Returns the number of commands sent.
     """
     sent = 0
     for fragment in fragments.values():
         have = running.get(fragment.backend, {})
         ops = plan(fragment, {}, have) or []
-        tunes = [op for op in ops if op.kind in ("weight", "state")]
+        moved = [
+            Op("address", fragment.backend, name, want)
+            for name, want in fragment.server_map().items()
+            if name in have and (have[name].address, have[name].port) != (want.address, want.port)
+        ]
+        tunes = moved + [op for op in ops if op.kind in ("weight", "state")]
         execute(runtime_socket, tunes)
         sent += len(tunes)
     return sent
