@@ -32,7 +32,6 @@ from lbaas.views import Views, is_deleting, spec_of, status_of
 log = logging.getLogger(__name__)
 
 VipKey = tuple[str, str]
-SELECT_TIMEOUT = 5.0
 
 
 class Binder:
