@@ -186,6 +186,24 @@ def all_servers_state(
     return parse_servers_state(command(runtime_socket, "show servers state", timeout))
 
 
+def current_sessions(runtime_socket: Path, backend: str, server: str) -> int:
+    """Requests ``backend/server`` is serving now (``scur`` of ``show stat``); 0 when gone."""
+    text = command(runtime_socket, f"show stat {backend} 4 -1", 2.0)
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return 0
+    header = lines[0][2:].split(",")
+    try:
+        name, scur = header.index("svname"), header.index("scur")
+    except ValueError:
+        return 0
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) > max(name, scur) and fields[name] == server:
+            return int(fields[scur] or 0)
+    return 0
+
+
 def backends(runtime_socket: Path, timeout: float = 5.0) -> list[str]:
     """Names of the running process's backends (``show backend``)."""
     text = command(runtime_socket, "show backend", timeout)

@@ -16,10 +16,12 @@ What 2.6 supports and what it does not (checked against 2.6.12):
   count, as a server read from the file does.
 - It has no ``cookie`` keyword: with HTTP_COOKIE persistence, adding or removing a member is a
   reload (the fragment's structure digest includes the server set then).
-- ``del server`` needs the server in maintenance and without connections: the plan sends
-  ``state maint``, ``shutdown sessions server`` (established connections to a deleted member
-  are closed) and retries ``del server`` briefly; if it still fails the apply falls back to a
-  reload, which never cuts a connection.
+- ``del server`` needs the server in maintenance and without connections. The plan first
+  sets it to ``drain`` (no new connection goes to it) and waits, up to ``DRAIN_SECONDS`` and
+  the call's deadline, for the requests in flight to finish (``scur`` of ``show stat``), so a
+  member removed under load cuts no request; then ``state maint``, ``shutdown sessions
+  server`` for what is still open, and ``del server``, retried briefly; if that still fails
+  the apply falls back to a reload, which never cuts a connection.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lbaas.drivers.base import remaining
 from lbaas.drivers.haproxy import faults, runtime
 from lbaas.drivers.haproxy.render import Fragment, Server
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState
 
 DELETE_RETRY_SECONDS = 0.5
+DRAIN_SECONDS = 2.0
+"""How long a removed member's requests in flight may take to finish before they are cut."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,12 @@ def execute(runtime_socket: Path, ops: list[Op]) -> None:
     """Send ``ops``; raise CLIError when HAProxy refuses one (the caller then reloads)."""
     for op in ops:
         for line in _commands(op):
+            if (
+                line.startswith("set server ")
+                and line.endswith(" state maint")
+                and (op.kind == "delete")
+            ):
+                _drained(runtime_socket, op.backend, op.server)
             if line.startswith("del server "):
                 _delete(runtime_socket, line)
             elif line.startswith("add server "):
@@ -116,6 +127,7 @@ def _commands(op: Op) -> list[str]:
     want = op.want
     if op.kind == "delete":
         return [
+            f"set server {target} state drain",
             f"set server {target} state maint",
             f"shutdown sessions server {target}",
             f"del server {target}",
@@ -133,6 +145,15 @@ def _commands(op: Op) -> list[str]:
     if op.kind == "address":
         return [f"set server {target} addr {want.address} port {want.port}"]
     return [f"set server {target} state {'ready' if want.enabled else 'maint'}"]
+
+
+def _drained(runtime_socket: Path, backend: str, server: str) -> None:
+    """Wait (bounded) until ``server`` serves no request any more (it takes no new ones)."""
+    deadline = time.monotonic() + remaining(DRAIN_SECONDS)
+    while time.monotonic() < deadline:
+        if runtime.current_sessions(runtime_socket, backend, server) == 0:
+            return
+        time.sleep(0.005)
 
 
 def _delete(runtime_socket: Path, line: str) -> None:
