@@ -132,6 +132,7 @@ def test_add_commands_enable_health_before_ready() -> None:
     ]
     (delete,) = servers.plan(fragment(), {}, {"a": running("a")}) or []
     assert servers._commands(delete) == [
+        "set server be_ns__web/a state drain",
         "set server be_ns__web/a state maint",
         "shutdown sessions server be_ns__web/a",
         "del server be_ns__web/a",
