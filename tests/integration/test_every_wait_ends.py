@@ -48,7 +48,7 @@ def test_address_in_use_names_the_holder_and_retries_when_it_goes(
     body = api.wait_phase("VIP", "alpha", namespace, "Error", 15, reason="AddressInUse")
     message = body["status"]["message"]
     assert f"VIP {namespace}/zeta" in message and f"{namespace}/alpha" not in message, message
-    assert api.status("Pool", "alpha", namespace)["phase"] == "Pending"
+    api.wait_phase("Pool", "alpha", namespace, "Pending", 10, reason="VIPNotScheduled")
 
     api.delete("VIP", "zeta", namespace)
     api.wait_gone("VIP", "zeta", namespace)
