@@ -134,29 +134,34 @@ class Counter:
     def _run(self, plural: str) -> None:
         api = _client()
         while not self.stop.is_set():
-            listed = api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)
-            with self.lock:
-                for item in listed["items"]:
-                    self.state[(plural, item["metadata"]["name"])] = self.done(item)
-            version = listed["metadata"]["resourceVersion"]
-            watch = kubernetes.watch.Watch()
             try:
-                for event in watch.stream(
-                    api.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    plural,
-                    resource_version=version,
-                    timeout_seconds=30,
-                ):
-                    item = event["object"]
-                    with self.lock:
-                        self.state[(plural, item["metadata"]["name"])] = self.done(item)
-                    if self.stop.is_set():
-                        return
-            except Exception:  # the watch expired or broke: list again
-                continue
+                self._list_and_watch(api, plural)
+            except Exception as exc:  # an overloaded API server times out: list again
+                print(f"  (counter: {plural}: {type(exc).__name__}; listing again)", flush=True)
+                time.sleep(1)
+
+    def _list_and_watch(self, api: Any, plural: str) -> None:
+        listed = api.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, _request_timeout=120
+        )
+        with self.lock:
+            for item in listed["items"]:
+                self.state[(plural, item["metadata"]["name"])] = self.done(item)
+        watch = kubernetes.watch.Watch()
+        for event in watch.stream(
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            plural,
+            resource_version=listed["metadata"]["resourceVersion"],
+            timeout_seconds=60,
+        ):
+            item = event["object"]
+            with self.lock:
+                self.state[(plural, item["metadata"]["name"])] = self.done(item)
+            if self.stop.is_set():
+                return
 
 
 def active(item: dict[str, Any]) -> bool:
@@ -227,6 +232,7 @@ def baseline(work: Path, namespace: str, total: int, limit: float) -> tuple[floa
         try:
             took = wait_count(counter, total, started, limit)
             rss = peak_rss_mb(proc.pid)
+            print(f"  bare kopf: {took:.1f} s", flush=True)
         finally:
             proc.terminate()
             try:
@@ -276,6 +282,7 @@ def cold_and_warm(
         started = time.monotonic()
         proc.start()
         figures["cold"] = wait_count(counter, total, started, limit)
+        print(f"  cold start: {figures['cold']:.1f} s", flush=True)
         text = proc.metrics()
         figures["writes"] = metric(text, "lbaas_api_writes_total")
         for resource in (*KINDS, "devices", "events"):
