@@ -12,7 +12,10 @@ sees a half-updated view.
   cache (objects missing from it are reported deleted).
 - ``offer`` puts an object the operator itself wrote (the API's answer) into the cache at
   once, when it is newer than the cached one; its watch echo is then no change and wakes
-  nobody. At 13,000 objects that halves the events the operator handles.
+  nobody. At 13,000 objects that halves the events the operator handles. A deleted object
+  leaves a tombstone (its last resourceVersion) so that a write's answer arriving after
+  the deletion event (the agent dropping a VIP's finalizer: the API answers with the
+  object it then deletes) cannot bring it back into the cache as a ghost.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ Key = tuple[str, str]
 """(namespace, name); namespace is "" for cluster-scoped objects."""
 Obj = dict[str, Any]
 WATCH_TIMEOUT = 290
+TOMBSTONES = 4096
+"""Deleted keys remembered (with their last resourceVersion) against late ``offer``s."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class Informer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._relisted = 0
+        self._tombstones: dict[Key, int] = {}
 
     def __repr__(self) -> str:
         return f"Informer({self.resource.plural}, {self.namespace or 'all'})"
@@ -168,6 +174,7 @@ class Informer:
             self._store(key, obj)
         for key in [k for k in self.cache if k not in seen]:
             old = self.cache.pop(key)
+            self._bury(key, old)
             self._emit(Change(self.resource, key, old, None))
         self._relisted += 1
         if not self.synced.is_set():
@@ -178,10 +185,17 @@ class Informer:
         key = key_of(obj)
         if kind == "DELETED":
             old = self.cache.pop(key, None)
+            self._bury(key, obj)
             if old is not None:
                 self._emit(Change(self.resource, key, old, None))
             return
         self._store(key, obj)
+
+    def _bury(self, key: Key, obj: Obj) -> None:
+        self._tombstones.pop(key, None)
+        self._tombstones[key] = version_of(obj)
+        if len(self._tombstones) > TOMBSTONES:
+            del self._tombstones[next(iter(self._tombstones))]
 
     def _store(self, key: Key, obj: Obj) -> None:
         old = self.cache.get(key)
@@ -210,7 +224,13 @@ class Informer:
             return
         obj.setdefault("kind", self.resource.kind)
         obj.setdefault("apiVersion", self.resource.api_version)
-        self._store(key_of(obj), trim(obj, keep_annotations=self.keep_annotations))
+        key = key_of(obj)
+        if key in self._tombstones and version_of(obj) <= self._tombstones[key]:
+            return  # deleted after this write: the watch said so already
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return  # its last finalizer is gone: the API server deletes it now
+        self._store(key, trim(obj, keep_annotations=self.keep_annotations))
 
     def _emit(self, change: Change) -> None:
         for handler in self.handlers:
