@@ -119,16 +119,20 @@ class Reporter:
         return out
 
     async def service_load_balancer(self, service: Obj, load_balancer: Mapping[str, Any]) -> bool:
-        """A Service's ``status.loadBalancer`` (merge patch: the Service is not ours)."""
+        """A Service's ``status.loadBalancer`` (merge patch: the Service is not ours).
+
+        Keys left out of ``load_balancer`` are removed (a merge patch keeps what it does not
+        name, so ``{}`` alone would never clear an ``ingress``)."""
         current = (service.get("status") or {}).get("loadBalancer") or {}
         if current == load_balancer:
             return True
         meta = service["metadata"]
+        patch = {**{k: None for k in current if k not in load_balancer}, **load_balancer}
         written = await self.kube.merge_patch(
             SERVICES,
             meta["namespace"],
             meta["name"],
-            {"status": {"loadBalancer": dict(load_balancer)}},
+            {"status": {"loadBalancer": patch}},
             sub="status",
         )
         if written is not None and SERVICES in self.informers:
