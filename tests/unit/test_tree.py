@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import LoadBalancer
 from lbaas.kube.client import trim
 from lbaas.status import vip_operating_status
-from lbaas.drivers.base import LoadBalancer
 from lbaas.trees.tree import build_tree
 
 NS = "team-a"
