@@ -36,7 +36,14 @@ from lbaas.controller import Controller
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer
-from lbaas.kube.resources import DEVICES, NAMESPACES, TREE_KINDS, Resource
+from lbaas.kube.resources import (
+    DEVICES,
+    ENDPOINT_SLICES,
+    NAMESPACES,
+    SERVICES,
+    TREE_KINDS,
+    Resource,
+)
 from lbaas.reporter import Reporter
 from lbaas.views import Views, is_deleting, spec_of
 
@@ -46,7 +53,9 @@ Role = Literal["run", "controller", "agent"]
 
 
 def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Resource, Informer]:
-    """What a role watches: trees (in the watched namespaces), Devices, Namespaces."""
+    """What a role watches: trees (in the watched namespaces), Devices, Namespaces; the
+    controller also Services (annotations kept: they configure the load balancer) and their
+    EndpointSlices."""
     informers: dict[Resource, Informer] = {}
     namespaces: list[str | None] = list(settings.namespaces) or [None]
     if len(namespaces) > 1:
@@ -56,6 +65,10 @@ def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Re
     informers[DEVICES] = Informer(kube, DEVICES)
     if role in ("run", "controller"):
         informers[NAMESPACES] = Informer(kube, NAMESPACES)
+        informers[SERVICES] = Informer(
+            kube, SERVICES, namespace=namespaces[0], keep_annotations=True
+        )
+        informers[ENDPOINT_SLICES] = Informer(kube, ENDPOINT_SLICES, namespace=namespaces[0])
     return informers
 
 
@@ -95,7 +108,11 @@ class Process:
         s = self.settings
         if self.role in ("run", "controller"):
             self.controller = Controller(
-                settings=s, views=self.views, reporter=self.reporter, drivers=self.drivers
+                settings=s,
+                views=self.views,
+                reporter=self.reporter,
+                drivers=self.drivers,
+                kube=self.kube,
             )
             self.elector = LeaderElector(
                 store,
