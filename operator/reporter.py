@@ -142,19 +142,26 @@ class Reporter:
     # ---- finalizers --------------------------------------------------------------------------
 
     async def finalizer(self, obj: Mapping[str, Any], *, present: bool) -> bool:
-        """Add or remove our finalizer (other finalizers stay). False when the object is gone."""
+        """Add or remove our finalizer (other finalizers stay). False when the object is gone
+        or is another object now (conditional on its uid: never recreates a deleted one)."""
         meta = obj["metadata"]
         if (FINALIZER in (meta.get("finalizers") or ())) == present:
             return True
         resource = BY_KIND[obj["kind"]]
-        written = await self.kube.apply_finalizer(
-            resource,
-            meta.get("namespace"),
-            meta["name"],
-            FINALIZER,
-            present=present,
-            manager=FINALIZER_MANAGER,
-        )
+        try:
+            written = await self.kube.apply_finalizer(
+                resource,
+                meta.get("namespace"),
+                meta["name"],
+                FINALIZER,
+                present=present,
+                manager=FINALIZER_MANAGER,
+                uid=meta.get("uid"),
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # that object is gone (or was replaced by a new one)
+                return False
+            raise
         if written is not None and resource in self.informers:
             self.informers[resource].offer(written)
         return written is not None
