@@ -8,4 +8,5 @@ EndpointSlices; the trees are then served like any hand-written one (binder, age
 - :mod:`~lbaas.services.translate`: Service + slices + options → desired objects, and the
   Service's ``status.loadBalancer`` from the VIPs (pure).
 - :mod:`~lbaas.services.controller`: the loop keyed by Service, in the controller role.
+- :mod:`~lbaas.services.notices`: the Warning Events a Service gets, each said once.
 """

@@ -18,7 +18,8 @@ EndpointSlices or one of its generated objects changing queues it again. A recon
    must not turn into traffic sent to dead addresses).
 4. ``status.loadBalancer`` once every VIP is settled (Active or Error), through the reporter.
 
-Errors of generated objects reach the Service as Warning Events (``on_change``).
+What the Service is told (Warning Events, once per distinct message; the errors of its
+generated objects) is :class:`~lbaas.services.notices.Notices`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from lbaas import metrics
 from lbaas.config import OperatorSettings
 from lbaas.kube.client import APPLY, Kube
 from lbaas.kube.informer import Change, Key, Obj
@@ -38,6 +40,7 @@ from lbaas.kube.resources import MEMBERS, MONITORS, POOLS, VIPS, Resource
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.services import translate
 from lbaas.services.annotations import Options, parse
+from lbaas.services.notices import Notices
 from lbaas.views import (
     SERVICE_LABEL,
     SLICE_SERVICE_LABEL,
@@ -57,8 +60,6 @@ KINDS: dict[str, Resource] = {
     "Member": MEMBERS,
     "HealthMonitor": MONITORS,
 }
-RELAY_DELAY = 0.5
-"""Seconds over which errors of a Service's objects are gathered into one Event."""
 WAVES = (("VIP",), ("Pool",), ("HealthMonitor", "Member"))
 
 
@@ -79,10 +80,9 @@ class ServiceController:
         self._running: set[Key] = set()
         self._again: set[Key] = set()
         self._failures: dict[Key, int] = {}
-        self._said: dict[tuple[Key, str], str] = {}  # (service, reason) -> last message
         self._workers: list[asyncio.Task[None]] = []
-        # service -> (reason, message) -> "Kind name" of the objects in that error
-        self._errors: dict[Key, dict[tuple[str, str], list[str]]] = {}
+        self._deleted: set[str] = set()  # uids deleted, not yet reported gone by the watch
+        self.notices = Notices(views=views, reporter=reporter)
 
     # ---- the queue ---------------------------------------------------------------------------
 
@@ -103,6 +103,7 @@ class ServiceController:
         self._queued.clear()
         self._running.clear()
         self._again.clear()
+        self._deleted.clear()
 
     def trigger(self, key: Key) -> None:
         if key in self._running:
@@ -155,51 +156,14 @@ class ServiceController:
                 if service and self._concerns(self.views.service(namespace, str(service))):
                     self.trigger((namespace, str(service)))
         elif kind in KINDS:
-            for obj in (change.old, change.new):
-                service = (meta_of(obj).get("labels") or {}).get(SERVICE_LABEL)
-                if service:
-                    self.trigger((namespace, str(service)))
-            self._relay_error(change)
-
-    def _relay_error(self, change: Change) -> None:
-        """A generated object turning Error (or changing its error): say so on the Service.
-
-        A failed apply turns a whole tree Error at once, with one message; the errors are
-        gathered for ``RELAY_DELAY`` and posted as one Event per distinct error, naming the
-        VIP when it is among them, so a driver error is one Event, not one per object."""
-        new, old = status_of(change.new), status_of(change.old)
-        if new.get("phase") != "Error" or (old.get("phase"), old.get("message")) == (
-            "Error",
-            new.get("message"),
-        ):
-            return
-        service = (meta_of(change.new).get("labels") or {}).get(SERVICE_LABEL)
-        if not service:
-            return
-        key = (change.key[0], str(service))
-        error = (str(new.get("reason") or "Error"), str(new.get("message") or ""))
-        if key not in self._errors:
-            asyncio.get_running_loop().call_later(RELAY_DELAY, self._post_errors, key)
-        self._errors.setdefault(key, {}).setdefault(error, []).append(
-            f"{change.resource.kind} {change.key[1]}"
-        )
-
-    def _post_errors(self, key: Key) -> None:
-        svc = self.views.service(*key)
-        for (reason, message), objects in self._errors.pop(key, {}).items():
-            if svc is None:
-                break
-            objects.sort(key=lambda o: not o.startswith("VIP "))
-            more = f" (and {len(objects) - 1} more of its objects)" if len(objects) > 1 else ""
-            self.reporter.warn(svc, reason=reason, message=f"{objects[0]}{more}: {message}")
-
-    def _say(self, key: Key, service: Obj, reason: str, message: str | None) -> None:
-        """A Warning Event once per distinct message (reconciles are frequent); None clears."""
-        if message is None:
-            self._said.pop((key, reason), None)
-        elif self._said.get((key, reason)) != message:
-            self._said[(key, reason)] = message
-            self.reporter.warn(service, reason=reason, message=message)
+            if change.new is None:
+                self._deleted.discard(str(meta_of(change.old).get("uid")))
+            if _matters(change):
+                for obj in (change.old, change.new):
+                    service = (meta_of(obj).get("labels") or {}).get(SERVICE_LABEL)
+                    if service:
+                        self.trigger((namespace, str(service)))
+            self.notices.relay_error(change)
 
     # ---- one Service ---------------------------------------------------------------------------
 
@@ -215,9 +179,9 @@ class ServiceController:
         generated = self._generated(key)
         annotations = meta_of(service).get("annotations") or {}
         options, problems = parse(annotations, spec_of(service).get("loadBalancerIP"))
-        self._say(key, service, "InvalidAnnotation", _problems(problems))
+        self.notices.say(key, service, "InvalidAnnotation", _problems(problems))
         for note in options.notes:
-            self._say(key, service, "Deprecated", note)
+            self.notices.say(key, service, "Deprecated", note)
         vips = [o for o in generated if o["kind"] == "VIP"]
         slices = self.views.endpoint_slices(*key)
         want = translate.desired(service, slices, Options() if problems else options, vips)
@@ -230,8 +194,8 @@ class ServiceController:
                 if k[0] == "Member" and b["spec"]["poolRef"] in pools
             }
         await self._write(key, service, want.objects, generated, kinds)
-        self._say(key, service, "UnsupportedProtocol", _unsupported(want.unsupported))
-        self._say(
+        self.notices.say(key, service, "UnsupportedProtocol", _unsupported(want.unsupported))
+        self.notices.say(
             key,
             service,
             "TargetPortNotFound",
@@ -266,7 +230,7 @@ class ServiceController:
                         continue  # a deleting one: applied again once it is gone
                 todo.append(self._apply(body, refused))
             await asyncio.gather(*todo)
-        self._say(
+        self.notices.say(
             key,
             service,
             "NameConflict",
@@ -274,7 +238,7 @@ class ServiceController:
             if conflicts
             else None,
         )
-        self._say(key, service, "Rejected", "; ".join(refused) or None)
+        self.notices.say(key, service, "Rejected", "; ".join(refused) or None)
         stale = [
             o
             for o in generated
@@ -303,6 +267,7 @@ class ServiceController:
                 raise
             refused.append(f"{body['kind']} {meta['name']}: {_api_message(exc)}")
             return
+        metrics.SERVICE_WRITES.labels(body["kind"], "apply").inc()
         informer = self.views.informers.get(resource)
         if informer is not None and written:
             informer.offer(dict(written))
@@ -311,18 +276,27 @@ class ServiceController:
         """VIPs first, so the agent removes each tree whole rather than member by member."""
         objs = list(objs)
         for first in (True, False):
-            await asyncio.gather(
-                *(
-                    self.kube.delete(KINDS[o["kind"]], meta_of(o)["namespace"], meta_of(o)["name"])
-                    for o in objs
-                    if (o["kind"] == "VIP") == first
-                )
-            )
+            batch = [o for o in objs if (o["kind"] == "VIP") == first]
+            await asyncio.gather(*(self._delete_one(o) for o in batch))
+
+    async def _delete_one(self, obj: Obj) -> None:
+        """Delete once: until the watch reports it gone, the cache still holds the object,
+        and a reconcile in between must not send the same delete again."""
+        meta = meta_of(obj)
+        uid = str(meta.get("uid"))
+        if uid in self._deleted:
+            return
+        self._deleted.add(uid)
+        try:
+            if await self.kube.delete(KINDS[obj["kind"]], meta["namespace"], meta["name"]):
+                metrics.SERVICE_WRITES.labels(obj["kind"], "delete").inc()
+        except Exception:
+            self._deleted.discard(uid)
+            raise
 
     async def _remove(self, key: Key, service: Obj | None) -> None:
         """Take the Service's trees off the devices and out of the cluster, then let it go."""
-        for said in [k for k in self._said if k[0] == key]:
-            del self._said[said]
+        self.notices.forget(key)
         generated = self._generated(key)
         await self._delete(o for o in generated if not is_deleting(o))
         vips = [o for o in generated if o["kind"] == "VIP"]
@@ -363,6 +337,23 @@ class ServiceController:
                 self.reporter.info(
                     latest, reason="IPAllocated", message=f"serving on {', '.join(after)}"
                 )
+
+
+_META = ("generation", "labels", "ownerReferences", "deletionTimestamp")
+_VIP_STATUS = ("phase", "reason", "address", "device")
+
+
+def _matters(change: Change) -> bool:
+    """Whether a generated object's change can change what its Service should have or
+    show: created, deleted, its spec or ownership, or a VIP's phase or placement (members'
+    health, rewritten every few seconds, cannot)."""
+    old, new = meta_of(change.old), meta_of(change.new)
+    if change.old is None or change.new is None or any(old.get(k) != new.get(k) for k in _META):
+        return True
+    if change.resource.kind != "VIP":
+        return False
+    before, after = status_of(change.old), status_of(change.new)
+    return any(before.get(k) != after.get(k) for k in _VIP_STATUS)
 
 
 def _api_message(exc: ApiException) -> str:

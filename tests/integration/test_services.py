@@ -4,13 +4,14 @@ a fake device whose state file shows what reached it."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from svcsupport import Svc, delete_services
 
-from helpers import Api, FakeDevice, wait_for
+from helpers import Api, FakeDevice, OperatorProcess, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -29,6 +30,10 @@ def cleanup(api: Api, namespace: str) -> Iterator[None]:
     for item in api.custom.list_cluster_custom_object("lbaas.dev", "v1alpha1", "devices")["items"]:
         if item["metadata"]["name"].startswith(f"{namespace}-"):
             api.delete("Device", item["metadata"]["name"])
+
+
+def diff(after: dict[tuple[str, str], float], before: dict[tuple[str, str], float]) -> dict:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
 def on_device(device: FakeDevice, namespace: str) -> dict[str, list[str]]:
@@ -102,19 +107,33 @@ def test_service_gets_a_tree_per_port_and_an_external_ip(
     assert "vip.lbaas.dev/web-80" in listed and "member.lbaas.dev/web-443-10-1-0-2-8443" in listed
 
 
+def writes(operator: OperatorProcess) -> dict[tuple[str, str], float]:
+    """The Services controller's writes so far: (kind, apply|delete) -> count."""
+    found = {}
+    for line in operator.metrics().splitlines():
+        match = re.match(
+            r'lbaas_service_object_writes_total\{kind="(\w+)",op="(\w+)"\} (\S+)', line
+        )
+        if match:
+            found[(match[1], match[2])] = float(match[3])
+    return found
+
+
 def test_members_follow_the_endpoints_and_only_changes_are_written(
-    api: Api, namespace: str, make_device: Callable[..., FakeDevice]
+    operator: OperatorProcess, api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
     device = make_device()
     svc = ready_service(api, namespace, device)
-    before = svc.versions()
+    time.sleep(0.5)  # the last statuses of the first apply
+    before, generations, sent = svc.versions(), svc.generations(), writes(operator)
 
     svc.set_endpoints([(f"10.1.0.{i}", True) for i in (1, 2, 3, 4)], port=8080)  # scale up
     wait_for(lambda: len(on_device(device, namespace)["web-80"]) == 4, 5, "4 members on device")
-    after = svc.versions()
-    added = set(after) - set(before)
+    added = set(svc.versions()) - set(before)
     assert added == {("Member", "web-80-10-1-0-4-8080")}
-    assert {k: after[k] for k in before} == before, "unchanged objects were written"
+    # one apply, of the new Member: nothing else was sent, no spec changed
+    assert diff(writes(operator), sent) == {("Member", "apply"): 1}
+    assert {k: v for k, v in svc.generations().items() if k in generations} == generations
 
     svc.set_endpoints([("10.1.0.1", True), ("10.1.0.2", False), ("10.1.0.4", True)], port=8080)
     wait_for(
@@ -127,23 +146,27 @@ def test_members_follow_the_endpoints_and_only_changes_are_written(
     )
     assert svc.member_addresses("web-80") == {("10.1.0.1", 8080), ("10.1.0.4", 8080)}
 
+    sent = writes(operator)
     svc.delete_slice()
     wait_for(lambda: on_device(device, namespace)["web-80"] == [], 5, "no members")
+    assert diff(writes(operator), sent) == {("Member", "delete"): 2}
     assert svc.generated("Member") == {}
     assert sorted(svc.generated("VIP")) == ["web-80"]  # the VIP stays, with an empty pool
 
 
 def test_invalid_annotation_warns_and_changes_nothing(
-    api: Api, namespace: str, make_device: Callable[..., FakeDevice]
+    operator: OperatorProcess, api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
     device = make_device()
     svc = ready_service(api, namespace, device)
-    before, applies = svc.versions(), device.state()["applies"]
+    time.sleep(0.5)  # the last statuses of the first apply
+    before, sent, applies = svc.generations(), writes(operator), device.state()["applies"]
     svc.patch({"metadata": {"annotations": {"lbaas.dev/lb-method": "fastest"}}})
     event = wait_for(lambda: svc.events("InvalidAnnotation"), 10, "InvalidAnnotation Event")
     assert "lbaas.dev/lb-method: 'fastest' is not one of" in event[0].message
     time.sleep(1.5)  # what a wrong change would have needed, several times over
-    assert svc.versions() == before
+    assert svc.generations() == before  # no spec changed
+    assert diff(writes(operator), sent) == {}  # nothing was even sent
     assert device.state()["applies"] == applies
 
     svc.patch({"metadata": {"annotations": {"lbaas.dev/lb-method": "least-connections"}}})
