@@ -122,6 +122,11 @@ class OperatorSettings(BaseModel):
     lease_renew_period: float = Field(
         default=2.0, gt=0, description="Seconds between Lease renewals and ownership checks."
     )
+    services: bool = Field(
+        default=True,
+        description="Serve Services of type LoadBalancer (see loadBalancerClass); false ="
+        " Services and EndpointSlices are not watched (no RBAC on them needed).",
+    )
     load_balancer_class: str = Field(
         default="lbaas.dev/lbaas",
         min_length=1,

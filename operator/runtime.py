@@ -55,7 +55,8 @@ Role = Literal["run", "controller", "agent"]
 def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Resource, Informer]:
     """What a role watches: trees (in the watched namespaces), Devices, Namespaces; the
     controller also Services (annotations kept: they configure the load balancer) and their
-    EndpointSlices."""
+    EndpointSlices, unless ``services`` is off (every informer must sync before anything
+    acts, so one the operator may not list would stall all of it)."""
     informers: dict[Resource, Informer] = {}
     namespaces: list[str | None] = list(settings.namespaces) or [None]
     if len(namespaces) > 1:
@@ -65,6 +66,7 @@ def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Re
     informers[DEVICES] = Informer(kube, DEVICES)
     if role in ("run", "controller"):
         informers[NAMESPACES] = Informer(kube, NAMESPACES)
+    if role in ("run", "controller") and settings.services:
         informers[SERVICES] = Informer(
             kube, SERVICES, namespace=namespaces[0], keep_annotations=True
         )

@@ -309,3 +309,20 @@ def test_only_objects_owned_by_the_service_count_as_generated() -> None:
     assert not generated_for(body, "api")
     labelled_only = {"metadata": {"labels": {"lbaas.dev/service": "web"}}}
     assert not generated_for(labelled_only, "web")  # hand-made: never deleted by the operator
+
+
+def test_services_can_be_turned_off() -> None:
+    from lbaas.config import OperatorSettings
+    from lbaas.kube.resources import ENDPOINT_SLICES, SERVICES
+    from lbaas.runtime import informers_for
+
+    kube: Any = None  # informers do no I/O until started
+    on = informers_for(kube, OperatorSettings(), "controller")
+    assert SERVICES in on and ENDPOINT_SLICES in on
+    assert SERVICES not in informers_for(kube, OperatorSettings(), "agent")
+    off = informers_for(kube, OperatorSettings.from_env({"LBAAS_SERVICES": "false"}), "run")
+    assert SERVICES not in off and ENDPOINT_SLICES not in off
+    with pytest.raises(ValueError):
+        OperatorSettings(load_balancer_class="not a class/")
+    with pytest.raises(ValueError):
+        OperatorSettings(load_balancer_class="")
