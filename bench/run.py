@@ -10,6 +10,7 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
   3. scale-out (bench/scaleout.py): 1 agent vs 3 agents with a slow driver
   4. member change -> traffic through the operator, 10-VIP vs 1,000-VIP HAProxy device
   5. HAProxy driver level (bench/dataplane.py, bench/hxdriver.py)
+  6. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
 """
@@ -143,7 +144,22 @@ def run_benchmarks(cluster: Cluster, size: int) -> None:
 
     part(3, "scale-out: controller + 1 or 3 agents, slow driver", scaleout)
     part(4, "member change -> traffic through the operator (HAProxy)", latency)
+
+    def services() -> list[Row]:
+        import services as module
+
+        return [
+            Row(
+                what,
+                value,
+                "" if goal == "-" else goal,
+                None if not ok or ok == "-" else ok == "pass",
+            )
+            for what, value, goal, ok in module.bench_services()
+        ]
+
     part(5, "HAProxy driver", dataplane)
+    part(6, "Services: EndpointSlice change -> traffic (HAProxy)", services)
 
 
 def main() -> int:

@@ -122,6 +122,25 @@ class OperatorSettings(BaseModel):
     lease_renew_period: float = Field(
         default=2.0, gt=0, description="Seconds between Lease renewals and ownership checks."
     )
+    services: bool = Field(
+        default=True,
+        description="Serve Services of type LoadBalancer (see loadBalancerClass); false ="
+        " Services and EndpointSlices are not watched (no RBAC on them needed).",
+    )
+    load_balancer_class: str = Field(
+        default="lbaas.dev/lbaas",
+        min_length=1,
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Services of type LoadBalancer whose spec.loadBalancerClass is this get VIP"
+        " trees from the operator (label-style name, e.g. lbaas.dev/lbaas).",
+    )
+    default_load_balancer_class: bool = Field(
+        default=False,
+        description="Also serve LoadBalancer Services that name no loadBalancerClass (make"
+        " the operator the cluster's default load balancer; at most one implementation"
+        " should).",
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="Log format.")
     log_level: str = Field(default="INFO", description="Log level.")
     metrics_port: int = Field(default=8000, ge=0, le=65535, description="Metrics port; 0 = off.")

@@ -3,9 +3,10 @@
 While this process leads (the ``lbaas-controller`` Lease), it binds VIPs to Devices
 (:class:`~lbaas.placement.binder.Binder`), keeps Devices' finalizers, counts and failover
 (:class:`~lbaas.placement.inventory.Inventory`) and speaks for children without a parent
-(:class:`~lbaas.trees.orphans.Orphans`). On taking the lead it lists VIPs and Devices again,
-so it acts on everything the previous leader wrote, then queues every VIP that needs a
-device. It reacts to informer changes only while it leads.
+(:class:`~lbaas.trees.orphans.Orphans`) and generates the VIP trees of LoadBalancer
+Services (:class:`~lbaas.services.controller.ServiceController`). On taking the lead it
+lists VIPs and Devices again, so it acts on everything the previous leader wrote, then
+queues every VIP that needs a device. It reacts to informer changes only while it leads.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 from lbaas.config import OperatorSettings
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change
-from lbaas.kube.resources import DEVICES, LEASES, VIPS
+from lbaas.kube.resources import DEVICES, LEASES, SERVICES, VIPS
 from lbaas.placement.binder import Binder
 from lbaas.placement.inventory import Inventory
 from lbaas.placement.ownerless import Ownerless
 from lbaas.reporter import Reporter
+from lbaas.services.controller import ServiceController
 from lbaas.trees.orphans import Orphans
 from lbaas.views import PARENT_FIELD, Views, is_deleting, meta_of, spec_of, status_of
 
@@ -37,6 +40,7 @@ class Controller:
         views: Views,
         reporter: Reporter,
         drivers: DriverRegistry,
+        kube: Kube | None = None,
     ) -> None:
         self.settings = settings
         self.views = views
@@ -48,6 +52,11 @@ class Controller:
         self.ownerless = (
             Ownerless(views=views, reporter=reporter, leases=leases, settings=settings)
             if leases is not None
+            else None
+        )
+        self.services = (
+            ServiceController(kube=kube, views=views, reporter=reporter, settings=settings)
+            if kube is not None and SERVICES in views.informers
             else None
         )
         self.leading = False
@@ -75,6 +84,8 @@ class Controller:
                 meta = meta_of(obj)
                 if self.views.missing_parent(kind, str(meta["namespace"]), spec_of(obj)):
                     self.orphans.check(kind, str(meta["namespace"]), str(meta["name"]))
+        if self.services is not None:
+            self.services.start()
 
     def _all(self, kind: str) -> list[dict[str, Any]]:
         informer = next((i for r, i in self.views.informers.items() if r.kind == kind), None)
@@ -88,6 +99,8 @@ class Controller:
         self.orphans.stop()
         if self.ownerless is not None:
             await self.ownerless.stop()
+        if self.services is not None:
+            await self.services.stop()
         await self.binder.stop()
         await self.inventory.stop()
 
@@ -96,6 +109,8 @@ class Controller:
     def on_change(self, change: Change) -> None:
         if not self.leading:
             return
+        if self.services is not None:
+            self.services.on_change(change)
         kind = change.resource.kind
         if kind == "VIP":
             self._vip_changed(change)

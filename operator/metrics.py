@@ -67,6 +67,12 @@ API_WRITES = Counter(
     "Writes to the Kubernetes API by HTTP method and resource",
     ["method", "resource"],
 )
+SERVICE_WRITES = Counter(
+    "lbaas_service_object_writes_total",
+    "Generated objects the Services controller applied or deleted, by kind and operation"
+    " (unchanged ones are never sent)",
+    ["kind", "op"],
+)
 API_LATENCY = Histogram(
     "lbaas_api_request_duration_seconds",
     "Kubernetes API request latency by HTTP method",

@@ -120,16 +120,20 @@ class Reporter:
         return out
 
     async def service_load_balancer(self, service: Obj, load_balancer: Mapping[str, Any]) -> bool:
-        """A Service's ``status.loadBalancer`` (merge patch: the Service is not ours)."""
+        """A Service's ``status.loadBalancer`` (merge patch: the Service is not ours).
+
+        Keys left out of ``load_balancer`` are removed (a merge patch keeps what it does not
+        name, so ``{}`` alone would never clear an ``ingress``)."""
         current = (service.get("status") or {}).get("loadBalancer") or {}
         if current == load_balancer:
             return True
         meta = service["metadata"]
+        patch = {**{k: None for k in current if k not in load_balancer}, **load_balancer}
         written = await self.kube.merge_patch(
             SERVICES,
             meta["namespace"],
             meta["name"],
-            {"status": {"loadBalancer": dict(load_balancer)}},
+            {"status": {"loadBalancer": patch}},
             sub="status",
         )
         if written is not None and SERVICES in self.informers:
@@ -139,19 +143,26 @@ class Reporter:
     # ---- finalizers --------------------------------------------------------------------------
 
     async def finalizer(self, obj: Mapping[str, Any], *, present: bool) -> bool:
-        """Add or remove our finalizer (other finalizers stay). False when the object is gone."""
+        """Add or remove our finalizer (other finalizers stay). False when the object is gone
+        or is another object now (conditional on its uid: never recreates a deleted one)."""
         meta = obj["metadata"]
         if (FINALIZER in (meta.get("finalizers") or ())) == present:
             return True
         resource = BY_KIND[obj["kind"]]
-        written = await self.kube.apply_finalizer(
-            resource,
-            meta.get("namespace"),
-            meta["name"],
-            FINALIZER,
-            present=present,
-            manager=FINALIZER_MANAGER,
-        )
+        try:
+            written = await self.kube.apply_finalizer(
+                resource,
+                meta.get("namespace"),
+                meta["name"],
+                FINALIZER,
+                present=present,
+                manager=FINALIZER_MANAGER,
+                uid=meta.get("uid"),
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # that object is gone (or was replaced by a new one)
+                return False
+            raise
         if written is not None and resource in self.informers:
             self.informers[resource].offer(written)
         return written is not None

@@ -39,7 +39,15 @@ from lbaas.controller import Controller
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer
-from lbaas.kube.resources import DEVICES, LEASES, NAMESPACES, TREE_KINDS, Resource
+from lbaas.kube.resources import (
+    DEVICES,
+    ENDPOINT_SLICES,
+    LEASES,
+    NAMESPACES,
+    SERVICES,
+    TREE_KINDS,
+    Resource,
+)
 from lbaas.reporter import Reporter
 from lbaas.views import Views, is_deleting, spec_of, status_of
 
@@ -50,7 +58,10 @@ GAUGE_PERIOD = 2.0
 
 
 def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Resource, Informer]:
-    """What a role watches: trees (in the watched namespaces), Devices, Namespaces."""
+    """What a role watches: trees (in the watched namespaces), Devices, Namespaces; the
+    controller also Services (annotations kept: they configure the load balancer) and their
+    EndpointSlices, unless ``services`` is off (every informer must sync before anything
+    acts, so one the operator may not list would stall all of it)."""
     informers: dict[Resource, Informer] = {}
     namespaces: list[str | None] = list(settings.namespaces) or [None]
     if len(namespaces) > 1:
@@ -67,6 +78,11 @@ def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Re
             selector=f"{KIND_LABEL}={KIND_DEVICE}",
             keep_annotations=True,
         )
+    if role in ("run", "controller") and settings.services:
+        informers[SERVICES] = Informer(
+            kube, SERVICES, namespace=namespaces[0], keep_annotations=True
+        )
+        informers[ENDPOINT_SLICES] = Informer(kube, ENDPOINT_SLICES, namespace=namespaces[0])
     return informers
 
 
@@ -107,7 +123,11 @@ class Process:
         s = self.settings
         if self.role in ("run", "controller"):
             self.controller = Controller(
-                settings=s, views=self.views, reporter=self.reporter, drivers=self.drivers
+                settings=s,
+                views=self.views,
+                reporter=self.reporter,
+                drivers=self.drivers,
+                kube=self.kube,
             )
             self.elector = LeaderElector(
                 store,

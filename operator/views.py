@@ -1,10 +1,11 @@
 """Index views: the one place that reads the informers' caches.
 
 Everything else asks questions here: a VIP by key, a Device by name, the children of a VIP,
-which VIPs a Device holds, which addresses are in use on it. The secondary indices (children
-by parent, VIPs by device) are kept current from the informers' change stream, so each answer
-costs a dict lookup, not a scan; listeners registered with ``subscribe`` hear of a change after
-the indices reflect it.
+which VIPs a Device holds, which addresses are in use on it, a Service's EndpointSlices and
+the objects generated for it. The secondary indices (children by parent, VIPs by device,
+slices and generated objects by Service) are kept current from the informers' change stream,
+so each answer costs a dict lookup, not a scan; listeners registered with ``subscribe`` hear
+of a change after the indices reflect it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lbaas.kube.informer import Change, Informer, Key, Obj
-from lbaas.kube.resources import DEVICES, MEMBERS, MONITORS, NAMESPACES, POOLS, VIPS, Resource
+from lbaas.kube.resources import (
+    DEVICES,
+    ENDPOINT_SLICES,
+    MEMBERS,
+    MONITORS,
+    NAMESPACES,
+    POOLS,
+    SERVICES,
+    TREE_KINDS,
+    VIPS,
+    Resource,
+)
 
 VipKey = tuple[str, str]
 Listener = Callable[[Change], None]
@@ -38,6 +50,17 @@ def is_deleting(obj: Mapping[str, Any] | None) -> bool:
 
 PARENT_FIELD = {"Pool": "vipRef", "Member": "poolRef", "HealthMonitor": "poolRef"}
 
+SERVICE_LABEL = "lbaas.dev/service"
+"""On VIPs, Pools, Members and HealthMonitors generated for a Service: the Service's name."""
+SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
+"""On an EndpointSlice: the Service it belongs to (set by the endpointslice controller)."""
+_TREE_KIND_NAMES = {r.kind for r in TREE_KINDS}
+
+
+def _labelled(obj: Mapping[str, Any] | None, label: str) -> str | None:
+    value = (meta_of(obj).get("labels") or {}).get(label)
+    return str(value) if value else None
+
 
 class Views:
     """Read access to the cluster as the informers hold it, with secondary indices."""
@@ -49,6 +72,9 @@ class Views:
             kind: defaultdict(set) for kind in PARENT_FIELD
         }
         self._by_device: dict[str, set[VipKey]] = defaultdict(set)
+        # (namespace, Service name) -> EndpointSlice keys / (kind, name) of generated objects
+        self._slices: dict[Key, set[Key]] = defaultdict(set)
+        self._generated: dict[Key, set[tuple[str, str]]] = defaultdict(set)
         self._listeners: list[Listener] = []
         for informer in self.informers.values():
             informer.handlers.append(self._on_change)
@@ -90,8 +116,24 @@ class Views:
                 self._by_device[new].add(change.key)
             elif change.new is None and old:
                 self._by_device[old].discard(change.key)
+        if kind in _TREE_KIND_NAMES:
+            self._reindex(self._generated, change, SERVICE_LABEL, (kind, change.key[1]))
+        elif kind == "EndpointSlice":
+            self._reindex(self._slices, change, SLICE_SERVICE_LABEL, change.key)
         for listener in self._listeners:
             listener(change)
+
+    @staticmethod
+    def _reindex(index: dict[Key, set[Any]], change: Change, label: str, item: Any) -> None:
+        """Move ``item`` from the Service its old label named to the one its new label names."""
+        namespace = change.key[0]
+        old, new = _labelled(change.old, label), _labelled(change.new, label)
+        if old and old != new:
+            index[(namespace, old)].discard(item)
+            if not index[(namespace, old)]:
+                del index[(namespace, old)]
+        if new:
+            index[(namespace, new)].add(item)
 
     # ---- lookups ---------------------------------------------------------------------------
 
@@ -135,6 +177,30 @@ class Views:
         resource = {"Pool": POOLS, "Member": MEMBERS, "HealthMonitor": MONITORS}[kind]
         keys = self._children[kind].get((namespace, parent), ())
         return [obj for key in keys if (obj := self._get(resource, key)) is not None]
+
+    def service(self, namespace: str, name: str) -> Obj | None:
+        return self._get(SERVICES, (namespace, name))
+
+    def services(self) -> Iterable[Obj]:
+        return self._all(SERVICES)
+
+    def endpoint_slices(self, namespace: str, service: str) -> list[Obj]:
+        """The EndpointSlices labelled for ``service``, by name."""
+        keys = sorted(self._slices.get((namespace, service), ()))
+        return [obj for key in keys if (obj := self._get(ENDPOINT_SLICES, key)) is not None]
+
+    def generated(self, namespace: str, service: str) -> list[Obj]:
+        """VIPs, Pools, Members and HealthMonitors labelled as generated for ``service``."""
+        found = []
+        for kind, name in sorted(self._generated.get((namespace, service), ())):
+            obj = self.get(kind, namespace, name)
+            if obj is not None:
+                found.append(obj)
+        return found
+
+    def services_with_generated(self) -> set[Key]:
+        """(namespace, Service name) of every Service something was generated for."""
+        return set(self._generated)
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return meta_of(self._get(NAMESPACES, ("", namespace))).get("labels") or {}

@@ -220,11 +220,18 @@ class Kube:
         *,
         present: bool,
         manager: str,
+        uid: str | None = None,
     ) -> dict[str, Any] | None:
-        """Add (or, by applying without it, remove) our finalizer; other finalizers stay."""
+        """Add (or, by applying without it, remove) our finalizer; other finalizers stay.
+
+        ``uid`` makes it conditional on that object (409 otherwise): an apply creates what
+        does not exist, and a finalizer removal racing the object's deletion must not bring
+        back an empty object of the same name."""
         metadata: dict[str, Any] = {"name": name}
         if namespace:
             metadata["namespace"] = namespace
+        if uid:
+            metadata["uid"] = uid
         if present:
             metadata["finalizers"] = [finalizer]
         body = {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": metadata}

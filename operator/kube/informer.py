@@ -12,7 +12,10 @@ sees a half-updated view.
   cache (objects missing from it are reported deleted).
 - ``offer`` puts an object the operator itself wrote (the API's answer) into the cache at
   once, when it is newer than the cached one; its watch echo is then no change and wakes
-  nobody. At 13,000 objects that halves the events the operator handles.
+  nobody. At 13,000 objects that halves the events the operator handles. A deleted object
+  leaves a tombstone (its last resourceVersion) so that a write's answer arriving after
+  the deletion event (the agent dropping a VIP's finalizer: the API answers with the
+  object it then deletes) cannot bring it back into the cache as a ghost.
 """
 
 from __future__ import annotations
@@ -170,6 +173,7 @@ class Informer:
             self._store(key, obj)
         for key in [k for k in self.cache if k not in seen]:
             old = self.cache.pop(key)
+            self._deleted[key] = version_of(old)
             self._emit(Change(self.resource, key, old, None))
         self._relisted += 1
         if not self.synced.is_set():

@@ -1,0 +1,334 @@
+"""A Service of type LoadBalancer as VIP trees (pure: no API, no cache, no clock).
+
+Per TCP port of the Service, one tree named ``<service>-<port>``: a VIP on that port, a Pool,
+a HealthMonitor (unless turned off) and a Member per ready endpoint of the Service's
+EndpointSlices, named ``<service>-<port>-<address>-<targetPort>`` (dots and colons as dashes:
+the name says what it is in ``kubectl get lbaas``, and an endpoint that comes back maps to
+the same object). Port numbers, not port names, make the tree names: a port is unique per
+protocol and has no dash, so two Services of one namespace can never produce the same name.
+
+All ports of a Service share one address (``status.loadBalancer.ingress[0].ip``). The binder
+allocates an address per VIP, so only the first port's VIP (the *primary*) is created
+without one; once a VIP of the Service is bound, that address and Device (the *placement*)
+are given to every other VIP (``address`` and ``deviceRef``): the other ports follow, and a
+port that replaces the primary (its number changed) keeps the Service's address. An address
+asked for by annotation needs no such wait.
+
+Specs are built through the API models, so they carry every default the API server would
+fill in: comparing one with the cached object is then an exact test for "nothing to apply".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from lbaas import API_VERSION
+from lbaas.api.healthmonitor import HealthMonitorSpec, MonitorType
+from lbaas.api.member import MemberSpec
+from lbaas.api.meta import LabelSelector
+from lbaas.api.pool import LBMethod, PoolSpec
+from lbaas.api.vip import PersistenceType, SessionPersistence, VIPSpec
+from lbaas.services.annotations import Options
+from lbaas.views import SERVICE_LABEL, is_deleting, meta_of, spec_of, status_of
+
+MANAGED_BY = ("app.kubernetes.io/managed-by", "lbaas-operator")
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    "VIP": VIPSpec,
+    "Pool": PoolSpec,
+    "Member": MemberSpec,
+    "HealthMonitor": HealthMonitorSpec,
+}
+ERROR_PREFIX = "lbaas.dev/"
+UNSUPPORTED_PROTOCOL = "ProtocolNotSupported"
+
+ObjKey = tuple[str, str]  # kind, name
+
+
+def is_ours(service: Mapping[str, Any] | None, cls: str, take_unclassed: bool) -> bool:
+    """Whether this operator implements ``service``'s load balancer."""
+    spec = spec_of(service)
+    if service is None or spec.get("type") != "LoadBalancer":
+        return False
+    wanted = spec.get("loadBalancerClass")
+    return wanted == cls if wanted else take_unclassed
+
+
+def tcp_ports(service: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Service's ports this operator serves (TCP) and those it cannot (UDP, SCTP)."""
+    served: list[dict[str, Any]] = []
+    unsupported: list[dict[str, Any]] = []
+    for port in spec_of(service).get("ports") or ():
+        (served if (port.get("protocol") or "TCP") == "TCP" else unsupported).append(port)
+    return served, unsupported
+
+
+def vip_name(service: str, port: int) -> str:
+    return f"{service}-{port}"
+
+
+def member_name(vip: str, address: str, port: int) -> str:
+    return f"{vip}-{address.lower().replace('.', '-').replace(':', '-')}-{port}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the primary VIP was bound: the address and Device the others share."""
+
+    address: str
+    device: str
+
+
+def placement_of(service: Mapping[str, Any], vips: Iterable[Mapping[str, Any]]) -> Placement | None:
+    """The address and Device the Service's VIPs share: those of a bound VIP, the primary's
+    first, VIPs being deleted last (a port being replaced still holds the address)."""
+    served, _ = tcp_ports(service)
+    name = str(meta_of(service)["name"])
+    primary = vip_name(name, int(served[0]["port"])) if served else ""
+    bound = [v for v in vips if status_of(v).get("address") and status_of(v).get("device")]
+    bound.sort(
+        key=lambda v: (
+            is_deleting(v),
+            meta_of(v).get("name") != primary,
+            str(meta_of(v).get("name")),
+        )
+    )
+    if not bound:
+        return None
+    status = status_of(bound[0])
+    return Placement(str(status["address"]), str(status["device"]))
+
+
+def _where(
+    index: int,
+    existing: Mapping[str, Any] | None,
+    options: Options,
+    placement: Placement | None,
+) -> tuple[str | None, str | None] | None:
+    """(address, deviceRef) of one port's VIP; None while it must wait for the placement.
+
+    A VIP that was given its address by the binder keeps ``address`` unset (its status holds
+    it); one created with an explicit address keeps it, so that its spec never flips."""
+    if options.address:
+        return options.address, options.device
+    spec, status = spec_of(existing), status_of(existing)
+    if placement is not None:
+        if (
+            existing is not None
+            and not spec.get("address")
+            and status.get("address") == placement.address
+        ):
+            return None, options.device
+        return placement.address, placement.device
+    if spec.get("address"):
+        return str(spec["address"]), spec.get("deviceRef") or options.device
+    return (None, options.device) if index == 0 else None
+
+
+@dataclass
+class Desired:
+    """The objects a Service should have, and what could not be turned into one."""
+
+    objects: dict[ObjKey, dict[str, Any]] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)  # VIPs waiting for the primary's address
+    unsupported: list[str] = field(default_factory=list)  # "53/UDP"
+    unresolved: list[str] = field(default_factory=list)  # named targetPorts no slice resolves
+
+
+def _endpoints(
+    slices: Sequence[Mapping[str, Any]], port: Mapping[str, Any], unresolved: list[str]
+) -> list[tuple[str, int]]:
+    """(address, target port) of the ready endpoints for one Service port, deduplicated.
+
+    A slice's ``ports[]`` entry with the Service port's name gives the number (that is how a
+    named ``targetPort`` is resolved: per pod, by the endpointslice controller). A slice
+    without such an entry falls back to a numeric ``targetPort`` (else the port itself).
+    """
+    name = port.get("name") or ""
+    target = port.get("targetPort")
+    fallback = target if isinstance(target, int) else None
+    if target is None:
+        fallback = int(port["port"])
+    found: dict[tuple[str, int], None] = {}
+    for slice_ in slices:
+        if slice_.get("addressType") not in ("IPv4", "IPv6"):
+            continue  # FQDN slices name no address a device can reach
+        number = next(
+            (
+                int(p["port"])
+                for p in slice_.get("ports") or ()
+                if (p.get("name") or "") == name
+                and (p.get("protocol") or "TCP") == "TCP"
+                and p.get("port") is not None
+            ),
+            fallback,
+        )
+        if number is None:
+            if slice_.get("endpoints"):
+                unresolved.append(f"{port['port']} (targetPort {target})")
+            continue
+        for endpoint in slice_.get("endpoints") or ():
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False:  # unset means ready (EndpointConditions)
+                continue
+            addresses = endpoint.get("addresses") or ()
+            if addresses:
+                found[(str(addresses[0]), number)] = None
+    return sorted(found)
+
+
+def _body(kind: str, name: str, service: Mapping[str, Any], spec: BaseModel) -> dict[str, Any]:
+    meta = meta_of(service)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {SERVICE_LABEL: meta["name"], MANAGED_BY[0]: MANAGED_BY[1]},
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+
+
+def desired(
+    service: Mapping[str, Any],
+    slices: Sequence[Mapping[str, Any]],
+    options: Options,
+    vips: Sequence[Mapping[str, Any]] = (),
+) -> Desired:
+    """Every object the Service should have now, given its current VIPs (see the module
+    docstring)."""
+    out = Desired()
+    placement = placement_of(service, vips)
+    current = {str(meta_of(v).get("name")): v for v in vips}
+    name = str(meta_of(service)["name"])
+    served, unsupported = tcp_ports(service)
+    out.unsupported = [f"{p['port']}/{p.get('protocol')}" for p in unsupported]
+    affinity = spec_of(service).get("sessionAffinity") == "ClientIP"
+    selector = (
+        LabelSelector(match_labels=dict(options.device_selector))
+        if options.device_selector
+        else None
+    )
+    for index, port in enumerate(served):
+        vip = vip_name(name, int(port["port"]))
+        where = _where(index, current.get(vip), options, placement)
+        if where is None:
+            out.waiting.append(vip)
+            continue
+        address, device = where
+        vip_spec = VIPSpec(
+            port=int(port["port"]),
+            address=address,
+            connection_limit=options.connection_limit,
+            session_persistence=SessionPersistence(type=PersistenceType.SOURCE_IP)
+            if affinity
+            else None,
+            device_selector=selector,
+            device_ref=device,
+        )
+        out.objects[("VIP", vip)] = _body("VIP", vip, service, vip_spec)
+        pool = PoolSpec(vip_ref=vip, lb_method=LBMethod(options.lb_method))
+        out.objects[("Pool", vip)] = _body("Pool", vip, service, pool)
+        if options.monitor_type:
+            monitor = HealthMonitorSpec(
+                pool_ref=vip,
+                type=MonitorType(options.monitor_type),
+                delay=options.monitor_interval,
+                timeout=min(3, options.monitor_interval),
+                url_path=options.monitor_path,
+            )
+            out.objects[("HealthMonitor", vip)] = _body("HealthMonitor", vip, service, monitor)
+        for address_, target in _endpoints(slices, port, out.unresolved):
+            member = member_name(vip, address_, target)
+            spec = MemberSpec(pool_ref=vip, address=address_, port=target)
+            out.objects[("Member", member)] = _body("Member", member, service, spec)
+    return out
+
+
+def generated_for(obj: Mapping[str, Any], service: str) -> bool:
+    """Whether ``obj`` was generated for the Service named ``service`` (its label and a
+    controller reference to a Service of that name; the uid may be an earlier Service's)."""
+    meta = meta_of(obj)
+    if (meta.get("labels") or {}).get(SERVICE_LABEL) != service:
+        return False
+    return any(
+        r.get("kind") == "Service" and r.get("name") == service and r.get("controller")
+        for r in meta.get("ownerReferences") or ()
+    )
+
+
+def unchanged(existing: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    """True when applying ``body`` would change nothing that it sets on ``existing``."""
+    want, have = body["metadata"], meta_of(existing)
+    labels = have.get("labels") or {}
+    if any(labels.get(k) != v for k, v in want["labels"].items()):
+        return False
+    owner = want["ownerReferences"][0]
+    refs = have.get("ownerReferences") or ()
+    if not any(r.get("uid") == owner["uid"] and r.get("controller") for r in refs):
+        return False
+    model = SPEC_MODELS[str(body["kind"])]
+    try:
+        current = model.model_validate(spec_of(existing))
+    except ValidationError:
+        return False
+    return bool(current.model_dump(by_alias=True, exclude_none=True, mode="json") == body["spec"])
+
+
+def _error(reason: str | None) -> str:
+    """A port error as the API wants it: ``domain/CamelCase``, the name at most 63 chars."""
+    word = re.sub(r"[^A-Za-z0-9]", "", reason or "") or "Error"
+    return ERROR_PREFIX + word[:63]
+
+
+def load_balancer_status(
+    service: Mapping[str, Any], vips: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """``status.loadBalancer`` from the VIPs' phases; None while any is still on its way.
+
+    Ingress: the address once a VIP serves it; a ``ports`` list (one entry per Service port,
+    as the API asks) only when some port has an error: its VIP's reason, or the protocol.
+    No VIP Active (all in Error) means no ingress.
+    """
+    name = str(meta_of(service)["name"])
+    errors: dict[tuple[int, str], str | None] = {}
+    address = None
+    for port in spec_of(service).get("ports") or ():
+        protocol = port.get("protocol") or "TCP"
+        key = (int(port["port"]), protocol)
+        if protocol != "TCP":
+            errors[key] = _error(UNSUPPORTED_PROTOCOL)
+            continue
+        vip = vips.get(vip_name(name, int(port["port"])))
+        status = status_of(vip)
+        if vip is None or is_deleting(vip) or status.get("phase") not in ("Active", "Error"):
+            return None
+        if status.get("phase") == "Error":
+            errors[key] = _error(status.get("reason"))
+        else:
+            errors[key] = None
+            address = address or status.get("address")
+    if address is None:
+        return {}
+    ingress: dict[str, Any] = {"ip": str(address)}
+    if any(errors.values()):
+        ingress["ports"] = [
+            {"port": port, "protocol": protocol, **({"error": error} if error else {})}
+            for (port, protocol), error in errors.items()
+        ]
+    return {"ingress": [ingress]}
