@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from lbaas.device_index import DeviceIndex
 from lbaas.kube.informer import Change, Informer, Key, Obj
 from lbaas.kube.resources import (
     DEVICES,
@@ -71,7 +72,7 @@ class Views:
         self._children: dict[str, dict[Key, set[Key]]] = {
             kind: defaultdict(set) for kind in PARENT_FIELD
         }
-        self._by_device: dict[str, set[VipKey]] = defaultdict(set)
+        self.devices_index = DeviceIndex()
         # (namespace, Service name) -> EndpointSlice keys / (kind, name) of generated objects
         self._slices: dict[Key, set[Key]] = defaultdict(set)
         self._generated: dict[Key, set[tuple[str, str]]] = defaultdict(set)
@@ -108,14 +109,7 @@ class Views:
                     if not index[parent]:
                         del index[parent]
         elif kind == "VIP":
-            old = status_of(change.old).get("device")
-            new = status_of(change.new).get("device")
-            if old and old != new:
-                self._by_device[old].discard(change.key)
-            if new:
-                self._by_device[new].add(change.key)
-            elif change.new is None and old:
-                self._by_device[old].discard(change.key)
+            self.devices_index.update(change.key, change.new)
         if kind in _TREE_KIND_NAMES:
             self._reindex(self._generated, change, SERVICE_LABEL, (kind, change.key[1]))
         elif kind == "EndpointSlice":
@@ -228,35 +222,22 @@ class Views:
         return self.missing_parent("Pool", namespace, spec_of(pool))
 
     def bound_vips(self, device: str, *, with_deleting: bool = False) -> set[VipKey]:
-        """VIPs whose status names ``device``."""
-        keys = self._by_device.get(device, set())
-        if with_deleting:
-            return set(keys)
-        return {k for k in keys if not is_deleting(self.vip(k))}
+        """VIPs whose status names ``device`` (a copy)."""
+        return self.devices_index.vips(device, with_deleting=with_deleting)
+
+    def bound_count(self, device: str, exclude: VipKey | None = None) -> int:
+        """How many VIPs not being deleted ``device`` holds (``exclude`` left out)."""
+        return self.devices_index.count(device, exclude)
 
     def listeners(
         self, device: str, exclude: VipKey | None = None
     ) -> dict[tuple[str, int], VipKey]:
         """(address, port) → VIP, for the VIPs bound to ``device``."""
-        found: dict[tuple[str, int], VipKey] = {}
-        for key in sorted(self.bound_vips(device, with_deleting=True)):
-            if key == exclude:
-                continue
-            vip = self.vip(key)
-            address = status_of(vip).get("address") or spec_of(vip).get("address")
-            port = spec_of(vip).get("port")
-            if address and port:
-                found.setdefault((str(address), int(port)), key)
-        return found
+        return self.devices_index.listeners(device, exclude)
 
     def used_addresses(self, device: str, exclude: VipKey | None = None) -> set[str]:
-        used = set()
-        for key in self.bound_vips(device, with_deleting=True) - {exclude}:
-            vip = self.vip(key)
-            for address in (spec_of(vip).get("address"), status_of(vip).get("address")):
-                if address:
-                    used.add(str(address))
-        return used
+        """Addresses in use on ``device``, in ipaddress's textual form."""
+        return self.devices_index.addresses(device, exclude)
 
     def namespace_count(self, device: str, namespace: str, exclude: VipKey | None = None) -> int:
-        return sum(1 for k in self.bound_vips(device) if k[0] == namespace and k != exclude)
+        return self.devices_index.namespace_count(device, namespace, exclude)

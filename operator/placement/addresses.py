@@ -36,12 +36,26 @@ def pool_addresses(pool: Iterable[str]) -> Iterator[str]:
 
 
 def allocate(pool: Iterable[str], used: Iterable[str]) -> str | None:
-    """The first address of ``pool`` not in ``used``; None when the pool is exhausted."""
-    taken = {str(ipaddress.ip_address(a)) for a in used}
+    """The first address of ``pool`` not in ``used``; None when the pool is exhausted.
+
+    ``used`` in ipaddress's textual form (as the index views keep addresses) is taken as it
+    is; other spellings are normalised first.
+    """
+    taken = used if isinstance(used, frozenset | set) else set(used)
+    if any(not _is_normal(a) for a in taken):
+        taken = {str(ipaddress.ip_address(a)) for a in taken}
     for address in pool_addresses(pool):
         if address not in taken:
             return address
     return None
+
+
+def _is_normal(address: str) -> bool:
+    """Cheap check that ``address`` needs no normalising (the common IPv4 dotted quad)."""
+    parts = address.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts
+    )
 
 
 def has_free(pool: Iterable[str], used: Iterable[str]) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
+from lbaas.device_index import normal
 from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.addresses import allocate, pool_contains
@@ -59,6 +60,8 @@ class CandidateView:
         the VIP once it is Ready (a Device no agent ever probes is not waited for: after
         ``probe_grace`` it is passed over, and the controller marks it NoAgent)."""
         now = time.monotonic()
+        if all(status_of(d).get("phase") is not None for d in self.views.devices()):
+            return False  # the usual case, answered without building candidates
         unprobed = []
         for c in self.for_vip(key):
             if c.phase is not None or c.name == exclude:
@@ -85,7 +88,7 @@ class CandidateView:
         self._wake_up()
 
     def recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
-        fresh = [c for c in self.for_vip(key) if c.name == picked.name]
+        fresh = self.for_vip(key, only=picked.name)
         labels = self.views.namespace_labels(key[0])
         again = schedule(spec, key[0], labels, fresh, lambda _c: None)
         return again.eligible[0] if again.eligible else None
@@ -112,19 +115,22 @@ class CandidateView:
                 self._specs[cache_key] = None
         return self._specs[cache_key]
 
-    def for_vip(self, key: VipKey) -> list[Candidate]:
+    def for_vip(self, key: VipKey, only: str | None = None) -> list[Candidate]:
+        """Every Device (or just ``only``) as a candidate for ``key``: its figures from the
+        index views (``key``'s own share left out) plus the binder's reservations."""
         found = []
         for device in self.views.devices():
-            if is_deleting(device):
+            name = str(meta_of(device)["name"])
+            if (only is not None and name != only) or is_deleting(device):
                 continue
             spec = self._device_spec(device)
             if spec is None:
                 continue
-            name = str(meta_of(device)["name"])
             reserved = {
-                k: (a, p) for k, (d, a, p) in self.reserved.items() if d == name and k != key
+                k: (normal(a) or a, p)
+                for k, (d, a, p) in self.reserved.items()
+                if d == name and k != key
             }
-            bound = self.views.bound_vips(name) - {key}
             used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
             listeners = {
                 a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
@@ -136,9 +142,10 @@ class CandidateView:
                     spec=spec,
                     labels=meta_of(device).get("labels") or {},
                     phase=status_of(device).get("phase"),
-                    vip_count=len(bound | set(reserved)),
+                    vip_count=self.views.bound_count(name, exclude=key) + len(reserved),
                     used_addresses=frozenset(used),
-                    namespace_vips=sum(1 for k in bound | set(reserved) if k[0] == key[0]),
+                    namespace_vips=self.views.namespace_count(name, key[0], exclude=key)
+                    + sum(1 for k in reserved if k[0] == key[0]),
                     listeners=listeners,
                 )
             )

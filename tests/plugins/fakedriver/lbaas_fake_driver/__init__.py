@@ -54,21 +54,35 @@ from lbaas.drivers.base import (
 _LOCK = threading.Lock()
 
 
-def _read(path: str | None) -> dict[str, Any]:
+_PARSED: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+"""path -> ((inode, mtime, size), parsed): a device of 1,000 VIPs is not re-parsed per call."""
+
+
+def _read(path: str | None, *, copy: bool = True) -> dict[str, Any]:
+    """The file's JSON, re-read only when the file changed (a copy unless ``copy=False``:
+    the caller then only reads it)."""
     if not path:
         return {}
     try:
-        return dict(json.loads(Path(path).read_text() or "{}"))
+        st = os.stat(path)
     except FileNotFoundError:
         return {}
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _PARSED.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, dict(json.loads(Path(path).read_text() or "{}")))
+        _PARSED[path] = cached
+    return json.loads(json.dumps(cached[1])) if copy else cached[1]
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fake-")
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
+        json.dump(data, handle, sort_keys=True)
     os.replace(tmp, path)
+    st = os.stat(path)
+    _PARSED[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
 
 
 def tree_of(lb: LoadBalancer) -> dict[str, Any]:
@@ -250,7 +264,7 @@ class FakeDriver(Driver):
 
     def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
         self._maybe_fail(device, "verify", [lb.key])
-        listeners = _read(device.config["stateFile"]).get("listeners", {})
+        listeners = _read(device.config["stateFile"], copy=False).get("listeners", {})
         found = listeners.get(f"{lb.address}:{lb.spec.port}")
         if found is None or found.get("vip") != lb.key:
             return [Drift("Missing", f"the device does not serve {lb.key}")]
