@@ -30,7 +30,17 @@ import apicalls
 import pytest
 from apicalls import Grant, covers, needed_grants, rendered_grants
 
-from helpers import LEASE_NAMESPACE, Api, FakeDevice, OperatorProcess, tree, wait_for
+from helpers import (
+    GROUP,
+    LEASE_NAMESPACE,
+    PLURALS,
+    VERSION,
+    Api,
+    FakeDevice,
+    OperatorProcess,
+    tree,
+    wait_for,
+)
 from lbaas.config import OperatorSettings
 
 pytestmark = pytest.mark.cluster
@@ -134,6 +144,13 @@ def processes(kubeconfig: str, namespace: str, tmp_path: Path) -> Any:
     yield made
     for proc, _ in made.values():
         proc.stop()
+    api = Api()  # best effort after a failure: the next operator finishes what is left
+    for kind in ("HealthMonitor", "Member", "Pool", "VIP"):
+        for item in api.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURALS[kind]
+        )["items"]:
+            api.delete(kind, item["metadata"]["name"], namespace)
+    api.delete("Device", f"{namespace}-rbac")
 
 
 def test_what_the_processes_send_is_derived_and_granted(
