@@ -5,7 +5,9 @@ instant, so the figures are the operator's own cost):
   (a) latency from creating VIP + Pool + 3 Members to all five Active, over 50 trees;
   (b) time for N VIPs x 10 members to converge from an operator cold start;
   (c) the operator's peak RSS;
-and, when HAProxy is installed, the data-plane figures of bench/dataplane.py.
+and, when HAProxy is installed, the data-plane figures of bench/dataplane.py and the
+multi-tenancy figures of bench/tenant.py (requests another tenant loses while the hostile
+battery is applied and retried; goal 0).
 """
 
 from __future__ import annotations
@@ -183,6 +185,12 @@ def run_benchmarks(args: argparse.Namespace, cluster: Cluster) -> None:
             table("HAProxy data plane", [(str(k), str(v)) for k, v in rows])
         except Exception as exc:  # report, don't hide: the table says why it is missing
             table("HAProxy data plane", [("not measured", f"{type(exc).__name__}: {exc}")])
+        try:
+            import tenant  # bench/tenant.py
+
+            tenant.print_table(tenant.rows())
+        except Exception as exc:
+            table("Multi-tenancy", [("not measured", f"{type(exc).__name__}: {exc}")])
 
 
 def main() -> int:

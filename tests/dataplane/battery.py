@@ -14,23 +14,27 @@ reason and message, with a Warning Event; the quota case last, once B's VIPs are
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
 from helpers import GROUP, LEASE_NAMESPACE, PLURALS, VERSION, Api, kubectl, wait_for
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "hostile_specs.yaml"
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data" / "hostile_specs.yaml"
 POOL = "127.0.60.0/25"
 MEMBER_NETWORK = "127.0.61.0/24"
 QUOTA = 4
@@ -182,10 +186,21 @@ class Tenancy:
             wait_for(lambda: not device_names(self.api, self.device), 30, "devices gone")
         if self.squatter is not None:
             self.squatter.close()
-        from dataplane.hxsupport import stop_haproxy
-
-        stop_haproxy(self.state_dir)
+        hxsupport().stop_haproxy(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def hxsupport() -> ModuleType:
+    """``hxsupport.py`` beside this file, loaded by path: bench/tenant.py uses this module
+    too, and there ``dataplane`` names bench/dataplane.py, not this package."""
+    name = "lbaas_battery_hxsupport"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "hxsupport.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def names(api: Api, kind: str, namespace: str) -> list[str]:
