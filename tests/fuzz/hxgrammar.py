@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import subprocess
+from pathlib import Path
 
 from lbaas.drivers.base import LoadBalancer
 from lbaas.drivers.haproxy.render import HEADER, backend_name, frontend_name
+from lbaas.drivers.haproxy.store import file_stem
 
 KEYWORDS = frozenset(
     {
@@ -167,3 +170,19 @@ def _persistence_problems(lb: LoadBalancer, by_kind: dict[str, list[list[str]]])
         if by_kind.get("stick") != wanted_lines:
             problems.append(f"stick {by_kind.get('stick')} instead of {wanted_lines}")
     return problems
+
+
+def haproxy_accepts(haproxy: tuple[str, Path], key: str, text: str) -> None:
+    """``haproxy -c`` on the global file and this one fragment, under the file name the
+    driver gives it (a name too long for the file system fails here too)."""
+    binary, work = haproxy
+    for old in (work / "conf.d").iterdir():
+        old.unlink()
+    (work / "conf.d" / f"{file_stem(key)}.cfg").write_text(text)
+    result = subprocess.run(
+        [binary, "-c", "-q", "-f", str(work / "haproxy.cfg"), "-f", str(work / "conf.d")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr + text

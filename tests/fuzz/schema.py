@@ -16,12 +16,14 @@ multicast, broadcast), exploded and upper-case IPv6, CIDRs with host bits set, /
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
@@ -216,3 +218,27 @@ def specs(
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Wire specs of ``plural`` that the CRD schema and the model accept."""
     return from_schema(spec_schema(plural), "", overrides).filter(accepted(model))
+
+
+# ---- the run, and values that mean something to HAProxy's parser --------------------------
+
+EXAMPLES = int(os.environ.get("LBAAS_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=os.environ.get("LBAAS_FUZZ_RANDOM") != "1",
+    # Shrinking a failing tree of this size can take longer than the test: by default the
+    # first failing example is reported as found (LBAAS_FUZZ_SHRINK=1 shrinks it).
+    phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    + ([Phase.shrink] if os.environ.get("LBAAS_FUZZ_SHRINK") == "1" else []),
+)
+
+# Marker-rich values: every character the schema lets through that means something to
+# HAProxy's parser (quote, comment, variable, sample-fetch, argument separators).
+MARKER_PATHS = st.sampled_from(
+    ["/a'b", "/'", "/x'y'z'", "/$HOME", "/a?b=$(id)", "/a;b=c&d", "/%41%0a'", "/~!*()@:,+"]
+)
+MARKER_COOKIES = st.sampled_from(
+    ["a'b", "a#b", "#", "x#y'z", "`x`", "$X", "%s", "!$%&*+.^_|~-", "A", "SESS"]
+)
