@@ -13,10 +13,21 @@
     (address not on the host, port held by another process, a VIP's listener, 0.0.0.0,
     cookie names HAProxy cannot parse, reversed expectedCodes) are applied ``ROUNDS`` times:
     requests lost (goal 0) and reloads caused by the refusals (goal 0).
+(4) Batches (``apply_many``): 1,000 VIPs x 10 members loaded into an empty device (HAProxy
+    running, no VIP) with one call: time, reloads (goal 1), every VIP verified in sync
+    afterwards; against the per-VIP path (``apply`` each: one reload per VIP), measured on the
+    first ``PER_VIP`` VIPs of another empty device and extrapolated to 1,000 from that and
+    the cost of one apply on the 1,000-VIP device (it grows with the configuration). Then one
+    batch of 100 member creates (100 VIPs of the 1,000-VIP device, one member each): time and
+    reloads (goal 0), against the same creates applied one by one (median of 3, in turns).
+    Last, the cold start as the operator runs it: every call under the default 5 s deadline,
+    the deferred VIPs sent again at once: calls, reloads, total time until all are in, and
+    the longest call (goal: within the deadline).
 
 VIPs listen on ``$LBAAS_BENCH_NET.40.1`` and up (default net 127.0); backends are the tests'
 (``$LBAAS_TEST_NET.20.x``). Run alone: ``.venv/bin/python bench/hxdriver.py`` (``BIG=200`` for a
-smaller big device); bench/dataplane.py includes these rows in ``make bench``.
+smaller big device, ``python bench/hxdriver.py batch`` for (4) alone); bench/dataplane.py
+includes these rows in ``make bench``.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,13 +58,22 @@ from lbaas.api.healthmonitor import HealthMonitorSpec  # noqa: E402
 from lbaas.api.member import MemberSpec  # noqa: E402
 from lbaas.api.pool import PoolSpec  # noqa: E402
 from lbaas.api.vip import VIPSpec  # noqa: E402
-from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer, MemberEntry  # noqa: E402
+from lbaas.drivers.base import (  # noqa: E402
+    DeviceHandle,
+    DriverError,
+    LoadBalancer,
+    MemberEntry,
+    deadline_scope,
+)
 from lbaas.drivers.haproxy import HAProxyDriver  # noqa: E402
 from lbaas.drivers.haproxy.store import dump_tree  # noqa: E402
 
 NET = os.environ.get("LBAAS_BENCH_NET", "127.0")
 SMALL, BIG = 10, int(os.environ.get("BIG", "1000"))
 MEMBERS, REPEATS, KILLS, ROUNDS = 10, 30, 5, 5
+PER_VIP, MEMBER_BATCH = int(os.environ.get("PER_VIP", "100")), 100
+DEADLINE = 5.0
+"""The operator's default driverTimeout: each call of a paced cold start gets this long."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,26 @@ class BenchDevice:
     handle: DeviceHandle
     state_dir: Path
     port: int
+
+
+@contextlib.contextmanager
+def empty_device(port_for: int) -> Iterator[BenchDevice]:
+    """A device whose HAProxy runs without any VIP (started by a probe), with a port free on
+    the first ``port_for`` bench VIP addresses."""
+    hx = _hxsupport()
+    state_dir = Path(tempfile.mkdtemp(prefix="lbbd-", dir="/tmp"))
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    config = {"stateDir": str(state_dir), "haproxyBinary": binary, "reloadTimeoutSeconds": 60}
+    handle = DeviceHandle("bench", DeviceSpec(driver="haproxy", config=config))
+    bench = BenchDevice(HAProxyDriver(), handle, state_dir, _free_port(port_for))
+    try:
+        if not bench.driver.probe(handle).ready:
+            raise RuntimeError("bench device not ready")
+        yield bench
+    finally:
+        bench.driver.close()
+        hx.stop_haproxy(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -329,6 +369,123 @@ def blast_radius(backends: list[Any]) -> dict[str, int]:
         }
 
 
+def _all_applied(outcome: Mapping[str, DriverError | None], count: int) -> None:
+    failed = {key: error.user_message for key, error in outcome.items() if error is not None}
+    if failed or len(outcome) != count:
+        raise RuntimeError(f"apply_many: {len(outcome)} outcomes, failed: {failed}")
+
+
+def batches(backends: list[Any], extra: Any) -> dict[str, float]:
+    """(4): ``apply_many`` against ``apply`` per VIP (see the module docstring)."""
+    hx = _hxsupport()
+    got: dict[str, float] = {}
+    with empty_device(PER_VIP) as bench:  # the per-VIP path, on the first PER_VIP VIPs
+        driver, handle = bench.driver, bench.handle
+        each = [_timed(lambda i=i: driver.apply(handle, _lb(i, bench.port, backends)))
+                for i in range(PER_VIP)]  # fmt: skip
+        got["per_vip_total"] = sum(each)
+        got["per_vip_first"] = statistics.median(each[:10])
+        got["per_vip_last"] = statistics.median(each[-10:])
+        got["per_vip_reloads"] = driver.reload_count(handle)
+    with empty_device(BIG + 3) as bench:
+        driver, handle, port = bench.driver, bench.handle, bench.port
+        lbs = [_lb(i, port, backends) for i in range(BIG)]
+        before = driver.state(handle)
+        started = time.perf_counter()
+        outcome = driver.apply_many(handle, lbs)
+        got["batch_load"] = time.perf_counter() - started
+        _all_applied(outcome, BIG)
+        after = driver.state(handle)
+        got["batch_reloads"] = after.reloads - before.reloads + after.starts - before.starts
+        for i in range(0, BIG, max(1, BIG // 20)):
+            if hx.get(_vip_address(i), port, timeout=5)[0] != 200:
+                raise RuntimeError(f"VIP {i} does not serve after the batch")
+        started = time.perf_counter()
+        got["verified"] = sum(driver.verify(handle, lb) == [] for lb in lbs)
+        got["verify_all"] = time.perf_counter() - started
+        # One new VIP on the 1,000-VIP device, the per-VIP way: what the 1,000th apply costs.
+        got["apply_at_big"] = statistics.median(
+            _timed(lambda i=i: driver.apply(handle, _lb(i, port, backends)))
+            for i in range(BIG, BIG + 3)
+        )
+        picked = range(0, BIG, max(1, BIG // MEMBER_BATCH))[:MEMBER_BATCH]
+        grown = [_lb(i, port, [*backends, extra]) for i in picked]
+        base = [_lb(i, port, backends) for i in picked]
+        reloads = driver.reload_count(handle)
+        batch_times, single_times = [], []
+        for _ in range(3):  # in turns, so that the machine's other load weighs on both alike
+            time.sleep(1)  # the old workers of the reloads above have gone
+            updates = driver.state(handle).runtime_updates
+            batch_times.append(_timed(lambda: _all_applied(driver.apply_many(handle, grown),
+                                                           len(grown))))  # fmt: skip
+            updates = driver.state(handle).runtime_updates - updates
+            got["member_batch_verified"] = sum(driver.verify(handle, lb) == [] for lb in grown)
+            _all_applied(driver.apply_many(handle, base), len(base))
+            single_times.append(sum(_timed(lambda lb=lb: driver.apply(handle, lb)) for lb in grown))
+            _all_applied(driver.apply_many(handle, base), len(base))
+        got["member_batch"] = statistics.median(batch_times)
+        got["member_single"] = statistics.median(single_times)
+        got["member_batch_updates"] = updates
+        got["member_batch_reloads"] = driver.reload_count(handle) - reloads
+    with empty_device(BIG) as bench:  # as the operator calls: a deadline per call
+        driver, handle = bench.driver, bench.handle
+        waiting = [_lb(i, bench.port, backends) for i in range(BIG)]
+        calls, started, longest = 0, time.perf_counter(), 0.0
+        while waiting and calls < 50:
+            calls += 1
+            with deadline_scope(time.monotonic() + DEADLINE):
+                call_started = time.perf_counter()
+                outcome = driver.apply_many(handle, waiting)
+                longest = max(longest, time.perf_counter() - call_started)
+            late = [e for e in outcome.values() if e is not None and e.reason != "Deferred"]
+            if late:
+                raise RuntimeError(f"paced batch: {late[0].reason}: {late[0].user_message}")
+            waiting = [lb for lb in waiting if outcome[lb.key] is not None]
+        got["paced_total"] = time.perf_counter() - started
+        got["paced_calls"], got["paced_left"] = calls, len(waiting)
+        got["paced_reloads"], got["paced_longest"] = driver.reload_count(handle), longest
+    return got
+
+
+def batch_rows(backends: list[Any], extra: Any) -> list[Row]:
+    b = batches(backends, extra)
+    # Each per-VIP apply reloads a configuration one VIP bigger than the last: from the first
+    # applies' cost to the 1,000th's, linearly.
+    estimate = BIG * (b["per_vip_first"] + b["apply_at_big"]) / 2
+    size = f"{BIG:,} VIPs x {MEMBERS} members"
+    return [
+        Row(f"per-VIP apply into an empty device: first {PER_VIP} VIPs (total; reloads)",
+            f"{b['per_vip_total']:.1f} s; {b['per_vip_reloads']:.0f}"),
+        Row(f"per-VIP apply: one apply at 0 / {PER_VIP} / {BIG:,} VIPs (median)",
+            f"{_ms(b['per_vip_first'])} / {_ms(b['per_vip_last'])} / {_ms(b['apply_at_big'])}"),
+        Row(f"per-VIP apply of {size}: extrapolated total", f"{estimate:.0f} s"),
+        Row(f"apply_many of {size} into an empty device: time", f"{b['batch_load']:.1f} s",
+            "< 20 s", b["batch_load"] < 20),
+        Row(f"apply_many of {BIG:,} VIPs: reloads (+ starts)", f"{b['batch_reloads']:.0f}", "1",
+            b["batch_reloads"] == 1),
+        Row(f"apply_many of {BIG:,} VIPs vs per-VIP (extrapolated): speed-up",
+            f"{estimate / b['batch_load']:.0f}x", ">= 20x", estimate / b["batch_load"] >= 20),
+        Row(f"apply_many of {BIG:,} VIPs: VIPs verified in sync after (verify of all: "
+            f"{b['verify_all']:.1f} s)", f"{b['verified']:.0f}", str(BIG),
+            b["verified"] == BIG),
+        Row(f"one batch of {MEMBER_BATCH} member creates on {BIG:,} VIPs: time (median of 3)",
+            _ms(b["member_batch"]), "< 1 s", b["member_batch"] < 1),
+        Row(f"{MEMBER_BATCH} member creates, batches and single: reloads / runtime updates of a"
+            " batch / verified",
+            f"{b['member_batch_reloads']:.0f} / {b['member_batch_updates']:.0f} /"
+            f" {b['member_batch_verified']:.0f}", f"0 / {MEMBER_BATCH} / {MEMBER_BATCH}",
+            (b["member_batch_reloads"], b["member_batch_updates"], b["member_batch_verified"])
+            == (0, MEMBER_BATCH, MEMBER_BATCH)),
+        Row(f"the same {MEMBER_BATCH} member creates, one apply each: time (median of 3)",
+            _ms(b["member_single"]), "> batch", b["member_single"] > b["member_batch"]),
+        Row(f"{size} under a {DEADLINE:.0f} s deadline per call: calls / reloads / time",
+            f"{b['paced_calls']:.0f} / {b['paced_reloads']:.0f} / {b['paced_total']:.1f} s",
+            "all in", b["paced_left"] == 0),
+        Row(f"{size} under a {DEADLINE:.0f} s deadline per call: longest call",
+            f"{b['paced_longest']:.1f} s", f"< {DEADLINE:.0f} s", b["paced_longest"] < DEADLINE),
+    ]  # fmt: skip
+
+
 def _with_codes(lb: LoadBalancer, codes: str) -> LoadBalancer:
     assert lb.monitor is not None
     monitor = lb.monitor.model_copy(update={"expected_codes": codes})
@@ -379,6 +536,8 @@ def rows() -> list[Row]:
             Row(f"SIGKILL of the master under load: traffic back (median / max of {KILLS})",
                 f"{_ms(statistics.median(back))} / {_ms(max(back))}", "< 2 s", max(back) < 2),
         ]  # fmt: skip
+        with remote_backends(MEMBERS + 1) as remote:
+            out += batch_rows(remote[:MEMBERS], remote[MEMBERS])
         blast = blast_radius(members)
         out += [
             Row(f"hostile VIPs refused ({blast['attempts']} applies): requests lost of"
@@ -403,5 +562,10 @@ def print_table(table: list[Row]) -> None:
         print(f"{r.what:<{width}}  {r.value:>22}  {r.goal:>9}  {r.verdict}")
 
 
+def only_batches() -> list[Row]:
+    with remote_backends(MEMBERS + 1) as remote:
+        return batch_rows(remote[:MEMBERS], remote[MEMBERS])
+
+
 if __name__ == "__main__":
-    print_table(rows())
+    print_table(only_batches() if sys.argv[1:] == ["batch"] else rows())

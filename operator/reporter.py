@@ -1,11 +1,14 @@
 """The status reporter: the only writer of statuses, finalizers and Events (a test enforces it).
 
-Statuses are server-side applied with the writer's field manager (``lbaas-controller`` owns
-a VIP's binding, ``lbaas-agent`` what its device does), so two writers never overwrite each
-other's fields; the API's answer goes straight into the informer cache (``Informer.offer``),
-so the next comparison is against what was written. A write that would not change anything
-is not sent. Events are posted in the background, never delaying a reconcile; every text a
-user sees passes the redactor, which removes credential values the operator holds.
+Statuses are merge patches conditional on the resourceVersion the writer read, so a
+controller and an agent writing one object never overwrite each other unseen (server-side
+apply was tried first: with two field managers setting the same condition types, field
+ownership split inside one condition and a manager dropping its fields left half a condition
+the schema refuses). The API's answer goes straight into the informer cache
+(``Informer.offer``), so the next comparison is against what was written. A write that
+would not change anything is not sent. Events are posted in the background, never delaying
+a reconcile; every text a user sees passes the redactor, which removes credential values the
+operator holds.
 """
 
 from __future__ import annotations
@@ -21,12 +24,10 @@ from kubernetes.client.exceptions import ApiException
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer, Obj
 from lbaas.kube.resources import BY_KIND, EVENTS, SERVICES, Resource
-from lbaas.status import needs_write, now
+from lbaas.status import merge_conditions, needs_write, now
 
 log = logging.getLogger(__name__)
 
-CONTROLLER = "lbaas-controller"
-AGENT = "lbaas-agent"
 FINALIZER = "lbaas.dev/finalizer"
 FINALIZER_MANAGER = "lbaas-finalizer"
 MAX_PENDING_EVENTS = 1000
@@ -106,33 +107,31 @@ class Reporter:
 
     # ---- statuses ----------------------------------------------------------------------------
 
-    async def status(
-        self,
-        obj: Mapping[str, Any],
-        desired: Mapping[str, Any],
-        *,
-        manager: str,
-        conditional: bool = False,
-        always: bool = False,
-    ) -> bool:
-        """Apply ``desired`` (the writer's part of the status) to ``obj`` unless it says nothing
-        new. ``conditional``: only if ``obj`` is unchanged since it was read (409 otherwise).
-        ``always``: send it even then (to drop fields this manager no longer claims).
-        False when the object is gone or changed meanwhile (the caller reconciles again)."""
+    async def status(self, obj: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+        """Write ``desired`` (fields of ``status``; None removes one) unless it says nothing new.
+
+        A merge patch, conditional on the resourceVersion ``obj`` was read at: two writers (a
+        controller, an agent) never overwrite each other unseen; the loser gets 409 and tries
+        again with the newer object. Conditions are merged by type into the stored list, so a
+        writer keeps those it does not set. False when the object changed meanwhile or is gone.
+        """
         current = obj.get("status") or {}
-        if not always and not needs_write(current, desired):
+        if not needs_write(current, desired):
             return True
-        desired = self._redacted(desired)
+        patch = self._redacted(desired)
+        if "conditions" in patch:
+            patch["conditions"] = merge_conditions(
+                current.get("conditions") or [], patch["conditions"]
+            )
         meta = obj["metadata"]
         resource = BY_KIND[obj["kind"]]
         try:
-            written = await self.kube.apply_status(
+            written = await self.kube.merge_patch(
                 resource,
                 meta.get("namespace"),
                 meta["name"],
-                desired,
-                manager=manager,
-                resource_version=meta.get("resourceVersion") if conditional else None,
+                {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
+                sub="status",
             )
         except ApiException as exc:
             if exc.status == 409:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -177,11 +178,17 @@ class Process:
                 metrics.MEMBER_STATUS.labels(state).set(n)
 
     async def stop(self) -> None:
-        """Graceful: Leases are released at once, so others take over within a renew period."""
-        if self.ownership is not None:
-            await self.ownership.stop()
+        """Graceful: Leases are released at once, so others take over within a renew period.
+
+        The controller stops first: while it leads, Devices whose agent lets go would look
+        ownerless to it for a moment.
+        """
+        started = time.monotonic()
         if self.elector is not None:
             await self.elector.release()
+        if self.ownership is not None:
+            await self.ownership.stop()
+        log.info("%s: leases released in %.2fs", self.role, time.monotonic() - started)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

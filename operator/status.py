@@ -1,11 +1,10 @@
 """Status documents in the Kubernetes convention: phase, reason, message, conditions by type.
 
-Pure functions. Statuses are written with server-side apply: each writer (the controller,
-an agent) sends only the fields and condition types it owns, and the API server merges them
-(conditions are a list-map keyed by ``type``). So ``desired_status`` returns just the writer's
-part, keeping ``lastTransitionTime`` of conditions whose status did not change, and
-``needs_write`` compares that part with what is stored: writing the same outcome twice is a
-no-op, and is skipped.
+Pure functions. Each writer (the controller, an agent) sets only the fields and condition
+types it decides; ``merge_conditions`` merges its conditions into the stored ones by type.
+``desired_status`` returns just the writer's part, keeping ``lastTransitionTime`` of
+conditions whose status did not change, and ``needs_write`` compares that part with what is
+stored: writing the same outcome twice is a no-op, and is skipped.
 
 The roll-ups below decide what ``operatingStatus`` says; they never turn "cannot tell" into
 ONLINE.
@@ -91,7 +90,8 @@ def desired_status(
 def needs_write(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """Whether ``desired`` says anything ``current`` does not.
 
-    Conditions are compared by type (others' conditions do not matter); other fields by value.
+    Conditions are compared by type (others' conditions do not matter); other fields by value;
+    a None in ``desired`` asks for the field's removal.
     """
     for key, value in desired.items():
         if key == "conditions":
@@ -102,6 +102,18 @@ def needs_write(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
         elif current.get(key) != value:
             return True
     return False
+
+
+def merge_conditions(
+    stored: list[Mapping[str, Any]], mine: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The stored conditions with ``mine`` replacing those of their types (order kept)."""
+    by_type = {c["type"]: dict(c) for c in mine}
+    merged = []
+    for cond in stored:
+        mine_too = by_type.pop(str(cond.get("type")), {})
+        merged.append(mine_too or dict(cond))
+    return merged + list(by_type.values())
 
 
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

@@ -246,10 +246,15 @@ class FakeDevice:
         self.api, self.name = api, name
         self.state_file = directory / f"{name}.state.json"
         self.control_file = directory / f"{name}.control.json"
+        self.call_log = directory / f"{name}.calls.jsonl"
         self.control_file.write_text("{}")
         body = {
             "driver": "fake",
-            "config": {"stateFile": str(self.state_file), "controlFile": str(self.control_file)},
+            "config": {
+                "stateFile": str(self.state_file),
+                "controlFile": str(self.control_file),
+                "callLog": str(self.call_log),
+            },
         }
         body.update(spec)
         self.body = {
@@ -264,6 +269,11 @@ class FakeDevice:
         self.api.wait_phase("Device", self.name, None, "Ready", 30)
         return self
 
+    def create_unprobed(self) -> FakeDevice:
+        """Create it without waiting for an agent to probe it."""
+        self.api.create(self.body)
+        return self
+
     def control(self, **control: Any) -> None:
         self.control_file.write_text(json.dumps(control))
 
@@ -272,6 +282,14 @@ class FakeDevice:
             return dict(json.loads(self.state_file.read_text()))
         except FileNotFoundError:
             return {}
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every driver call on this device: op, owner, fence, start, end (monotonic)."""
+        try:
+            lines = self.call_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
 
     def listeners(self) -> dict[str, Any]:
         return dict(self.state().get("listeners", {}))

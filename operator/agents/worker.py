@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from kubernetes.client.exceptions import ApiException
-
+from lbaas.agents.cleanup import remove_orphans
+from lbaas.agents.device_status import build_handle, device_status
+from lbaas.agents.health import MemberHealth
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.config import OperatorSettings
 from lbaas.drivers.base import (
@@ -38,15 +39,13 @@ from lbaas.drivers.batcher import Batcher
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.drivers.runner import DriverRunner
 from lbaas.kube.client import Kube
-from lbaas.reporter import AGENT, Reporter
-from lbaas.status import READY, Cond, desired_status, now
+from lbaas.reporter import Reporter
 from lbaas.trees.loop import Mode
-from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
+from lbaas.views import Views, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
 VipKey = tuple[str, str]
-HEALTH_UNREADABLE = "unreadable"
 
 
 class LeaseGate(Protocol):
@@ -86,16 +85,14 @@ class DeviceWorker:
         self.handle_generation: Any = None
         self.phase: str | None = None
         self.message = ""
-        self.health: dict[VipKey, Statuses | str] = {}
+        self.members = MemberHealth(self.name, self.call, trigger, unreadable=self._probe_soon)
+        self.health = self.members.values
         self.applied: dict[VipKey, tuple[Any, ...]] = {}
         self._probe_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_watch: Callable[[], None] = lambda: None
         self._applier: Batcher[LoadBalancer, DriverError | None] = Batcher(
             self._apply_many, key=_lb_key, missing=None
-        )
-        self._health_reader: Batcher[LoadBalancer, Statuses | str] = Batcher(
-            self._read_many, key=_lb_key, missing=HEALTH_UNREADABLE
         )
         self._loop = asyncio.get_running_loop()
 
@@ -123,11 +120,14 @@ class DeviceWorker:
         """Stop starting calls; wait for the one in flight (the Lease is released after)."""
         self._stop_watch()
         self._applier.cancel()
-        self._health_reader.cancel()
+        self.members.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.runner.idle(self.name)
+
+    def _probe_soon(self) -> None:
+        self._probe_now.set()
 
     def poke(self) -> None:
         """Probe now (thread-safe: drivers call it from their own threads)."""
@@ -147,30 +147,14 @@ class DeviceWorker:
             spec = DeviceSpec.model_validate(spec_of(device))
             self.driver = self.drivers.get(spec.driver)
             await asyncio.to_thread(self.driver.validate_config, spec.config)
-            credentials: Mapping[str, str] = {}
-            ref = spec.credentials_secret_ref
-            if ref is not None:
-                try:
-                    credentials = await self.kube.read_secret(ref.namespace, ref.name)
-                except (ApiException, OSError, ValueError) as exc:
-                    log.warning(
-                        "device %s: Secret %s/%s: %s", self.name, ref.namespace, ref.name, exc
-                    )
-                    raise DriverError(
-                        f"credentials Secret {ref.namespace}/{ref.name} cannot be read",
-                        reason="CredentialsUnavailable",
-                    ) from None
-                self.reporter.redact.add(credentials)
-            self._stop_watch()
-            self.handle = DeviceHandle(
-                self.name,
-                spec,
-                dict(meta_of(device).get("labels") or {}),
-                credentials,
-                owner=self.settings.agent_id,
-                fence=self.fence,
+            labels = meta_of(device).get("labels") or {}
+            handle = await build_handle(
+                self.name, spec, labels, self.kube, self.settings.agent_id, self.fence
             )
-            self._stop_watch = self.driver.watch(self.handle, self.poke)
+            self.reporter.redact.add(handle.credentials)
+            self._stop_watch()
+            self.handle = handle
+            self._stop_watch = self.driver.watch(handle, self.poke)
         except DriverError as exc:
             self.handle = None
             await self._set_state(
@@ -201,9 +185,12 @@ class DeviceWorker:
             handle.spec.driver, self.name, op, lambda: fn(driver, handle), deadline=deadline
         )
 
-    async def apply(self, lb: LoadBalancer) -> DriverError | None:
-        """Apply one tree (coalesced with others waiting): its own error, or None."""
-        return await self._applier.submit(lb)
+    async def apply(
+        self, lb: LoadBalancer, started: asyncio.Event | None = None
+    ) -> DriverError | None:
+        """Apply one tree (coalesced with others waiting): its own error, or None.
+        ``started`` is set when the driver call carrying it begins."""
+        return await self._applier.submit(lb, started)
 
     async def _apply_many(self, lbs: list[LoadBalancer]) -> dict[Hashable, DriverError | None]:
         try:
@@ -221,29 +208,7 @@ class DeviceWorker:
 
     async def health_of(self, lb: LoadBalancer) -> Statuses | str:
         """Member health of one VIP now (coalesced with other VIPs' reads); stored too."""
-        value = await self._health_reader.submit(lb)
-        self.health[(lb.namespace, lb.name)] = value
-        return value
-
-    async def _read_many(self, lbs: list[LoadBalancer]) -> dict[Hashable, Statuses | str]:
-        try:
-            found: Mapping[str, Statuses] = await self.call(
-                "member_status", lambda d, h: d.member_statuses(h, lbs)
-            )
-        except DriverError as exc:
-            log.info("device %s: member health unreadable: %s", self.name, exc.user_message)
-            found = {}
-        return {lb.key: dict(found[lb.key]) if lb.key in found else HEALTH_UNREADABLE for lb in lbs}
-
-    async def read_health(self, lbs: list[LoadBalancer]) -> None:
-        """One health read for ``lbs``; wake the loops whose health changed."""
-        found = await self._read_many(lbs)
-        for lb in lbs:
-            key = (lb.namespace, lb.name)
-            value = found[lb.key]
-            if self.health.get(key) != value:
-                self.health[key] = value
-                self.trigger(key, Mode.REFRESH)
+        return await self.members.of(lb)
 
     # ---- periodic work -------------------------------------------------------------------------
 
@@ -261,7 +226,13 @@ class DeviceWorker:
             await self._set_state(phase, exc.reason, exc.user_message)
             return
         if result.ready:
+            came_back = self.phase is not None and not self.ready  # NotReady or Error
             await self._set_state(DevicePhase.READY, "Ready", result.message or "ready")
+            if came_back and self.views.synced:
+                # VIPs may have failed over while it was down, and its HAProxy was just
+                # started again from files that still hold them: take them off now, not at
+                # the next orphan check (up to a resync interval of the same VIP served twice).
+                await self.remove_orphans()
         else:
             await self._set_state(
                 DevicePhase.NOT_READY, "ProbeFailed", result.message or "not ready"
@@ -280,7 +251,7 @@ class DeviceWorker:
             if not self.ready or not self.applied:
                 continue
             lbs = [entry[1] for entry in self.applied.values()]
-            await self.read_health(lbs)
+            await self.members.read(lbs)
 
     async def _orphan_loop(self) -> None:
         while True:
@@ -290,34 +261,8 @@ class DeviceWorker:
             await self.remove_orphans()
 
     async def remove_orphans(self) -> list[str]:
-        expected = {
-            f"{ns}/{name}" for ns, name in self.views.bound_vips(self.name, with_deleting=True)
-        }
-        try:
-            orphans = await self.call("orphans", lambda d, h: d.orphans(h, expected))
-        except DriverError as exc:
-            log.info("device %s: orphan check failed: %s", self.name, exc.user_message)
-            return []
-        removed = []
-        device = self.views.device(self.name)
-        for lb in orphans:
-            try:
-                await self.delete(lb)
-            except DriverError as exc:
-                log.warning(
-                    "device %s: orphan %s not removed: %s", self.name, lb.key, exc.user_message
-                )
-                continue
-            removed.append(lb.key)
-            if device is not None:
-                self.reporter.warn(
-                    device,
-                    reason="DriftRepaired",
-                    message=f"removed VIP {lb.key} from the device: no VIP of the cluster is"
-                    " bound to it here (left by an abandoned deletion, a failover, or added by"
-                    " hand)",
-                )
-        return removed
+        """Delete what the device holds that no VIP of the cluster is bound to."""
+        return await remove_orphans(self)
 
     # ---- the Device's status --------------------------------------------------------------
 
@@ -339,40 +284,15 @@ class DeviceWorker:
         device = self.views.device(self.name)
         if device is None or self.phase is None:
             return
-        status = status_of(device)
-        reason = reason or str(status.get("reason") or self.phase)
-        phase, message = self.phase, self.message
-        bound = sorted(self.views.bound_vips(self.name, with_deleting=True))
-        if is_deleting(device) and bound:
-            shown = ", ".join(f"{ns}/{vip}" for ns, vip in bound[:5])
-            more = f" and {len(bound) - 5} more" if len(bound) > 5 else ""
-            phase, reason = DevicePhase.ERROR, "InUse"
-            message = (
-                f"deletion waits: {len(bound)} VIP(s) still on this device ({shown}{more});"
-                " delete them or move them first"
-            )
-        since = status.get("notReadySince")
-        if self.phase == DevicePhase.READY:
-            since = None
-        elif not since or status.get("phase") == DevicePhase.READY:
-            since = now()
-        extra: dict[str, Any] = {"agent": self.settings.agent_id}
-        if since:
-            extra["notReadySince"] = since
-        desired = desired_status(
-            status,
-            phase=phase,
-            reason=reason,
-            message=message,
-            generation=meta_of(device).get("generation"),
-            conditions=[Cond(READY, self.phase == DevicePhase.READY, reason, message)],
-            extra=extra,
+        desired = device_status(
+            device,
+            phase=self.phase,
+            reason=reason or str(status_of(device).get("reason") or self.phase),
+            message=self.message,
+            agent=self.settings.agent_id,
+            bound=sorted(self.views.bound_vips(self.name, with_deleting=True)),
         )
-        if status.get("phase") != phase or status.get("message") != message:
-            desired["lastProbeTime"] = now()
-        elif status.get("lastProbeTime"):
-            desired["lastProbeTime"] = status["lastProbeTime"]
-        await self.reporter.status(device, desired, manager=AGENT)
+        await self.reporter.status(device, desired)
 
 
 def _lb_key(lb: LoadBalancer) -> Hashable:

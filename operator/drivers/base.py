@@ -234,7 +234,9 @@ class Driver(abc.ABC):
         The operator sends what is waiting for one device as one call (a cold start, a new
         owner). Each VIP succeeds or fails on its own: one refused VIP must not fail the others
         (blast radius of one). The default calls ``apply`` per VIP; a driver whose apply costs
-        per device (HAProxy: a reload) should override it to pay that once.
+        per device (HAProxy: a reload) should override it to pay that once. A VIP the call had
+        no time for (its deadline) gets a retryable error with reason ``Deferred``: the
+        operator sends it again at once, in the next call, and shows no error for it.
 
         :raises DriverError: only when none could be applied (device unreachable...): every
             VIP of the batch gets this error.

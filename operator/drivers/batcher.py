@@ -33,14 +33,19 @@ class Batcher(Generic[Item, Answer]):
         self._key = key
         self._missing = missing
         self._waiting: dict[Hashable, tuple[Item, list[asyncio.Future[Answer]]]] = {}
+        self._started: dict[Hashable, list[asyncio.Event]] = {}
         self._running: asyncio.Task[None] | None = None
 
-    async def submit(self, item: Item) -> Answer:
+    async def submit(self, item: Item, started: asyncio.Event | None = None) -> Answer:
+        """Queue ``item``; its answer. ``started`` is set when its batch goes to the device
+        (time spent queued behind other VIPs is not time the device takes)."""
         key = self._key(item)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         _, futures = self._waiting.get(key, (item, []))
         futures.append(future)
         self._waiting[key] = (item, futures)
+        if started is not None:
+            self._started.setdefault(key, []).append(started)
         if self._running is None or self._running.done():
             self._running = asyncio.create_task(self._drain())
         return await future
@@ -49,6 +54,9 @@ class Batcher(Generic[Item, Answer]):
         while self._waiting:
             batch, self._waiting = self._waiting, {}
             items = [item for item, _ in batch.values()]
+            for key in batch:
+                for event in self._started.pop(key, ()):
+                    event.set()
             try:
                 answers = await self._call(items)
             except BaseException as exc:

@@ -62,8 +62,8 @@ class DriverRunner:
             await asyncio.wait_for(lock.acquire(), timeout=self.timeout)
         except TimeoutError:
             raise DriverError(
-                f"device {device} is still busy with an earlier call that overran"
-                f" {self.timeout:.0f}s; will retry",
+                f"device {device} is still busy: the calls before this one did not finish"
+                f" within {self.timeout:.0f}s (the device may not be answering); will retry",
                 reason="DriverTimeout",
             ) from None
         started = time.monotonic()

@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from lbaas import metrics
-from lbaas.kube.resources import Resource
+from lbaas.kube.resources import SECRETS, Resource
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,6 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded. Raises ApiException (callers hide its text from users)."""
-        from lbaas.kube.resources import SECRETS
-
         secret = await self.call("GET", SECRETS.path(namespace, name))
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 

@@ -15,28 +15,23 @@ inventory, of a namespace's labels, or a VIP leaving a device wakes every waitin
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from lbaas.api.device import DeviceSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.config import OperatorSettings
-from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
-from lbaas.placement.addresses import allocate, pool_contains
-from lbaas.placement.scheduler import Candidate, Decision, schedule
-from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.placement.candidates import CandidateView
+from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
 from lbaas.trees import report
-from lbaas.trees.reconcile import build
-from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
+from lbaas.trees.assemble import build
+from lbaas.views import Views, is_deleting, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
 VipKey = tuple[str, str]
-SELECT_TIMEOUT = 5.0
 
 
 class Binder:
@@ -57,11 +52,21 @@ class Binder:
         self.reserved: dict[VipKey, tuple[str, str, int]] = {}  # device, address, port
         self.unscheduled: set[VipKey] = set()
         self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
+        self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
         self.inventory_version = 0
         self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
         self._queued: set[VipKey] = set()
+        self._binding: set[VipKey] = set()  # taken by a worker; triggers wait (``_again``)
+        self._again: set[VipKey] = set()
         self._workers: list[asyncio.Task[None]] = []
-        self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
+        self._locks: dict[VipKey, asyncio.Lock] = {}
+        self.candidates = CandidateView(
+            views,
+            drivers,
+            self.reserved,
+            probe_grace=settings.lease_duration + 2 * settings.lease_renew_period,
+            wake=self.inventory_changed,
+        )
         self.on_bound: list[Any] = []
 
     # ---- the queue -------------------------------------------------------------------------
@@ -75,6 +80,11 @@ class Binder:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     def trigger(self, key: VipKey) -> None:
+        if key in self._binding:
+            # Never two binds of one VIP at once (its own finalizer write is a change that
+            # triggers it): they would replace each other's reservation. One more after it.
+            self._again.add(key)
+            return
         if key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
@@ -89,6 +99,7 @@ class Binder:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            self._binding.add(key)
             try:
                 await self.bind(key)
             except asyncio.CancelledError:
@@ -96,6 +107,11 @@ class Binder:
             except Exception:
                 log.exception("binding VIP %s/%s failed; retrying", *key)
                 await asyncio.sleep(1)
+                self._again.add(key)
+            finally:
+                self._binding.discard(key)
+            if key in self._again:
+                self._again.discard(key)
                 self.trigger(key)
 
     # ---- one VIP ---------------------------------------------------------------------------
@@ -107,10 +123,24 @@ class Binder:
         return not device or self.views.device(str(device)) is None
 
     async def bind(self, key: VipKey, *, leaving: str | None = None) -> bool:
-        """Bind ``key`` if it needs it (or move it off ``leaving``); True when bound."""
+        """Bind ``key`` if it needs it (or move it off ``leaving``); True when bound.
+
+        One bind per VIP at a time: a second one would replace the first's reservation while
+        the first still writes it, and free its address for another VIP.
+        """
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._bind(key, leaving)
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    async def _bind(self, key: VipKey, leaving: str | None) -> bool:
         vip = self.views.vip(key)
         if vip is None:
             self.unscheduled.discard(key)
+            self.stuck.pop(key, None)
             return False
         if is_deleting(vip):
             self.unscheduled.discard(key)
@@ -126,18 +156,28 @@ class Binder:
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, "InvalidSpec", f"spec is invalid: {exc}")
             return False
+        if leaving is not None and spec.device_ref == leaving:
+            self._stuck(key, vip, leaving, "it is pinned to that device by spec.deviceRef")
+            return False
         seen = self.inventory_version
-        decision = self._decide(key, spec, exclude=leaving)
-        picked = await self._pick(key, spec, decision)
+        decision = self.candidates.decide(key, spec, exclude=leaving)
+        if self.candidates.awaiting_probe(key, spec, leaving):
+            # Devices that would take it have not been probed yet (a cold start): their
+            # first status wakes this VIP. Binding now would pile every VIP onto the first
+            # device probed, and an error written now would be undone in a second.
+            if leaving is None:
+                self.unscheduled.add(key)
+            return False
+        picked = await self.candidates.pick(key, spec, decision)
         # The pick ran off the loop: check it again against what was reserved meanwhile, and
         # allocate and reserve with no await in between.
-        chosen = self._recheck(key, spec, picked) if picked is not None else None
+        chosen = self.candidates.recheck(key, spec, picked) if picked is not None else None
         if picked is not None and chosen is None:
             self.trigger(key)  # the device filled up (or its address went) meanwhile
             return False
         address = None
         if chosen is not None:
-            address = self._address(key, spec, chosen, vip, leaving)
+            address = self.candidates.address(key, spec, chosen, vip, leaving)
         if chosen is None or address is None:
             if chosen is not None:
                 reason, message = (
@@ -146,6 +186,9 @@ class Binder:
                 )
             else:
                 reason, message = decision.reason, decision.explain()
+            if leaving is not None:
+                self._stuck(key, vip, leaving, message)
+                return False
             self.unscheduled.add(key)
             if self.inventory_version != seen:
                 self.trigger(key)  # the inventory changed while we looked: look again
@@ -158,109 +201,22 @@ class Binder:
         finally:
             self.reserved.pop(key, None)
 
-    def _recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
-        fresh = [c for c in self._candidates(key) if c.name == picked.name]
-        labels = self.views.namespace_labels(key[0])
-        again = schedule(spec, key[0], labels, fresh, lambda _c: None)
-        return again.eligible[0] if again.eligible else None
+    def _stuck(self, key: VipKey, vip: Mapping[str, Any], leaving: str, message: str) -> None:
+        """A failover with nowhere to go: the VIP stays bound to ``leaving``.
 
-    def _decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
-        candidates = [c for c in self._candidates(key) if c.name != exclude]
-        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
-
-        def driver_check(c: Candidate) -> str | None:
-            try:
-                return self.drivers.get(c.spec.driver).supports(probe)
-            except DriverError as exc:
-                return exc.user_message
-
-        labels = self.views.namespace_labels(key[0])
-        return schedule(spec, key[0], labels, candidates, driver_check)
-
-    def _device_spec(self, device: Mapping[str, Any]) -> DeviceSpec | None:
-        cache_key = (str(meta_of(device).get("name")), meta_of(device).get("generation"))
-        if cache_key not in self._specs:
-            try:
-                self._specs[cache_key] = DeviceSpec.model_validate(spec_of(device))
-            except ValueError:
-                self._specs[cache_key] = None
-        return self._specs[cache_key]
-
-    def _candidates(self, key: VipKey) -> list[Candidate]:
-        found = []
-        for device in self.views.devices():
-            if is_deleting(device):
-                continue
-            spec = self._device_spec(device)
-            if spec is None:
-                continue
-            name = str(meta_of(device)["name"])
-            reserved = {
-                k: (a, p) for k, (d, a, p) in self.reserved.items() if d == name and k != key
-            }
-            bound = self.views.bound_vips(name) - {key}
-            used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
-            listeners = {
-                a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
-            }
-            listeners.update({ap: f"{k[0]}/{k[1]}" for k, ap in reserved.items()})
-            found.append(
-                Candidate(
-                    name=name,
-                    spec=spec,
-                    labels=meta_of(device).get("labels") or {},
-                    phase=status_of(device).get("phase"),
-                    vip_count=len(bound | set(reserved)),
-                    used_addresses=frozenset(used),
-                    namespace_vips=sum(1 for k in bound | set(reserved) if k[0] == key[0]),
-                    listeners=listeners,
-                )
-            )
-        return found
-
-    async def _pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
-        """The scheduler's choice, unless a driver's ``select_device`` prefers another."""
-        if not decision.eligible:
-            return None
-        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
-        by_driver: dict[str, list[Candidate]] = {}
-        for c in decision.eligible:
-            by_driver.setdefault(c.spec.driver, []).append(c)
-        for driver_name in sorted(by_driver):
-            group = by_driver[driver_name]
-            handles = [DeviceHandle(c.name, c.spec, c.labels) for c in group]
-            try:
-                driver = self.drivers.get(driver_name)
-                picked = await asyncio.wait_for(
-                    asyncio.to_thread(functools.partial(driver.select_device, probe, handles)),
-                    SELECT_TIMEOUT,
-                )
-            except Exception as exc:
-                log.warning("select_device of %s failed: %s", driver_name, exc)
-                picked = None
-            if picked is not None:
-                return next((c for c in group if c.name == picked.name), decision.chosen)
-        return decision.chosen
-
-    def _address(
-        self,
-        key: VipKey,
-        spec: VIPSpec,
-        chosen: Candidate,
-        vip: Mapping[str, Any],
-        leaving: str | None,
-    ) -> str | None:
-        if spec.address:
-            return spec.address
-        current = status_of(vip).get("address")
-        if (
-            leaving
-            and current
-            and pool_contains(chosen.spec.address_pool, current)
-            and current not in chosen.used_addresses
-        ):
-            return str(current)  # failover keeps the address when the new pool has it
-        return allocate(chosen.spec.address_pool, chosen.used_addresses)
+        Unbinding it would report it unscheduled, take its configuration off the device once
+        that is back (an orphan) and give it a new address: worse than waiting. The failover
+        loop tries again every second; a Warning Event says why, once per reason.
+        """
+        if self.stuck.get(key) == message:
+            return
+        self.stuck[key] = message
+        self.reporter.warn(
+            vip,
+            reason="FailoverPending",
+            message=f"cannot move off device {leaving} (NotReady): {message}; it stays there"
+            " and moves as soon as another device can take it",
+        )
 
     async def _write_binding(
         self, key: VipKey, vip: Mapping[str, Any], device: str, address: str, leaving: str | None
@@ -281,13 +237,12 @@ class Binder:
             conditions=[Cond(SCHEDULED, True, reason, message)],
             extra={"device": device, "address": address},
         )
-        written = await self.reporter.status(
-            dict(latest), desired, manager=CONTROLLER, conditional=True
-        )
+        written = await self.reporter.status(dict(latest), desired)
         if not written:
             self.trigger(key)
             return False
         self.unscheduled.discard(key)
+        self.stuck.pop(key, None)
         event = self.reporter.warn if leaving else self.reporter.info
         event(latest, reason=reason, message=message)
         for callback in self.on_bound:
@@ -301,6 +256,6 @@ class Binder:
         for obj, desired in report.unscheduled(tree, reason, message):
             latest = self.views.latest(obj.snap)
             if latest is not None:
-                await self.reporter.status(latest, desired, manager=CONTROLLER)
+                await self.reporter.status(latest, desired)
         if was != (reason, message):
             self.reporter.warn(vip, reason=reason, message=message)

@@ -19,12 +19,12 @@ from lbaas import metrics
 from lbaas.api.device import DevicePhase, FailoverPolicy
 from lbaas.background import spawn
 from lbaas.placement.binder import Binder
-from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.reporter import Reporter
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
-COUNT_PERIOD = 1.0
+COUNT_PERIOD = 3.0
 
 
 def _age(stamp: str | None) -> float:
@@ -107,7 +107,7 @@ class Inventory:
         metrics.DEVICE_VIPS.labels(name).set(count)
         metrics.DEVICE_CAPACITY.labels(name).set(capacity)
         desired = {"vipCount": count, "freeCapacity": max(0, capacity - count)}
-        await self.reporter.status(device, desired, manager=CONTROLLER)
+        await self.reporter.status(device, desired)
         if is_deleting(device):
             await self.keep_finalizer(name)
 
@@ -123,6 +123,9 @@ class Inventory:
             return
         status = status_of(device)
         if status.get("phase") == DevicePhase.READY or not status.get("notReadySince"):
+            if self.binder.stuck:  # back: a later failure says again why they cannot move
+                for key in self.views.bound_vips(str(meta_of(device)["name"])):
+                    self.binder.stuck.pop(key, None)
             return
         if _age(status.get("notReadySince")) < int(failover.get("afterSeconds", 60)):
             return

@@ -20,10 +20,10 @@ from lbaas.agents.leases import LeaseRecord, Observer
 from lbaas.api.device import DevicePhase
 from lbaas.config import OperatorSettings
 from lbaas.kube.informer import Informer
-from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.reporter import Reporter
 from lbaas.status import PROGRAMMED, READY, Cond, condition, desired_status, now
 from lbaas.trees import report
-from lbaas.trees.reconcile import build
+from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, meta_of, status_of
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ class Ownerless:
         self.grace = settings.lease_duration + settings.lease_renew_period
         self._observer = Observer()
         self._seen_device: dict[str, float] = {}
-        self._reported: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -64,22 +63,8 @@ class Ownerless:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_renew_period)
-            found = set(self.ownerless())
-            for name in sorted(found):
+            for name in self.ownerless():
                 await self.report(name)
-            for name in sorted(self._reported - found):
-                await self._unclaim(name)
-
-    async def _unclaim(self, name: str) -> None:
-        """An agent owns the device again: drop the fields this controller set for it (its
-        next apply without them removes them; the agent's own are untouched)."""
-        self._reported.discard(name)
-        device = self.views.device(name)
-        if device is None:
-            return
-        status = status_of(device)
-        keep = {k: status[k] for k in ("vipCount", "freeCapacity") if k in status}
-        await self.reporter.status(device, keep, manager=CONTROLLER, always=True)
 
     def ownerless(self) -> list[str]:
         """Devices that no live agent has held for the grace period."""
@@ -109,7 +94,6 @@ class Ownerless:
         device = self.views.device(name)
         if device is None:
             return
-        self._reported.add(name)
         status = status_of(device)
         message = (
             "no agent owns this device: its agent stopped, or none matches its agentSelector;"
@@ -129,7 +113,7 @@ class Ownerless:
                     "notReadySince": status.get("notReadySince") or now(),
                 },
             )
-            if await self.reporter.status(device, desired, manager=CONTROLLER):
+            if await self.reporter.status(device, desired):
                 self.reporter.warn(device, reason=NO_AGENT, message=message)
         for key in sorted(self.views.bound_vips(name)):
             vip = self.views.vip(key)
@@ -148,4 +132,4 @@ class Ownerless:
                 why = f"device {name} is not ready: {message}"
                 pairs = report.failed(tree, "Pending", "DeviceNotReady", why)
             for obj, desired_doc in pairs:
-                await self.reporter.status(obj.snap, desired_doc, manager=CONTROLLER)
+                await self.reporter.status(obj.snap, desired_doc)

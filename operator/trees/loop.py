@@ -159,9 +159,13 @@ class TreeLoops:
             metrics.RECONCILES.labels("VIP", label).inc()
             metrics.RECONCILE_LATENCY.labels("VIP", label).observe(time.monotonic() - started)
             if result.stop:
-                if self._slots.get(key) is slot:
+                if self._slots.get(key) is not slot:
+                    return
+                if not slot.wake.is_set():
                     del self._slots[key]
-                return
+                    return
+                # A trigger came during this last turn (a new VIP of the same name, a binding
+                # to this agent's device): it gets its turn, like any trigger during a turn.
             now = time.monotonic()
             refused = not result.ok and not result.retry
             if result.retry:

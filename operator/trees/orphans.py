@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from lbaas.background import spawn
 from lbaas.config import OperatorSettings
 from lbaas.kube.informer import Obj
-from lbaas.reporter import CONTROLLER, Reporter
+from lbaas.reporter import Reporter
 from lbaas.status import PROGRAMMED, condition
 from lbaas.trees import report
 from lbaas.trees.tree import TreeObject
@@ -90,7 +90,7 @@ class Orphans:
             return
         if since is None:
             _, desired = report.waiting(TreeObject(obj), f"{missing} does not exist")
-            await self.reporter.status(obj, desired, manager=CONTROLLER)
+            await self.reporter.status(obj, desired)
         loop = asyncio.get_running_loop()
         self._timers[key] = loop.call_later(self.timeout - waited + 0.1, self.check, *key)
 
@@ -100,7 +100,7 @@ class Orphans:
             " (this object joins by itself once it exists)"
         )
         _, desired = report.parent_not_found(TreeObject(obj), message)
-        if await self.reporter.status(obj, desired, manager=CONTROLLER):
+        if await self.reporter.status(obj, desired):
             self.reporter.warn(obj, reason="ParentNotFound", message=message)
         log.info(
             "%s %s/%s: %s",

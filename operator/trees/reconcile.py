@@ -2,7 +2,8 @@
 
 The page to read to know what the operator does with a VIP:
 
-1. The VIP is gone, or bound to a device this agent does not own: the loop ends.
+1. The VIP is gone, or bound to a device this agent does not own: the loop ends. Its
+   device's worker is still starting: nothing is said until the takeover's trigger.
 2. It is being deleted: remove it from the device, then drop the finalizer (after
    ``delete_attempts`` failures: a ``DeleteAbandoned`` Event, and the finalizer goes anyway;
    the device's orphan check removes what stayed).
@@ -17,53 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lbaas import metrics
-from lbaas.agents.worker import HEALTH_UNREADABLE, DeviceWorker
-from lbaas.api.device import DevicePhase, DeviceSpec
-from lbaas.api.member import MemberSpec
+from lbaas.agents.worker import DeviceWorker
+from lbaas.api.device import DevicePhase
 from lbaas.config import OperatorSettings
 from lbaas.drivers.base import Drift, DriverError, LoadBalancer
-from lbaas.placement.policy import member_address_problem, vip_address_problem
-from lbaas.reporter import AGENT, FINALIZER, Reporter
+from lbaas.placement.policy import vip_address_problem
+from lbaas.reporter import FINALIZER, Reporter
+from lbaas.status import PROGRAMMED, condition
 from lbaas.trees import report
+from lbaas.trees.assemble import build
 from lbaas.trees.loop import Mode, Result
-from lbaas.trees.tree import Tree, build_tree
+from lbaas.trees.tree import Tree
+from lbaas.trees.writer import TreeWriter
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
 VipKey = tuple[str, str]
-
-
-def build(
-    views: Views, key: VipKey, vip: Mapping[str, Any], spec: DeviceSpec | None, device: str
-) -> Tree:
-    """The tree of ``vip`` as the views hold it; members the device refuses are marked."""
-    namespace = key[0]
-    pools = views.children("Pool", namespace, key[1])
-    members_of = {
-        p["metadata"]["name"]: views.children("Member", namespace, p["metadata"]["name"])
-        for p in pools
-    }
-    monitors_of = {
-        p["metadata"]["name"]: views.children("HealthMonitor", namespace, p["metadata"]["name"])
-        for p in pools
-    }
-
-    def member_check(member: MemberSpec) -> tuple[str, str] | None:
-        if spec is None:
-            return None
-        for address in (member.address, member.monitor_address):
-            if address:
-                problem = member_address_problem(spec, address, device)
-                if problem:
-                    return "MemberAddressNotAllowed", problem
-        return None
-
-    return build_tree(vip, pools, members_of, monitors_of, member_check)
+DEFERRED = "Deferred"
+MAX_DEFERRALS = 100
+"""A driver's answer for a VIP its call had no time for: not a failure, send it again."""
 
 
 class TreeReconciler:
@@ -81,6 +59,7 @@ class TreeReconciler:
         self.reporter = reporter
         self.settings = settings
         self.workers = workers
+        self.out = TreeWriter(views, reporter)
         self._delete_attempts: dict[VipKey, int] = {}
 
     async def __call__(self, key: VipKey, mode: Mode) -> Result:
@@ -92,52 +71,75 @@ class TreeReconciler:
         worker = self.workers.get(device)
         if worker is None:
             return Result.ended()
+        if worker.phase is None:
+            # Its worker is starting (no handle, no probe yet): nothing true can be said, no
+            # call made. The takeover triggers every tree of the device once it is up.
+            return Result.failed()
         if is_deleting(vip):
             return await self._remove(key, vip, worker)
         if FINALIZER not in (meta_of(vip).get("finalizers") or ()):
             await self.reporter.finalizer(vip, present=True)
         spec = worker.handle.spec if worker.handle else None
         tree = build(self.views, key, vip, spec, device)
-        if tree.vip_spec is None:
-            await self._write(
-                device,
-                report.failed(
-                    self._fresh(tree),
-                    "Error",
-                    tree.vip.problem_reason or "InvalidSpec",
-                    tree.vip.problem or "invalid spec",
-                ),
-            )
+        refused = self._refusal(tree, worker)
+        if refused is not None:
+            if refused[0] == "AddressNotAllowed":
+                await self._forget(worker, key, tree, self._address(tree, vip))
+            await self.out.write(device, report.failed(self.out.fresh(tree), "Error", *refused))
             return Result.failed()
-        address = str(tree.vip_spec.address or status_of(vip).get("address") or "")
-        if spec is not None and tree.vip_spec.address:
-            problem = vip_address_problem(spec, tree.vip_spec.address, device)
-            if problem:
-                await self._forget(worker, key, tree, address)
-                await self._write(
-                    device, report.failed(self._fresh(tree), "Error", "AddressNotAllowed", problem)
-                )
-                return Result.failed()
-        if worker.phase == DevicePhase.ERROR or worker.handle is None:
-            message = f"device {device} cannot be used: {worker.message}; fix the Device"
-            await self._write(
-                device, report.failed(self._fresh(tree), "Error", "DeviceError", message)
-            )
-            return Result.failed()
-        lb = tree.load_balancer(address)
+        lb = tree.load_balancer(self._address(tree, vip))
         if not worker.ready:
             return await self._device_not_ready(tree, lb, worker)
+        return await self._converge(key, mode, vip, tree, lb, worker)
+
+    @staticmethod
+    def _address(tree: Tree, vip: Mapping[str, Any]) -> str:
+        assert tree.vip_spec is not None
+        return str(tree.vip_spec.address or status_of(vip).get("address") or "")
+
+    @staticmethod
+    def _refusal(tree: Tree, worker: DeviceWorker) -> tuple[str, str] | None:
+        """Why this tree cannot go to the device at all: (reason, message), or None."""
+        if tree.vip_spec is None:
+            return tree.vip.problem_reason or "InvalidSpec", tree.vip.problem or "invalid spec"
+        spec = worker.handle.spec if worker.handle else None
+        if spec is not None and tree.vip_spec.address:
+            problem = vip_address_problem(spec, tree.vip_spec.address, worker.name)
+            if problem:
+                return "AddressNotAllowed", problem
+        if worker.phase == DevicePhase.ERROR or worker.handle is None:
+            return (
+                "DeviceError",
+                f"device {worker.name} cannot be used: {worker.message}; fix the Device",
+            )
+        return None
+
+    async def _converge(
+        self,
+        key: VipKey,
+        mode: Mode,
+        vip: Mapping[str, Any],
+        tree: Tree,
+        lb: LoadBalancer,
+        worker: DeviceWorker,
+    ) -> Result:
+        """Apply or verify as ``mode`` asks, then report Active (or the driver's error)."""
         fingerprint = (meta_of(vip).get("uid"), lb, worker.handle_generation, worker.fence)
         unobserved = any(
             o.status.get("observedGeneration") != o.generation
             for o in tree.objects
             if not (o.deleting or o.problem or o.waiting)
         )
+        programmed = condition(status_of(vip), PROGRAMMED).get("status") == "True"
         drifts: list[Drift] = []
         if mode == Mode.FORCE or unobserved:
             need_apply = True
         elif mode == Mode.APPLY:
             need_apply = worker.applied.get(key) != fingerprint
+        elif not programmed and (mode == Mode.VERIFY or key not in worker.applied):
+            # The device is not known to hold this tree (its last apply failed, or it waited
+            # for the device): apply it; that repairs no drift.
+            need_apply = True
         elif mode == Mode.VERIFY or key not in worker.applied:
             # A resync, or a tree this worker never applied (a takeover): ask the device.
             found = await self._verify(worker, lb)
@@ -147,31 +149,36 @@ class TreeReconciler:
             need_apply = False
         if need_apply:
             error = await self._apply(worker, tree, lb)
+            for _ in range(MAX_DEFERRALS):
+                if error is None or error.reason != DEFERRED:
+                    break
+                error = await self._apply(worker, tree, lb)  # not attempted: the next call
             if error is not None:
                 worker.applied.pop(key, None)
                 log.warning(
                     "apply of %s on %s failed: %s %s",
                     lb.key,
-                    device,
+                    worker.name,
                     error.user_message,
                     error.detail,
                 )
-                await self._write(
-                    device,
-                    report.failed(self._fresh(tree), "Error", error.reason, error.user_message),
+                failed = report.failed(
+                    self.out.fresh(tree), "Error", error.reason, error.user_message
                 )
+                await self.out.write(worker.name, failed)
                 return Result.retry_later() if error.retryable else Result.failed()
             if drifts:
                 self._repaired(worker, tree, drifts)
-            worker.applied[key] = fingerprint
             health = await worker.health_of(lb)
         else:
-            worker.applied[key] = fingerprint
             known = worker.health.get(key)
             health = known if known is not None else await worker.health_of(lb)
-        readable = None if health == HEALTH_UNREADABLE else health
-        pairs = report.active(self._fresh(tree), lb, device, health=readable, device_ready=True)  # type: ignore[arg-type]
-        if not await self._write(device, pairs):
+        worker.applied[key] = fingerprint
+        readable = None if isinstance(health, str) else health  # HEALTH_UNREADABLE
+        pairs = report.active(
+            self.out.fresh(tree), lb, worker.name, health=readable, device_ready=True
+        )
+        if not await self.out.write(worker.name, pairs):
             return Result.retry_later()
         return Result.done()
 
@@ -180,11 +187,21 @@ class TreeReconciler:
     async def _apply(
         self, worker: DeviceWorker, tree: Tree, lb: LoadBalancer
     ) -> DriverError | None:
-        """Apply; show Pending only if the apply takes longer than ``pending_delay``."""
-        task = asyncio.ensure_future(worker.apply(lb))
-        done, _ = await asyncio.wait({task}, timeout=self.settings.pending_delay)
-        if not done:
-            await self._write(worker.name, report.pending(self._fresh(tree), worker.name))
+        """Apply; show Pending only if the device takes longer than ``pending_delay``.
+
+        The clock starts when the driver call starts, not while the tree waits behind others
+        of its device: at a cold start every tree waits, and Pending for all of them would
+        double the status writes for nothing a client could act on.
+        """
+        started = asyncio.Event()
+        task = asyncio.ensure_future(worker.apply(lb, started))
+        waiting = asyncio.ensure_future(started.wait())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=self.settings.pending_delay)
+            if not done:
+                await self.out.write(worker.name, report.pending(self.out.fresh(tree), worker.name))
         try:
             return await task
         except DriverError as exc:
@@ -202,6 +219,7 @@ class TreeReconciler:
     def _repaired(self, worker: DeviceWorker, tree: Tree, drifts: list[Drift]) -> None:
         """A Warning Event and a metric per repaired drift (after the repair succeeded)."""
         what = "; ".join(f"{d.kind}: {d.message}" for d in drifts[:5])
+        log.info("%s on %s: drift repaired: %s", tree.vip.name, worker.name, what)
         self.reporter.warn(
             tree.vip.snap,
             reason="DriftRepaired",
@@ -213,7 +231,7 @@ class TreeReconciler:
     async def _device_not_ready(self, tree: Tree, lb: LoadBalancer, worker: DeviceWorker) -> Result:
         """The device cannot serve now: keep the phase, say why, members UNKNOWN."""
         pairs = report.active(
-            self._fresh(tree),
+            self.out.fresh(tree),
             lb,
             worker.name,
             health=None,
@@ -230,8 +248,8 @@ class TreeReconciler:
                 f"device {worker.name} is not ready: {worker.message}; the change is applied"
                 " when it is back"
             )
-            pairs = report.failed(self._fresh(tree), "Pending", "DeviceNotReady", why)
-        await self._write(worker.name, pairs)
+            pairs = report.failed(self.out.fresh(tree), "Pending", "DeviceNotReady", why)
+        await self.out.write(worker.name, pairs)
         return Result.failed()  # the worker triggers every tree when the device is back
 
     async def _remove(self, key: VipKey, vip: Mapping[str, Any], worker: DeviceWorker) -> Result:
@@ -272,38 +290,3 @@ class TreeReconciler:
                     "removing %s/%s from %s failed: %s", *key, worker.name, exc.user_message
                 )
         worker.applied.pop(key, None)
-
-    def _fresh(self, tree: Tree) -> Tree:
-        """Point the tree's objects at their newest cached copies (statuses written since it
-        was built), so reports keep transition times right and compare with the truth."""
-        for obj in tree.objects:
-            latest = self.views.latest(obj.snap)
-            if latest is not None:
-                obj.snap = latest
-        return tree
-
-    async def _write(self, device: str, pairs: Iterable[tuple[Any, dict[str, Any]]]) -> bool:
-        """Write the statuses of a tree; False when the VIP moved or changed meanwhile."""
-        ok = True
-
-        async def one(obj: Any, desired: dict[str, Any]) -> None:
-            nonlocal ok
-            latest = self.views.latest(obj.snap)
-            if latest is None:
-                return
-            was = (status_of(latest).get("phase"), status_of(latest).get("message"))
-            if desired.get("phase") == "Error" and was != ("Error", desired.get("message")):
-                self.reporter.warn(latest, reason=desired["reason"], message=desired["message"])
-            if obj.kind == "VIP":
-                if status_of(latest).get("device") != device:
-                    ok = False
-                    return
-                written = await self.reporter.status(
-                    latest, desired, manager=AGENT, conditional=True
-                )
-            else:
-                written = await self.reporter.status(latest, desired, manager=AGENT)
-            ok = ok and written
-
-        await asyncio.gather(*(one(obj, desired) for obj, desired in pairs))
-        return ok

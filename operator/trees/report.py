@@ -152,7 +152,7 @@ def pending(tree: Tree, device: str) -> list[Pair]:
 
 
 def member_states(
-    lb: LoadBalancer, health: Mapping[str, str] | None, device_ready: bool
+    lb: LoadBalancer, health: Mapping[str, Any] | None, device_ready: bool
 ) -> dict[str, str]:
     """Each member's operating status: spec first, then what the device observed.
 
@@ -178,7 +178,7 @@ def active(
     lb: LoadBalancer,
     device: str,
     *,
-    health: Mapping[str, str] | None,
+    health: Mapping[str, Any] | None,
     device_ready: bool,
     device_message: str = "",
 ) -> list[Pair]:
@@ -232,6 +232,7 @@ def unscheduled(tree: Tree, reason: str, message: str) -> list[Pair]:
             reason,
             message,
             [Cond(SCHEDULED, False, reason, message), Cond(READY, False, reason, message)],
+            extra={"device": None, "address": None, "operatingStatus": None},
             generation=vip_obj.generation,
         )
     ]

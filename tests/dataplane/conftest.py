@@ -75,12 +75,16 @@ def device(make_device: Callable[..., Device]) -> Device:
 
 @pytest.fixture(scope="module")
 def operator(
-    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
-    """One operator per test module (never two at once: they would fight over objects)."""
+    """One operator per test module (never two at once: they would fight over objects).
+
+    A module that needs other settings names them in ``OPERATOR_ENV`` (LBAAS_* variables).
+    """
     haproxy_binary()  # skip (or fail under LBAAS_STRICT=1) before starting anything
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(log, LBAAS_MEMBER_STATUS_INTERVAL="1").start()
+    env = {"LBAAS_MEMBER_STATUS_INTERVAL": "1", **getattr(request.module, "OPERATOR_ENV", {})}
+    proc = OperatorProcess(log, **env).start()
     yield proc
     proc.stop()
     print(f"operator log: {log}")
@@ -104,12 +108,19 @@ def make_hx_device(
     binary = haproxy_binary()
     made: list[OperatorDevice] = []
 
-    def make(address_pool: str, **spec: Any) -> OperatorDevice:
+    def make(
+        address_pool: str, config: dict[str, Any] | None = None, **spec: Any
+    ) -> OperatorDevice:
         state_dir = Path(tempfile.mkdtemp(prefix="lbop-", dir="/tmp"))
         name = f"hx-{namespace}-{uuid.uuid4().hex[:4]}"
         device = OperatorDevice(api, name, state_dir, address_pool)
         made.append(device)
-        config = {"managed": True, "stateDir": str(state_dir), "haproxyBinary": binary}
+        config = {
+            "managed": True,
+            "stateDir": str(state_dir),
+            "haproxyBinary": binary,
+            **(config or {}),
+        }
         api.create(
             {
                 "kind": "Device",

@@ -148,16 +148,21 @@ class EchoBackend(socketserver.ThreadingTCPServer):
 @dataclass
 class Backends:
     started: list[socketserver.BaseServer] = field(default_factory=list)
+    third: int = 20
+    """The third octet of the backends' addresses (``<net>.<third>.x``)."""
 
     def http(self, count: int) -> list[Backend]:
-        made = [Backend(f"b{i}", net(20, next(_ADDRESSES) % 250 + 1)) for i in range(count)]
+        made = [Backend(f"b{i}", self._address()) for i in range(count)]
         self.started.extend(made)
         return made
 
     def echo(self, count: int) -> list[EchoBackend]:
-        made = [EchoBackend(f"e{i}", net(20, next(_ADDRESSES) % 250 + 1)) for i in range(count)]
+        made = [EchoBackend(f"e{i}", self._address()) for i in range(count)]
         self.started.extend(made)
         return made
+
+    def _address(self) -> str:
+        return net(self.third, next(_ADDRESSES) % 250 + 1)
 
 
 FAST_MONITOR = {
@@ -418,6 +423,8 @@ class Load:
     port: int
     max_requests: int = 50_000
     max_seconds: float = 120.0
+    pause: float = 0.0
+    """Seconds between requests (0: back to back; a refused request takes microseconds)."""
     sent: int = 0
     failures: list[str] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
@@ -450,15 +457,19 @@ class Load:
             started = time.monotonic()
             try:
                 code, body, _ = get(self.address, self.port, timeout=5)
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:  # a cut response, too
                 self.failures.append(f"request {self.sent}: {type(exc).__name__}: {exc}")
                 self.events.append((started, False))
+                if self.pause:
+                    self._stop.wait(self.pause)
                 continue
             if code != 200:
                 self.failures.append(f"request {self.sent}: HTTP {code} {body[:80]!r}")
             else:
                 self.seen[body] += 1
             self.events.append((started, code == 200))
+            if self.pause:
+                self._stop.wait(self.pause)
 
     def first_success_after(self, moment: float) -> float | None:
         """When the first request sent after ``moment`` that succeeded was sent."""

@@ -118,3 +118,77 @@ def test_killed_at_every_step_a_new_driver_finishes_the_apply(
 
 def web_vip(lb: LoadBalancer) -> tuple[str, int]:
     return lb.address, lb.spec.port
+
+
+# -- apply_many: a batch killed at every step ---------------------------------------------------
+
+BATCH_SCRIPT = """
+import json, sys
+from lbaas.api.device import DeviceSpec
+from lbaas.drivers.base import DeviceHandle
+from lbaas.drivers.haproxy import HAProxyDriver
+from lbaas.drivers.haproxy.store import load_tree
+spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))
+lbs = [load_tree(text) for text in json.loads(sys.argv[2])]
+HAProxyDriver().apply_many(DeviceHandle("d", spec), lbs)
+"""
+
+# The runtime part of a mixed batch comes first: its after-vip-file and after-config are the
+# first ones reached, the reload's are the second (":2").
+BATCH_MATRIX = [
+    *[("reload", p) for p in RELOAD_POINTS],  # a structural change and three new VIPs
+    *[("mixed", p) for p in ["runtime-command:1", "runtime-command:3", "after-vip-file"]],
+    *[("mixed", p) for p in ["after-config", "after-intent", "after-vip-file:2"]],
+    *[("mixed", p) for p in ["after-config:2", "before-reload", "after-reload"]],
+]
+RUNTIME_PHASE = {"runtime-command:1", "runtime-command:3", "after-vip-file", "after-config"}
+"""Points of a mixed batch reached before the reload's intent is recorded."""
+
+
+def run_batch_killed(device: Device, lbs: list[LoadBalancer], point: str) -> None:
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "LBAAS_FAULT_POINT": point}
+    spec = device.handle.spec.model_dump_json(by_alias=True)
+    trees = json.dumps([dump_tree(lb) for lb in lbs])
+    done = subprocess.run(
+        [sys.executable, "-c", BATCH_SCRIPT, spec, trees],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -9, f"not killed at {point}: {done.returncode} {done.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("batch", "point"), BATCH_MATRIX, ids=[f"{b}-{p}" for b, p in BATCH_MATRIX]
+)
+def test_a_batch_killed_at_every_step_is_finished_by_a_new_driver(
+    device: Device, backends: Backends, batch: str, point: str
+) -> None:
+    a, b, c = backends.http(3)
+    web = make_lb(free_vip(), [a])
+    other = make_lb(free_vip(), [b], name="other")
+    device.driver.apply_many(device.handle, [web, other])
+    new = [make_lb(free_vip(), [a, c], name=f"new{i}") for i in range(3)]
+    if batch == "reload":
+        lbs = [make_lb(web_vip(web), [a, b], connectionLimit=7), *new]
+    else:  # other: a member added and a weight changed, at run time; new VIPs: one reload
+        lbs = [make_lb(web_vip(other), [b, c], name="other", member_spec={"b1": {"weight": 3}})]
+        lbs += new[:2]
+    run_batch_killed(device, lbs, point)
+
+    restarted = HAProxyDriver()  # the operator after its restart
+    desired = {lb.key: lb for lb in [web, other, *lbs]}
+    reload_phase = batch == "reload" or point not in RUNTIME_PHASE
+    found = restarted.verify(device.handle, lbs[-1]) or []
+    assert ("PendingReload" in [d.kind for d in found]) == reload_phase, found
+    assert restarted.probe(device.handle).ready  # finishes a pending reload
+    drifted = [lb for lb in desired.values() if restarted.verify(device.handle, lb)]
+    if reload_phase and point != "after-intent":
+        # The intent covered every VIP file of the batch: the probe's reload served them all.
+        assert drifted == []
+    assert restarted.apply_many(device.handle, drifted) == dict.fromkeys([lb.key for lb in drifted])
+    serves_exactly(device, restarted, list(desired.values()))
+    assert json.loads((device.state_dir / "driver-state.json").read_text())["parked"] == {}

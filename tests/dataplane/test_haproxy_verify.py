@@ -10,6 +10,7 @@ from dataplane.hxsupport import (
     FAST_MONITOR,
     Backends,
     Device,
+    free_port_in,
     free_vip,
     get,
     make_lb,
@@ -182,3 +183,29 @@ def test_a_vip_file_that_became_unservable_blocks_nobody(
     assert not (device.state_dir / "conf.d" / "dp__lost.cfg").exists()
     driver.delete(handle, lost)
     assert driver.state(handle).parked == {}
+
+
+def test_a_member_moved_in_a_reloading_apply_serves_at_once(device: Device) -> None:
+    """HAProxy 2.6 takes a server's port from the server-state file over its configuration
+    line: a member that moves in an apply that reloads (here with a new connection limit) must
+    still serve at its new address and port right after the apply, not at the next resync."""
+    backends = Backends(third=71)
+    try:
+        a, b, c = backends.http(3)
+        vip = ("127.0.70.254", free_port_in("127.0.70.254/32"))
+        device.driver.apply(device.handle, make_lb(vip, [a, b]))
+        moved = make_lb(
+            vip,
+            [a, b],
+            connectionLimit=50,
+            member_spec={"b1": {"address": c.address, "port": c.port}},
+        )
+        reloads = device.reloads()
+        device.driver.apply(device.handle, moved)
+        assert device.reloads() == reloads + 1
+        assert device.driver.verify(device.handle, moved) == []
+        assert set(spread(*vip, 20)) == {"b0", "b2"}
+    finally:
+        for server in backends.started:
+            server.shutdown()
+            server.server_close()

@@ -1,5 +1,6 @@
 """The HAProxy driver's parts that need no HAProxy: the runtime-change plan, the parsers of
-HAProxy's answers, fencing, deadlines, fault points and the listener checks."""
+HAProxy's answers, fencing, deadlines, fault points, the listener checks, batched file writes
+and how HAProxy's error lines are pinned on VIPs."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError, deadline_scope
-from lbaas.drivers.haproxy import preflight, servers
+from lbaas.drivers.haproxy import plan, preflight, servers
+from lbaas.drivers.haproxy.pace import Pace
 from lbaas.drivers.haproxy.render import Fragment, fragment_servers, render_vip
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState, parse_servers_state
-from lbaas.drivers.haproxy.store import check_fence
+from lbaas.drivers.haproxy.store import check_fence, write_many
 from lbaas.drivers.haproxy.timing import DriverTimeout, budget
 
 
@@ -130,6 +132,7 @@ def test_add_commands_enable_health_before_ready() -> None:
     ]
     (delete,) = servers.plan(fragment(), {}, {"a": running("a")}) or []
     assert servers._commands(delete) == [
+        "set server be_ns__web/a state drain",
         "set server be_ns__web/a state maint",
         "shutdown sessions server be_ns__web/a",
         "del server be_ns__web/a",
@@ -241,3 +244,57 @@ def test_a_foreign_listener_is_in_use_and_ours_is_not() -> None:
         assert preflight.port_problem("127.3.250.2", port, ours={os.getpid()}) is None
         assert ("127.3.250.2", port) in preflight.held_listeners({os.getpid()})
     assert preflight.port_problem("127.3.250.2", port, ours=set()) is None
+
+
+def test_write_many_replaces_and_removes_files(tmp_path: Path) -> None:
+    (tmp_path / "old").write_text("old")
+    (tmp_path / "keep").write_text("keep")
+    texts: dict[Path, str | None] = {tmp_path / "a": "A", tmp_path / "old": None}
+    texts[tmp_path / "missing"] = None  # removing what is absent is fine
+    write_many(texts, 0o600)
+    assert (tmp_path / "a").read_text() == "A" and (tmp_path / "a").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "keep"]  # no temporary left
+    write_many({tmp_path / "a": "B", tmp_path / "keep": "K"}, 0o644, durable=False)
+    assert (tmp_path / "a").read_text() == "B" and (tmp_path / "keep").read_text() == "K"
+
+
+def test_blame_finds_vips_by_file_staged_file_and_proxy(tmp_path: Path) -> None:
+    conf_d = tmp_path / "conf.d"
+    dev: Any = type("Dev", (), {"paths": type("Paths", (), {"conf_d": conf_d})()})()
+    staged = {conf_d / "ns__web.cfg": conf_d / ".ns__web.cfg.x1.new"}
+    alerts = [
+        f"parsing [{conf_d}/.ns__web.cfg.x1.new:12] : unknown keyword 'bogus' in 'backend'",
+        f"config : [{conf_d}/ns__b.example.cfg:3] : 'server be_ns__b.example/m1' : bad addr",
+        "Proxy 'fe_other__x': unable to find required default_backend",
+        "Starting frontend fe_ns__api: cannot bind socket (Address in use) [192.0.2.1:80]",
+        f"parsing [{tmp_path}/haproxy.cfg:4] : not a VIP's file",
+        "Fatal errors found in configuration.",
+    ]
+    found = plan.blame(dev, alerts, staged)
+    assert found == {
+        "ns/web": [alerts[0]],
+        "ns/b.example": [alerts[1]],
+        "other/x": [alerts[2]],
+        "ns/api": [alerts[3]],
+    }
+
+
+def test_pace_takes_what_fits_before_the_deadline_and_learns() -> None:
+    pace = Pace(fixed=1.0, per_vip=0.01)
+    assert pace.take(5000) == 5000  # no deadline: everything
+    with deadline_scope(time.monotonic() + 5.0):
+        assert 290 <= pace.take(5000) <= 300  # (5 s x 0.8 - 1 s) / 10 ms
+        assert pace.take(20) == 20
+    with deadline_scope(time.monotonic() + 0.5):
+        assert pace.take(20) == 1  # never nothing: one VIP is what a single apply does
+    pace.take(100)
+    with pace.fixed_part(reload=True):
+        time.sleep(0.05)
+    pace.learn(100, 0.05 + 100 * 0.002, timed_out=False)
+    assert 0.04 < pace.fixed < 0.2
+    assert pace.per_vip == pytest.approx(0.007)  # falls slowly: 0.7 x 10 ms, not 2 ms
+    pace.learn(100, 5.0, timed_out=False)
+    assert pace.per_vip > 0.04  # rises at once
+    before = pace.per_vip
+    pace.learn(10, 0.0, timed_out=True)
+    assert pace.per_vip == 2 * before

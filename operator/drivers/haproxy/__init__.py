@@ -61,7 +61,7 @@ monitor maxRetries / ...Down    ``rise`` / ``fall`` per server
 monitor absent or admin-down    servers without ``check`` (reported NO_MONITOR)
 ==============================  ==========================================================
 
-Runtime API or reload (see ``converge`` and ``servers``):
+Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``, ``reload``):
 
 - **No reload, no** ``haproxy -c``: member create (``add server``, ``enable health``, then
   ``set server ... state ready``: UP at once, like a server read from the file), member delete
@@ -75,14 +75,29 @@ Runtime API or reload (see ``converge`` and ``servers``):
   survive it through the ``server-state`` file; weights and states a person set by hand are
   put back to the files' right after.
 
-Safety: a VIP the device cannot take never disturbs the others. Before any reload every new
-listener is bound once (address not on the host -> ``AddressNotAvailable``, port held by another
-process -> ``AddressInUse``, both non-retryable), and the changed files pass ``haproxy -c``; the
-VIP being applied is refused before anything changes, another VIP file that cannot be served
-(its address vanished, edited by hand) is left out and reported by ``verify``. A reload that
-fails anyway is rolled back (files restored; the old worker never stopped). ``pending_reload``
-is recorded before files change, so a process killed mid-apply leaves work a new one finishes
-(``faults`` marks each step for the crash tests). Every wait ends by the call's deadline
+Batches: ``apply`` is ``apply_many`` of one VIP, and ``apply_many`` (what the operator sends
+for whatever waits for a device: a cold start, a new owner, a burst) costs what one apply costs:
+one lock, one plan of every VIP file, one ``haproxy -c``, at most one reload, the runtime
+commands of the VIPs that need nothing else, and one sync per set of files written. A cold
+start of 1,000 VIPs is one reload, not 1,000 (each slower than the last, as the configuration
+grows) when the call has the time; under the call's deadline a batch takes the VIPs that fit,
+by what the device's recent calls cost (``pace``), and defers the others (retryable
+``Deferred``) to the next call: a few reloads, and every call makes progress.
+
+Safety: a VIP the device cannot take never disturbs the others, in a batch or not. Before any
+reload every new listener is bound once (address not on the host -> ``AddressNotAvailable``,
+port held by another process -> ``AddressInUse``, 0.0.0.0 -> ``AddressNotAllowed``, all
+non-retryable), and the changed files pass ``haproxy -c``. A VIP being applied that fails
+either gets its own error (with only its own HAProxy error lines), its file is not written and
+the device goes on serving what it served for it before; the rest of the batch is applied.
+Another VIP file that cannot be served (its address vanished, edited by hand) is left out and
+reported by ``verify``. A reload that fails anyway is rolled back (files restored; the old
+worker never stopped); in a batch, the VIPs its error lines name are refused and the rest
+reloaded again, and a failure naming none is narrowed down by halves of the batch. A batch
+fails as a whole only when the device does (HAProxy down and unmanaged, not answering, the
+deadline). ``pending_reload`` is recorded before files change, and every VIP file of the batch
+is written after it, so a process killed mid-apply leaves work a new one finishes (``faults``
+marks each step for the crash tests). Every wait ends by the call's deadline
 (``DriverTimeout``); calls with a fence older than one seen are refused (``StaleOwner``).
 
 ``verify`` drift kinds: ``PendingReload``, ``NotRunning``, ``ReloadedOutsideOperator`` (the

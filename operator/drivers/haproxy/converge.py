@@ -1,60 +1,54 @@
-"""Make a device serve what its VIP files say, after one VIP changed.
+"""Make a device serve what its VIP files say, after a batch of VIPs changed: one VIP for
+``apply`` and ``delete``, whatever waited for the device for ``apply_many`` (a cold start, a
+new owner, a burst of changes), none for ``probe`` (start HAProxy, finish a pending reload).
 
-Two ways, chosen per change:
+A batch costs what one change costs: one lock, one plan, one ``haproxy -c``, at most one
+reload. Each VIP of the batch goes one of two ways:
 
-- **At run time** (no reload, no ``haproxy -c``): when the running master is the one the driver
-  last reloaded, no reload is pending, and the VIP's new fragment has the structure of the one
-  on disk (only servers, weights or admin states differ). The runtime commands go first, then
-  the VIP file and the fragment are written, so that a later reload keeps the change; a process
-  killed in between leaves a difference that ``verify`` sees and the next apply repairs.
-- **By a checked reload** otherwise: every VIP file is rendered again (a VIP that cannot be
-  served is left out and remembered in ``parked``), every listener that HAProxy does not hold
-  yet is tried (``preflight``), the changed files are validated together with ``haproxy -c``,
-  ``pending_reload`` is recorded, the files are replaced, and HAProxy reloads. A refusal of the
-  VIP being applied raises before any of this changes anything; a reload that fails anyway is
-  rolled back (files restored, the old worker never stopped serving).
+- **At run time** (``runtime_path``; no reload, no ``haproxy -c``): when the running master is
+  the one the driver last reloaded, no reload is pending, and the VIP's new fragment has the
+  structure of the one on disk (only servers, weights or admin states differ).
+- **By one checked reload** for all the others together (``plan``, then ``reload``): every VIP
+  file is rendered again, listeners are tried, the result passes ``haproxy -c``, the intent
+  is recorded, the files are replaced, HAProxy reloads once.
+
+Blast radius of one: every VIP of the batch gets its own outcome. A VIP that cannot be served
+(a value HAProxy cannot take, a listener that is taken or not on the host, a fragment
+``haproxy -c`` points at) gets its own non-retryable error and is left as the device had it;
+the others are applied. Only a failure of the device itself (an unmanaged HAProxy that is
+down, a master that does not answer, the call's deadline) reaches every VIP still waiting.
+The rare failures that name no VIP (a ``haproxy -c`` rejection without a file or proxy name,
+a reload refused although every check passed) are narrowed down by halving the batch, each
+half its own plan and reload, until the culprit is alone: more reloads, but only then.
+
+A call takes as many VIPs of the batch as fit before its deadline (``pace``: a 1,000-VIP cold
+start does not fit in the operator's default 5 s); the others get a retryable ``Deferred``
+error at once and come with the next batch, so every call makes progress.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import re
-import tempfile
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lbaas.drivers.base import Drift, DriverError, LoadBalancer, UnsupportedError
-from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.base import Drift, DriverError, LoadBalancer
 from lbaas.drivers.haproxy.config import DevicePaths, HAProxyDeviceConfig
-from lbaas.drivers.haproxy.preflight import Preflight
-from lbaas.drivers.haproxy.process import MIN_RELOAD_BUDGET, ConfigRejected, Supervisor
-from lbaas.drivers.haproxy.render import (
-    Fragment,
-    GlobalSettings,
-    fragment_servers,
-    fragment_structure,
-    render_global,
-    render_vip,
-)
-from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
-from lbaas.drivers.haproxy.store import (
-    DriverState,
-    TreeCache,
-    atomic_write,
-    dump_tree,
-    file_stem,
-    key_of,
-    read_text,
-    restore,
-)
-from lbaas.drivers.haproxy.timing import budget
+from lbaas.drivers.haproxy.pace import Pace, deferred
+from lbaas.drivers.haproxy.plan import Change, Plan, blame, make_plan, validate
+from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed, Supervisor
+from lbaas.drivers.haproxy.reload import reload
+from lbaas.drivers.haproxy.render import Fragment, GlobalSettings, render_vip
+from lbaas.drivers.haproxy.runtime import ProcInfo
+from lbaas.drivers.haproxy.runtime_path import runtime_batch
+from lbaas.drivers.haproxy.store import DriverState, TreeCache, file_stem, write_many
+from lbaas.drivers.haproxy.timing import DriverTimeout
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
 
-log = logging.getLogger(__name__)
-MAX_BLAME_ROUNDS = 3
+Outcome = dict[str, DriverError | None]
+"""VIP key → its error, or None: applied (or deleted)."""
 
 
 @dataclass
@@ -66,6 +60,7 @@ class Memo:
     trees: TreeCache = field(default_factory=TreeCache)
     rendered: dict[int, tuple[LoadBalancer, Fragment]] = field(default_factory=dict)
     device_drift: tuple[float, list[Drift]] | None = None
+    pace: Pace = field(default_factory=Pace)
 
     def fragment(self, lb: LoadBalancer) -> Fragment:
         """``render_vip`` of a tree from the TreeCache, cached while that object lives."""
@@ -81,6 +76,11 @@ class Memo:
     def changed(self) -> None:
         """Our own apply changed the device: cached device-level checks are stale."""
         self.device_drift = None
+
+    def wrote(self, path: Path, lb: LoadBalancer, fragment: Fragment) -> None:
+        """``lb`` (rendered as ``fragment``) is now the VIP file ``path``."""
+        self.trees.remember(path, lb)
+        self.rendered[id(lb)] = (lb, fragment)
 
 
 @dataclass
@@ -125,272 +125,142 @@ def in_sync(dev: Device, state: DriverState, master: ProcInfo | None) -> bool:
     )
 
 
-def converge(dev: Device, key: str | None, lb: LoadBalancer | None) -> None:
-    """Make the device serve ``lb`` as VIP ``key`` (``lb`` None: nothing for ``key``; ``key``
-    None: no VIP changes, start HAProxy or finish a pending reload) and the others as their
-    files say."""
-    fragment = checked_fragment(lb) if lb is not None else None
+def converge(dev: Device, changes: Mapping[str, LoadBalancer | None]) -> Outcome:
+    """Make the device serve each tree of ``changes`` (None: nothing for that key) and the
+    other VIPs as their files say; the outcome of every key of ``changes``. As many VIPs are
+    taken as fit before the call's deadline (``pace``); the others are deferred.
+
+    Raises only what no VIP of the batch can be spared: HAProxy down on an unmanaged device,
+    a master that does not answer, a rejection or failed reload with no batch to blame it on.
+    """
+    pace, started = dev.memo.pace, time.monotonic()
+    take = pace.take(len(changes))
+    taken = dict(list(changes.items())[:take])
+    outcome = _converge(dev, taken) | {key: deferred() for key in list(changes)[take:]}
+    timed_out = any(isinstance(error, DriverTimeout) for error in outcome.values())
+    pace.learn(len(taken), time.monotonic() - started, timed_out)
+    return outcome
+
+
+def _converge(dev: Device, changes: Mapping[str, LoadBalancer | None]) -> Outcome:
+    outcome: Outcome = {}
+    batch: dict[str, Change] = {}
+    for key, lb in changes.items():
+        try:
+            batch[key] = (lb, checked_fragment(lb) if lb is not None else None)
+        except DriverError as exc:
+            outcome[key] = exc
+    if changes and not batch:
+        return outcome  # refused before anything was asked of the device
     state = DriverState.load(dev.paths.state)
     master = dev.supervisor.master()
     if master is None and not dev.config.managed:
         dev.supervisor.start()  # raises HAProxyNotRunning, before anything is written
-    if in_sync(dev, state, master) and key is not None:
-        if fragment is not None and lb is not None:
-            if _runtime_apply(dev, state, fragment, dump_tree(lb)):
-                return
-        elif not dev.fragment_path(key).exists():
-            _forget(dev, state, key)
-            return
-    _reload_apply(dev, state, master, key, lb, fragment)
-
-
-def _write(path: Path, text: str | None, mode: int = 0o600, durable: bool = True) -> bool:
-    """Replace (or, for None, remove) ``path`` unless it already holds ``text``."""
-    if read_text(path) == text:
-        return False
-    if text is None:
-        restore(path, None)
-    else:
-        atomic_write(path, text, mode, durable)
-    return True
-
-
-def _runtime_apply(dev: Device, state: DriverState, fragment: Fragment, tree: str) -> bool:
-    """Apply ``fragment`` through the runtime API; False when only a reload can."""
-    old = read_text(dev.fragment_path(fragment.key))
-    if old is None or fragment_structure(old) != fragment.structure:
-        return False
-    if read_text(dev.paths.config) != render_global(dev.settings):
-        return False
-    socket = dev.paths.runtime_socket
+    if batch and in_sync(dev, state, master):
+        done, error = runtime_batch(dev, state, batch)
+        outcome |= dict.fromkeys(done)
+        batch = {key: change for key, change in batch.items() if key not in done}
+        if error is not None:  # the deadline: what is done stays done
+            return outcome | dict.fromkeys(batch, error)
+        if not batch:
+            return outcome
     try:
-        running = runtime.servers_state(socket, fragment.backend)
-        ops = servers.plan(fragment, fragment_servers(old), running)
-        if ops is None or not _frontend_state(socket, fragment):
-            return False
-        servers.execute(socket, ops)
-    except CLIError as exc:
-        log.warning("runtime change of %s failed, reloading instead: %s", fragment.key, exc)
-        return False
-    wrote = _write(dev.vip_path(fragment.key), tree)
-    faults.point("after-vip-file")
-    # conf.d is rendered again from the VIP files at every start: no sync needed.
-    wrote = _write(dev.fragment_path(fragment.key), fragment.text, 0o644, False) or wrote
-    faults.point("after-config")
-    if ops or wrote:
-        state.runtime_updates += 1
-        state.save(dev.paths.state, durable=False)
-    dev.memo.changed()
-    return True
-
-
-def _frontend_state(socket: Path, fragment: Fragment) -> bool:
-    """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
-    shut down, or one the file disables that listens)."""
-    status = runtime.frontend_status(socket, fragment.frontend)
-    if status in ("OPEN", "FULL"):
-        return fragment.enabled
-    if status is None or not fragment.enabled:
-        return status is not None
-    runtime.expect_empty(socket, f"enable frontend {fragment.frontend}")
-    return True
-
-
-def _forget(dev: Device, state: DriverState, key: str) -> None:
-    """Delete a VIP HAProxy does not serve (parked, or absent): its file only, no reload."""
-    _write(dev.vip_path(key), None)
-    if state.parked.pop(key, None) is not None:
-        state.save(dev.paths.state)
-    dev.memo.changed()
-
-
-@dataclass
-class _Plan:
-    included: dict[str, Fragment]
-    parked: dict[str, str]
-
-
-def _plan(dev: Device, key: str | None, lb: LoadBalancer | None, fragment: Fragment | None,
-          master: ProcInfo | None, skip: dict[str, str]) -> _Plan:  # fmt: skip
-    """Which VIPs the new configuration serves; raises when ``lb`` itself cannot be."""
-    trees, broken = dev.memo.trees.load_all(dev.paths.vips)
-    if key is not None:
-        trees.pop(key, None)
-        broken.pop(key, None)
-    parked = {**broken, **{k: v for k, v in skip.items() if k != key}}
-    served = {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
-    # Served VIPs keep their listeners; then the rest by key; the applied VIP last.
-    order = sorted(trees, key=lambda k: (k not in served, k))
-    preflight = Preflight(dev.paths.root, master.master_pid if master else None)
-    included: dict[str, Fragment] = {}
-    owners: dict[tuple[str, int], str] = {}
-
-    def admit(vip: str, candidate: Fragment) -> DriverError | None:
-        other = owners.get(candidate.listener)
-        if other is not None:
-            return DriverError(
-                f"{candidate.address}:{candidate.port} is already used by VIP {other} on"
-                " this device",
-                retryable=False,
-                reason="AddressInUse",
-            )
-        if candidate.enabled and (problem := preflight.problem(*candidate.listener)):
-            return problem
-        owners[candidate.listener] = vip
-        included[vip] = candidate
-        return None
-
-    for vip in order:
-        if vip in parked:
-            continue
-        try:
-            candidate = dev.memo.fragment(trees[vip])
-        except (UnsafeValueError, UnsupportedError) as exc:
-            parked[vip] = str(exc)
-            continue
-        if problem := admit(vip, candidate):
-            parked[vip] = problem.user_message
-    if key is not None and fragment is not None and (problem := admit(key, fragment)):
-        raise problem
-    return _Plan(included, parked)
-
-
-def _files(dev: Device, plan: _Plan) -> tuple[dict[Path, str], list[Path]]:
-    """(files to write → text, files to remove) for ``plan``."""
-    desired = {dev.paths.config: render_global(dev.settings)}
-    desired |= {dev.fragment_path(k): f.text for k, f in plan.included.items()}
-    changed = {path: text for path, text in desired.items() if read_text(path) != text}
-    removed = [p for p in dev.paths.conf_d.glob("*.cfg") if p not in desired]
-    return changed, removed
-
-
-def _stage(changed: dict[Path, str]) -> dict[Path, Path]:
-    """Write each changed file beside its final path under a name HAProxy does not load."""
-    staged = {}
-    for path, text in changed.items():
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(name, 0o644)
-        staged[path] = Path(name)
-    return staged
-
-
-def _blame(dev: Device, exc: ConfigRejected, staged: dict[Path, Path]) -> set[str]:
-    """VIP keys that HAProxy's error lines point at (by file, or by proxy name)."""
-    names = {str(tmp): final for final, tmp in staged.items()}
-    keys = set()
-    for alert in exc.alerts:
-        for match in re.finditer(r"parsing \[([^:\]]+):\d+\]", alert):
-            path = Path(names.get(match[1], match[1]))
-            if path.parent == dev.paths.conf_d:
-                keys.add(key_of(path))
-        for match in re.finditer(r"'(?:fe|be)_([a-z0-9-]+)__([a-z0-9.-]+)'", alert):
-            keys.add(f"{match[1]}/{match[2]}")
-    return keys
-
-
-def _validate(dev: Device, plan: _Plan, key: str | None) -> tuple[dict[Path, str], list[Path]]:
-    """``haproxy -c`` the plan's files; leave out other VIPs HAProxy blames, refuse ``key``."""
-    for _ in range(MAX_BLAME_ROUNDS):
-        changed, removed = _files(dev, plan)
-        if not changed and not removed:
-            return changed, removed
-        staged = _stage(changed)
-        try:
-            final = [dev.paths.config, *sorted(dev.fragment_path(k) for k in plan.included)]
-            dev.supervisor.check([staged.get(p, p) for p in final])
-            return changed, removed
-        except ConfigRejected as exc:
-            blamed = _blame(dev, exc, staged)
-            if key in blamed or not blamed:
-                raise
-            for vip in blamed:
-                if plan.included.pop(vip, None) is not None:
-                    plan.parked[vip] = exc.user_message
-        finally:
-            for tmp in staged.values():
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-    raise DriverError("HAProxy keeps rejecting the configuration", reason="InvalidConfiguration")
-
-
-def _reload_apply(dev: Device, state: DriverState, master: ProcInfo | None, key: str | None,
-                  lb: LoadBalancer | None, fragment: Fragment | None) -> None:  # fmt: skip
-    sync = in_sync(dev, state, master)
-    plan = _plan(dev, key, lb, fragment, master, {})
-    changed, removed = _validate(dev, plan, key)
-    vip_text = dump_tree(lb) if lb is not None else None
-    # With a tree to apply, the runtime path was declined although the files may match (the
-    # runtime API refused a command): only a reload brings the servers back to the files.
-    if sync and not changed and not removed and fragment is None:
-        if key is not None:
-            _write(dev.vip_path(key), vip_text)
-        if plan.parked != state.parked:
-            state.parked = plan.parked
-            state.save(dev.paths.state)
-        dev.memo.changed()
-        return
-    _reload(dev, state, master, key, vip_text, plan, changed, removed)
-
-
-def _reload(dev: Device, state: DriverState, master: ProcInfo | None, key: str | None,
-            vip_text: str | None, plan: _Plan, changed: dict[Path, str],
-            removed: list[Path]) -> None:  # fmt: skip
-    """Record the intent, replace the files, reload (or start); roll back a failed reload."""
-    paths, supervisor = dev.paths, dev.supervisor
-    if master is not None:  # not enough time left: refuse before any file changes
-        budget(dev.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
-    touched = list(changed) + removed + ([dev.vip_path(key)] if key is not None else [])
-    previous = {path: read_text(path) for path in touched}
-    old_parked = dict(state.parked)
-    state.pending_reload, state.parked = True, plan.parked
-    state.save(paths.state)
-    dev.memo.changed()
-    faults.point("after-intent")
-    if key is not None:
-        _write(dev.vip_path(key), vip_text)
-    faults.point("after-vip-file")
-    if not paths.server_state.exists():
-        atomic_write(paths.server_state, "1\n", 0o600)
-    for path, text in changed.items():
-        atomic_write(path, text, 0o644, durable=False)  # rendered again at start
-    for path in removed:
-        restore(path, None)
-    faults.point("after-config")
-    if master is not None and not supervisor.needs_restart(master):
-        faults.point("before-reload")
-        try:
-            info = supervisor.reload()
-        except DriverError as exc:
-            if exc.reason != "ReloadFailed":
-                raise  # timed out: the reload stays pending, the next call finishes it
-            for path, old_text in previous.items():
-                restore(path, old_text)
-            after = supervisor.master()
-            state.pending_reload, state.parked = after is None, old_parked
-            if after is not None:
-                state.master_pid, state.master_reloads = after.master_pid, after.reloads
-            state.save(paths.state)
+        return outcome | _reload_batch(dev, batch, state, master)
+    except DriverError as exc:  # the device failed (deadline, no answer): not one VIP's error
+        if not batch:
             raise
-        state.reloads += 1
-    else:
-        faults.point("before-reload")
-        info = supervisor.replace(master) if master is not None else supervisor.start()
-        state.starts += 1
-    faults.point("after-reload")
-    state.pending_reload = False
-    state.master_pid, state.master_reloads = info.master_pid, info.reloads
-    state.save(paths.state)
-    _reconcile(dev, plan)
+        return outcome | dict.fromkeys(batch, exc)
 
 
-def _reconcile(dev: Device, plan: _Plan) -> None:
-    """Weights and states the server-state file carried over a reload, back to the files."""
+class _Unattributed(Exception):
+    """The batch's accepted VIPs failed together and HAProxy named none of them."""
+
+    def __init__(self, error: DriverError, plan: Plan, blamed: dict[str, list[str]]) -> None:
+        super().__init__(error.user_message)
+        self.error = error
+        self.refused: Outcome = dict(plan.refused)
+        self.accepted = list(plan.accepted)
+        self.blamed = blamed
+
+
+def _reload_batch(dev: Device, batch: dict[str, Change], state: DriverState,
+                  master: ProcInfo | None) -> Outcome:  # fmt: skip
+    """One plan and at most one reload for ``batch``; a failure that names no VIP of it is
+    narrowed down (see the module docstring)."""
     try:
-        running = runtime.all_servers_state(dev.paths.runtime_socket)
-        servers.reconcile(dev.paths.runtime_socket, plan.included, running)
-    except CLIError as exc:
-        log.warning("could not check runtime server values after a reload: %s", exc)
+        return _reload_apply(dev, state, master, batch)
+    except _Unattributed as failed:
+        if not batch:
+            raise failed.error from failed
+        outcome, error, blamed = failed.refused, failed.error, failed.blamed
+        rest = {key: batch[key] for key in failed.accepted}
+    if len(rest) == 1:
+        return outcome | dict.fromkeys(rest, error)
+    groups = [rest]
+    if own := {key: lines for key, lines in blamed.items() if key in rest}:
+        for key, lines in own.items():  # a failed reload whose error lines name VIPs
+            outcome[key] = ReloadFailed(
+                "HAProxy failed to load this VIP's configuration, so it is not applied (the"
+                " device's other VIPs are not affected): " + " | ".join(lines),
+                alerts=lines,
+            )
+            del rest[key]
+    elif isinstance(error, ConfigRejected) and _rejected_anyway(dev):
+        return outcome | dict.fromkeys(rest, error)  # the device's files without the batch
+    else:
+        keys = list(rest)
+        half = len(keys) // 2
+        groups = [{k: rest[k] for k in keys[:half]}, {k: rest[k] for k in keys[half:]}]
+    for group in groups:
+        if not group:
+            continue
+        try:
+            state = DriverState.load(dev.paths.state)
+            outcome |= _reload_batch(dev, group, state, dev.supervisor.master())
+        except DriverError as exc:
+            outcome |= dict.fromkeys(group, exc)
+    return outcome
+
+
+def _rejected_anyway(dev: Device) -> bool:
+    """Does ``haproxy -c`` reject the device's configuration without any change of a batch?"""
+    plan = make_plan(dev, {}, dev.supervisor.master())
+    try:
+        validate(dev, plan)[2].discard()
+    except ConfigRejected:
+        return True
+    return False
+
+
+def _reload_apply(dev: Device, state: DriverState, master: ProcInfo | None,
+                  batch: dict[str, Change]) -> Outcome:  # fmt: skip
+    sync = in_sync(dev, state, master)
+    plan = make_plan(dev, batch, master)
+    try:
+        changed, removed, staging = validate(dev, plan)
+    except ConfigRejected as exc:
+        raise _Unattributed(exc, plan, {}) from exc
+    outcome: Outcome = {**plan.refused, **dict.fromkeys(plan.accepted)}
+    try:
+        if plan.void:
+            return outcome
+        # A tree to apply here had its runtime path declined although the files may match
+        # (the runtime API refused a command): only a reload brings the servers back to them.
+        applies = any(lb is not None for lb in plan.accepted.values())
+        if sync and not changed and not removed and not applies:
+            write_many({dev.vip_path(key): None for key in plan.accepted})  # deletions only
+            if plan.parked != state.parked:
+                state.parked = plan.parked
+                state.save(dev.paths.state)
+            dev.memo.changed()
+            return outcome
+        reload(dev, state, master, plan, changed, removed, staging)
+    except ReloadFailed as exc:
+        raise _Unattributed(exc, plan, blame(dev, exc.alerts, {})) from exc
+    except DriverError as exc:
+        if not batch:
+            raise
+        return {**plan.refused, **dict.fromkeys(plan.accepted, exc)}
+    finally:
+        staging.discard()
+    return outcome

@@ -1,9 +1,9 @@
 """HAProxyDriver: the reference driver, one HAProxy master per Device.
 
 This module is the contract's surface: locking, fencing and the mapping of each call to the
-modules that do the work (``converge`` for apply/delete/probe, ``verify`` for verify/orphans,
-``watch`` for liveness). See the package docstring for the device config and the mapping of
-the API to HAProxy.
+modules that do the work (``converge`` for apply/apply_many/delete/probe, ``verify`` for
+verify/orphans, ``watch`` for liveness). See the package docstring for the device config and
+the mapping of the API to HAProxy.
 """
 
 from __future__ import annotations
@@ -79,12 +79,26 @@ class HAProxyDriver(Driver):
         return super().supports(lb) or unsupported_reason(lb)
 
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
+        """A batch of one (``apply_many``): the same path, the same outcome."""
+        error = self.apply_many(device, [lb])[lb.key]
+        if error is not None:
+            raise error
+
+    def apply_many(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, DriverError | None]:
+        """All of ``lbs`` for the price of one apply: one lock, one plan, one ``haproxy -c``,
+        at most one reload (none when runtime commands suffice); each VIP's own outcome."""
+        if not lbs:
+            return {}  # an empty batch would read as "finish pending work" (probe)
         with self._device(device) as dev:
-            converge(dev, lb.key, lb)
+            return converge(dev, {lb.key: lb for lb in lbs})
 
     def delete(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         with self._device(device) as dev:
-            converge(dev, lb.key, None)
+            error = converge(dev, {lb.key: None})[lb.key]
+        if error is not None:
+            raise error
 
     def probe(self, device: DeviceHandle) -> ProbeResult:
         """Ready when a worker answers; starts a managed HAProxy that is down and finishes a
@@ -100,7 +114,7 @@ class HAProxyDriver(Driver):
                     )
                 state = DriverState.load(dev.paths.state)
                 if master is None or state.pending_reload or dev.supervisor.needs_restart(master):
-                    converge(dev, None, None)
+                    converge(dev, {})
                     master = dev.supervisor.master()
                 if master is None or not master.workers:
                     return ProbeResult(False, "HAProxy runs no worker")
@@ -128,7 +142,7 @@ class HAProxyDriver(Driver):
         """One ``show servers state`` for the whole device."""
         with self._device(device) as dev:
             try:
-                running = runtime.all_servers_state(dev.paths.runtime_socket)
+                running = runtime.all_servers_state(dev.paths.runtime_socket, runtime.QUERY_TIMEOUT)
             except CLIError as exc:
                 raise DriverError(
                     "cannot read member status: HAProxy's runtime API does not answer",

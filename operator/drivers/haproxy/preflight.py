@@ -23,6 +23,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from lbaas.drivers.base import DriverError
+from lbaas.drivers.haproxy.process import children
 
 _LISTEN = "0A"
 
@@ -142,8 +143,6 @@ def listening_pids(address: str, port: int) -> set[int]:
 def device_haproxy_pids(state_dir: Path, master_pid: int | None) -> set[int]:
     """This device's HAProxy processes: the master, its workers, and any HAProxy whose command
     line names the state dir (workers of a master that just died may linger a moment)."""
-    from lbaas.drivers.haproxy.process import children
-
     pids = set()
     if master_pid:
         pids |= {master_pid, *children(master_pid)}

@@ -56,6 +56,15 @@ class ConfigRejected(DriverError):
         self.alerts = alerts
 
 
+class ReloadFailed(DriverError):
+    """HAProxy refused to load the new configuration (the old worker kept serving); ``alerts``
+    are the master's error lines, which name the file, proxy or listener at fault."""
+
+    def __init__(self, message: str, *, alerts: list[str]) -> None:
+        super().__init__(message, retryable=False, reason="ReloadFailed")
+        self.alerts = alerts
+
+
 def pid_alive(pid: int) -> bool:
     """True for a live process; a zombie (nobody reaps daemons in some containers) is dead."""
     try:
@@ -313,11 +322,10 @@ class Supervisor:
                 return info
             if info.failed_reloads > before.failed_reloads or not info.current_workers:
                 alerts = self._log_alerts(offset) if self.config.managed else []
-                raise DriverError(
+                raise ReloadFailed(
                     "HAProxy failed to load the new configuration; the previous one keeps"
                     " serving: " + (" | ".join(alerts) or "see HAProxy's log"),
-                    retryable=False,
-                    reason="ReloadFailed",
+                    alerts=alerts,
                 )
         raise DriverTimeout("waiting for HAProxy's new worker after a reload")
 

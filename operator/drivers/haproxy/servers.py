@@ -16,10 +16,12 @@ What 2.6 supports and what it does not (checked against 2.6.12):
   count, as a server read from the file does.
 - It has no ``cookie`` keyword: with HTTP_COOKIE persistence, adding or removing a member is a
   reload (the fragment's structure digest includes the server set then).
-- ``del server`` needs the server in maintenance and without connections: the plan sends
-  ``state maint``, ``shutdown sessions server`` (established connections to a deleted member
-  are closed) and retries ``del server`` briefly; if it still fails the apply falls back to a
-  reload, which never cuts a connection.
+- ``del server`` needs the server in maintenance and without connections. The plan first
+  sets it to ``drain`` (no new connection goes to it) and waits, up to ``DRAIN_SECONDS`` and
+  the call's deadline, for the requests in flight to finish (``scur`` of ``show stat``), so a
+  member removed under load cuts no request; then ``state maint``, ``shutdown sessions
+  server`` for what is still open, and ``del server``, retried briefly; if that still fails
+  the apply falls back to a reload, which never cuts a connection.
 """
 
 from __future__ import annotations
@@ -29,16 +31,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lbaas.drivers.base import remaining
 from lbaas.drivers.haproxy import faults, runtime
 from lbaas.drivers.haproxy.render import Fragment, Server
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState
 
 DELETE_RETRY_SECONDS = 0.5
+DRAIN_SECONDS = 2.0
+"""How long a removed member's requests in flight may take to finish before they are cut."""
 
 
 @dataclass(frozen=True)
 class Op:
-    """One runtime change of one server: ``add``, ``delete``, ``weight`` or ``state``."""
+    """One runtime change of one server: ``add``, ``delete``, ``weight``, ``state`` or
+    ``address`` (after a reload only, see :func:`reconcile`)."""
 
     kind: str
     backend: str
@@ -93,11 +99,23 @@ def execute(runtime_socket: Path, ops: list[Op]) -> None:
     """Send ``ops``; raise CLIError when HAProxy refuses one (the caller then reloads)."""
     for op in ops:
         for line in _commands(op):
+            if (
+                line.startswith("set server ")
+                and line.endswith(" state maint")
+                and (op.kind == "delete")
+            ):
+                _drained(runtime_socket, op.backend, op.server)
             if line.startswith("del server "):
                 _delete(runtime_socket, line)
             elif line.startswith("add server "):
                 answer = runtime.command(runtime_socket, line).strip()
                 if answer != "New server registered.":
+                    raise CLIError(f"{line!r}: {answer}")
+            elif op.kind == "address":
+                # Answers what it did ("IP changed from ...", "no need to change the addr,
+                # port changed from ...", "nothing changed"); anything else is a refusal.
+                answer = runtime.command(runtime_socket, line).strip()
+                if "changed" not in answer:
                     raise CLIError(f"{line!r}: {answer}")
             else:
                 runtime.expect_empty(runtime_socket, line)
@@ -109,6 +127,7 @@ def _commands(op: Op) -> list[str]:
     want = op.want
     if op.kind == "delete":
         return [
+            f"set server {target} state drain",
             f"set server {target} state maint",
             f"shutdown sessions server {target}",
             f"del server {target}",
@@ -123,7 +142,18 @@ def _commands(op: Op) -> list[str]:
         return lines
     if op.kind == "weight":
         return [f"set server {target} weight {want.weight}"]
+    if op.kind == "address":
+        return [f"set server {target} addr {want.address} port {want.port}"]
     return [f"set server {target} state {'ready' if want.enabled else 'maint'}"]
+
+
+def _drained(runtime_socket: Path, backend: str, server: str) -> None:
+    """Wait (bounded) until ``server`` serves no request any more (it takes no new ones)."""
+    deadline = time.monotonic() + remaining(DRAIN_SECONDS)
+    while time.monotonic() < deadline:
+        if runtime.current_sessions(runtime_socket, backend, server) == 0:
+            return
+        time.sleep(0.005)
 
 
 def _delete(runtime_socket: Path, line: str) -> None:
@@ -143,18 +173,27 @@ def reconcile(
     fragments: Mapping[str, Fragment],
     running: Mapping[str, Mapping[str, ServerState]],
 ) -> int:
-    """After a reload: make every backend's weights and states what the files say.
+    """After a reload: make every backend's ports, weights and states what the files say.
 
     The server-state file carries runtime values over a reload, which is what keeps health
-    state; it also carries a weight or a maintenance set by hand, which this undoes. Only
-    weight and state: the servers themselves were just read from the files. Returns the
-    number of commands sent.
+    state; it also carries a weight or a maintenance set by hand, which this undoes, and a
+    server's *port* (HAProxy 2.6 applies ``srv_port`` from the file over the configured one):
+    a member whose port changed in the same apply as a reload, or a port set by hand, would
+    keep serving the old one until the next verification. So a server running at another
+    address or port than its line is set back with ``set server ... addr ... port ...``.
+    The servers themselves were just read from the files: none is added or removed here.
+    Returns the number of commands sent.
     """
     sent = 0
     for fragment in fragments.values():
         have = running.get(fragment.backend, {})
         ops = plan(fragment, {}, have) or []
-        tunes = [op for op in ops if op.kind in ("weight", "state")]
+        moved = [
+            Op("address", fragment.backend, name, want)
+            for name, want in fragment.server_map().items()
+            if name in have and (have[name].address, have[name].port) != (want.address, want.port)
+        ]
+        tunes = moved + [op for op in ops if op.kind in ("weight", "state")]
         execute(runtime_socket, tunes)
         sent += len(tunes)
     return sent

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,57 @@ def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_many(texts: Mapping[Path, str | None], mode: int = 0o644, durable: bool = True) -> None:
+    """``atomic_write`` of many files (None: remove the file), synced as one batch.
+
+    Every new file is written first, then (``durable``) all are synced, then all are renamed
+    into place: on a journalling file system the first sync commits the whole batch, so a
+    thousand VIP files do not cost a thousand commits one after the other. Each file on its
+    own is still replaced atomically; the files are synced in groups of :data:`SYNC_GROUP`
+    open descriptors (never near the process's limit).
+    """
+    staged: list[tuple[str, Path]] = []
+    unsynced: list[int] = []
+    try:
+        for path, text in texts.items():
+            if text is None:
+                continue
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            staged.append((tmp, path))
+            unsynced.append(fd)
+            with open(fd, "w", closefd=False) as handle:
+                handle.write(text)
+            os.fchmod(fd, mode)
+            if not durable:
+                os.close(unsynced.pop())
+            elif len(unsynced) >= SYNC_GROUP:
+                _sync_and_close(unsynced)
+        _sync_and_close(unsynced)
+        while staged:
+            tmp, path = staged.pop()
+            os.replace(tmp, path)
+    finally:
+        for fd in unsynced:
+            os.close(fd)
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    for path, text in texts.items():
+        if text is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+SYNC_GROUP = 128
+
+
+def _sync_and_close(fds: list[int]) -> None:
+    while fds:
+        fd = fds[-1]
+        os.fsync(fd)
+        os.close(fds.pop())
 
 
 def read_text(path: Path) -> str | None:
@@ -146,6 +198,13 @@ class TreeCache:
         for gone in set(self._entries) - seen:  # files removed since
             del self._entries[gone]
         return trees, broken
+
+    def remember(self, path: Path, tree: LoadBalancer) -> None:
+        """``tree`` was just written to ``path`` by this process: the next ``load_all`` need
+        not parse it back (a batch of 1,000 VIPs is not re-read by the next plan)."""
+        with contextlib.suppress(FileNotFoundError):
+            stat = path.stat()
+            self._entries[path] = ((stat.st_ino, stat.st_mtime_ns, stat.st_size), tree)
 
 
 @dataclass

@@ -20,7 +20,10 @@ from lbaas.drivers.haproxy.render import Fragment, render_global
 from lbaas.drivers.haproxy.runtime import CLIError, NoSuchBackend, ServerState
 from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of, load_tree, read_text
 
-DEVICE_CHECK_TTL = 5.0
+DEVICE_CHECK_TTL = 1.0
+"""Seconds the device-level checks are reused. Short against any resync interval (a cached
+"in sync" must not hide an edit for longer than the interval that promises to find it), long
+enough that a device with thousands of VIPs checks itself about once a second, not per VIP."""
 UNTRUSTED = ("NotRunning", "ReloadedOutsideOperator", "PendingReload", "OutdatedCommandLine")
 """Device drifts after which the running process says nothing about the files."""
 
@@ -104,8 +107,8 @@ def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
     """The running process against ``fragment``: servers, weights, states, frontend."""
     socket = dev.paths.runtime_socket
     try:
-        running = runtime.servers_state(socket, fragment.backend)
-        status = runtime.frontend_status(socket, fragment.frontend)
+        running = runtime.servers_state(socket, fragment.backend, runtime.QUERY_TIMEOUT)
+        status = runtime.frontend_status(socket, fragment.frontend, runtime.QUERY_TIMEOUT)
     except NoSuchBackend:
         return [Drift("BackendMissing", f"HAProxy runs no backend {fragment.backend}")]
     except CLIError as exc:
@@ -142,7 +145,7 @@ def orphans(dev: Device, expected: Collection[str]) -> list[LoadBalancer]:
     keys = {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
     if dev.supervisor.master() is not None:
         try:
-            names = runtime.backends(dev.paths.runtime_socket)
+            names = runtime.backends(dev.paths.runtime_socket, runtime.QUERY_TIMEOUT)
         except CLIError as exc:
             raise DriverError("cannot list HAProxy's backends", detail=str(exc)) from exc
         keys |= {n[3:].replace("__", "/", 1) for n in names if n.startswith("be_") and "__" in n}

@@ -9,7 +9,9 @@ Device ``spec.config``:
   is the stale config an operator that re-allocates after a restart would leave behind.
 - ``controlFile`` (optional): JSON the test rewrites at will:
   ``{"fail": {"apply"|"delete"|"probe"|"verify": {"message": str, "retryable": bool,
-  "match": str}}, "delay": seconds, "notReady": bool, "memberStatus": {name: status}}``.
+  "match": str}}, "delay": seconds, "applyDelayPerVip": seconds, "notReady": bool,
+  "memberStatus": {name: status}}`` (``applyDelayPerVip``: a vendor API that takes one call
+  per VIP; VIPs the call deadline leaves no time for fail retryably).
   ``match`` is a substring of the VIP key ("ns/name"); absent = every call fails.
 - ``callLog`` (optional): a file to which every call appends one JSON line
   ``{"op", "device", "owner", "fence", "start", "end", "vips"}`` (``start``/``end`` are
@@ -219,7 +221,20 @@ class FakeDriver(Driver):
             self._delay(device, "apply")
             self._credentials(device, "apply")
             outcome: dict[str, DriverError | None] = {}
-            failure = self._control(device).get("fail", {}).get("apply")
+            control = self._control(device)
+            failure = control.get("fail", {}).get("apply")
+            per_vip = float(control.get("applyDelayPerVip", 0))
+            if per_vip:  # a vendor API taking one call per VIP (other devices go on meanwhile)
+                done = []
+                for lb in lbs:
+                    if remaining(per_vip) < per_vip:
+                        outcome[lb.key] = DriverError(
+                            "fake apply: no time left in this call", reason="Deferred"
+                        )
+                        continue
+                    time.sleep(per_vip)
+                    done.append(lb)
+                lbs = done
             with _LOCK:
                 state = _read(device.config["stateFile"])
                 self._fenced(device, state)

@@ -1,0 +1,225 @@
+"""Member change -> traffic through the whole operator, on a small and a big device (issue 13).
+
+Two HAProxy devices, one holding 10 VIPs and one holding 1,000 (with a member each), and on
+each a measured VIP with a base member. A client sends requests to the measured VIP back to
+back, one connection each, and notes which member answered. Repeated 15 times per device:
+
+- create a Member -> the first request it serves;
+- set its weight to 0 -> the last request it serves (after that, none);
+- delete it -> likewise (a member deleted must get no new requests).
+
+Reported as p50/p95 per kind with the goals (p50 < 100 ms, p95 < 150 ms), and the ratio
+big/small of the create p50 ("cost follows the change, not the device": <= 1.5).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import http.client
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dataplane import hxsupport_module
+from scale import Row
+
+from helpers import Api, OperatorProcess, kubectl, wait_for
+
+hx = hxsupport_module()  # tests/dataplane/hxsupport.py (bench/dataplane.py shadows the package)
+ROUNDS = 15
+DEFAULTS = {  # the operator's own lease timings (the tests' are shorter)
+    "LBAAS_LEASE_DURATION": "10",
+    "LBAAS_LEASE_RENEW_PERIOD": "2",
+    "LBAAS_DRIVER_TIMEOUT": "5",
+}
+NET = os.environ.get("LBAAS_BENCH_NET", "127.0")
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Client:
+    """Requests back to back; (time, member) of every answer."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address, self.port = address, port
+        self.answers: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Client:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                code, body, _ = hx.get(self.address, self.port, timeout=2)
+                if code == 200:
+                    self.answers.append((time.monotonic(), body))
+
+    def first_from(self, member: str, since: float, timeout: float = 10) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, body in reversed(self.answers):
+                if at < since:
+                    break
+                if body == member:
+                    return min(a for a, b in self.answers if a >= since and b == member) - since
+            time.sleep(0.002)
+        raise RuntimeError(f"{member} served nothing within {timeout}s")
+
+    def last_from(self, member: str, since: float, quiet: float = 0.5) -> float:
+        """When ``member`` last answered after ``since``, once it has been silent ``quiet`` s
+        while others answered (0 when it never answered after ``since``)."""
+        while True:
+            time.sleep(0.05)
+            after = [(a, b) for a, b in self.answers if a >= since]
+            mine = [a for a, b in after if b == member]
+            last = mine[-1] if mine else since
+            if after and after[-1][0] - last >= quiet:
+                return last - since
+
+
+def device(api: Api, ns: str, name: str, pool: str, state_dir: Path) -> None:
+    config = {"stateDir": str(state_dir), "haproxyBinary": hx.haproxy_binary()}
+    spec = {
+        "driver": "haproxy",
+        "config": config,
+        "addressPool": [pool],
+        "allowedNamespaces": [ns],
+        "memberNetworks": ["127.0.0.0/8"],
+        "capacity": {"maxVIPs": 2000},
+    }
+    api.create({"kind": "Device", "metadata": {"name": name}, "spec": spec})
+    api.wait_phase("Device", name, None, "Ready", 60)
+
+
+def fill(api: Api, ns: str, dev: str, count: int, backend: Any) -> None:
+    """``count`` VIPs with one member each on ``dev`` (the device's load)."""
+
+    def one(i: int) -> None:
+        name = f"{dev}-f{i}"
+        vip = {"port": 8080, "protocol": "HTTP", "deviceRef": dev}
+        api.create({"kind": "VIP", "metadata": {"name": name, "namespace": ns}, "spec": vip})
+        pool = {"vipRef": name, "protocol": "HTTP"}
+        api.create({"kind": "Pool", "metadata": {"name": name, "namespace": ns}, "spec": pool})
+        member = {"poolRef": name, "address": backend.address, "port": backend.port}
+        api.create(
+            {"kind": "Member", "metadata": {"name": f"{name}-m", "namespace": ns}, "spec": member}
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(count)))
+    wait_for(
+        lambda: all(
+            (api.status("VIP", f"{dev}-f{i}", ns).get("phase") == "Active")
+            for i in range(0, count, max(1, count // 20))
+        ),
+        300,
+        f"{count} VIPs Active on {dev}",
+    )
+
+
+def measure(api: Api, ns: str, dev: str, backends: list[Any]) -> dict[str, list[float]]:
+    base, *extra = backends
+    vip = {"port": 8080, "protocol": "HTTP", "deviceRef": dev}
+    probe = f"{dev}-probe"
+    for kind, name, spec in (
+        ("VIP", probe, vip),
+        ("Pool", probe, {"vipRef": probe, "protocol": "HTTP"}),
+        ("Member", f"{probe}-base", {"poolRef": probe, "address": base.address, "port": base.port}),
+    ):
+        api.create({"kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    hx.wait_applied(api, "Member", f"{probe}-base", ns, 120)
+    address = api.status("VIP", probe, ns)["address"]
+    found: dict[str, list[float]] = {"create": [], "weight 0": [], "delete": []}
+    with Client(address, 8080) as client:
+        wait_for(lambda: len(client.answers) > 20, 10, "client running")
+        for i, backend in enumerate(extra[:ROUNDS]):
+            name = f"{probe}-m{i}"
+            spec = {"poolRef": probe, "address": backend.address, "port": backend.port}
+            started = time.monotonic()
+            api.create(
+                {"kind": "Member", "metadata": {"name": name, "namespace": ns}, "spec": spec}
+            )
+            found["create"].append(client.first_from(backend.name, started))
+            time.sleep(0.3)
+            started = time.monotonic()
+            api.patch_spec("Member", name, ns, {"weight": 0})
+            found["weight 0"].append(client.last_from(backend.name, started))
+            api.patch_spec("Member", name, ns, {"weight": 1})
+            client.first_from(backend.name, time.monotonic())
+            started = time.monotonic()
+            api.delete("Member", name, ns)
+            found["delete"].append(client.last_from(backend.name, started))
+    return found
+
+
+def run(work: Path) -> list[Row]:
+    api = Api()
+    ns = f"latency-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    backends = hx.Backends()
+    dirs = [Path(tempfile.mkdtemp(prefix="lblat-", dir="/tmp")) for _ in range(2)]
+    proc = OperatorProcess(work / "latency-operator.log", LBAAS_NAMESPACES=ns, **DEFAULTS).start()
+    rows: list[Row] = []
+    try:
+        sizes = {
+            "small": (f"{ns}-s", f"{NET}.94.0/24", 10),
+            "big": (f"{ns}-b", f"{NET}.96.0/22", 1000),
+        }
+        results = {}
+        filler = backends.http(1)[0]
+        for label, (dev, pool, count) in sizes.items():
+            device(api, ns, dev, pool, dirs[0 if label == "small" else 1])
+            fill(api, ns, dev, count, filler)
+            results[label] = measure(api, ns, dev, backends.http(ROUNDS + 1))
+        for label, found in results.items():
+            for kind, values in found.items():
+                ms50, ms95 = p(values, 50) * 1000, p(values, 95) * 1000
+                rows.append(
+                    Row(
+                        f"{kind} -> traffic, device with {sizes[label][2]} VIPs: p50 / p95",
+                        f"{ms50:.0f} / {ms95:.0f} ms",
+                        "< 100 / < 150 ms",
+                        ms50 < 100 and ms95 < 150,
+                    )
+                )
+        ratio = statistics.median(results["big"]["create"]) / statistics.median(
+            results["small"]["create"]
+        )
+        rows.append(
+            Row(
+                "create p50, 1,000-VIP device / 10-VIP device",
+                f"{ratio:.2f}",
+                "<= 1.5",
+                ratio <= 1.5,
+            )
+        )
+    finally:
+        for vip in hx.names_in(api, "VIP", ns):
+            api.delete("VIP", vip, ns)
+        with contextlib.suppress(Exception):
+            wait_for(lambda: not hx.names_in(api, "VIP", ns), 120, "VIPs gone")
+        proc.stop()
+        for state_dir in dirs:
+            hx.stop_haproxy(state_dir)
+            shutil.rmtree(state_dir, ignore_errors=True)
+        for server in backends.started:
+            server.shutdown()
+            server.server_close()
+    return rows

@@ -1,0 +1,310 @@
+"""Fleet scale (issue 13): cold start, API writes, warm restart and memory, against a baseline.
+
+On one namespace holding N VIPs x M members, each with a Pool and a HealthMonitor (N*(M+3)
+objects, created before any operator runs), over 10 fake devices that apply instantly:
+
+1. the operator's cold start: time until every object is Active, API writes per object (the
+   operator's own counter), peak RSS;
+2. its warm restart over the cluster it left Active: status writes (goal: none) and time
+   until every tree was verified against its device;
+3. the baseline, same objects, same run: a bare kopf operator whose only handler writes
+   ``phase: Active`` on each object (the cost of kopf itself); the ratio must be <= 1.
+
+Progress is counted from outside, by a watch on the four kinds, the same way for both.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from helpers import GROUP, LEASE_NAMESPACE, VERSION, OperatorProcess, kubectl
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("vips", "pools", "members", "healthmonitors")
+DEVICES = 10
+BASELINE_MESSAGE = "baseline"
+
+
+@dataclass
+class Row:
+    what: str
+    value: str
+    goal: str = ""
+    ok: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.ok is None else ("pass" if self.ok else "FAIL")
+
+
+def _client() -> kubernetes.client.CustomObjectsApi:
+    kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    return kubernetes.client.CustomObjectsApi()
+
+
+def objects(namespace: str, vips: int, members: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    api_version = f"{GROUP}/{VERSION}"
+    for i in range(vips):
+        v = f"v{i}"
+
+        def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "apiVersion": api_version,
+                "kind": kind,
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+
+        yield "vips", obj("VIP", v, {"port": 80, "protocol": "HTTP"})
+        yield "pools", obj("Pool", v, {"vipRef": v})
+        yield "healthmonitors", obj("HealthMonitor", v, {"poolRef": v, "type": "TCP"})
+        for j in range(members):
+            address = f"10.{i // 250}.{i % 250}.{j + 1}"
+            spec = {"poolRef": v, "address": address, "port": 8080}
+            yield "members", obj("Member", f"{v}-m{j}", spec)
+
+
+def create(namespace: str, work: Path, vips: int, members: int) -> float:
+    """The devices and the objects, 16 requests at a time; seconds taken."""
+    api = _client()
+    for d in range(DEVICES):
+        state = work / f"dev{d}"
+        (work / f"dev{d}.control").write_text("{}")
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Device",
+            "metadata": {"name": f"{namespace}-{d}"},
+            "spec": {
+                "driver": "fake",
+                "config": {"stateFile": str(state), "controlFile": str(work / f"dev{d}.control")},
+                "addressPool": [f"10.{100 + d}.0.0/16"],
+                "capacity": {"maxVIPs": vips},
+                "allowedNamespaces": [namespace],
+                "memberNetworks": ["10.0.0.0/8"],
+            },
+        }
+        api.create_cluster_custom_object(GROUP, VERSION, "devices", body)
+    started = time.monotonic()
+
+    def one(item: tuple[str, dict[str, Any]]) -> None:
+        plural, body = item
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body, _preload_content=False
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, objects(namespace, vips, members)))
+    return time.monotonic() - started
+
+
+class Counter:
+    """Objects of the four kinds whose status passes ``done``, kept by list + watch."""
+
+    def __init__(self, namespace: str, done: Callable[[dict[str, Any]], bool]) -> None:
+        self.namespace, self.done = namespace, done
+        self.state: dict[tuple[str, str], bool] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(k,), daemon=True) for k in KINDS]
+
+    def __enter__(self) -> Counter:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+
+    def count(self) -> int:
+        with self.lock:
+            return sum(self.state.values())
+
+    def _run(self, plural: str) -> None:
+        api = _client()
+        while not self.stop.is_set():
+            listed = api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)
+            with self.lock:
+                for item in listed["items"]:
+                    self.state[(plural, item["metadata"]["name"])] = self.done(item)
+            version = listed["metadata"]["resourceVersion"]
+            watch = kubernetes.watch.Watch()
+            try:
+                for event in watch.stream(
+                    api.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    plural,
+                    resource_version=version,
+                    timeout_seconds=30,
+                ):
+                    item = event["object"]
+                    with self.lock:
+                        self.state[(plural, item["metadata"]["name"])] = self.done(item)
+                    if self.stop.is_set():
+                        return
+            except Exception:  # the watch expired or broke: list again
+                continue
+
+
+def active(item: dict[str, Any]) -> bool:
+    return (item.get("status") or {}).get("phase") == "Active"
+
+
+def by_baseline(item: dict[str, Any]) -> bool:
+    return (item.get("status") or {}).get("message") == BASELINE_MESSAGE
+
+
+def wait_count(counter: Counter, total: int, started: float, limit: float) -> float:
+    while counter.count() < total:
+        if time.monotonic() - started > limit:
+            raise RuntimeError(f"only {counter.count()} of {total} after {limit:.0f}s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        named = line.startswith(name + "{") or line.startswith(name + " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def status_writes(text: str) -> float:
+    return sum(metric(text, "lbaas_api_writes_total", resource=k) for k in KINDS)
+
+
+def operator(work: Path, namespace: str, name: str) -> OperatorProcess:
+    return OperatorProcess(
+        work / f"{name}.log",
+        LBAAS_NAMESPACES=namespace,
+        LBAAS_AGENT_ID="bench",
+        LBAAS_LEASE_NAMESPACE=LEASE_NAMESPACE,
+        LBAAS_LEASE_DURATION="10",
+        LBAAS_LEASE_RENEW_PERIOD="2",
+        LBAAS_DRIVER_TIMEOUT="5",
+        LBAAS_PROBE_INTERVAL="10",
+        LBAAS_MEMBER_STATUS_INTERVAL="30",
+        LBAAS_RESYNC_INTERVAL="600",
+    )
+
+
+def baseline(work: Path, namespace: str, total: int, limit: float) -> tuple[float, float]:
+    """The bare kopf operator on the same objects: (seconds, peak RSS MB)."""
+    log = (work / "kopf-baseline.log").open("wb")
+    kopf = Path(sys.executable).parent / "kopf"
+    argv = [
+        str(kopf),
+        "run",
+        "--standalone",
+        f"--namespace={namespace}",
+        str(HERE / "kopf_baseline.py"),
+    ]
+    with Counter(namespace, by_baseline) as counter:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            took = wait_count(counter, total, started, limit)
+            rss = peak_rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return took, rss
+
+
+def run(work: Path, vips: int, members: int) -> list[Row]:
+    namespace = f"scale-{os.getpid()}"
+    kubectl("create", "namespace", namespace)
+    work = work / namespace  # the fake devices' state files: never shared with another run
+    work.mkdir(parents=True)
+    total = vips * (members + 3)
+    created = create(namespace, work, vips, members)
+    limit = 600.0
+    ours = cold_and_warm(work, namespace, total, vips, limit)
+    kopf_s, kopf_rss = baseline(work, namespace, total, limit)
+    per_object = ours["writes"] / total
+    rss = ours["rss"]
+    rss_kb = (rss - 60) * 1024 / total
+    ratio = ours["cold"] / kopf_s
+    warm_writes = ours["warm_status_writes"]
+    split = ", ".join(f"{k[7:]} {v:.0f}" for k, v in ours.items() if k.startswith("writes_"))
+    return [
+        Row("objects (VIPs x members, + a Pool and a HealthMonitor each)", f"{total}"),
+        Row("created through the API (no operator)", f"{created:.1f} s"),
+        Row("cold start: all Active", f"{ours['cold']:.1f} s", "< 60 s", ours["cold"] < 60),
+        Row("bare kopf operator, same objects", f"{kopf_s:.1f} s, peak RSS {kopf_rss:.0f} MB"),
+        Row("ratio operator / bare kopf", f"{ratio:.2f}", "<= 1.0", ratio <= 1.0),
+        Row("API writes per object, cold start", f"{per_object:.2f}", "<= 1.5", per_object <= 1.5),
+        Row("  of which", split),
+        Row("peak RSS", f"{rss:.0f} MB, {rss_kb:.1f} KB/object", "< 300 MB", rss < 300),
+        Row("warm restart: status writes", f"{warm_writes:.0f}", "0", warm_writes == 0),
+        Row("warm restart: trees verified", f"{ours['warm']:.1f} s", "< 30 s", ours["warm"] < 30),
+        Row("warm restart: applies (drift found)", f"{ours['warm_applies']:.0f}"),
+    ]  # fmt: skip
+
+
+def cold_and_warm(
+    work: Path, namespace: str, total: int, vips: int, limit: float
+) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    with Counter(namespace, active) as counter:
+        proc = operator(work, namespace, "cold")
+        started = time.monotonic()
+        proc.start()
+        figures["cold"] = wait_count(counter, total, started, limit)
+        text = proc.metrics()
+        figures["writes"] = metric(text, "lbaas_api_writes_total")
+        for resource in (*KINDS, "devices", "events"):
+            figures[f"writes_{resource}"] = metric(
+                text, "lbaas_api_writes_total", resource=resource
+            )
+        assert proc.proc is not None
+        figures["rss"] = peak_rss_mb(proc.proc.pid)
+        proc.stop()
+    proc = operator(work, namespace, "warm")
+    started = time.monotonic()
+    proc.start()
+    verified = float("nan")
+    while time.monotonic() - started < limit:
+        text = proc.metrics()
+        done = metric(text, "lbaas_driver_calls_total", op="verify")
+        if done >= vips:
+            verified = time.monotonic() - started
+            break
+        time.sleep(0.2)
+    time.sleep(2)  # anything the verification would write is written by now
+    text = proc.metrics()
+    figures["warm"] = verified
+    figures["warm_status_writes"] = status_writes(text)
+    figures["warm_applies"] = metric(text, "lbaas_driver_calls_total", op="apply")
+    proc.stop()
+    return figures
+
+
+if __name__ == "__main__":
+    rows = run(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    print(json.dumps([r.__dict__ for r in rows], indent=1))

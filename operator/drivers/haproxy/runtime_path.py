@@ -1,0 +1,124 @@
+"""The part of a batch the running HAProxy takes without a reload (and without ``haproxy -c``).
+
+A VIP goes this way when the running master is the one the driver last reloaded, no reload is
+pending, ``haproxy.cfg`` is the driver's, and the VIP's new fragment has the structure of the
+one on disk: only servers, weights or admin states differ (``servers`` plans the commands).
+A deletion goes this way when HAProxy does not serve the VIP (parked, or never applied): only
+its file is removed.
+
+All the batch's runtime commands go first, then its VIP files and fragments are written (each
+set synced once), so that a later reload keeps the changes; a process killed in between leaves
+a difference that ``verify`` sees and the next apply repairs. A batch that is a good part of
+the device reads the running servers and frontends of the whole device once (two commands)
+instead of two commands per VIP (``runtime.Running``). A VIP whose command HAProxy refuses
+is left to the reload; the call's deadline stops the batch where it is, and what was done
+stays done.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lbaas.drivers.base import DriverError
+from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.haproxy.plan import Change
+from lbaas.drivers.haproxy.render import (
+    Fragment,
+    fragment_servers,
+    fragment_structure,
+    render_global,
+)
+from lbaas.drivers.haproxy.runtime import CLIError, Running
+from lbaas.drivers.haproxy.store import DriverState, dump_tree, read_text, write_many
+
+if TYPE_CHECKING:
+    from lbaas.drivers.haproxy.converge import Device
+
+log = logging.getLogger(__name__)
+
+
+def runtime_batch(
+    dev: Device, state: DriverState, batch: dict[str, Change]
+) -> tuple[set[str], DriverError | None]:
+    """Apply what of ``batch`` needs no reload: (keys done, the device error that stopped the
+    batch early or None). The keys not done are left to the reload."""
+    done: set[str] = set()
+    trees: dict[Path, str | None] = {}
+    fragments: dict[Path, str] = {}
+    forgotten: list[str] = []
+    updates, error = 0, None
+    ours = read_text(dev.paths.config) == render_global(dev.settings)
+    applies = sum(fragment is not None for _, fragment in batch.values())
+    served = sum(1 for _ in dev.paths.conf_d.glob("*.cfg")) if applies >= runtime.BULK_MIN else 0
+    view = Running(dev.paths.runtime_socket, applies, served)
+    for key, (lb, fragment) in batch.items():
+        if lb is None or fragment is None:
+            if not dev.fragment_path(key).exists():  # not served: its file only, no reload
+                trees[dev.vip_path(key)] = None
+                forgotten.append(key)
+                done.add(key)
+            continue
+        if not ours:
+            continue
+        try:
+            ops = _apply(view, fragment, read_text(dev.fragment_path(key)))
+        except DriverError as exc:  # the deadline (CLI refusals are handled in _apply)
+            error = exc
+            break
+        if ops is None:
+            continue
+        done.add(key)
+        tree, wrote = dump_tree(lb), False
+        if read_text(dev.vip_path(key)) != tree:
+            trees[dev.vip_path(key)], wrote = tree, True
+        if read_text(dev.fragment_path(key)) != fragment.text:
+            fragments[dev.fragment_path(key)], wrote = fragment.text, True
+        updates += bool(ops or wrote)
+    write_many(trees, 0o600)
+    for key in done - set(forgotten):
+        lb, fragment = batch[key]
+        if lb is not None and fragment is not None and dev.vip_path(key) in trees:
+            dev.memo.wrote(dev.vip_path(key), lb, fragment)
+    if len(done) > len(forgotten):
+        faults.point("after-vip-file")
+    # conf.d is rendered again from the VIP files at every start: no sync needed.
+    write_many(fragments, 0o644, durable=False)
+    if len(done) > len(forgotten):
+        faults.point("after-config")
+    unparked = [key for key in forgotten if state.parked.pop(key, None) is not None]
+    if updates or unparked:
+        state.runtime_updates += updates
+        state.save(dev.paths.state, durable=bool(unparked))
+    dev.memo.changed()
+    return done, error
+
+
+def _apply(view: Running, fragment: Fragment, old: str | None) -> list[servers.Op] | None:
+    """Send the runtime commands that make the running VIP match ``fragment`` (``old``: its
+    fragment on disk); None when only a reload can."""
+    if old is None or fragment_structure(old) != fragment.structure:
+        return None
+    try:
+        running = view.servers(fragment.backend)
+        ops = servers.plan(fragment, fragment_servers(old), running)
+        if ops is None or not _frontend_state(view, fragment):
+            return None
+        servers.execute(view.socket, ops)
+    except CLIError as exc:
+        log.warning("runtime change of %s failed, reloading instead: %s", fragment.key, exc)
+        return None
+    return ops
+
+
+def _frontend_state(view: Running, fragment: Fragment) -> bool:
+    """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
+    shut down, or one the file disables that listens)."""
+    status = view.frontend(fragment.frontend)
+    if status in ("OPEN", "FULL"):
+        return fragment.enabled
+    if status is None or not fragment.enabled:
+        return status is not None
+    runtime.expect_empty(view.socket, f"enable frontend {fragment.frontend}")
+    return True

@@ -1,0 +1,189 @@
+"""The inventory as the scheduler sees it from one VIP: candidates with reservations counted.
+
+Part of the binder: the Devices as ``Candidate`` values (bound VIPs, addresses and listeners
+in use, per-namespace counts, including the binder's reservations), the scheduler's decision
+over them, the re-check after the driver's pick, and whether to wait for Devices not probed
+yet (a cold start: binding to the first device probed would pile every VIP onto it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lbaas.api.device import DevicePhase, DeviceSpec
+from lbaas.api.vip import VIPSpec
+from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
+from lbaas.drivers.registry import DriverRegistry
+from lbaas.placement.addresses import allocate, pool_contains
+from lbaas.placement.scheduler import Candidate, Decision, schedule
+from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
+
+log = logging.getLogger(__name__)
+
+VipKey = tuple[str, str]
+SELECT_TIMEOUT = 5.0
+"""Seconds a driver's ``select_device`` may take (it runs in a thread, off any Lease)."""
+Reservations = dict[VipKey, tuple[str, str, int]]
+"""VIP → (device, address, port) chosen but not yet written."""
+
+
+class CandidateView:
+    """Candidates for a VIP, computed from the views and the binder's reservations."""
+
+    def __init__(
+        self,
+        views: Views,
+        drivers: DriverRegistry,
+        reserved: Reservations,
+        *,
+        probe_grace: float,
+        wake: Callable[[], None],
+    ) -> None:
+        self.views = views
+        self.drivers = drivers
+        self.reserved = reserved
+        self.probe_grace = probe_grace
+        self._wake_up = wake
+        self._specs: dict[tuple[str, Any], DeviceSpec | None] = {}
+        self._first_seen: dict[str, float] = {}
+        self._wake: asyncio.TimerHandle | None = None
+
+    def awaiting_probe(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> bool:
+        """Whether a device not probed yet, but young enough to be probed soon, would take
+        the VIP once it is Ready (a Device no agent ever probes is not waited for: after
+        ``probe_grace`` it is passed over, and the controller marks it NoAgent)."""
+        now = time.monotonic()
+        unprobed = []
+        for c in self.for_vip(key):
+            if c.phase is not None or c.name == exclude:
+                continue
+            first = self._first_seen.setdefault(c.name, now)
+            if now - first < self.probe_grace:
+                unprobed.append(dataclasses.replace(c, phase=DevicePhase.READY))
+                self._wake_at(first + self.probe_grace)
+        if not unprobed:
+            return False
+        labels = self.views.namespace_labels(key[0])
+        return bool(schedule(spec, key[0], labels, unprobed, lambda _c: None).eligible)
+
+    def _wake_at(self, when: float) -> None:
+        """Wake the waiting VIPs once at ``when`` (a grace period ends)."""
+        if self._wake is None or self._wake.when() > when:
+            if self._wake is not None:
+                self._wake.cancel()
+            loop = asyncio.get_running_loop()
+            self._wake = loop.call_at(when - time.monotonic() + loop.time(), self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._wake_up()
+
+    def recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
+        fresh = [c for c in self.for_vip(key) if c.name == picked.name]
+        labels = self.views.namespace_labels(key[0])
+        again = schedule(spec, key[0], labels, fresh, lambda _c: None)
+        return again.eligible[0] if again.eligible else None
+
+    def decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
+        candidates = [c for c in self.for_vip(key) if c.name != exclude]
+        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
+
+        def driver_check(c: Candidate) -> str | None:
+            try:
+                return self.drivers.get(c.spec.driver).supports(probe)
+            except DriverError as exc:
+                return exc.user_message
+
+        labels = self.views.namespace_labels(key[0])
+        return schedule(spec, key[0], labels, candidates, driver_check)
+
+    def _device_spec(self, device: Mapping[str, Any]) -> DeviceSpec | None:
+        cache_key = (str(meta_of(device).get("name")), meta_of(device).get("generation"))
+        if cache_key not in self._specs:
+            try:
+                self._specs[cache_key] = DeviceSpec.model_validate(spec_of(device))
+            except ValueError:
+                self._specs[cache_key] = None
+        return self._specs[cache_key]
+
+    def for_vip(self, key: VipKey) -> list[Candidate]:
+        found = []
+        for device in self.views.devices():
+            if is_deleting(device):
+                continue
+            spec = self._device_spec(device)
+            if spec is None:
+                continue
+            name = str(meta_of(device)["name"])
+            reserved = {
+                k: (a, p) for k, (d, a, p) in self.reserved.items() if d == name and k != key
+            }
+            bound = self.views.bound_vips(name) - {key}
+            used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
+            listeners = {
+                a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
+            }
+            listeners.update({ap: f"{k[0]}/{k[1]}" for k, ap in reserved.items()})
+            found.append(
+                Candidate(
+                    name=name,
+                    spec=spec,
+                    labels=meta_of(device).get("labels") or {},
+                    phase=status_of(device).get("phase"),
+                    vip_count=len(bound | set(reserved)),
+                    used_addresses=frozenset(used),
+                    namespace_vips=sum(1 for k in bound | set(reserved) if k[0] == key[0]),
+                    listeners=listeners,
+                )
+            )
+        return found
+
+    async def pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
+        """The scheduler's choice, unless a driver's ``select_device`` prefers another."""
+        if not decision.eligible:
+            return None
+        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
+        by_driver: dict[str, list[Candidate]] = {}
+        for c in decision.eligible:
+            by_driver.setdefault(c.spec.driver, []).append(c)
+        for driver_name in sorted(by_driver):
+            group = by_driver[driver_name]
+            handles = [DeviceHandle(c.name, c.spec, c.labels) for c in group]
+            try:
+                driver = self.drivers.get(driver_name)
+                picked = await asyncio.wait_for(
+                    asyncio.to_thread(functools.partial(driver.select_device, probe, handles)),
+                    SELECT_TIMEOUT,
+                )
+            except Exception as exc:
+                log.warning("select_device of %s failed: %s", driver_name, exc)
+                picked = None
+            if picked is not None:
+                return next((c for c in group if c.name == picked.name), decision.chosen)
+        return decision.chosen
+
+    def address(
+        self,
+        key: VipKey,
+        spec: VIPSpec,
+        chosen: Candidate,
+        vip: Mapping[str, Any],
+        leaving: str | None,
+    ) -> str | None:
+        if spec.address:
+            return spec.address
+        current = status_of(vip).get("address")
+        if (
+            leaving
+            and current
+            and pool_contains(chosen.spec.address_pool, current)
+            and current not in chosen.used_addresses
+        ):
+            return str(current)  # failover keeps the address when the new pool has it
+        return allocate(chosen.spec.address_pool, chosen.used_addresses)
