@@ -68,8 +68,8 @@ SITE_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("lbaas.trees.orphans.Orphans._check", "status"): CHILDREN,
     ("lbaas.trees.orphans.Orphans._give_up", "status"): CHILDREN,
     ("lbaas.trees.orphans.Orphans._give_up", "warn"): CHILDREN,
-    ("lbaas.trees.reconcile.TreeReconciler._write.one", "status"): TREE,
-    ("lbaas.trees.reconcile.TreeReconciler._write.one", "warn"): TREE,
+    ("lbaas.trees.writer.TreeWriter.write.one", "status"): TREE,
+    ("lbaas.trees.writer.TreeWriter.write.one", "warn"): TREE,
 }
 _NAMED = [(re.compile(r"^(dict\()?(vip|tree\.vip\.snap)\)?$"), ("VIP",)),
           (re.compile(r"^(dict\()?device\)?$"), ("Device",))]  # fmt: skip
@@ -199,10 +199,15 @@ def _walk(module: str, tree: ast.Module) -> Iterator[Site]:
 
 
 def _classes() -> dict[str, set[str]]:
-    """Class name → names of the package's classes it constructs."""
+    """Class name → names of the package's classes it constructs or inherits from (a base
+    class's methods run as the subclass's)."""
     modules = list(_modules())
     names = {n.name for _, t in modules for n in ast.walk(t) if isinstance(n, ast.ClassDef)}
     built: dict[str, set[str]] = {name: set() for name in names}
+    for _, tree in modules:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                built[node.name] |= {b.id for b in node.bases if isinstance(b, ast.Name)} & names
     for module, tree in modules:
         for site in _walk(module, tree):
             if site.cls and isinstance(site.node, ast.Call):
@@ -230,7 +235,8 @@ def role_roots() -> dict[str, set[str]]:
 
 
 def reach() -> dict[str, set[str]]:
-    """Class → the roles whose objects reach it."""
+    """Class (or module function, as ``module.function``) → the roles whose objects reach
+    it. A module function belongs to the roles of the classes that call it."""
     graph = _classes()
     out: dict[str, set[str]] = {}
     for role, roots in role_roots().items():
@@ -241,6 +247,23 @@ def reach() -> dict[str, set[str]]:
                 continue
             out[cls].add(role)
             todo += graph[cls]
+    modules = list(_modules())
+    functions = {
+        (module, node.name)
+        for module, tree in modules
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    names = {name for _, name in functions}
+    for module, tree in modules:
+        for site in _walk(module, tree):
+            node = site.node
+            called = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            if site.cls and called and node.func.id in names:  # type: ignore[attr-defined]
+                for owner, name in functions:
+                    if name == node.func.id:  # type: ignore[attr-defined]
+                        key = f"{owner}.{name}"
+                        out.setdefault(key, set()).update(out.get(site.cls, set()))
     return out
 
 
@@ -249,7 +272,8 @@ def reach() -> dict[str, set[str]]:
 
 def _roles(roles_of: dict[str, set[str]], site: Site) -> set[str]:
     """The roles of a call site; a site no role reaches is a finding, not a silent skip."""
-    roles = roles_of.get(site.cls or "", set())
+    top = site.function.split(".")[0]
+    roles = roles_of.get(site.cls or f"{site.module}.{top}", set())
     if not roles:
         raise Unresolved(
             f"{site.module}.{site.function}: an API call in code no role reaches"

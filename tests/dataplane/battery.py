@@ -260,15 +260,19 @@ class Battery:
         return None if case.kind == "Device" else self.stage.b
 
     def _create(self, case: Case) -> None:
+        """Create the case's object; with ``parent: own``, its Pool and VIP after it, so the
+        device sees the whole tree at once (a VIP applied alone first would be a legitimate
+        change, and reload the device)."""
         ns, spec = self._namespace(case), dict(case.spec)
         if case.parent == "own":
-            self.stage.create("VIP", case.obj_name, ns, {"port": self.stage.values["port"]})
-            self.created.append(("VIP", case.obj_name, ns))
-            self.stage.create("Pool", case.obj_name, ns, {"vipRef": case.obj_name})
-            self.created.append(("Pool", case.obj_name, ns))
             spec["poolRef" if case.kind == "HealthMonitor" else "vipRef"] = case.obj_name
         self.stage.create(case.kind, case.obj_name, ns, spec)
         self.created.append((case.kind, case.obj_name, ns))
+        if case.parent == "own":
+            self.stage.create("Pool", case.obj_name, ns, {"vipRef": case.obj_name})
+            self.created.append(("Pool", case.obj_name, ns))
+            self.stage.create("VIP", case.obj_name, ns, {"port": self.stage.values["port"]})
+            self.created.append(("VIP", case.obj_name, ns))
 
     def _outcomes(self, cases: list[Case], timeout: float) -> list[str]:
         """Wait until every case shows its outcome (or the timeout), then check the Events."""
