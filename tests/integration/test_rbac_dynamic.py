@@ -28,7 +28,7 @@ from typing import Any
 
 import apicalls
 import pytest
-from apicalls import Grant, covers, needed_grants, rendered_grants
+from grants import CLUSTER_SCOPED, Grant, covers, needed_grants, rendered_grants
 
 from helpers import (
     GROUP,
@@ -119,7 +119,7 @@ def observed(path: Path, role: str) -> list[Grant]:
         if parsed is None:
             continue
         group, resource, verb, ns, name = parsed
-        scope = None if resource.split("/")[0] in apicalls.CLUSTER_SCOPED else ns
+        scope = None if resource.split("/")[0] in CLUSTER_SCOPED else ns
         out.append(Grant(role, group, resource, verb, scope, (name,) if name else ()))
     return out
 

@@ -18,8 +18,9 @@ import textwrap
 
 import apicalls
 import pytest
-from apicalls import Call, Grant, covers, needed_grants, rendered_grants
+from apicalls import Call
 from chartkit import NAMESPACE, Doc, container, env, of_kind, render, require_helm
+from grants import Grant, covers, needed_grants, rendered_grants
 
 from lbaas import runtime
 from lbaas.config import OperatorSettings
