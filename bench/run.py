@@ -11,6 +11,8 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
   4. member change -> traffic through the operator, 10-VIP vs 1,000-VIP HAProxy device
   5. HAProxy driver level (bench/dataplane.py, bench/hxdriver.py)
   6. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
+  7. multi-tenancy (bench/tenant.py): requests another tenant's VIP loses while the hostile
+     battery is applied and retried (goal 0)
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
 """
@@ -160,6 +162,13 @@ def run_benchmarks(cluster: Cluster, size: int) -> None:
 
     part(5, "HAProxy driver", dataplane)
     part(6, "Services: EndpointSlice change -> traffic (HAProxy)", services)
+
+    def tenancy() -> list[Row]:
+        import tenant  # bench/tenant.py
+
+        return [Row(r.what, r.value, r.goal, r.ok) for r in tenant.rows()]
+
+    part(7, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy)", tenancy)
 
 
 def main() -> int:

@@ -34,7 +34,9 @@ MAX_PENDING_EVENTS = 1000
 
 
 class Redactor:
-    """Credential values the operator holds; no user-visible text may contain them."""
+    """Credential values the operator holds; no user-visible text may contain them, and no
+    log line (``install``: a driver may put a credential into an error's message or detail,
+    or an exception that ends up in a traceback)."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
@@ -42,11 +44,47 @@ class Redactor:
     def add(self, values: Mapping[str, str]) -> None:
         self._secrets |= {v for v in values.values() if isinstance(v, str) and len(v) >= 4}
 
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
         return text
+
+    def install(self) -> None:
+        """Redact every record the root logger's handlers emit (kopf's and ours)."""
+        for handler in logging.getLogger().handlers:
+            for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+                handler.removeFilter(old)
+            handler.addFilter(RedactingFilter(self))
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter: the record's message, exception text and stack, redacted."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.redact:
+            return True
+        message = record.getMessage()
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            clean = self.redact(record.exc_text)
+            if clean != record.exc_text:
+                # Formatters that format exc_info themselves (JSON) must not see it.
+                record.exc_text, record.exc_info = clean, None
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
 
 
 class Reporter:

@@ -111,6 +111,7 @@ class Process:
         reporter = Reporter(
             kube, informers, event_namespace=settings.lease_namespace, instance=settings.agent_id
         )
+        reporter.redact.install()
         return cls(role, settings, kube, informers, views, reporter)
 
     async def start(self) -> None:

@@ -37,10 +37,26 @@ def _cel(rule: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def _check_ip(value: str) -> str:
+    """As Kubernetes' ``isIP``: no zone id (``fe80::1%eth0``), no IPv4-mapped IPv6."""
     try:
-        ipaddress.ip_address(value)
+        parsed = ipaddress.ip_address(value)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid IP address") from exc
+    if "%" in value or getattr(parsed, "ipv4_mapped", None) is not None:
+        raise ValueError(f"{value!r} is not a valid IP address (no zone, no IPv4-mapped IPv6)")
+    return value
+
+
+def _check_network(value: str) -> str:
+    """As Kubernetes' ``isCIDR``: ``address/prefix`` (host bits may be set)."""
+    address, slash, _ = value.partition("/")
+    if not slash:
+        raise ValueError(f"{value!r} is not a CIDR (10.0.0.0/24, fd00::/64)")
+    _check_ip(address)
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR (10.0.0.0/24, fd00::/64)") from exc
     return value
 
 
@@ -52,10 +68,9 @@ def _check_pool_entry(value: str) -> str:
             raise ValueError(f"{value!r} is not a valid IP range (start-end)")
         return value
     try:
-        ipaddress.ip_network(value, strict=False)
+        return _check_network(value)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a CIDR or an IP range") from exc
-    return value
 
 
 IPAddress = Annotated[
@@ -93,11 +108,7 @@ AddressPoolEntry = Annotated[
 
 
 def _check_cidr(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a CIDR (10.0.0.0/24, fd00::/64)") from exc
-    return value
+    return _check_network(value)
 
 
 CIDR = Annotated[

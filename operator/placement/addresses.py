@@ -1,4 +1,5 @@
-"""Address allocation from a Device's ``addressPool``: first free, unique per device."""
+"""Address allocation from a Device's ``addressPool``: first free, unique per device, and
+never an address no VIP may have (unspecified, multicast, broadcast)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,44 @@ from collections.abc import Iterable, Iterator
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _entry_addresses(entry: str) -> Iterator[IPAddr]:
+_MULTICAST = {4: ipaddress.ip_network("224.0.0.0/4"), 6: ipaddress.ip_network("ff00::/8")}
+_LIMITED_BROADCAST = int(ipaddress.IPv4Address("255.255.255.255"))
+
+
+def _bounds(entry: str) -> tuple[int, int, int]:
+    """(IP version, first, last) of the addresses an entry hands out, as integers: a range as
+    written; a CIDR like ``hosts()`` (IPv4 without network and broadcast, IPv6 without the
+    subnet-router anycast address; /31, /32, /127, /128: every address)."""
     if "-" in entry:
         start, _, end = entry.partition("-")
         first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
-        current = int(first)
-        while current <= int(last):
-            yield (
-                ipaddress.ip_address(current)
-                if first.version == 4
-                else ipaddress.IPv6Address(current)
-            )
-            current += 1
-        return
+        return first.version, int(first), int(last)
     network = ipaddress.ip_network(entry, strict=False)
-    if network.num_addresses == 1:
-        yield network.network_address
-    else:
-        # hosts() skips the network and broadcast addresses of IPv4 subnets.
-        yield from network.hosts()
+    low, high = int(network.network_address), int(network.broadcast_address)
+    if network.version == 4 and network.prefixlen <= 30:
+        return 4, low + 1, high - 1
+    if network.version == 6 and network.prefixlen <= 126:
+        return 6, low + 1, high
+    return network.version, low, high
+
+
+def _entry_addresses(entry: str) -> Iterator[IPAddr]:
+    """The addresses of one pool entry a VIP may listen on, in order. Never the unspecified
+    address (it means every address of the host: it would take the port from every VIP),
+    multicast, or the IPv4 limited broadcast, whatever the pool lists; the multicast block is
+    stepped over at once (a pool of 0.0.0.0/0 must not walk 2^28 addresses)."""
+    version, current, last = _bounds(entry)
+    block = _MULTICAST[version]
+    block_first, block_last = int(block.network_address), int(block.broadcast_address)
+    while current <= last:
+        if block_first <= current <= block_last:
+            current = block_last + 1
+            continue
+        if current == 0 or (version == 4 and current == _LIMITED_BROADCAST):
+            current += 1
+            continue
+        yield ipaddress.IPv4Address(current) if version == 4 else ipaddress.IPv6Address(current)
+        current += 1
 
 
 def pool_addresses(pool: Iterable[str]) -> Iterator[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,3 +179,23 @@ def test_allocating_until_exhausted(pool: list[str], expand: bool) -> None:
     assert len(got) == len(set(got)), "an address was handed out twice"
     assert {(ip.version, int(ip)) for ip in map(ipaddress.ip_address, got)} == expected
     assert len(got) == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("pool", "first"),
+    [
+        (["0.0.0.0/31"], "0.0.0.1"),  # never the unspecified address
+        (["0.0.0.0/0"], "0.0.0.1"),
+        (["::/127"], "::1"),
+        (["224.0.0.0/4"], None),  # multicast: nothing, and at once (2^28 addresses)
+        (["ff00::/8", "ff02::1-ff02::9"], None),
+        (["223.255.255.255-240.0.0.1"], "223.255.255.255"),
+        (["255.255.255.255/32", "10.0.0.7/32"], "10.0.0.7"),  # limited broadcast
+    ],
+)
+def test_allocation_skips_addresses_no_vip_may_have(pool: list[str], first: str | None) -> None:
+    assert allocate(pool, []) == first
+
+
+def test_allocation_steps_over_the_multicast_block() -> None:
+    assert allocate(["223.255.255.255-240.0.0.1"], ["223.255.255.255"]) == "240.0.0.0"

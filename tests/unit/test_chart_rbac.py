@@ -63,6 +63,8 @@ CONTROLLER_LEASES = [
     Rule("coordination.k8s.io", ("leases",), ("create",), "agents.election creates its Lease"),
     Rule("coordination.k8s.io", ("leases",), ("get", "update"), "and reads/renews only it",
          (leases.LEADER_LEASE,)),
+    Rule("coordination.k8s.io", ("leases",), ("list", "watch"),
+         "placement.ownerless: the Leases informer (Devices no agent drives)"),
 ]  # fmt: skip
 # ---- the agents ----------------------------------------------------------------------------------
 AGENT_CLUSTER = [

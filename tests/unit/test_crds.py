@@ -69,6 +69,33 @@ def test_vip_model_rules() -> None:
     assert VIPSpec.model_validate({"port": 1, "address": "::1"}).address == "::1"
 
 
+@pytest.mark.parametrize(
+    "address", ["::ffff:10.0.0.1", "::ffff:a00:1", "fe80::1%eth0", "010.0.0.1", "10.0.0.1 "]
+)
+def test_model_refuses_addresses_isip_refuses(address: str) -> None:
+    """The model mirrors Kubernetes' isIP (measured on the test bed): no IPv4-mapped IPv6,
+    no zone id, no leading zeros."""
+    with pytest.raises(ValidationError, match="not a valid IP address"):
+        VIPSpec.model_validate({"port": 80, "address": address})
+
+
+@pytest.mark.parametrize(
+    ("entry", "ok"),
+    [("10.0.0.1/8", True), ("0.0.0.0/0", True), ("10.0.0.0", False), ("::ffff:10.0.0.0/104", False),
+     ("10.0.0.9-10.0.0.1", False), ("10.0.0.1-fd00::1", False), ("10.0.0.1-10.0.0.9", True)],
+)  # fmt: skip
+def test_model_pool_and_networks_as_iscidr(entry: str, ok: bool) -> None:
+    """isCIDR accepts host bits set, never a bare address or an IPv4-mapped prefix."""
+    spec = {"driver": "fake", "addressPool": [entry]}
+    if "-" not in entry:
+        spec["memberNetworks"] = [entry]
+    if ok:
+        DeviceSpec.model_validate(spec)
+    else:
+        with pytest.raises(ValidationError):
+            DeviceSpec.model_validate(spec)
+
+
 def test_monitor_model_rules() -> None:
     with pytest.raises(ValidationError, match="timeout must be less than or equal to delay"):
         HealthMonitorSpec.model_validate({"poolRef": "p", "type": "HTTP", "delay": 1, "timeout": 2})

@@ -77,6 +77,11 @@ holds the expected rules.
   resources: ["leases"]
   resourceNames: ["lbaas-controller"]
   verbs: ["get", "update"]
+# The device Leases as the agents write them: placement.ownerless reports Devices no agent
+# drives (the controller's Leases informer, list + watch; one Lease per Device: no names).
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{- /* ---- agent: cluster-scoped ---- */ -}}

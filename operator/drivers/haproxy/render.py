@@ -33,6 +33,12 @@ BALANCE = {"ROUND_ROBIN": "roundrobin", "LEAST_CONNECTIONS": "leastconn", "SOURC
 DEFAULT_INSERTED_COOKIE = "SRVID"
 HEADER = "# lbaas-operator VIP fragment, do not edit; structure="
 """First line of every fragment: the structure digest of what HAProxy loads from it."""
+MAX_KEY_BYTES = 230
+"""``<namespace>__<name>`` names a VIP's files (``conf.d/<it>.cfg``, ``vips/<it>.json``, and
+``.<file>.XXXXXXXX.new`` while staged): under the file systems' 255-byte limit on a name,
+namespace and name may take 228 bytes together (165 for the name in a 63-character namespace,
+where Kubernetes allows 253). Longer keys are refused up front (before: ``OSError`` from deep
+inside an apply, retried forever)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,14 @@ def backend_name(lb: LoadBalancer) -> str:
 
 def unsupported_reason(lb: LoadBalancer) -> str | None:
     """What of ``lb`` HAProxy cannot express, or None."""
+    if isinstance(lb.namespace, str) and isinstance(lb.name, str):
+        length = len(lb.namespace.encode()) + 2 + len(lb.name.encode())
+        if length > MAX_KEY_BYTES:
+            return (
+                f"namespace and name are {length - 2} characters together; the haproxy driver"
+                f" names its files after them and takes at most {MAX_KEY_BYTES - 2}: use a"
+                " shorter VIP name"
+            )
     protocol = enum_value(lb.spec.protocol)
     if protocol not in ("TCP", "HTTP", "HTTPS"):
         return f"protocol {protocol} not supported by the haproxy driver"
@@ -154,7 +168,9 @@ def _fixed_args(
     if backup:
         parts.append("backup")
     if cookie is not None:
-        parts += ["cookie", token(cookie, "cookie")]
+        # The member's name (a DNS subdomain, up to 253 characters): a name token, not a cookie
+        # name token (64 at most), or HTTP_COOKIE VIPs with a long member name were refused.
+        parts += ["cookie", token(cookie, "name")]
     if monitor is not None:
         parts += ["check", "inter", f"{token(monitor['delay'], 'int')}s"]
         parts += ["rise", token(monitor["rise"], "int"), "fall", token(monitor["fall"], "int")]

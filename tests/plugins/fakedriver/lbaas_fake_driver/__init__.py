@@ -18,6 +18,13 @@ Device ``spec.config``:
   ``time.monotonic()``, the same clock for every process of the host): the proof that two
   agents' calls on one device never overlap.
 - ``pick`` (optional): ``select_device`` chooses this device whenever it is eligible.
+- ``credentialsKey`` (optional): the key its credentials (the Device's credentialsSecretRef)
+  must have; without it every call fails ``CredentialsUnavailable``. The state file records
+  the keys it received and the SHA-256 of each value (``credentials``), never a value.
+
+Control for the secret-hygiene tests: a ``fail`` entry with ``"echoCredentials": true`` puts
+every credential value into the error's message and detail (a careless vendor SDK), and
+``"crash": {"apply"|"probe": true}`` raises a plain ``RuntimeError`` that does the same.
 
 Like a real device it remembers the highest fence (``DeviceHandle.fence``) it has seen and
 refuses calls from an older owner, and it honours the call deadline: a ``delay`` longer than
@@ -26,6 +33,7 @@ the time left ends the call at its deadline with a retryable ``DriverTimeout``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -140,13 +148,45 @@ class FakeDriver(Driver):
 
     def _maybe_fail(self, device: DeviceHandle, op: str, keys: Sequence[str] = ()) -> None:
         self._delay(device, op)
+        self._credentials(device, op)
         failure = self._control(device).get("fail", {}).get(op)
         if failure and (not keys or any(failure.get("match", "") in k for k in keys)):
+            raise self._error(device, failure, f"fake {op} failure", f"{op} {' '.join(keys)}")
+
+    @staticmethod
+    def _error(
+        device: DeviceHandle, failure: dict[str, Any], default: str, what: str
+    ) -> DriverError:
+        message = failure.get("message", default)
+        detail = f"fake driver: {what}"
+        if failure.get("echoCredentials"):
+            echoed = ", ".join(f"{k}={v}" for k, v in sorted(device.credentials.items()))
+            message += f" (logged in with {echoed})"
+            detail += f"; credentials {echoed}"
+        return DriverError(message, retryable=bool(failure.get("retryable", True)), detail=detail)
+
+    def _credentials(self, device: DeviceHandle, op: str) -> None:
+        """What a vendor driver does with credentials: needs its key, may crash on them."""
+        if self._control(device).get("crash", {}).get(op):
+            echoed = ", ".join(sorted(device.credentials.values()))
+            raise RuntimeError(f"vendor SDK crashed during {op} with session {echoed}")
+        key = device.config.get("credentialsKey")
+        if key and key not in device.credentials:
+            ref = device.spec.credentials_secret_ref
+            where = f"{ref.namespace}/{ref.name}" if ref else "(none)"
             raise DriverError(
-                failure.get("message", f"fake {op} failure"),
-                retryable=bool(failure.get("retryable", True)),
-                detail=f"fake driver: {op} {' '.join(keys)}",
+                f"credentials Secret {where} cannot be read: it has no key {key!r}",
+                retryable=False,
+                reason="CredentialsUnavailable",
             )
+
+    @staticmethod
+    def _received(device: DeviceHandle, state: dict[str, Any]) -> None:
+        """Proof the credentials arrived, without writing them: keys and SHA-256s only."""
+        if device.credentials:
+            state["credentials"] = {
+                k: hashlib.sha256(v.encode()).hexdigest() for k, v in device.credentials.items()
+            }
 
     def _fenced(self, device: DeviceHandle, state: dict[str, Any]) -> None:
         seen = int(state.get("fence", 0))
@@ -193,6 +233,7 @@ class FakeDriver(Driver):
         keys = [lb.key for lb in lbs]
         try:
             self._delay(device, "apply")
+            self._credentials(device, "apply")
             outcome: dict[str, DriverError | None] = {}
             control = self._control(device)
             failure = control.get("fail", {}).get("apply")
@@ -211,12 +252,10 @@ class FakeDriver(Driver):
             with _LOCK:
                 state = _read(device.config["stateFile"])
                 self._fenced(device, state)
+                self._received(device, state)
                 for lb in lbs:
                     if failure and failure.get("match", "") in lb.key:
-                        outcome[lb.key] = DriverError(
-                            failure.get("message", "fake apply failure"),
-                            retryable=bool(failure.get("retryable", True)),
-                        )
+                        outcome[lb.key] = self._error(device, failure, "fake apply failure", lb.key)
                         continue
                     outcome[lb.key] = self._put(state, lb)
                 state["applies"] = state.get("applies", 0) + 1
@@ -281,12 +320,10 @@ class FakeDriver(Driver):
         start = time.monotonic()
         try:
             control = self._control(device)
+            self._credentials(device, "probe")
             failure = control.get("fail", {}).get("probe")
             if failure:
-                raise DriverError(
-                    failure.get("message", "probe failed"),
-                    retryable=bool(failure.get("retryable", True)),
-                )
+                raise self._error(device, failure, "probe failed", "probe")
             if control.get("notReady"):
                 return ProbeResult(False, "fake device reports not ready")
             return ProbeResult(True, "fake device ready")

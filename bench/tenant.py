@@ -1,0 +1,142 @@
+"""Multi-tenancy figures (issue 10), each with its goal and pass/fail: the hostile input battery
+(tests/data/hostile_specs.yaml, run by tests/dataplane/battery.py) applied ``ROUNDS`` times
+against the real operator and an HAProxy Device shared by two tenants, while the other
+tenant's VIP serves a client that sends requests back to back (one connection each).
+
+Rows: requests lost by that uninvolved VIP (goal 0); cases that ended as their table says
+(goal: all, every round); device reloads (goal: only the legitimate changes of a round, at
+most 3: the quota filler in and out, one to spare); time per round.
+
+Part of ``make bench`` (bench/run.py, which provides KUBECONFIG); alone,
+``.venv/bin/python bench/tenant.py`` brings up its own test bed when KUBECONFIG is unset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TESTS = ROOT / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # helpers: Api, OperatorProcess, kubectl
+
+from helpers import Api, OperatorProcess, kubectl  # noqa: E402
+
+ROUNDS = int(os.environ.get("LBAAS_BENCH_BATTERY_ROUNDS", "5"))
+LEGITIMATE_RELOADS = 3
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    value: str
+    goal: str = ""
+    ok: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.ok is None else "pass" if self.ok else "FAIL"
+
+
+def _battery() -> ModuleType:
+    name = "lbaas_bench_battery"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "dataplane" / "battery.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def rows() -> list[Row]:
+    haproxy = shutil.which("haproxy") or shutil.which("/usr/sbin/haproxy")
+    if not haproxy:
+        return [Row("hostile battery", "not measured: haproxy binary not found")]
+    battery = _battery()
+    hx = battery.hxsupport()
+    work = Path(tempfile.mkdtemp(prefix="lbaas-bench-tenant-"))
+    operator = OperatorProcess(work / "operator.log", LBAAS_PARENT_TIMEOUT="3").start()
+    backends = [hx.Backend(f"b{i}", f"127.0.61.{i + 101}") for i in range(3)]
+    try:
+        targets = [(b.address, b.port) for b in backends]
+        with battery.staged(Api(), haproxy, operator.metrics_port, targets) as stage:
+            cases = battery.load_cases(stage.values)
+            run = battery.Battery(stage, cases)
+            problems: list[str] = []
+            reloads = stage.reloads()
+            started = time.monotonic()
+            with hx.Load(*stage.web, max_requests=10_000_000, max_seconds=3600) as load:
+                for _ in range(ROUNDS):
+                    problems += run.round()
+                    run.clear()
+            took = time.monotonic() - started
+            reloaded = stage.reloads() - reloads
+    finally:
+        operator.stop()
+        for server in backends:
+            server.shutdown()
+            server.server_close()
+    rejected = sum(c.rejected for c in cases)
+    if not problems:
+        shutil.rmtree(work, ignore_errors=True)  # kept (operator log) when something failed
+    return [
+        Row(f"battery ({len(cases)} cases, {rejected} refused by the API server) x {ROUNDS}:"
+            f" requests lost by another tenant's VIP, of {load.sent}",
+            str(len(load.failures)), "0", not load.failures),
+        Row("battery: cases that ended as their table says",
+            f"{ROUNDS * len(cases) - len(problems)} / {ROUNDS * len(cases)}", "all",
+            not problems),
+        Row("battery: device reloads (legitimate changes only)",
+            str(reloaded), f"<= {ROUNDS * LEGITIMATE_RELOADS}",
+            reloaded <= ROUNDS * LEGITIMATE_RELOADS),
+        Row("battery: time per round (apply, outcomes, clear)", f"{took / ROUNDS:.1f} s"),
+    ]  # fmt: skip
+
+
+def print_table(table: list[Row]) -> None:
+    width = max(len(r.what) for r in table)
+    print(f"\nMulti-tenancy: hostile specs vs an uninvolved tenant ({os.cpu_count()} cores)")
+    print(f"{'':<{width}}  {'value':>12}  {'goal':>7}  result\n" + "-" * (width + 33))
+    for r in table:
+        print(f"{r.what:<{width}}  {r.value:>12}  {r.goal:>7}  {r.verdict}")
+
+
+def main() -> int:
+    from lbaas_devtools.devcluster import up
+
+    started_testbed = False
+    if not os.environ.get("KUBECONFIG"):
+        os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-bench-tenant-{os.getuid()}")
+        testbed = ROOT / "../shared/testbed/testbed"
+        status = subprocess.run([str(testbed), "status"], capture_output=True, check=False)
+        started_testbed = status.returncode != 0
+    cluster = up(ROOT)
+    os.environ["KUBECONFIG"] = cluster.kubeconfig
+    try:
+        kubectl("apply", "-f", str(ROOT / "crds"))
+        kubectl("create", "namespace", "lbaas-leases", check=False)
+        for crd in sorted((ROOT / "crds").glob("*.yaml")):
+            kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
+        table = rows()
+    finally:
+        if started_testbed and cluster.source == "testbed":
+            subprocess.run(
+                [str(ROOT / "../shared/testbed/testbed"), "down"], check=False, capture_output=True
+            )
+    print_table(table)
+    return 0 if all(r.ok is not False for r in table) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""HAProxy's configuration lines as HAProxy splits them, and where tenant values may appear.
+
+``words`` follows ``parse_line`` of HAProxy 2.6 (src/tools.c) for what matters here: blanks
+separate words, ``#`` outside quotes starts a comment, a backslash escapes the next character,
+``'...'`` quotes verbatim and ``"..."`` quotes with escapes (and would expand ``${VAR}``).
+
+``tenant_problems`` reads a VIP's fragment back word by word and checks that every value a
+tenant chose (namespace, names, addresses, ports, cookie name, URL path) is exactly one word
+in its expected place and, once HAProxy has unquoted it, equal to what the tenant asked for:
+so a value can neither add a word, a line or a comment, nor be changed on its way. Lines must
+start with a keyword the template writes; no quote, backslash (but the ``\\'`` that escapes a
+path's quote), control or non-ASCII character may appear anywhere in the text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+from pathlib import Path
+
+from lbaas.drivers.base import LoadBalancer
+from lbaas.drivers.haproxy.render import HEADER, backend_name, frontend_name
+from lbaas.drivers.haproxy.store import file_stem
+
+KEYWORDS = frozenset(
+    {
+        *("frontend", "backend", "mode", "bind", "maxconn", "disabled", "default_backend"),
+        *("balance", "hash-type", "stick-table", "stick", "cookie", "timeout", "option"),
+        *("http-check", "server"),
+    }
+)
+_FORBIDDEN = re.compile(r"[\"`\x00-\x08\x0b-\x1f\x7f-\U0010ffff]|\\(?!')")
+
+
+class Unparsable(ValueError):
+    pass
+
+
+def words(line: str) -> list[str]:
+    """The words HAProxy makes of one line (comments dropped)."""
+    out: list[str] = []
+    word: list[str] | None = None
+    quote = ""
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+            else:
+                word.append(c)  # type: ignore[union-attr]
+        elif c == "\\":
+            if i + 1 >= len(line):
+                raise Unparsable(f"trailing backslash: {line!r}")
+            word = word if word is not None else []
+            word.append(line[i + 1])
+            i += 1
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+            elif c == "$":
+                raise Unparsable(f"variable expansion in double quotes: {line!r}")
+            else:
+                word.append(c)  # type: ignore[union-attr]
+        elif c in " \t":
+            if word is not None:
+                out.append("".join(word))
+                word = None
+        elif c == "#":
+            break
+        elif c in "'\"":
+            quote = c
+            word = word if word is not None else []
+        else:
+            word = word if word is not None else []
+            word.append(c)
+        i += 1
+    if quote:
+        raise Unparsable(f"unmatched quote: {line!r}")
+    if word is not None:
+        out.append("".join(word))
+    return out
+
+
+def _ip_word(address: str) -> str:
+    parsed = ipaddress.ip_address(address)
+    return f"[{parsed.compressed}]" if parsed.version == 6 else parsed.compressed
+
+
+def tenant_problems(lb: LoadBalancer, text: str) -> list[str]:
+    """What is wrong with ``text`` (the fragment of ``lb``), as readable findings."""
+    problems = []
+    for match in _FORBIDDEN.finditer(text):
+        problems.append(f"forbidden character {match[0]!r} at {match.start()}")
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith(HEADER):
+        return [*problems, "the fragment does not start with its header"]
+    parsed = [words(line) for line in lines[1:]]
+    parsed = [p for p in parsed if p]
+    for line in parsed:
+        if line[0] not in KEYWORDS:
+            problems.append(f"unexpected line {line}")
+    by_kind: dict[str, list[list[str]]] = {}
+    for line in parsed:
+        by_kind.setdefault(line[0], []).append(line)
+    expect_one = {
+        "frontend": ["frontend", frontend_name(lb)],
+        "backend": ["backend", backend_name(lb)],
+        "bind": ["bind", f"{_ip_word(lb.address)}:{lb.spec.port}"],
+        "default_backend": ["default_backend", backend_name(lb)],
+    }
+    for keyword, wanted in expect_one.items():
+        if by_kind.get(keyword) != [wanted]:
+            problems.append(f"{keyword}: {by_kind.get(keyword)} instead of {wanted}")
+    problems += _server_problems(lb, by_kind.get("server", []))
+    problems += _persistence_problems(lb, by_kind)
+    monitor = lb.monitor
+    for line in by_kind.get("option", []):
+        if line[1] == "httpchk":
+            assert monitor is not None
+            wanted = ["option", "httpchk", str(monitor.http_method), monitor.url_path]
+            if line != wanted:
+                problems.append(f"httpchk {line} instead of {wanted}")
+    return problems
+
+
+def _server_problems(lb: LoadBalancer, servers: list[list[str]]) -> list[str]:
+    problems = []
+    serving = lb.pool is not None and lb.pool.admin_state_up
+    expected = {m.name: m.spec for m in lb.members} if serving else {}
+    if sorted(s[1] for s in servers) != sorted(expected):
+        problems.append(f"servers {[s[1] for s in servers]} instead of {sorted(expected)}")
+    for line in servers:
+        spec = expected.get(line[1])
+        if spec is None:
+            continue
+        if line[2] != f"{_ip_word(spec.address)}:{spec.port}":
+            problems.append(f"server {line[1]}: address word {line[2]!r}")
+        checked = lb.monitor is not None and lb.monitor.admin_state_up
+
+        def after(keyword: str, words: list[str] = line) -> str | None:
+            return words[words.index(keyword) + 1] if keyword in words else None
+
+        if checked and spec.monitor_address and after("addr") != _ip_word(spec.monitor_address):
+            problems.append(f"server {line[1]}: addr {after('addr')!r}")
+        if checked and spec.monitor_port and after("port") != str(spec.monitor_port):
+            problems.append(f"server {line[1]}: port {after('port')!r}")
+        if not checked and ("addr" in line or "port" in line or "check" in line):
+            problems.append(f"server {line[1]}: check options without a monitor")
+        if "cookie" in line and line[line.index("cookie") + 1] != line[1]:
+            problems.append(f"server {line[1]}: cookie {line[line.index('cookie') + 1]!r}")
+    return problems
+
+
+def _persistence_problems(lb: LoadBalancer, by_kind: dict[str, list[list[str]]]) -> list[str]:
+    persistence = lb.spec.session_persistence
+    kind = str(getattr(persistence.type, "value", persistence.type)) if persistence else None
+    name = persistence.cookie_name if persistence else None
+    problems = []
+    if kind == "HTTP_COOKIE":
+        wanted = ["cookie", name or "SRVID", "insert", "indirect", "nocache"]
+        if by_kind.get("cookie") != [wanted]:
+            problems.append(f"cookie {by_kind.get('cookie')} instead of {wanted}")
+    if kind == "APP_COOKIE":
+        wanted_lines = [
+            ["stick", "store-response", f"res.cook({name})"],
+            ["stick", "match", f"req.cook({name})"],
+        ]
+        if by_kind.get("stick") != wanted_lines:
+            problems.append(f"stick {by_kind.get('stick')} instead of {wanted_lines}")
+    return problems
+
+
+def haproxy_accepts(haproxy: tuple[str, Path], key: str, text: str) -> None:
+    """``haproxy -c`` on the global file and this one fragment, under the file name the
+    driver gives it (a name too long for the file system fails here too)."""
+    binary, work = haproxy
+    for old in (work / "conf.d").iterdir():
+        old.unlink()
+    (work / "conf.d" / f"{file_stem(key)}.cfg").write_text(text)
+    result = subprocess.run(
+        [binary, "-c", "-q", "-f", str(work / "haproxy.cfg"), "-f", str(work / "conf.d")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr + text

@@ -1,0 +1,145 @@
+"""Secret hygiene proven with a canary (issue 10): a credential value that must appear in
+nothing the operator writes or says.
+
+Devices of the fake driver name credentials Secrets in the operator's namespace holding
+canary values. The cases: a readable Secret (the driver receives the value: it records its
+SHA-256), a driver that echoes the credential into its error's message and detail (apply and
+probe), a driver that crashes with it in a plain exception, a missing Secret, a Secret
+without the key the driver needs and one that is not UTF-8. Then everything the tests can
+collect is searched: the operator's log (at DEBUG), the statuses of every object of all five
+kinds, every Event in every namespace, the metrics. Tenants see which Secret "cannot be read"
+and nothing else; the redacted echoes show ``***`` where the value was.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import (
+    GROUP,
+    LEASE_NAMESPACE,
+    PLURALS,
+    VERSION,
+    Api,
+    FakeDevice,
+    OperatorProcess,
+    wait_for,
+)
+from helpers import tree as make_tree
+
+pytestmark = pytest.mark.cluster
+OPERATOR_ENV = {"LBAAS_LOG_LEVEL": "DEBUG"}
+
+
+def secret(api: Api, name: str, data: dict[str, bytes]) -> dict[str, str]:
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    api.core.create_namespaced_secret(
+        LEASE_NAMESPACE, {"metadata": {"name": name}, "data": encoded}
+    )
+    return {"namespace": LEASE_NAMESPACE, "name": name}
+
+
+def everything(api: Api, operator: OperatorProcess) -> dict[str, str]:
+    """What the tests can collect, by where it came from."""
+    found = {"operator log": operator.log_path.read_text(), "metrics": operator.metrics()}
+    for kind, plural in PLURALS.items():
+        items = api.custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+        found[f"{kind} statuses"] = json.dumps([i.get("status") for i in items])
+    events = api.core.list_event_for_all_namespaces().items
+    found["Events"] = json.dumps([[e.reason, e.message, e.involved_object.name] for e in events])
+    return found
+
+
+@pytest.fixture
+def tidy(api: Api, namespace: str) -> Iterator[None]:
+    """Whatever happens: this test's trees, then its Devices, are deleted (a Device left
+    behind would keep the next tests' agents busy reading Secrets that are gone)."""
+    yield
+    for kind in ("HealthMonitor", "Member", "Pool", "VIP"):
+        found = api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])
+        for item in found["items"]:
+            api.delete(kind, item["metadata"]["name"], namespace)
+    devices = api.custom.list_cluster_custom_object(GROUP, VERSION, "devices")["items"]
+    for device in devices:
+        if device["metadata"]["name"].startswith(f"{namespace}-"):
+            api.delete("Device", device["metadata"]["name"])
+
+
+@pytest.mark.usefixtures("tidy")
+def test_the_canary_appears_nowhere(
+    api: Api,
+    namespace: str,
+    operator: OperatorProcess,
+    make_device: Callable[..., FakeDevice],
+) -> None:
+    canary = f"canary-7f3a-{uuid.uuid4().hex}"
+    other = f"canary-7f3a-{uuid.uuid4().hex}"
+    tag = uuid.uuid4().hex[:6]
+    good_ref = secret(api, f"good-{tag}", {"token": canary.encode()})
+    wrong_ref = secret(api, f"wrong-{tag}", {"password": other.encode()})
+    binary_ref = secret(api, f"binary-{tag}", {"token": other.encode() + b"\xff\xfe"})
+    missing_ref = {"namespace": LEASE_NAMESPACE, "name": f"missing-{tag}"}
+    config = {"credentialsKey": "token"}
+
+    # Readable: the driver gets the value (its state file keeps only the SHA-256).
+    good = with_config(make_device(create=False, credentialsSecretRef=good_ref), config)
+    objs = make_tree(namespace, "web", members=2, monitor=False, deviceRef=good.name)
+    for obj in objs:
+        api.create(obj)
+    api.wait_phase("VIP", "web", namespace, "Active", 30)
+    assert good.state()["credentials"] == {"token": hashlib.sha256(canary.encode()).hexdigest()}
+    assert canary not in Path(good.state_file).read_text()
+
+    # A driver that echoes the credential: into an apply error, a probe error, a crash.
+    good.control(fail={"apply": {"message": "login refused", "match": "/echo",
+                                 "echoCredentials": True, "retryable": False}})  # fmt: skip
+    api.create(make_tree(namespace, "echo", members=0, monitor=False, deviceRef=good.name)[0])
+    echo = api.wait_phase("VIP", "echo", namespace, "Error", 20)["status"]
+    assert echo["message"] == "login refused (logged in with token=***)", echo
+    good.control(crash={"apply": True})
+    api.patch_spec("VIP", "echo", namespace, {"port": 81})
+    crashed = "RuntimeError: vendor SDK crashed during apply with session ***"
+    wait_for(lambda: crashed in api.status("VIP", "echo", namespace).get("message", ""), 20,
+             "the crash reported")  # fmt: skip
+    good.control(fail={"probe": {"message": "session expired", "echoCredentials": True,
+                                 "retryable": False}})  # fmt: skip
+    device = api.wait_phase("Device", good.name, None, "Error", 20)["status"]
+    assert device["message"] == "session expired (logged in with token=***)", device
+    warnings = api.events(LEASE_NAMESPACE, good.name)
+    assert any("***" in e.message for e in warnings), [e.message for e in warnings]
+    good.control()
+
+    # Unreadable: missing, without the driver's key, not UTF-8. Tenants learn which Secret.
+    for ref, phase, reason in [
+        (missing_ref, "NotReady", "CredentialsUnavailable"),
+        (wrong_ref, "Error", "CredentialsUnavailable"),
+        (binary_ref, "NotReady", "CredentialsUnavailable"),
+    ]:
+        bad = make_device(create=False, credentialsSecretRef=ref)
+        bad.body["spec"]["config"].update(config)
+        api.create(bad.body)
+        status = api.wait_phase("Device", bad.name, None, phase, 20)["status"]
+        assert status["reason"] == reason, status
+        assert status["message"].startswith(
+            f"credentials Secret {ref['namespace']}/{ref['name']} cannot be read"
+        ), status
+
+    api.wait_phase("Device", good.name, None, "Ready", 20)
+    collected = everything(api, operator)
+    assert "***" in collected["operator log"]  # the echoes were logged, redacted
+    for where, text in collected.items():
+        for value in (canary, other):
+            assert value not in text, f"a credential in the {where}"
+
+
+def with_config(device: FakeDevice, config: dict[str, Any]) -> FakeDevice:
+    device.body["spec"]["config"].update(config)
+    return device.create()
