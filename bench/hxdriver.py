@@ -53,6 +53,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
 
+from table import Row, print_table  # noqa: E402
+
 from lbaas.api.device import DeviceSpec  # noqa: E402
 from lbaas.api.healthmonitor import HealthMonitorSpec  # noqa: E402
 from lbaas.api.member import MemberSpec  # noqa: E402
@@ -74,18 +76,6 @@ MEMBERS, REPEATS, KILLS, ROUNDS = 10, 30, 5, 5
 PER_VIP, MEMBER_BATCH = int(os.environ.get("PER_VIP", "100")), 100
 DEADLINE = 5.0
 """The operator's default driverTimeout: each call of a paced cold start gets this long."""
-
-
-@dataclass(frozen=True)
-class Row:
-    what: str
-    value: str
-    goal: str = ""
-    ok: bool | None = None
-
-    @property
-    def verdict(self) -> str:
-        return "" if self.ok is None else "pass" if self.ok else "FAIL"
 
 
 def _hxsupport() -> ModuleType:
@@ -554,18 +544,11 @@ def rows() -> list[Row]:
             server.server_close()
 
 
-def print_table(table: list[Row]) -> None:
-    width = max(len(r.what) for r in table)
-    print(f"\nHAProxy driver ({os.cpu_count()} cores)")
-    print(f"{'':<{width}}  {'value':>22}  {'goal':>9}  result\n" + "-" * (width + 45))
-    for r in table:
-        print(f"{r.what:<{width}}  {r.value:>22}  {r.goal:>9}  {r.verdict}")
-
-
 def only_batches() -> list[Row]:
     with remote_backends(MEMBERS + 1) as remote:
         return batch_rows(remote[:MEMBERS], remote[MEMBERS])
 
 
 if __name__ == "__main__":
-    print_table(only_batches() if sys.argv[1:] == ["batch"] else rows())
+    print_table(f"HAProxy driver ({os.cpu_count()} cores)",
+                only_batches() if sys.argv[1:] == ["batch"] else rows())  # fmt: skip

@@ -35,7 +35,8 @@ for path in (TESTS, HERE):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from hxdriver import Row, _hxsupport  # noqa: E402
+from hxdriver import _hxsupport  # noqa: E402
+from table import Row, print_table  # noqa: E402
 
 from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
 
@@ -161,6 +162,5 @@ def rows(work: Path) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from hxdriver import print_table
-
-    print_table(rows(Path(tempfile.mkdtemp(prefix="lbaas-bench-live-"))))  # needs KUBECONFIG
+    work = Path(tempfile.mkdtemp(prefix="lbaas-bench-live-"))
+    print_table("HAProxy liveness through the operator", rows(work))  # needs KUBECONFIG

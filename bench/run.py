@@ -10,8 +10,9 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
   3. scale-out (bench/scaleout.py): 1 agent vs 3 agents with a slow driver
   4. member change -> traffic through the operator, 10-VIP vs 1,000-VIP HAProxy device
   5. HAProxy driver level (bench/dataplane.py, bench/hxdriver.py)
-  6. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
-  7. multi-tenancy (bench/tenant.py): requests another tenant's VIP loses while the hostile
+  6. HAProxy liveness through the operator: SIGKILL under load (bench/hxoperator.py)
+  7. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
+  8. multi-tenancy (bench/tenant.py): requests another tenant's VIP loses while the hostile
      battery is applied and retried (goal 0)
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
@@ -35,25 +36,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: Api, OperatorProc
 sys.path.insert(0, str(HERE))
 
 import scale  # noqa: E402
-from scale import Row  # noqa: E402
+from table import Row, percentile, print_table  # noqa: E402
 
 from helpers import LEASE_NAMESPACE, Api, FakeDevice, OperatorProcess, kubectl, tree  # noqa: E402
 from lbaas_devtools.devcluster import Cluster, down, up  # noqa: E402
-
-
-def table(title: str, rows: list[Row]) -> None:
-    width = max(len(r.what) for r in rows)
-    value_width = max(len(r.value) for r in rows)
-    print(f"\n{title}\n" + "-" * (width + value_width + 30))
-    for r in rows:
-        goal = f"goal {r.goal}" if r.goal else ""
-        print(f"{r.what:<{width}}  {r.value:<{value_width}}  {goal:<18} {r.verdict}".rstrip())
-    sys.stdout.flush()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def bench_latency(api: Api, work: Path, trees: int) -> list[Row]:
@@ -108,7 +94,7 @@ def part(number: int, title: str, fn: Callable[[], list[Row]]) -> None:
     except Exception as exc:
         traceback.print_exc()
         rows = [Row("not measured", f"{type(exc).__name__}: {exc}")]
-    table(f"({number}) {title}  [{time.monotonic() - started:.0f} s]", rows)
+    print_table(f"({number}) {title}  [{time.monotonic() - started:.0f} s]", rows)
 
 
 def run_benchmarks(cluster: Cluster, size: int) -> None:
@@ -147,28 +133,26 @@ def run_benchmarks(cluster: Cluster, size: int) -> None:
     part(3, "scale-out: controller + 1 or 3 agents, slow driver", scaleout)
     part(4, "member change -> traffic through the operator (HAProxy)", latency)
 
+    def liveness() -> list[Row]:
+        import hxoperator as module
+
+        return module.rows(work)
+
     def services() -> list[Row]:
         import services as module
 
-        return [
-            Row(
-                what,
-                value,
-                "" if goal == "-" else goal,
-                None if not ok or ok == "-" else ok == "pass",
-            )
-            for what, value, goal, ok in module.bench_services()
-        ]
+        return module.bench_services()
 
     part(5, "HAProxy driver", dataplane)
-    part(6, "Services: EndpointSlice change -> traffic (HAProxy)", services)
+    part(6, "HAProxy liveness through the operator: SIGKILL under load", liveness)
+    part(7, "Services: EndpointSlice change -> traffic (HAProxy)", services)
 
     def tenancy() -> list[Row]:
         import tenant  # bench/tenant.py
 
         return [Row(r.what, r.value, r.goal, r.ok) for r in tenant.rows()]
 
-    part(7, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy)", tenancy)
+    part(8, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy)", tenancy)
 
 
 def main() -> int:

@@ -23,11 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kubernetes
+from table import Row
 
 from helpers import GROUP, LEASE_NAMESPACE, VERSION, OperatorProcess, kubectl
 
@@ -35,18 +35,6 @@ HERE = Path(__file__).resolve().parent
 KINDS = ("vips", "pools", "members", "healthmonitors")
 DEVICES = 10
 BASELINE_MESSAGE = "baseline"
-
-
-@dataclass
-class Row:
-    what: str
-    value: str
-    goal: str = ""
-    ok: bool | None = None
-
-    @property
-    def verdict(self) -> str:
-        return "" if self.ok is None else ("pass" if self.ok else "FAIL")
 
 
 def _client() -> kubernetes.client.CustomObjectsApi:

@@ -32,6 +32,7 @@ for folder in (TESTS, HERE):
 
 import dataplane  # noqa: E402  # bench/dataplane.py: HAProxy and the tests' hxsupport
 from svcsupport import Pods, Svc, until_not_served_by, until_served_by  # noqa: E402
+from table import Row, percentile, print_table  # noqa: E402
 
 from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
 
@@ -106,11 +107,11 @@ def endpoint_to_traffic(work: Path, pods: int = PODS) -> tuple[list[float], list
             server.server_close()
 
 
-def bench_services() -> list[tuple[str, str, str, str]]:
-    """Rows (what, value, goal, pass/FAIL)."""
+def bench_services() -> list[Row]:
+    """p50/p95 (with goals) and max of both directions."""
     work = Path(tempfile.mkdtemp(prefix="lbaas-bench-svc-"))
     added, removed = endpoint_to_traffic(work)
-    rows = []
+    rows: list[Row] = []
     for what, values in (
         ("pod added -> serves", added),
         ("pod removed -> stops", removed),
@@ -118,23 +119,14 @@ def bench_services() -> list[tuple[str, str, str, str]]:
     ):
         for label, value in (
             ("p50", statistics.median(values)),
-            ("p95", dataplane._percentile(values, 95)),
+            ("p95", percentile(values, 95)),
             ("max", max(values)),
         ):
-            goal = f"< {GOAL * 1000:.0f} ms" if label != "max" else "-"
-            ok = "-" if label == "max" else ("pass" if value < GOAL else "FAIL")
-            rows.append((f"{what} ({len(values)}): {label}", f"{value * 1000:.0f} ms", goal, ok))
+            goal = f"< {GOAL * 1000:.0f} ms" if label != "max" else ""
+            ok = None if label == "max" else value < GOAL
+            rows.append(Row(f"{what} ({len(values)}): {label}", f"{value * 1000:.0f} ms", goal, ok))
     shutil.rmtree(work, ignore_errors=True)
     return rows
-
-
-def print_table(rows: list[tuple[str, str, str, str]]) -> None:
-    width = max(len(r[0]) for r in rows)
-    title = "Services: EndpointSlice change -> traffic follows (HAProxy, operator)"
-    print(f"\n{title}\n" + "-" * (width + 36))
-    print(f"{'':<{width}}  {'value':>8}  {'goal':>10}  result")
-    for what, value, goal, ok in rows:
-        print(f"{what:<{width}}  {value:>8}  {goal:>10}  {ok}")
 
 
 def main() -> int:
@@ -154,9 +146,9 @@ def main() -> int:
     finally:
         if started_here and cluster.source == "testbed":
             down(HERE.parent)
-    print_table(rows)
+    print_table("Services: EndpointSlice change -> traffic follows (HAProxy, operator)", rows)
     print(f"({time.monotonic() - started:.0f} s, {os.cpu_count()} cores)")
-    return 0 if all(ok != "FAIL" for *_, ok in rows) else 1
+    return 0 if all(r.ok is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -30,22 +29,12 @@ TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # helpers: Api, OperatorProcess, kubectl
 
+from table import Row, print_table  # noqa: E402
+
 from helpers import Api, OperatorProcess, kubectl  # noqa: E402
 
 ROUNDS = int(os.environ.get("LBAAS_BENCH_BATTERY_ROUNDS", "5"))
 LEGITIMATE_RELOADS = 3
-
-
-@dataclass(frozen=True)
-class Row:
-    what: str
-    value: str
-    goal: str = ""
-    ok: bool | None = None
-
-    @property
-    def verdict(self) -> str:
-        return "" if self.ok is None else "pass" if self.ok else "FAIL"
 
 
 def _battery() -> ModuleType:
@@ -104,14 +93,6 @@ def rows() -> list[Row]:
     ]  # fmt: skip
 
 
-def print_table(table: list[Row]) -> None:
-    width = max(len(r.what) for r in table)
-    print(f"\nMulti-tenancy: hostile specs vs an uninvolved tenant ({os.cpu_count()} cores)")
-    print(f"{'':<{width}}  {'value':>12}  {'goal':>7}  result\n" + "-" * (width + 33))
-    for r in table:
-        print(f"{r.what:<{width}}  {r.value:>12}  {r.goal:>7}  {r.verdict}")
-
-
 def main() -> int:
     from lbaas_devtools.devcluster import up
 
@@ -134,7 +115,8 @@ def main() -> int:
             subprocess.run(
                 [str(ROOT / "../shared/testbed/testbed"), "down"], check=False, capture_output=True
             )
-    print_table(table)
+    title = f"Multi-tenancy: hostile specs vs an uninvolved tenant ({os.cpu_count()} cores)"
+    print_table(title, table)
     return 0 if all(r.ok is not False for r in table) else 1
 
 
