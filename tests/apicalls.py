@@ -44,6 +44,7 @@ ROLES = ("controller", "agent")
 KUBE_VERBS = {
     "apply_status": ("patch", "status"),
     "apply_finalizer": ("patch", ""),
+    "apply": ("patch", ""),
     "merge_patch": ("patch", None),  # None: the ``sub`` keyword says
     "create": ("create", ""),
     "delete": ("delete", ""),
@@ -70,9 +71,13 @@ SITE_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("lbaas.trees.orphans.Orphans._give_up", "warn"): CHILDREN,
     ("lbaas.trees.writer.TreeWriter.write.one", "status"): TREE,
     ("lbaas.trees.writer.TreeWriter.write.one", "warn"): TREE,
+    ("lbaas.services.controller.ServiceController.reconcile", "finalizer"): ("Service",),
+    ("lbaas.services.controller.ServiceController._remove", "finalizer"): ("Service",),
 }
 _NAMED = [(re.compile(r"^(dict\()?(vip|tree\.vip\.snap)\)?$"), ("VIP",)),
-          (re.compile(r"^(dict\()?device\)?$"), ("Device",))]  # fmt: skip
+          (re.compile(r"^(dict\()?device\)?$"), ("Device",)),
+          (re.compile(r"^(dict\()?service\)?$"), ("Service",)),
+          (re.compile(r"^latest$"), ("Service",))]  # fmt: skip  # lbaas.services: the newest
 
 
 @dataclass(frozen=True, order=True)
@@ -221,6 +226,28 @@ def _resource(name: str) -> Resource:
     return found
 
 
+RESOURCE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    # (function, argument) → the resource constants it can be, where it is no constant
+    ("lbaas.services.objects.GeneratedObjects.apply", "resource"): (
+        "VIPS", "POOLS", "MEMBERS", "MONITORS"),
+    ("lbaas.services.objects.GeneratedObjects._delete_one", "KINDS[obj['kind']]"): (
+        "VIPS", "POOLS", "MEMBERS", "MONITORS"),
+}  # fmt: skip
+
+
+def _resources_of(module: str, site: Site, argument: ast.AST) -> list[Resource]:
+    """The resources a Kube call's first argument names: a constant of lbaas.kube.resources,
+    else what ``RESOURCE_ARGUMENTS`` says for that call site."""
+    if isinstance(argument, ast.Name) and isinstance(
+        getattr(resources, argument.id, None), Resource
+    ):
+        return [_resource(argument.id)]
+    key = (f"{module}.{site.function}", ast.unparse(argument))
+    if key not in RESOURCE_ARGUMENTS:
+        raise Unresolved(f"{key[0]}: kube call on {key[1]}: add it to apicalls.RESOURCE_ARGUMENTS")
+    return [_resource(name) for name in RESOURCE_ARGUMENTS[key]]
+
+
 def _where(resource: Resource, namespace: str | None, settings: OperatorSettings) -> str:
     if not resource.namespaced:
         return "cluster"
@@ -346,14 +373,14 @@ def kube_calls(settings: OperatorSettings) -> set[Call]:
             verb, _ = KUBE_VERBS[method]
             for role in _roles(roles_of, site):
                 if method == "read_secret":
-                    out.add(Call(role, "", "secrets", verb, "secrets", (), site.function))
+                    where_site = f"{module}.{site.function}"
+                    out.add(Call(role, "", "secrets", verb, "secrets", (), where_site))
                     continue
-                first = node.args[0]
-                if not isinstance(first, ast.Name):
-                    raise Unresolved(f"{module}.{site.function}: kube.{method}: resource?")
-                r = _resource(first.id)
-                where = "cluster" if not r.namespaced else "watched"
-                out.add(Call(role, r.group, r.plural, verb, where, (), site.function))
+                verbs = (verb, "create") if method == "apply" else (verb,)
+                at = f"{module}.{site.function}"
+                for r in _resources_of(module, site, node.args[0]):
+                    where = "cluster" if not r.namespaced else "watched"
+                    out.update(Call(role, r.group, r.plural, v, where, (), at) for v in verbs)
     return out
 
 
@@ -412,5 +439,9 @@ def lease_calls() -> set[Call]:
 
 
 def needed(settings: OperatorSettings) -> set[Call]:
-    """Everything the operator's roles send, with these settings."""
-    return informer_calls(settings) | kube_calls(settings) | lease_calls()
+    """Everything the operator's roles send, with these settings (``services=False``: the
+    Services controller, lbaas.services, does not run)."""
+    calls = informer_calls(settings) | kube_calls(settings) | lease_calls()
+    if not settings.services:
+        calls = {c for c in calls if not c.site.startswith("lbaas.services.")}
+    return calls

@@ -239,6 +239,17 @@ class Kube:
             "PATCH", resource.path(namespace, name), body, APPLY, {"fieldManager": manager}
         )
 
+    async def apply(
+        self, resource: Resource, body: Mapping[str, Any], *, manager: str, force: bool = False
+    ) -> dict[str, Any] | None:
+        """Server-side apply of a whole object (created when absent); the written object.
+        Raises ApiException (422: the API server refused it)."""
+        meta = body["metadata"]
+        query = {"fieldManager": manager, **({"force": "true"} if force else {})}
+        return await self._write(
+            "PATCH", resource.path(meta.get("namespace"), meta["name"]), dict(body), APPLY, query
+        )
+
     async def merge_patch(
         self, resource: Resource, namespace: str | None, name: str, patch: Mapping[str, Any],
         *, sub: str = "",

@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from lbaas import metrics
-from lbaas.kube.client import APPLY, Kube
+from lbaas.kube.client import Kube
 from lbaas.kube.informer import Obj
 from lbaas.kube.resources import MEMBERS, MONITORS, POOLS, VIPS
 from lbaas.views import Views, meta_of
@@ -53,19 +53,12 @@ class GeneratedObjects:
         the API server refuses (422) is added to ``refused``: retrying cannot help until the
         Service changes."""
         resource = KINDS[str(body["kind"])]
-        meta = body["metadata"]
         try:
-            written = await self.kube.call(
-                "PATCH",
-                resource.path(meta["namespace"], meta["name"]),
-                body=dict(body),
-                content_type=APPLY,
-                query={"fieldManager": MANAGER, "force": "true"},
-            )
+            written = await self.kube.apply(resource, body, manager=MANAGER, force=True)
         except ApiException as exc:
             if exc.status != 422:
                 raise
-            refused.append(f"{body['kind']} {meta['name']}: {_api_message(exc)}")
+            refused.append(f"{body['kind']} {body['metadata']['name']}: {_api_message(exc)}")
             return
         metrics.SERVICE_WRITES.labels(body["kind"], "apply").inc()
         informer = self.views.informers.get(resource)

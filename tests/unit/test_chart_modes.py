@@ -40,7 +40,7 @@ LINTED = {
     **MODES,
     "namespaced": ["--set", "config.namespaces={team-a}", "--set", "rbac.secretNamespaces={c}"],
     "servicemonitor": ["--set", "metrics.serviceMonitor.enabled=true"],
-    "no-services": ["--set", "services.enabled=false"],
+    "no-services": ["--set", "config.services=false"],
 }
 
 

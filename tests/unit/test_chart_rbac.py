@@ -182,7 +182,7 @@ def test_watching_the_release_namespace_merges_its_rules(helm: str) -> None:
 
 
 def test_services_disabled_drops_their_rules(helm: str) -> None:
-    docs = render(helm, "--set", "services.enabled=false")
+    docs = render(helm, "--set", "config.services=false")
     expect(
         one(docs, "ClusterRole", CONTROLLER)["rules"],
         [*CONTROLLER_CLUSTER, *CONTROLLER_WATCHED_WITHOUT_SERVICES, EVENTS],

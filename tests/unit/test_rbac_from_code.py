@@ -73,17 +73,6 @@ def compare(calls: set[Call], docs: list[Doc], watched: list[str], secrets: list
     )
 
 
-SERVICES_CONTROLLER = {
-    ("", "services", "list"), ("", "services", "watch"), ("", "services", "patch"),
-    ("", "services/status", "patch"), ("discovery.k8s.io", "endpointslices", "list"),
-    ("discovery.k8s.io", "endpointslices", "watch"),
-    *(("lbaas.dev", kind, verb) for kind in ("vips", "pools", "members", "healthmonitors")
-      for verb in ("create", "patch", "delete")),
-}  # fmt: skip
-"""What ``services.enabled`` adds for the Services controller (issue 14): a Service's VIP
-tree is created, applied and deleted by the controller, its Service and endpoints watched."""
-
-
 SCOPES = {
     "cluster-wide": ([], []),
     "namespaced": (
@@ -107,27 +96,17 @@ def test_chart_rbac_is_exactly_what_the_code_calls(
     values, watched = SCOPES[scope]
     secrets = SECRET_NAMESPACES if watched else []
     docs = render(
-        helm, *values, "--set", f"mode={mode}", "--set", f"services.enabled={str(services).lower()}"
+        helm, *values, "--set", f"mode={mode}", "--set", f"config.services={str(services).lower()}"
     )
-    settings = OperatorSettings(namespaces=watched[:1], lease_namespace=NAMESPACE)
-    calls = apicalls.needed(settings)
-    if not services:
-        calls = {c for c in calls if c.resource.split("/")[0] not in ("services", "endpointslices")}
-    if services and not services_in_code():
-        # The chart's default grants the Services controller (branch services) ahead of its
-        # code: exactly those rules are extra here, nothing is missing. Once the code is in,
-        # the comparison below is exact for services-on too.
-        missing, extra = differences(calls, docs, watched, secrets)
-        assert not missing, missing
-        assert {g.role for g in extra} <= {"controller"}, extra
-        assert {(g.group, g.resource, g.verb) for g in extra} <= SERVICES_CONTROLLER, extra
-        return
-    compare(calls, docs, watched, secrets)
+    settings = OperatorSettings(
+        namespaces=watched[:1], lease_namespace=NAMESPACE, services=services
+    )
+    compare(apicalls.needed(settings), docs, watched, secrets)
 
 
 def test_a_mutated_chart_or_code_is_caught(helm: str) -> None:
     """The comparison can fail: a rule taken away is missing, one added is extra."""
-    docs = render(helm, "--set", "services.enabled=false")
+    docs = render(helm, "--set", "config.services=false")
     calls = apicalls.needed(OperatorSettings(lease_namespace=NAMESPACE))
     agent = next(
         d for d in docs if d.get("kind") == "ClusterRole" and "agent" in d["metadata"]["name"]
@@ -140,7 +119,7 @@ def test_a_mutated_chart_or_code_is_caught(helm: str) -> None:
         compare(calls, docs, [], [])
     fewer = {c for c in calls if not (c.role == "controller" and c.resource == "leases")}
     with pytest.raises(AssertionError, match=r"Extra[\s\S]*leases"):
-        compare(fewer, render(helm, "--set", "services.enabled=false"), [], [])
+        compare(fewer, render(helm, "--set", "config.services=false"), [], [])
 
 
 def test_secrets_only_in_the_operator_namespace_by_default(helm: str) -> None:

@@ -27,7 +27,7 @@ holds the expected rules.
 
 {{- /* ---- controller: the watched namespaces (ClusterRole when cluster-wide) ---- */ -}}
 {{- define "lbaas-operator.rules.controller.watched" -}}
-{{- if .Values.services.enabled }}
+{{- if .Values.config.services }}
 # VIPs, pools, members, health monitors: informers list and watch them; the Services controller
 # creates, patches (server-side apply) and deletes the VIP trees it makes for Services, and
 # placement.binder adds and removes the VIP finalizer (PATCH).
@@ -49,7 +49,7 @@ holds the expected rules.
 - apiGroups: ["lbaas.dev"]
   resources: ["vips/status", "pools/status", "members/status", "healthmonitors/status"]
   verbs: ["patch"]
-{{- if .Values.services.enabled }}
+{{- if .Values.config.services }}
 # Services of type LoadBalancer: watched; the Services controller keeps its finalizer on them
 # (server-side apply, PATCH).
 - apiGroups: [""]
