@@ -200,6 +200,10 @@ class Reporter:
         except ApiException as exc:
             if exc.status == 409:  # that object is gone (or was replaced by a new one)
                 return False
+            if exc.status == 422 and not present:
+                # Gone: the apply tried to create it and the schema refused the bare object
+                # (an apply to an existing one keeps its spec and cannot be invalid).
+                return False
             raise
         if written is not None and resource in self.informers:
             self.informers[resource].offer(written)
