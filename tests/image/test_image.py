@@ -49,6 +49,7 @@ CHART = ROOT / "charts" / "lbaas-operator"
 EXAMPLES = ROOT / "manifests" / "examples"
 VIP_POOL, VIP_ADDRESS = "127.0.40.0/28", "127.0.40.1"  # first host of the pool
 BACKEND_ADDRESSES = ("127.0.41.1", "127.0.41.2")
+MEMBER_NETWORK = "127.0.41.0/24"  # the backends: loopback is refused unless listed
 IMAGE_BUDGET_MB = 300  # measured: 233 MB with HAProxy on the Debian base
 
 
@@ -197,7 +198,9 @@ def example_objects(ns: str, site: str, vip_port: int, backends: list[Backend]) 
     (device,) = _load("device.yaml")
     device["metadata"].update(name=site, labels={"lbaas.dev/site": site})
     device["spec"]["config"]["stateDir"] = "/tmp/haproxy"
-    device["spec"].update(addressPool=[VIP_POOL], allowedNamespaces=[ns])
+    device["spec"].update(
+        addressPool=[VIP_POOL], memberNetworks=[MEMBER_NETWORK], allowedNamespaces=[ns]
+    )
     tree = _load("web.yaml")
     members = iter(backends)
     for obj in tree:
@@ -325,7 +328,15 @@ def test_operator_in_the_image_serves_the_example_vip(
             answers.add(http_get(VIP_ADDRESS, vip_port) or "")
             return {b.name for b in backends} <= answers
 
-        wait_for(both_backends, 30, f"both backends through {VIP_ADDRESS}:{vip_port}")
+        try:
+            wait_for(both_backends, 30, f"both backends through {VIP_ADDRESS}:{vip_port}")
+        except AssertionError as exc:
+            statuses = {o["metadata"]["name"]: api.status(o["kind"], o["metadata"]["name"],
+                        o["metadata"].get("namespace")) for o in objects}  # fmt: skip
+            log = engine("logs", container).stderr[-4000:]
+            raise AssertionError(
+                f"{exc}\nanswers: {answers}\nstatuses: {statuses}\noperator:\n{log}"
+            ) from exc
         metrics = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=5)
         metrics.request("GET", "/metrics")
         assert b"lbaas_" in metrics.getresponse().read()

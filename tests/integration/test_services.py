@@ -16,7 +16,7 @@ from helpers import Api, FakeDevice, OperatorProcess, wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
 # driverTimeout + leaseRenewPeriod + 1 s must fit in leaseDuration (10 s by default).
-OPERATOR_ENV = {"LBAAS_DRIVER_TIMEOUT": "5"}
+OPERATOR_ENV = {"LBAAS_DRIVER_TIMEOUT": "5", "LBAAS_LEASE_DURATION": "8"}
 FINALIZER = "lbaas.dev/finalizer"
 HTTP = {"name": "http", "port": 80, "targetPort": "web"}
 HTTPS = {"name": "https", "port": 443, "targetPort": 8443}
