@@ -44,7 +44,8 @@ def operator(
     """One operator for the module (overrides the data-plane one: its settings must fit)."""
     haproxy_binary()
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(log, LBAAS_MEMBER_STATUS_INTERVAL="1", LBAAS_DRIVER_TIMEOUT="5", LBAAS_LEASE_DURATION="8"
+    proc = OperatorProcess(
+        log, LBAAS_MEMBER_STATUS_INTERVAL="1", LBAAS_DRIVER_TIMEOUT="5", LBAAS_LEASE_DURATION="8"
     ).start()
     yield proc
     proc.stop()
