@@ -131,6 +131,11 @@ class DeviceIndex:
         """(address, port) → a VIP serving it on ``device`` (the first by key)."""
         found = {}
         for listener, holders in self._listeners.get(device, {}).items():
+            if len(holders) == 1:  # the usual case, without a sort (a bind asks per device)
+                (only,) = holders
+                if only != exclude:
+                    found[listener] = only
+                continue
             others = sorted(holders - {exclude}) if exclude else sorted(holders)
             if others:
                 found[listener] = others[0]

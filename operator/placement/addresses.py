@@ -3,6 +3,7 @@ never an address no VIP may have (unspecified, multicast, broadcast)."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Iterator
 
@@ -79,7 +80,36 @@ def _is_normal(address: str) -> bool:
 
 
 def has_free(pool: Iterable[str], used: Iterable[str]) -> bool:
-    return allocate(pool, used) is not None
+    """Whether ``pool`` has an address not in ``used``: counted when the pool has more
+    addresses than ``used`` holds (the scheduler asks per device for every VIP it binds),
+    walked only when it might be full."""
+    taken = used if isinstance(used, frozenset | set) else set(used)
+    if pool_size(tuple(pool)) > len(taken):
+        return True
+    return allocate(pool, taken) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def pool_size(pool: tuple[str, ...]) -> int:
+    """How many distinct addresses ``pool`` hands out (overlapping entries counted once)."""
+    size = 0
+    for version in (4, 6):
+        spans = sorted(b[1:] for b in map(_bounds, pool) if b[0] == version)
+        merged: list[list[int]] = []
+        for first, last in spans:
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        block = _MULTICAST[version]
+        never = [(int(block.network_address), int(block.broadcast_address)), (0, 0)]
+        if version == 4:
+            never.append((_LIMITED_BROADCAST, _LIMITED_BROADCAST))
+        for first, last in merged:
+            size += last - first + 1
+            for low, high in never:
+                size -= max(0, min(last, high) - max(first, low) + 1)
+    return size
 
 
 def pool_contains(pool: Iterable[str], address: IPAddr | str) -> bool:

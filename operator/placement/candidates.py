@@ -119,6 +119,10 @@ class CandidateView:
         """Every Device (or just ``only``) as a candidate for ``key``: its figures from the
         index views (``key``'s own share left out) plus the binder's reservations."""
         found = []
+        by_device: dict[str, dict[VipKey, tuple[str, int]]] = {}
+        for k, (d, a, p) in self.reserved.items():  # one pass, not one per device
+            if k != key:
+                by_device.setdefault(d, {})[k] = (normal(a) or a, p)
         for device in self.views.devices():
             name = str(meta_of(device)["name"])
             if (only is not None and name != only) or is_deleting(device):
@@ -126,11 +130,7 @@ class CandidateView:
             spec = self._device_spec(device)
             if spec is None:
                 continue
-            reserved = {
-                k: (normal(a) or a, p)
-                for k, (d, a, p) in self.reserved.items()
-                if d == name and k != key
-            }
+            reserved = by_device.get(name, {})
             used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
             listeners = {
                 a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbaas.placement.addresses import allocate, has_free, pool_addresses
+from lbaas.placement.addresses import allocate, has_free, pool_addresses, pool_size
 
 
 def test_ipv4_subnet_skips_network_and_broadcast() -> None:
@@ -179,6 +179,32 @@ def test_allocating_until_exhausted(pool: list[str], expand: bool) -> None:
     assert len(got) == len(set(got)), "an address was handed out twice"
     assert {(ip.version, int(ip)) for ip in map(ipaddress.ip_address, got)} == expected
     assert len(got) == len(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pool=st.lists(entries(), min_size=0, max_size=4),
+    used=st.lists(st.integers(0, 60), max_size=30),
+    v6=st.booleans(),
+)
+def test_pool_size_and_has_free_agree_with_the_walk(
+    pool: list[str], used: list[int], v6: bool
+) -> None:
+    """has_free counts instead of walking when it can: the count must be exact, overlapping
+    entries once, and the answer the same as allocating."""
+    expected = set().union(*(_expected_hosts(e) for e in pool)) if pool else set()
+    assert pool_size(tuple(pool)) == len(expected)
+    make = ipaddress.IPv6Address if v6 else ipaddress.IPv4Address
+    taken = {str(make((V6_BASE if v6 else V4_BASE) + i)) for i in used}
+    assert has_free(pool, taken) == (allocate(pool, taken) is not None)
+
+
+def test_pool_size_leaves_out_what_no_vip_may_have() -> None:
+    assert (
+        pool_size(("224.0.0.0/3",)) == 2**28 - 1
+    )  # 240.0.0.0 up to, not including, 255.255.255.255
+    assert pool_size(("0.0.0.0/30",)) == 2
+    assert pool_size(("ff00::/120",)) == 0
 
 
 @pytest.mark.parametrize(

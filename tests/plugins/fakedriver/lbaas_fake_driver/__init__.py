@@ -33,13 +33,14 @@ the time left ends the call at its deadline with a retryable ``DriverTimeout``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,24 @@ def _write(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
     st = os.stat(path)
     _PARSED[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
+
+
+@contextlib.contextmanager
+def _editing(path: str) -> Iterator[dict[str, Any]]:
+    """The device's state to change in place, written back when the block ends.
+
+    No copy: a cold start sends hundreds of batches to a device of 100 VIPs, and copying its
+    state per batch was a sixth of the operator's CPU in the scale bench. If the block fails,
+    the cached state (possibly half changed) is dropped and the file stays as it was.
+    """
+    with _LOCK:
+        state = _read(path, copy=False)
+        try:
+            yield state
+        except BaseException:
+            _PARSED.pop(path, None)
+            raise
+        _write(path, state)
 
 
 def tree_of(lb: LoadBalancer) -> dict[str, Any]:
@@ -249,8 +268,7 @@ class FakeDriver(Driver):
                     time.sleep(per_vip)
                     done.append(lb)
                 lbs = done
-            with _LOCK:
-                state = _read(device.config["stateFile"])
+            with _editing(device.config["stateFile"]) as state:
                 self._fenced(device, state)
                 self._received(device, state)
                 for lb in lbs:
@@ -260,7 +278,6 @@ class FakeDriver(Driver):
                     outcome[lb.key] = self._put(state, lb)
                 state["applies"] = state.get("applies", 0) + 1
                 state["batches"] = state.get("batches", 0) + 1
-                _write(device.config["stateFile"], state)
             return outcome
         finally:
             self._logged(device, "apply", keys, start)
@@ -289,15 +306,13 @@ class FakeDriver(Driver):
         start = time.monotonic()
         try:
             self._maybe_fail(device, "delete", [lb.key])
-            with _LOCK:
-                state = _read(device.config["stateFile"])
+            with _editing(device.config["stateFile"]) as state:
                 self._fenced(device, state)
                 listeners = state.setdefault("listeners", {})
                 for name, existing in list(listeners.items()):
                     if existing["vip"] == lb.key:
                         del listeners[name]
                 state["deletes"] = state.get("deletes", 0) + 1
-                _write(device.config["stateFile"], state)
         finally:
             self._logged(device, "delete", [lb.key], start)
 
