@@ -154,7 +154,7 @@ class LeaseHoldings:
             return  # somebody was faster; the next list tells who
         self._held[device] = _Held(taken, sent)
         metrics.LEASE_ACQUISITIONS.labels(kind=KIND_DEVICE, reason=transfer.reason).inc()
-        log.info("agent %s: %s (fence %d)", self.agent_id, transfer.message, taken.transitions)
+        log.info("device %s: %s (fence %d)", device, transfer.message, taken.transitions)
         try:
             await call_back(self.on_acquired, device, taken.transitions, transfer)
         except Exception:

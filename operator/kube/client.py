@@ -74,7 +74,9 @@ class Kube:
 
     def __init__(self, connections: int = 16, config: Any = None) -> None:
         config = config or configuration()
-        config.connection_pool_maxsize = connections + 8  # + the informers' watch streams
+        # + the informers' watch streams (one per watched resource and namespace: nine in
+        # ``run`` mode), so a busy pool never opens and discards connections (TLS handshakes).
+        config.connection_pool_maxsize = connections + 16
         self.client = kubernetes.client.ApiClient(config)
         self.pool = concurrent.futures.ThreadPoolExecutor(connections, thread_name_prefix="kube")
 

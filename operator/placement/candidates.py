@@ -63,7 +63,7 @@ class CandidateView:
         if all(status_of(d).get("phase") is not None for d in self.views.devices()):
             return False  # the usual case, answered without building candidates
         unprobed = []
-        for c in self.for_vip(key):
+        for c in self.for_vip(key, listeners=bool(spec.address)):
             if c.phase is not None or c.name == exclude:
                 continue
             first = self._first_seen.setdefault(c.name, now)
@@ -88,13 +88,15 @@ class CandidateView:
         self._wake_up()
 
     def recheck(self, key: VipKey, spec: VIPSpec, picked: Candidate) -> Candidate | None:
-        fresh = self.for_vip(key, only=picked.name)
+        fresh = self.for_vip(key, only=picked.name, listeners=bool(spec.address))
         labels = self.views.namespace_labels(key[0])
         again = schedule(spec, key[0], labels, fresh, lambda _c: None)
         return again.eligible[0] if again.eligible else None
 
     def decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
-        candidates = [c for c in self.for_vip(key) if c.name != exclude]
+        candidates = [
+            c for c in self.for_vip(key, listeners=bool(spec.address)) if c.name != exclude
+        ]
         probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
 
         def driver_check(c: Candidate) -> str | None:
@@ -115,9 +117,16 @@ class CandidateView:
                 self._specs[cache_key] = None
         return self._specs[cache_key]
 
-    def for_vip(self, key: VipKey, only: str | None = None) -> list[Candidate]:
+    def for_vip(
+        self, key: VipKey, only: str | None = None, *, listeners: bool = True
+    ) -> list[Candidate]:
         """Every Device (or just ``only``) as a candidate for ``key``: its figures from the
-        index views (``key``'s own share left out) plus the binder's reservations."""
+        index views (``key``'s own share left out) plus the binder's reservations.
+
+        ``listeners=False`` leaves each device's listener map empty: the scheduler reads it
+        only for a VIP with an explicit address, and building it per device for every VIP
+        bound was the binder's largest cost at a cold start of 1,000 VIPs.
+        """
         found = []
         by_device: dict[str, dict[VipKey, tuple[str, int]]] = {}
         for k, (d, a, p) in self.reserved.items():  # one pass, not one per device
@@ -132,10 +141,12 @@ class CandidateView:
                 continue
             reserved = by_device.get(name, {})
             used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
-            listeners = {
-                a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
-            }
-            listeners.update({ap: f"{k[0]}/{k[1]}" for k, ap in reserved.items()})
+            held: dict[tuple[str, int], str] = {}
+            if listeners:
+                held = {
+                    a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()
+                }
+                held.update({ap: f"{k[0]}/{k[1]}" for k, ap in reserved.items()})
             found.append(
                 Candidate(
                     name=name,
@@ -146,7 +157,7 @@ class CandidateView:
                     used_addresses=frozenset(used),
                     namespace_vips=self.views.namespace_count(name, key[0], exclude=key)
                     + sum(1 for k in reserved if k[0] == key[0]),
-                    listeners=listeners,
+                    listeners=held,
                 )
             )
         return found
