@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,21 @@ def one_round(work: Path, agents: int) -> tuple[float, list[float]]:
         procs[0].start("controller")
         for proc in procs[1:]:
             proc.start("agent", "--labels", f"fleet={ns}")
-        # Devices owned and probed first: the figure is the agents' work, not lease timing.
-        deadline = time.monotonic() + 60
+        # Devices owned, probed and spread first (4 per agent with 3: a new agent gets its
+        # share within two lease periods): the figure is the agents' work, not lease timing.
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            devices = [
-                api.get_cluster_custom_object(GROUP, VERSION, "devices", f"{ns}-{d}")
+            statuses = [
+                api.get_cluster_custom_object(GROUP, VERSION, "devices", f"{ns}-{d}").get("status")
+                or {}
                 for d in range(DEVICES)
             ]
-            if all((d.get("status") or {}).get("phase") == "Ready" for d in devices):
+            held = Counter(s.get("agent") for s in statuses)
+            if (
+                all(s.get("phase") == "Ready" for s in statuses)
+                and len(held) == agents
+                and max(held.values()) - min(held.values()) <= 1
+            ):
                 break
             time.sleep(0.5)
         started = time.monotonic()

@@ -44,7 +44,7 @@ BACKEND_NET = "127.0.51."
 
 def endpoint_to_traffic(work: Path, pods: int = PODS) -> tuple[list[float], list[float]]:
     """(seconds until an added pod served, seconds until a removed pod stopped) per pod."""
-    hx = dataplane._hxsupport()
+    hx = dataplane.hxsupport_module()
     binary = dataplane._haproxy()
     api = Api()
     ns = f"bench-svc-{uuid.uuid4().hex[:6]}"
@@ -53,7 +53,10 @@ def endpoint_to_traffic(work: Path, pods: int = PODS) -> tuple[list[float], list
     device = f"{ns}-hx"
     servers = [hx.Backend(f"pod{i}", f"{BACKEND_NET}{200 + i}") for i in range(pods + 1)]
     operator = OperatorProcess(
-        work / "services-operator.log", LBAAS_NAMESPACES=ns, LBAAS_DRIVER_TIMEOUT="5"
+        work / "services-operator.log",
+        LBAAS_NAMESPACES=ns,
+        LBAAS_DRIVER_TIMEOUT="5",
+        LBAAS_LEASE_DURATION="8",
     ).start()
     svc = Svc(api, ns, "shop")
     try:

@@ -77,6 +77,8 @@ def rows() -> list[Row]:
             server.shutdown()
             server.server_close()
     rejected = sum(c.rejected for c in cases)
+    for problem in sorted(set(problems))[:20]:  # what the FAIL row counts, said once each
+        print(f"  case not as its table says: {problem}")
     if not problems:
         shutil.rmtree(work, ignore_errors=True)  # kept (operator log) when something failed
     return [
