@@ -169,12 +169,17 @@ class Binder:
                 self.unscheduled.add(key)
             return False
         picked = await self.candidates.pick(key, spec, decision)
-        # The pick ran off the loop: check it again against what was reserved meanwhile, and
-        # allocate and reserve with no await in between.
-        chosen = self.candidates.recheck(key, spec, picked) if picked is not None else None
-        if picked is not None and chosen is None:
-            self.trigger(key)  # the device filled up (or its address went) meanwhile
-            return False
+        # The pick ran off the loop, and concurrent binds reserved meanwhile: check a driver's
+        # choice again, or else decide again (binds that all decided before any reserved
+        # piled every VIP onto one device); then allocate and reserve with no await between.
+        if picked is not None:
+            chosen = self.candidates.recheck(key, spec, picked)
+            if chosen is None:
+                self.trigger(key)  # the device filled up (or its address went) meanwhile
+                return False
+        else:
+            decision = self.candidates.decide(key, spec, exclude=leaving)
+            chosen = decision.chosen
         address = None
         if chosen is not None:
             address = self.candidates.address(key, spec, chosen, vip, leaving)

@@ -163,7 +163,9 @@ class CandidateView:
         return found
 
     async def pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
-        """The scheduler's choice, unless a driver's ``select_device`` prefers another."""
+        """The device a driver's ``select_device`` prefers among the eligible, or None (no
+        preference: the caller decides again after this await, counting what concurrent
+        binds reserved meanwhile)."""
         if not decision.eligible:
             return None
         probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
@@ -183,8 +185,8 @@ class CandidateView:
                 log.warning("select_device of %s failed: %s", driver_name, exc)
                 picked = None
             if picked is not None:
-                return next((c for c in group if c.name == picked.name), decision.chosen)
-        return decision.chosen
+                return next((c for c in group if c.name == picked.name), None)
+        return None
 
     def address(
         self,

@@ -113,8 +113,12 @@ def test_the_canary_appears_nowhere(
                                  "retryable": False}})  # fmt: skip
     device = api.wait_phase("Device", good.name, None, "Error", 20)["status"]
     assert device["message"] == "session expired (logged in with token=***)", device
-    warnings = api.events(LEASE_NAMESPACE, good.name)
-    assert any("***" in e.message for e in warnings), [e.message for e in warnings]
+    # The Event follows the status write (another request): wait for it.
+    wait_for(
+        lambda: any("***" in e.message for e in api.events(LEASE_NAMESPACE, good.name)),
+        10,
+        "the redacted Warning Event on the Device",
+    )
     good.control()
 
     # Unreadable: missing, without the driver's key, not UTF-8. Tenants learn which Secret.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -159,6 +160,23 @@ async def test_concurrent_binds_never_share_an_address_or_overfill(tmp_path: Pat
         await eventually(lambda: sum(1 for n in waiting if env.bound(n)) == 1)
         now = [env.bound(n) for n in names if n != gone and env.bound(n)]
         assert len(now) == 7 and len(set(now)) == 7
+
+
+@async_test
+async def test_concurrent_binds_spread_over_equal_devices(tmp_path: Path) -> None:
+    """VIPs arriving together are bound by concurrent workers: each must count what the others
+    reserved while it waited for the driver's ``select_device`` (once, all of them went to the
+    first device by name)."""
+    async with leading(tmp_path) as env:
+        env.reporter.latency = 0.01  # writes take a while: binds overlap
+        for name in ("a", "b", "c"):
+            env.device(name, addressPool=[f"10.0.{ord(name)}.0/28"])
+        names = [f"v{i}" for i in range(9)]
+        for name in names:
+            env.vip(name)
+        await eventually(lambda: all(env.bound(n) for n in names))
+        per_device = Counter(bound[0] for n in names if (bound := env.bound(n)))
+        assert per_device == {"a": 3, "b": 3, "c": 3}, per_device
 
 
 @async_test
