@@ -15,6 +15,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from dataplane.hxsupport import (
@@ -155,7 +156,20 @@ def test_bad_annotation_changes_nothing_and_deletion_leaves_nothing(
     a, b = backends_for(backends, 2)
     svc, _, address, port = serve(api, namespace, device, [a, b])
     wait_for(lambda: served(address, port), 10, "the VIP answering")
-    config, reloads, generations = device.config(), device.reloads(), svc.generations()
+    # The VIP answers after its first apply; the tree's later parts (its monitor) may still be
+    # on the way: take the "before" picture once the device has been still for a second (a
+    # picture taken mid-apply, config written but reload not yet counted, failed once in CI).
+    before: list[Any] = []
+
+    def still() -> bool:
+        now = (device.config(), device.reloads(), svc.generations())
+        if before and before[-1] == now:
+            return True
+        before.append(now)
+        return False
+
+    wait_for(still, 20, "the device still for a second", interval=1.0)
+    config, reloads, generations = before[-1]
     assert f"{address}:{port}" in config
 
     svc.patch({"metadata": {"annotations": {"lbaas.dev/health-check-type": "udp"}}})
