@@ -73,7 +73,7 @@ from lbaas.drivers.haproxy.store import dump_tree  # noqa: E402
 NET = os.environ.get("LBAAS_BENCH_NET", "127.0")
 SMALL, BIG = 10, int(os.environ.get("BIG", "1000"))
 MEMBERS, REPEATS, KILLS, ROUNDS = 10, 30, 5, 5
-PER_VIP, MEMBER_BATCH = int(os.environ.get("PER_VIP", "100")), 100
+PER_VIP, MEMBER_BATCH = int(os.environ.get("PER_VIP", "50")), 100
 DEADLINE = 5.0
 """The operator's default driverTimeout: each call of a paced cold start gets this long."""
 
