@@ -31,7 +31,6 @@ import importlib.util
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ if str(HERE) not in sys.path:
 
 import hxdriver  # noqa: E402  (bench/hxdriver.py)
 import hxoperator  # noqa: E402  (bench/hxoperator.py)
+from cluster import bench_cluster  # noqa: E402
 
 from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
 from lbaas.api.device import DeviceSpec  # noqa: E402
@@ -325,26 +325,8 @@ def run(kubeconfig: str) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    from lbaas_devtools.devcluster import up
-
-    started_testbed = False
-    if not os.environ.get("KUBECONFIG"):
-        os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-bench-dp-{os.getuid()}")
-        testbed = ROOT / "../shared/testbed/testbed"
-        status = subprocess.run([str(testbed), "status"], capture_output=True, check=False)
-        started_testbed = status.returncode != 0
-    cluster = up(ROOT)
-    os.environ["KUBECONFIG"] = cluster.kubeconfig
-    try:
-        kubectl("apply", "-f", str(ROOT / "crds"))
-        for crd in sorted((ROOT / "crds").glob("*.yaml")):
-            kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
+    with bench_cluster("lbaas-bench-dp"):
         rows = bench_dataplane()
-    finally:
-        if started_testbed and cluster.source == "testbed":
-            subprocess.run(
-                [str(ROOT / "../shared/testbed/testbed"), "down"], check=False, capture_output=True
-            )
     width = max(len(what) for what, _ in rows)
     print(f"\nHAProxy data plane ({os.cpu_count()} cores)\n" + "-" * (width + 12))
     for what, value in rows:

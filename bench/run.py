@@ -36,10 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: Api, OperatorProc
 sys.path.insert(0, str(HERE))
 
 import scale  # noqa: E402
+from cluster import bench_cluster, fresh  # noqa: E402
 from table import Row, percentile, print_table  # noqa: E402
 
-from helpers import LEASE_NAMESPACE, Api, FakeDevice, OperatorProcess, kubectl, tree  # noqa: E402
-from lbaas_devtools.devcluster import Cluster, down, up  # noqa: E402
+from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree  # noqa: E402
+from lbaas_devtools.devcluster import Cluster  # noqa: E402
 
 
 def bench_latency(api: Api, work: Path, trees: int) -> list[Row]:
@@ -103,27 +104,12 @@ def part(number: int, title: str, fn: Callable[[], list[Row]]) -> None:
     print_table(f"({number}) {title}  [{time.monotonic() - started:.0f} s]", rows)
 
 
-def prepare(cluster: Cluster) -> None:
-    os.environ["KUBECONFIG"] = cluster.kubeconfig
-    kubectl("apply", "-f", str(ROOT / "crds"))
-    for crd in sorted((ROOT / "crds").glob("*.yaml")):
-        kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
-    kubectl("create", "namespace", LEASE_NAMESPACE, check=False)
-
-
 def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
     """Every part on a fresh test bed when the bench started it (2 s each): what a part
     leaves behind (13,000 objects, Devices an agent would take over) must not load the next.
     On a cluster given by KUBECONFIG the parts share it; each uses namespaces of its own."""
     if own_cluster:
-
-        def fresh() -> None:
-            down(ROOT)
-            prepare(up(ROOT, use_env=False))
-
         FRESH.append(fresh)
-    else:
-        prepare(cluster)
     work = Path(tempfile.mkdtemp(prefix="lbaas-bench-"))
     print(f"cluster: {cluster.source}; work dir {work}; machine: {os.cpu_count()} cores")
 
@@ -179,18 +165,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=int(os.environ.get("SCALE", "1000")))
     args = parser.parse_args()
-    if not os.environ.get("KUBECONFIG"):
-        os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-bench-{os.getuid()}")
-    started_here = not os.environ.get("KUBECONFIG")
-    cluster = up(ROOT)
     started = time.monotonic()
-    try:
-        run_benchmarks(
-            cluster, args.scale, own_cluster=started_here and cluster.source == "testbed"
-        )
-    finally:
-        if started_here and cluster.source == "testbed":
-            down(ROOT)  # a benchmark leaves no API server behind
+    with bench_cluster("lbaas-bench") as (cluster, owned):
+        run_benchmarks(cluster, args.scale, own_cluster=owned)
     print(f"\nmake bench: {time.monotonic() - started:.0f} s")
     return 0
 

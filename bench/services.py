@@ -31,6 +31,7 @@ for folder in (TESTS, HERE):
         sys.path.insert(0, str(folder))
 
 import dataplane  # noqa: E402  # bench/dataplane.py: HAProxy and the tests' hxsupport
+from cluster import bench_cluster  # noqa: E402
 from svcsupport import Pods, Svc, until_not_served_by, until_served_by  # noqa: E402
 from table import Row, percentile, print_table  # noqa: E402
 
@@ -133,22 +134,9 @@ def bench_services() -> list[Row]:
 
 
 def main() -> int:
-    from lbaas_devtools.devcluster import down, up
-
-    started_here = not os.environ.get("KUBECONFIG")
-    if started_here:
-        os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-bench-svc-{os.getuid()}")
-    cluster = up(HERE.parent)
-    os.environ["KUBECONFIG"] = cluster.kubeconfig
-    try:
-        kubectl("apply", "-f", str(HERE.parent / "crds"))
-        for crd in sorted((HERE.parent / "crds").glob("*.yaml")):
-            kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
-        started = time.monotonic()
+    started = time.monotonic()
+    with bench_cluster("lbaas-bench-svc"):
         rows = bench_services()
-    finally:
-        if started_here and cluster.source == "testbed":
-            down(HERE.parent)
     print_table("Services: EndpointSlice change -> traffic follows (HAProxy, operator)", rows)
     print(f"({time.monotonic() - started:.0f} s, {os.cpu_count()} cores)")
     return 0 if all(r.ok is not False for r in rows) else 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +28,10 @@ TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # helpers: Api, OperatorProcess, kubectl
 
+from cluster import bench_cluster  # noqa: E402
 from table import Row, print_table  # noqa: E402
 
-from helpers import Api, OperatorProcess, kubectl  # noqa: E402
+from helpers import Api, OperatorProcess  # noqa: E402
 
 ROUNDS = int(os.environ.get("LBAAS_BENCH_BATTERY_ROUNDS", "5"))
 LEGITIMATE_RELOADS = 3
@@ -96,27 +96,8 @@ def rows() -> list[Row]:
 
 
 def main() -> int:
-    from lbaas_devtools.devcluster import up
-
-    started_testbed = False
-    if not os.environ.get("KUBECONFIG"):
-        os.environ.setdefault("TESTBED_STATE", f"/tmp/lbaas-bench-tenant-{os.getuid()}")
-        testbed = ROOT / "../shared/testbed/testbed"
-        status = subprocess.run([str(testbed), "status"], capture_output=True, check=False)
-        started_testbed = status.returncode != 0
-    cluster = up(ROOT)
-    os.environ["KUBECONFIG"] = cluster.kubeconfig
-    try:
-        kubectl("apply", "-f", str(ROOT / "crds"))
-        kubectl("create", "namespace", "lbaas-leases", check=False)
-        for crd in sorted((ROOT / "crds").glob("*.yaml")):
-            kubectl("wait", "--for=condition=Established", "-f", str(crd), "--timeout=60s")
+    with bench_cluster("lbaas-bench-tenant"):
         table = rows()
-    finally:
-        if started_testbed and cluster.source == "testbed":
-            subprocess.run(
-                [str(ROOT / "../shared/testbed/testbed"), "down"], check=False, capture_output=True
-            )
     title = f"Multi-tenancy: hostile specs vs an uninvolved tenant ({os.cpu_count()} cores)"
     print_table(title, table)
     return 0 if all(r.ok is not False for r in table) else 1
