@@ -1,6 +1,7 @@
-"""Helpers of the self-healing tests that run through the operator (issue 11).
+"""Helpers of the data-plane tests that run through the operator (VIP trees deployed through
+the API: :class:`Site`, :func:`deploy`) and of the self-healing ones (issue 11).
 
-VIP trees are created through the API with backends on ``<net>.71.x`` (VIPs come from
+The self-healing tests put their backends on ``<net>.71.x`` (VIPs come from
 ``<net>.70.x`` address pools), so these tests share no address with the other data-plane
 tests. Also: an HAProxy binary a test can take away (:class:`Binary`), Events and metrics of
 the operator, who listens where (:func:`listeners`), and what a device must serve
@@ -17,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataplane.hxsupport import Backend, Load, OperatorDevice, free_port_in, spread, wait_applied
+from dataplane.hxsupport import (
+    Backend,
+    EchoBackend,
+    Load,
+    OperatorDevice,
+    free_port_in,
+    spread,
+    wait_applied,
+)
 
 from helpers import LEASE_NAMESPACE, Api, OperatorProcess
 from lbaas.api.device import DeviceSpec
@@ -42,7 +51,7 @@ class Site:
     device: OperatorDevice
     address: str
     port: int
-    members: dict[str, Backend]  # Member name → its backend
+    members: dict[str, Backend | EchoBackend]  # Member name → its backend
 
     @property
     def vip(self) -> tuple[str, int]:
@@ -50,6 +59,14 @@ class Site:
 
     def status(self, kind: str = "VIP", name: str | None = None) -> dict[str, Any]:
         return self.api.status(kind, name or self.name, self.namespace)
+
+    def member(self, backend: Backend | EchoBackend) -> str:
+        return next(name for name, b in self.members.items() if b is backend)
+
+    def patch_member(self, backend: Backend | EchoBackend, **spec: Any) -> None:
+        name = self.member(backend)
+        self.api.patch_spec("Member", name, self.namespace, spec)
+        wait_applied(self.api, "Member", name, self.namespace)
 
     def backend_names(self) -> set[str]:
         return {b.name for b in self.members.values()}
@@ -65,21 +82,27 @@ def deploy(
     namespace: str,
     device: OperatorDevice,
     name: str,
-    backends: Sequence[Backend],
+    backends: Sequence[Backend] | Sequence[EchoBackend],
     *,
+    pool: dict[str, Any] | None = None,
     monitor: dict[str, Any] | None = None,
+    member_spec: dict[int, dict[str, Any]] | None = None,
     port: int | None = None,
     **vip_spec: Any,
 ) -> Site:
-    """VIP, Pool, one Member per backend (and a HealthMonitor), all Active on ``device``."""
+    """VIP, Pool, one Member per backend (``member_spec`` adds to the i-th) and a
+    HealthMonitor, created through the API and all Active on ``device``; the VIP's address is
+    the one the operator allocated."""
+    protocol = vip_spec.setdefault("protocol", "HTTP")
     port = port or free_port_in(device.address_pool)
-    members = {f"{name}-{b.name}": b for b in backends}
+    members: dict[str, Backend | EchoBackend] = {f"{name}-{b.name}": b for b in backends}
     specs: list[tuple[str, str, dict[str, Any]]] = [
-        ("VIP", name, {"port": port, "protocol": "HTTP", **vip_spec}),
-        ("Pool", name, {"vipRef": name, "protocol": "HTTP"}),
+        ("VIP", name, {"port": port, **vip_spec}),
+        ("Pool", name, {"vipRef": name, "protocol": protocol, **(pool or {})}),
     ]
-    for member, b in members.items():
-        specs.append(("Member", member, {"poolRef": name, "address": b.address, "port": b.port}))
+    for i, (member, b) in enumerate(members.items()):
+        spec = {"poolRef": name, "address": b.address, "port": b.port}
+        specs.append(("Member", member, {**spec, **(member_spec or {}).get(i, {})}))
     if monitor:
         specs.append(("HealthMonitor", name, {"poolRef": name, **monitor}))
     for kind, obj_name, spec in specs:

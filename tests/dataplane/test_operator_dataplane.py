@@ -14,22 +14,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from dataplane.hxsupport import (
-    Backend,
     Backends,
-    EchoBackend,
     Load,
     OperatorDevice,
     applied,
-    free_port_in,
     get,
+    refused,
     spread,
     wait_applied,
 )
+from dataplane.opsupport import Site, deploy
 
 from helpers import Api, wait_for
 
@@ -46,81 +44,8 @@ FAST_MONITOR = {
 }
 
 
-@dataclass
-class Site:
-    """One VIP tree created through the API, with the backends behind its members."""
-
-    api: Api
-    namespace: str
-    name: str
-    device: OperatorDevice
-    address: str
-    port: int
-    members: dict[str, Backend | EchoBackend]  # Member name → its backend
-
-    @property
-    def vip(self) -> tuple[str, int]:
-        return self.address, self.port
-
-    def member(self, backend: Backend | EchoBackend) -> str:
-        return next(name for name, b in self.members.items() if b is backend)
-
-    def patch_member(self, backend: Backend | EchoBackend, **spec: Any) -> None:
-        name = self.member(backend)
-        self.api.patch_spec("Member", name, self.namespace, spec)
-        wait_applied(self.api, "Member", name, self.namespace)
-
-    def status(self, kind: str, name: str | None = None) -> dict[str, Any]:
-        return self.api.status(kind, name or self.name, self.namespace)
-
-
-def deploy(
-    api: Api,
-    namespace: str,
-    device: OperatorDevice,
-    name: str,
-    backends: list[Backend] | list[EchoBackend],
-    *,
-    pool: dict[str, Any] | None = None,
-    monitor: dict[str, Any] | None = None,
-    member_spec: dict[int, dict[str, Any]] | None = None,
-    **vip_spec: Any,
-) -> Site:
-    """Create VIP, Pool, Members (one per backend) and HealthMonitor through the API and wait
-    until every object is Active; the VIP's address is the one the operator allocated."""
-    protocol = vip_spec.setdefault("protocol", "HTTP")
-    port = free_port_in(device.address_pool)
-    members = {f"{name}-{b.name}": b for b in backends}
-    specs: list[tuple[str, str, dict[str, Any]]] = [
-        ("VIP", name, {"port": port, **vip_spec}),
-        ("Pool", name, {"vipRef": name, "protocol": protocol, **(pool or {})}),
-    ]
-    for i, (member, b) in enumerate(members.items()):
-        spec = {"poolRef": name, "address": b.address, "port": b.port}
-        specs.append(("Member", member, {**spec, **(member_spec or {}).get(i, {})}))
-    if monitor:
-        specs.append(("HealthMonitor", name, {"poolRef": name, **monitor}))
-    for kind, obj_name, spec in specs:
-        api.create(
-            {"kind": kind, "metadata": {"name": obj_name, "namespace": namespace}, "spec": spec}
-        )
-    for kind, obj_name, _ in specs:
-        wait_applied(api, kind, obj_name, namespace)
-    status = api.status("VIP", name, namespace)
-    assert status["device"] == device.name
-    return Site(api, namespace, name, device, status["address"], port, dict(members))
-
-
 def within(count: int, expected: float, tolerance: float = 0.10) -> bool:
     return abs(count - expected) <= expected * tolerance
-
-
-def refused(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 def operating(site: Site, kind: str, name: str | None = None) -> str | None:
