@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from dataplane.hxsupport import (
     Backends,
     Device,
     OperatorDevice,
+    free_vip,
     haproxy_binary,
     names_in,
     stop_haproxy,
@@ -33,6 +35,15 @@ from helpers import Api, OperatorProcess, wait_for
 from lbaas.api.device import DeviceSpec
 from lbaas.drivers.base import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver
+
+
+@pytest.fixture
+def squatter() -> Iterator[tuple[str, int]]:
+    """An address:port held by a process that is not the device's HAProxy."""
+    with socket.socket() as sock:
+        sock.bind(free_vip())
+        sock.listen()
+        yield sock.getsockname()
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,6 @@ from lbaas.drivers.haproxy.render import Fragment
 pytestmark = pytest.mark.haproxy
 
 NEW_VIPS = 20
-
-
-@pytest.fixture
-def squatter() -> Iterator[tuple[str, int]]:
-    """An address:port held by a process that is not the device's HAProxy."""
-    with socket.socket() as sock:
-        sock.bind(free_vip())
-        sock.listen()
-        yield sock.getsockname()
 
 
 def mark(names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,6 @@ must not reload the device (only the legitimate changes made meanwhile do).
 from __future__ import annotations
 
 import dataclasses
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,15 +21,6 @@ from lbaas.drivers.haproxy.render import Fragment
 pytestmark = pytest.mark.haproxy
 
 ROUNDS = 4
-
-
-@pytest.fixture
-def squatter() -> Iterator[tuple[str, int]]:
-    """An address:port held by a process that is not the device's HAProxy."""
-    with socket.socket() as sock:
-        sock.bind(free_vip())
-        sock.listen()
-        yield sock.getsockname()
 
 
 def bogus_for(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
