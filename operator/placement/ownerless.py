@@ -124,7 +124,11 @@ class Ownerless:
                 continue
             address = str(tree.vip_spec.address or status_of(vip).get("address") or "")
             lb = tree.load_balancer(address)
-            if condition(status_of(vip), PROGRAMMED).get("status") == "True":
+            # Programmed and every object's status written for its current spec: the device
+            # held this tree when its agent went. A spec changed since was never applied (its
+            # agent may have died applying it): Pending, never Active at the new generation.
+            programmed = condition(status_of(vip), PROGRAMMED).get("status") == "True"
+            if programmed and not tree.unobserved():
                 pairs = report.active(
                     tree, lb, name, health=None, device_ready=False, device_message=message
                 )

@@ -125,11 +125,7 @@ class TreeReconciler:
     ) -> Result:
         """Apply or verify as ``mode`` asks, then report Active (or the driver's error)."""
         fingerprint = (meta_of(vip).get("uid"), lb, worker.handle_generation, worker.fence)
-        unobserved = any(
-            o.status.get("observedGeneration") != o.generation
-            for o in tree.objects
-            if not (o.deleting or o.problem or o.waiting)
-        )
+        unobserved = tree.unobserved()
         programmed = condition(status_of(vip), PROGRAMMED).get("status") == "True"
         drifts: list[Drift] = []
         if mode == Mode.FORCE or unobserved:

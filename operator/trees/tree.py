@@ -86,6 +86,15 @@ class Tree:
     def namespace(self) -> str:
         return str(self.vip.snap["metadata"]["namespace"])
 
+    def unobserved(self) -> bool:
+        """Whether an object's spec changed since its status was last written: the status
+        then speaks of an older spec, not of what the device does with this one."""
+        return any(
+            o.status.get("observedGeneration") != o.generation
+            for o in self.objects
+            if not (o.deleting or o.problem or o.waiting)
+        )
+
     def load_balancer(self, address: str) -> LoadBalancer:
         assert self.vip_spec is not None
         return LoadBalancer(

@@ -13,10 +13,13 @@ from typing import Any
 
 from lbaas.controller import Controller
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.kube.resources import LEASES
 from lbaas.placement.binder import Binder
+from lbaas.placement.ownerless import Ownerless
 from unit.fakes import (
     NS,
     Cluster,
+    FakeInformer,
     FakeReporter,
     VipKey,
     async_test,
@@ -234,3 +237,49 @@ async def test_a_parent_that_appears_in_time_stops_the_timer(tmp_path: Path) -> 
         await asyncio.sleep(0.8)
         assert env.reason("web", "Pool") != "ParentNotFound"
         assert not env.reporter.events_of("Pool", "web", "ParentNotFound")
+
+
+# ---- devices no agent drives --------------------------------------------------------------------
+
+
+async def _no_agent_report(tmp_path: Path, *, change_spec: bool) -> dict[str, Any]:
+    """A VIP Active on device ``d`` (generation 1); maybe its spec changes (generation 2, never
+    applied: the agent died applying it); then the controller finds ``d`` without an agent."""
+    env = Env(tmp_path)
+    env.device("d")
+    programmed = {"type": "Programmed", "status": "True", "reason": "Programmed",
+                  "message": "programmed on device d", "observedGeneration": 1}  # fmt: skip
+    active = {"phase": "Active", "observedGeneration": 1, "device": "d", "address": "10.0.0.1",
+              "conditions": [programmed]}  # fmt: skip
+    env.cluster.create("VIP", "web", tree_spec("VIP"), status=active)
+    if change_spec:
+        env.cluster.update_spec("VIP", "web", connectionLimit=100)
+    ownerless = Ownerless(
+        views=env.cluster.views,
+        reporter=env.reporter.as_reporter(),
+        leases=FakeInformer(LEASES),
+        settings=env.settings,
+    )
+    await ownerless.report("d")
+    return env.status("web")
+
+
+@async_test
+async def test_a_device_without_agent_keeps_an_applied_vip_active_but_not_ready(
+    tmp_path: Path,
+) -> None:
+    status = await _no_agent_report(tmp_path, change_spec=False)
+    assert (status["phase"], status["observedGeneration"]) == ("Active", 1), status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "DeviceNotReady"), ready
+    assert status["operatingStatus"] == "OFFLINE"
+
+
+@async_test
+async def test_a_device_without_agent_never_reports_an_unapplied_spec_active(
+    tmp_path: Path,
+) -> None:
+    """Generation 2 never reached the device: Active at generation 2 would be a lie."""
+    status = await _no_agent_report(tmp_path, change_spec=True)
+    assert status["observedGeneration"] == 2, status
+    assert status["phase"] == "Pending" and status["reason"] == "DeviceNotReady", status
