@@ -24,7 +24,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from lbaas import metrics
+from lbaas import __version__, metrics
 from lbaas.kube.resources import SECRETS, Resource
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class Kube:
         # ``run`` mode), so a busy pool never opens and discards connections (TLS handshakes).
         config.connection_pool_maxsize = connections + 16
         self.client = kubernetes.client.ApiClient(config)
+        # Audit logs and API priority rules tell the operator's requests from other clients.
+        self.client.user_agent = f"lbaas-operator/{__version__}"
         self.pool = concurrent.futures.ThreadPoolExecutor(connections, thread_name_prefix="kube")
 
     def close(self) -> None:

@@ -140,7 +140,7 @@ class Informer:
     def _list(self) -> str:
         items, version = self._list_all()
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._replace, items)
+        self._loop.call_soon_threadsafe(self._replace, items, version)
         return version
 
     def _list_all(self) -> tuple[list[Obj], str]:
@@ -164,14 +164,25 @@ class Informer:
 
     # ---- the cache (event loop only) ----------------------------------------------------
 
-    def _replace(self, items: list[Obj]) -> None:
-        """A complete list: diff it into the cache."""
+    def _replace(self, items: list[Obj], version: str) -> None:
+        """A complete list, taken at ``version``: diff it into the cache.
+
+        The watch keeps running while :meth:`relist` lists, so the cache may already hold
+        what happened after the list: an object created since (absent from the list) stays,
+        and one deleted since (its tombstone is newer than the listed copy) is not revived.
+        """
+        listed_at = int(version) if version.isdigit() else -1
         seen = set()
         for obj in items:
             key = key_of(obj)
             seen.add(key)
+            gone = self._deleted.get(key)
+            if gone is not None and 0 <= version_of(obj) <= gone:
+                continue
             self._store(key, obj)
         for key in [k for k in self.cache if k not in seen]:
+            if listed_at >= 0 and version_of(self.cache[key]) > listed_at:
+                continue  # created (or changed) after the list was taken
             old = self.cache.pop(key)
             self._deleted[key] = version_of(old)
             self._emit(Change(self.resource, key, old, None))
@@ -204,14 +215,10 @@ class Informer:
     async def relist(self) -> None:
         """List again now and diff into the cache (a new leader must see at least everything
         written before it took over, not only what the watch delivered so far)."""
-        items: list[Obj] = await asyncio.get_running_loop().run_in_executor(
-            self.kube.pool, self._list_items
+        items, version = await asyncio.get_running_loop().run_in_executor(
+            self.kube.pool, self._list_all
         )
-        self._replace(items)
-
-    def _list_items(self) -> list[Obj]:
-        items, _ = self._list_all()
-        return items
+        self._replace(items, version)
 
     def offer(self, obj: Obj | None) -> None:
         """An object as the API answered our write: cache it now if it is newer.

@@ -23,8 +23,13 @@ HTTPS = {"name": "https", "port": 443, "targetPort": 8443}
 
 
 @pytest.fixture(autouse=True)
-def cleanup(api: Api, namespace: str) -> Iterator[None]:
-    """Services first (their finalizer waits for the trees), then this test's devices."""
+def cleanup(api: Api, namespace: str, make_device: Callable[..., FakeDevice]) -> Iterator[None]:
+    """Services first (their finalizer waits for the trees), then this test's devices.
+
+    Set up after ``make_device``, so torn down before it: the Services must be gone before
+    ``make_device`` deletes the namespace's VIPs and waits for none to be left (while a
+    Service exists the operator creates its VIPs again, and that wait took its full 30 s).
+    """
     yield
     delete_services(api, namespace)
     for item in api.custom.list_cluster_custom_object("lbaas.dev", "v1alpha1", "devices")["items"]:
@@ -278,4 +283,5 @@ def test_a_changed_port_keeps_the_external_ip(
     vip = api.wait_phase("VIP", "web-8080", namespace, "Active", 10)
     assert vip["status"]["address"] == address
     wait_for(lambda: svc.ingress_ip() == address, 10, "the same EXTERNAL-IP")
-    assert len(on_device(device, namespace)["web-8080"]) == 3
+    # The VIP may be Active with the members created so far; the rest follow at once.
+    wait_for(lambda: len(on_device(device, namespace).get("web-8080", [])) == 3, 10, "3 members")
