@@ -44,6 +44,8 @@ ADDRESS_NOT_ALLOWED = "AddressNotAllowed"
 ADDRESS_IN_USE = "AddressInUse"
 QUOTA_EXCEEDED = "QuotaExceeded"
 NO_ELIGIBLE_DEVICE = "NoEligibleDevice"
+NOT_ALLOWED = "not allowed for namespace"
+NOT_PINNED = "not the device pinned by deviceRef"
 _SPECIFIC = (ADDRESS_NOT_ALLOWED, ADDRESS_IN_USE, QUOTA_EXCEEDED)
 
 
@@ -53,6 +55,8 @@ class Decision:
     exclusions: Mapping[str, str] = field(default_factory=dict)  # device name → reason
     specific: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """Device name → (reason, message) for devices excluded only by address or quota rules."""
+    namespace: str = ""
+    """The VIP's namespace (for the message)."""
 
     @property
     def reason(self) -> str:
@@ -78,10 +82,21 @@ class Decision:
             return "; ".join(messages[:3]) + (" (and more)" if len(messages) > 3 else "")
         if not self.exclusions:
             return "no Device exists; create one (kubectl get devices)"
-        counts = Counter(self.exclusions.values())
+        # Devices closed to the namespace are other tenants' business: neither counted nor
+        # named, so their comings and goings never rewrite this VIP's status (nor post Events).
+        open_ = {d: r for d, r in self.exclusions.items() if not r.startswith(NOT_ALLOWED)}
+        if any(r != NOT_PINNED for r in open_.values()):
+            open_ = {d: r for d, r in open_.items() if r != NOT_PINNED}  # the pinned one says
+        if not open_:
+            return (
+                f"no Device is open to namespace {self.namespace}: each is {NOT_ALLOWED}"
+                f" {self.namespace} (allowedNamespaces, namespaceSelector); ask a cluster"
+                " administrator for one"
+            )
+        counts = Counter(open_.values())
         parts = [f"{n} {reason}" for reason, n in sorted(counts.items())]
-        total = len(self.exclusions)
-        return f"no eligible device among {total}: " + ", ".join(parts)
+        where = f"the {len(open_)} open to namespace {self.namespace}" if self.namespace else ""
+        return f"no eligible device among {where or len(open_)}: " + ", ".join(parts)
 
 
 DriverCheck = Callable[[Candidate], str | None]
@@ -117,7 +132,7 @@ def schedule(
         exclusions[c.name] = reason
     if vip.device_ref and vip.device_ref not in {c.name for c in candidates}:
         exclusions[vip.device_ref] = f"pinned by deviceRef but no Device {vip.device_ref} exists"
-    return Decision(tuple(eligible), exclusions, specific)
+    return Decision(tuple(eligible), exclusions, specific, namespace)
 
 
 def _tenant_exclusion(vip: VIPSpec, namespace: str, c: Candidate) -> tuple[str, str] | None:
@@ -158,13 +173,13 @@ def _exclusion(
     driver_check: DriverCheck,
 ) -> str | None:
     if vip.device_ref and c.name != vip.device_ref:
-        return "not the device pinned by deviceRef"
+        return NOT_PINNED
+    if not namespace_allowed(c.spec, namespace, namespace_labels):
+        return f"{NOT_ALLOWED} {namespace}"  # first: the rest is not this tenant's business
     if c.phase != DevicePhase.READY:
         return f"not Ready ({c.phase or 'not probed yet'})"
     if not c.spec.schedulable:
         return "cordoned (schedulable: false)"
-    if not namespace_allowed(c.spec, namespace, namespace_labels):
-        return f"not allowed for namespace {namespace}"
     if vip.device_selector is not None and not vip.device_selector.matches(dict(c.labels)):
         return "labels do not match deviceSelector"
     if c.vip_count >= c.spec.capacity.max_vips:

@@ -356,7 +356,39 @@ def test_explain_counts_reasons() -> None:
     )
     assert d.chosen is None
     assert d.explain() == (
-        "no eligible device among 3: 1 at capacity, 2 cordoned (schedulable: false)"
+        "no eligible device among the 3 open to namespace team-a:"
+        " 1 at capacity, 2 cordoned (schedulable: false)"
+    )
+
+
+def test_explain_leaves_out_devices_closed_to_the_namespace() -> None:
+    """Other tenants' devices are neither counted nor named: their changes (created, gone,
+    NotReady) would otherwise rewrite every waiting VIP's status and post an Event each."""
+    mine = device("mine", count=10)
+    theirs = [device(f"t{i}", allowedNamespaces=["team-b"]) for i in range(3)]
+    first = run([mine, *theirs]).explain()
+    again = run([mine, theirs[0], device("t9", allowedNamespaces=["team-b"], phase=None)])
+    assert (
+        first
+        == again.explain()
+        == "no eligible device among the 1 open to namespace team-a: 1 at capacity"
+    )
+    assert "t0" not in first
+
+
+def test_explain_when_every_device_is_closed_to_the_namespace() -> None:
+    d = run([device("t0", allowedNamespaces=["team-b"])])
+    assert d.explain() == (
+        "no Device is open to namespace team-a: each is not allowed for namespace team-a"
+        " (allowedNamespaces, namespaceSelector); ask a cluster administrator for one"
+    )
+
+
+def test_explain_a_pinned_vip_names_only_the_pinned_device() -> None:
+    d = run([device("pinned", phase="NotReady"), device("other")], vip(deviceRef="pinned"))
+    assert (
+        d.explain()
+        == "no eligible device among the 1 open to namespace team-a: 1 not Ready (NotReady)"
     )
 
 
