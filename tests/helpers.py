@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -62,10 +63,31 @@ LEASE_NAMESPACE = "lbaas-leases"
 """Where the operators the tests start keep their Leases (created by the session fixture)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_PORTS = random.SystemRandom()  # not the global generator: hypothesis seeds that one
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(address: str = "0.0.0.0") -> int:
+    """A port nobody listens on at ``address`` (default: any address), chosen at random below
+    Linux's ephemeral range (32768-60999) and above the test bed's (20000-31999).
+
+    A port the kernel hands out for a bind to port 0 is an ephemeral one: until our process
+    binds it, any outgoing connection may be given it (two CI runs lost an operator start to
+    ``address already in use`` that way).
+    """
+    for _ in range(500):
+        port = _PORTS.randint(10000, 19999)
+        if port_free(address, port):
+            return port
+    raise AssertionError(f"no free port at {address} in 10000-19999")
 
 
 class OperatorProcess:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from helpers import GROUP, LEASE_NAMESPACE, PLURALS, VERSION, Api, kubectl, wait_for
+from helpers import GROUP, LEASE_NAMESPACE, PLURALS, VERSION, Api, free_port, kubectl, wait_for
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data" / "hostile_specs.yaml"
@@ -89,12 +89,6 @@ def load_cases(values: dict[str, Any]) -> list[Case]:
 
 
 # ---- the stage -------------------------------------------------------------------------------
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from helpers import Api
+from helpers import Api, free_port, port_free
 from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
@@ -224,9 +224,7 @@ def within(count: int, expected: float, tolerance: float = 0.10) -> bool:
 def free_vip() -> tuple[str, int]:
     """A fresh VIP address on <net>.10.x with a port free on it."""
     address = net(10, next(_ADDRESSES) % 250 + 1)
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return address, probe.getsockname()[1]
+    return address, free_port(address)
 
 
 def stop_haproxy(state_dir: Path) -> None:
@@ -335,21 +333,10 @@ def free_port_in(cidr: str, tries: int = 50) -> int:
     only once scheduled, so the port is chosen first)."""
     hosts = [str(h) for h in ipaddress.ip_network(cidr).hosts()]
     for _ in range(tries):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        if all(_port_free(host, port) for host in hosts):
+        port = free_port(hosts[0])
+        if all(port_free(host, port) for host in hosts):
             return port
     raise AssertionError(f"no port free on all of {cidr}")
-
-
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass

@@ -274,9 +274,7 @@ def test_operator_in_the_image_serves_the_example_vip(
     writable.mkdir()
     writable.chmod(0o1777)
     metrics_port, health_port = free_port(), free_port()
-    with socket.socket() as probe:  # a port free on the VIP address
-        probe.bind((VIP_ADDRESS, 0))
-        vip_port = probe.getsockname()[1]
+    vip_port = free_port(VIP_ADDRESS)
     container = f"lbaas-image-{uuid.uuid4().hex[:8]}"
     env = {
         "KUBECONFIG": "/etc/lbaas/kubeconfig",
