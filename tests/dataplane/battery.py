@@ -14,6 +14,7 @@ reason and message, with a Warning Event; the quota case last, once B's VIPs are
 from __future__ import annotations
 
 import contextlib
+import datetime
 import importlib.util
 import json
 import re
@@ -145,6 +146,14 @@ class Tenancy:
         self.tree(self.b, "victim", backends[2:], port, {"type": "TCP", "delay": 2, "timeout": 1})
         for namespace, name in ((self.a, "web"), (self.b, "victim")):
             self.api.wait_phase("VIP", name, namespace, "Active", 30)
+        # A second Pool (or monitor) of VIP victim loses to the older one; creationTimestamp
+        # has whole seconds and ties go by name ("h63" < "victim"): let the base tree be a
+        # second older than anything a case creates.
+        created = self.api.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.b, PLURALS["Pool"], "victim"
+        )["metadata"]["creationTimestamp"]
+        born = datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        time.sleep(max(0.0, born + 1.1 - time.time()))
         status = self.api.status("VIP", "web", self.a)
         self.web = (status["address"], port)
         self.squatter = socket.socket()
