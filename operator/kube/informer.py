@@ -176,8 +176,7 @@ class Informer:
         for obj in items:
             key = key_of(obj)
             seen.add(key)
-            gone = self._deleted.get(key)
-            if gone is not None and 0 <= version_of(obj) <= gone:
+            if self._revives(key, obj):
                 continue
             self._store(key, obj)
         for key in [k for k in self.cache if k not in seen]:
@@ -235,12 +234,16 @@ class Informer:
             if old is not None:
                 self._emit(Change(self.resource, key, old, None))
             return
-        gone = self._deleted.get(key)
-        if gone is not None and 0 <= version_of(obj) <= gone:
+        if self._revives(key, obj):
             return
         obj.setdefault("kind", self.resource.kind)
         obj.setdefault("apiVersion", self.resource.api_version)
         self._store(key, trim(obj, keep_annotations=self.keep_annotations))
+
+    def _revives(self, key: Key, obj: Obj) -> bool:
+        """Whether ``obj`` is a copy from before its deletion (which the cache has seen)."""
+        gone = self._deleted.get(key)
+        return gone is not None and 0 <= version_of(obj) <= gone
 
     def _emit(self, change: Change) -> None:
         for handler in self.handlers:

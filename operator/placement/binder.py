@@ -168,18 +168,21 @@ class Binder:
             if leaving is None:
                 self.unscheduled.add(key)
             return False
-        picked = await self.candidates.pick(key, spec, decision)
-        # The pick ran off the loop, and concurrent binds reserved meanwhile: check a driver's
-        # choice again, or else decide again (binds that all decided before any reserved
-        # piled every VIP onto one device); then allocate and reserve with no await between.
-        if picked is not None:
-            chosen = self.candidates.recheck(key, spec, picked)
-            if chosen is None:
-                self.trigger(key)  # the device filled up (or its address went) meanwhile
-                return False
-        else:
-            decision = self.candidates.decide(key, spec, exclude=leaving)
-            chosen = decision.chosen
+        # With a device eligible, the driver's pick runs off the loop while concurrent binds
+        # reserve: check its choice again, or else decide again (binds that all decided
+        # before any reserved piled every VIP onto one device); then allocate and reserve
+        # with no await between. With none eligible nothing awaited: the decision stands.
+        chosen = None
+        if decision.eligible:
+            picked = await self.candidates.pick(key, spec, decision)
+            if picked is not None:
+                chosen = self.candidates.recheck(key, spec, picked)
+                if chosen is None:
+                    self.trigger(key)  # the device filled up (or its address went) meanwhile
+                    return False
+            else:
+                decision = self.candidates.decide(key, spec, exclude=leaving)
+                chosen = decision.chosen
         address = None
         if chosen is not None:
             address = self.candidates.address(key, spec, chosen, vip, leaving)

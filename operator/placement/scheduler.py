@@ -95,8 +95,10 @@ class Decision:
             )
         counts = Counter(open_.values())
         parts = [f"{n} {reason}" for reason, n in sorted(counts.items())]
-        where = f"the {len(open_)} open to namespace {self.namespace}" if self.namespace else ""
-        return f"no eligible device among {where or len(open_)}: " + ", ".join(parts)
+        return (
+            f"no eligible device among the {len(open_)} open to namespace {self.namespace}: "
+            + ", ".join(parts)
+        )
 
 
 DriverCheck = Callable[[Candidate], str | None]
