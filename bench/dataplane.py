@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.util
 import os
 import shutil
 import statistics
@@ -66,17 +65,9 @@ POOL_A = "127.0.12.0/28"  # (a): the Device's addressPool
 VIP_NET_B = f"{hxdriver.NET}.13."  # (b): VIP i listens on <LBAAS_BENCH_NET>.13.<i+1>
 
 
-def hxsupport_module() -> ModuleType:
-    """tests/dataplane/hxsupport.py (backends, clients), loaded by path: when bench/run.py
-    imports this file as ``dataplane``, the tests' ``dataplane`` package is not importable."""
-    name = "lbaas_bench_hxsupport"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "dataplane" / "hxsupport.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+# tests/dataplane/hxsupport.py (backends, clients), loaded by path: when bench/run.py imports
+# this file as ``dataplane``, the tests' ``dataplane`` package is not importable.
+hxsupport_module = hxdriver._hxsupport
 
 
 def _haproxy() -> str:

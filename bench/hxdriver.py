@@ -97,23 +97,13 @@ def _vip_address(i: int) -> str:
 
 
 def _free_port(count: int) -> int:
-    """A port free on the first ``count`` bench VIP addresses."""
+    """A port free on the first ``count`` bench VIP addresses (the tests' port helpers)."""
+    hx = _hxsupport()
     for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((_vip_address(0), 0))
-            port = int(probe.getsockname()[1])
-        if all(_bindable(_vip_address(i), port) for i in range(count)):
+        port = hx.free_port(_vip_address(0))
+        if all(hx.port_free(_vip_address(i), port) for i in range(count)):
             return port
     raise RuntimeError("no port free on every bench VIP address")
-
-
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 def _lb(

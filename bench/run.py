@@ -84,7 +84,7 @@ def bench_latency(api: Api, work: Path, trees: int) -> list[Row]:
     ]
 
 
-FRESH: list[Callable[[], None]] = []
+RESET: Callable[[], None] | None = None
 """Set by ``run_benchmarks``: gives the next part a cluster of its own when it can."""
 
 
@@ -95,8 +95,8 @@ def part(number: int, title: str, fn: Callable[[], list[Row]]) -> None:
         return
     started = time.monotonic()
     try:
-        for fresh in FRESH:
-            fresh()
+        if RESET is not None:
+            RESET()
         rows = fn()
     except Exception as exc:
         traceback.print_exc()
@@ -108,15 +108,15 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
     """Every part on a fresh test bed when the bench started it (2 s each): what a part
     leaves behind (13,000 objects, Devices an agent would take over) must not load the next.
     On a cluster given by KUBECONFIG the parts share it; each uses namespaces of its own."""
-    if own_cluster:
-        FRESH.append(fresh)
+    global RESET
+    RESET = fresh if own_cluster else None
     work = Path(tempfile.mkdtemp(prefix="lbaas-bench-"))
     print(f"cluster: {cluster.source}; work dir {work}; machine: {os.cpu_count()} cores")
 
     part(1, "create VIP + Pool + 3 Members -> all Active, 50 trees, fake driver",
          lambda: bench_latency(Api(), work, 50))  # fmt: skip
     part(2, f"fleet scale: {size} VIPs x 10 members, a Pool and a HealthMonitor each",
-         lambda: scale.run(work, size, 10, reset=FRESH[0] if FRESH else None))  # fmt: skip
+         lambda: scale.run(work, size, 10, reset=RESET))  # fmt: skip
 
     def scaleout() -> list[Row]:
         import scaleout as module
@@ -126,7 +126,7 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
     def latency() -> list[Row]:
         import latency as module
 
-        return module.run(work, cleanup=not FRESH)
+        return module.run(work, cleanup=RESET is None)
 
     def dataplane() -> list[Row]:
         import dataplane as module
