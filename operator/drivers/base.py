@@ -1,24 +1,20 @@
-"""The driver contract: what a vendor implements to put VIPs on its devices.
+"""The driver contract version 0 (deprecated): drivers that receive the API's own models.
 
-Modelled on octavia-lib's ``provider_base``: one abstract class, one documented method per
-operation. Drivers are declarative and idempotent: ``apply`` receives the whole desired tree of
-one VIP and makes the device match it, however many times it is called and whatever the device
-held before (after a crash, a restart, or a half-done earlier call). That is what makes the
-operator restart-safe without bookkeeping of its own.
+Kept so that a driver written against 0.1 (subclassing ``lbaas.drivers.base.Driver`` and
+receiving this module's ``LoadBalancer``, built from ``lbaas.api`` specs) keeps loading and
+working: the registry wraps it in :class:`lbaas.drivers.legacy.LegacyDriver`, which converts
+the driver data model back to these classes, and logs a deprecation warning once. The shim
+serves what contract 0 could express (one listener, one pool; no TLS termination, no L7,
+no UDP) and stays for the 0.2 releases; it is removed in 0.3.0. New drivers implement
+:mod:`lbaas.drivers.contract` (see ``docs/drivers.md``).
 
-Drivers are synchronous. The operator calls them from a thread pool with a per-call deadline
-(:func:`call_deadline`), so a driver may block on the network; it must be safe to call for
-*different* devices from several threads at once. Calls for the *same* device are serialised
-by the operator, and only the agent holding the device's Lease makes them.
+The errors and the call deadline are shared with contract 1 and re-exported here.
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
-import threading
-import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,79 +23,25 @@ from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberOperatingStatus, MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
+from lbaas.drivers.contract import Drift, ProbeResult
+from lbaas.drivers.deadline import call_deadline, deadline_scope, remaining
+from lbaas.drivers.errors import DriverError, StaleOwnerError, UnsupportedError
 
-
-class DriverError(Exception):
-    """A failure the user should see.
-
-    ``user_message`` goes to ``status.message`` and a Warning Event on the objects concerned;
-    ``detail`` only to the operator's log. ``retryable`` errors are retried with backoff
-    (device unreachable, busy); non-retryable ones wait until the spec or the device changes
-    (the device refuses the configuration). ``reason`` is a CamelCase machine reason.
-    """
-
-    def __init__(
-        self,
-        user_message: str,
-        *,
-        detail: str = "",
-        retryable: bool = True,
-        reason: str = "DriverError",
-    ) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.detail = detail
-        self.retryable = retryable
-        self.reason = reason
-
-
-class UnsupportedError(DriverError):
-    """The driver cannot express what the spec asks for; retrying will not help."""
-
-    def __init__(self, user_message: str, *, detail: str = "") -> None:
-        super().__init__(user_message, detail=detail, retryable=False, reason="Unsupported")
-
-
-class StaleOwnerError(DriverError):
-    """The device has seen a newer owner (a higher ``fence``): this call must not touch it."""
-
-    def __init__(self, user_message: str, *, detail: str = "") -> None:
-        super().__init__(user_message, detail=detail, retryable=True, reason="StaleOwner")
-
-
-# ---- the deadline of the current call ---------------------------------------------------------
-
-_CALL = threading.local()
-
-
-def call_deadline() -> float | None:
-    """``time.monotonic()`` by which the running driver call must have returned, or None.
-
-    The operator sets it for every call (see ``lbaas.drivers.runner``). A driver that waits
-    (a reload, a REST call, a retry loop) bounds its waits with :func:`remaining`: the lease
-    that makes an agent the device's only owner is only valid that long, and a call that
-    outlives it could overlap the next owner's.
-    """
-    return getattr(_CALL, "deadline", None)
-
-
-def remaining(default: float) -> float:
-    """Seconds left before the call deadline (at most ``default``; 0 when already past)."""
-    deadline = call_deadline()
-    if deadline is None:
-        return default
-    return max(0.0, min(default, deadline - time.monotonic()))
-
-
-@contextlib.contextmanager
-def deadline_scope(deadline: float | None) -> Iterator[None]:
-    """Set the call deadline for the current thread (the runner does this)."""
-    previous = getattr(_CALL, "deadline", None)
-    _CALL.deadline = deadline
-    try:
-        yield
-    finally:
-        _CALL.deadline = previous
+__all__ = [
+    "DeviceHandle",
+    "Drift",
+    "Driver",
+    "DriverError",
+    "LoadBalancer",
+    "MemberEntry",
+    "ProbeResult",
+    "StaleOwnerError",
+    "Statuses",
+    "UnsupportedError",
+    "call_deadline",
+    "deadline_scope",
+    "remaining",
+]
 
 
 @dataclass(frozen=True)
@@ -157,30 +99,12 @@ class LoadBalancer:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    ready: bool
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One way a device differs from what it should serve, found by ``verify``.
-
-    ``kind`` is CamelCase (``ConfigChanged``, ``RuntimeChanged``, ``Missing``, ``Orphan``...);
-    ``message`` says what was found, for the ``DriftRepaired`` Event.
-    """
-
-    kind: str
-    message: str
-
-
 Statuses = Mapping[str, MemberOperatingStatus]
 """Member name → operating status."""
 
 
 class Driver(abc.ABC):
-    """Base of every driver. Subclass it and register it under entry-point group lbaas.drivers.
+    """Base of a contract-0 driver (deprecated: see the module docstring).
 
     One instance serves every Device that names the driver; per-device state, if any, must be
     keyed by ``device.name``. Every method below is called from a worker thread, never for

@@ -2,17 +2,25 @@
 
 A vendor ships its driver as its own distribution declaring
 ``[project.entry-points."lbaas.drivers"] myvendor = "myvendor_lbaas:Driver"``; installing it
-next to the operator is all it takes.
+next to the operator is all it takes. A driver of the deprecated contract 0
+(``lbaas.drivers.base.Driver``) is wrapped in the compatibility shim
+(:class:`lbaas.drivers.legacy.LegacyDriver`) with a warning in the log, until 0.3.0.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from importlib.metadata import entry_points
 
-from lbaas.drivers.base import Driver, DriverError
+from lbaas.drivers import base
+from lbaas.drivers.capabilities import unknown
+from lbaas.drivers.contract import Driver
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.legacy import REMOVED_IN, LegacyDriver
 
 GROUP = "lbaas.drivers"
+log = logging.getLogger(__name__)
 
 
 class UnknownDriverError(DriverError):
@@ -23,6 +31,29 @@ class UnknownDriverError(DriverError):
             retryable=False,
             reason="UnknownDriver",
         )
+
+
+def adopt(name: str, loaded: object) -> Driver:
+    """The contract-1 driver for what entry point ``name`` gave (a shim around contract 0)."""
+    if isinstance(loaded, Driver):
+        strange = unknown(loaded.features)
+        if strange:
+            log.warning("driver %r declares features no one knows: %s", name, ", ".join(strange))
+        return loaded
+    if isinstance(loaded, base.Driver):
+        log.warning(
+            "driver %r implements the deprecated driver contract 0 (lbaas.drivers.base.Driver):"
+            " it runs through a compatibility shim, which serves one listener and one pool per"
+            " VIP and is removed in %s; port it to lbaas.drivers.contract (docs/drivers.md)",
+            name,
+            REMOVED_IN,
+        )
+        return LegacyDriver(loaded)
+    raise DriverError(
+        f"entry point {name!r} does not provide an lbaas Driver",
+        retryable=False,
+        reason="DriverLoadFailed",
+    )
 
 
 class DriverRegistry:
@@ -43,20 +74,14 @@ class DriverRegistry:
             if not matches:
                 raise UnknownDriverError(name, self.available())
             try:
-                factory = matches[0].load()
-                driver = factory()
+                loaded = matches[0].load()()
             except Exception as exc:
                 raise DriverError(
                     f"driver {name!r} failed to load: {exc}",
                     retryable=False,
                     reason="DriverLoadFailed",
                 ) from exc
-            if not isinstance(driver, Driver):
-                raise DriverError(
-                    f"entry point {name!r} does not provide an lbaas Driver",
-                    retryable=False,
-                    reason="DriverLoadFailed",
-                )
+            driver = adopt(name, loaded)
             self._drivers[name] = driver
             return driver
 
