@@ -16,6 +16,7 @@ from typing import Any
 
 from lbaas.config import OperatorSettings
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.kinds import CHILD_KINDS, children_of
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change
 from lbaas.kube.resources import DEVICES, LEASES, SERVICES, VIPS
@@ -25,7 +26,7 @@ from lbaas.placement.ownerless import Ownerless
 from lbaas.reporter import Reporter
 from lbaas.services.controller import ServiceController
 from lbaas.trees.orphans import Orphans
-from lbaas.views import PARENT_FIELD, Views, is_deleting, meta_of, spec_of, status_of
+from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Controller:
                 is_deleting(vip) and not status_of(vip).get("device")
             ):
                 self.binder.trigger(key)
-        for kind in PARENT_FIELD:
+        for kind in CHILD_KINDS:
             for obj in self._all(kind):
                 meta = meta_of(obj)
                 if self.views.missing_parent(kind, str(meta["namespace"]), spec_of(obj)):
@@ -114,7 +115,7 @@ class Controller:
         kind = change.resource.kind
         if kind == "VIP":
             self._vip_changed(change)
-        elif kind in PARENT_FIELD:
+        elif kind in CHILD_KINDS:
             self._child_changed(change)
         elif kind == "Device":
             self._device_changed(change)
@@ -129,7 +130,7 @@ class Controller:
         new_device = status_of(new).get("device")
         if new is None:
             self.binder.unscheduled.discard(key)
-            self.orphans.check_children_of_vip(*key)
+            self.orphans.check_children_of("VIP", *key)
         elif (
             self.binder.needs_binding(new)
             or (is_deleting(new) and not new_device)
@@ -137,7 +138,7 @@ class Controller:
         ):
             self.binder.trigger(key)
         if old is None and new is not None:
-            self.orphans.check_children_of_vip(*key)
+            self.orphans.check_children_of("VIP", *key)
         if old_device and (new is None or old_device != new_device or is_deleting(new)):
             self.inventory.count_later(str(old_device))
             self.binder.inventory_changed()  # capacity and an address were freed
@@ -150,15 +151,15 @@ class Controller:
     def _child_changed(self, change: Change) -> None:
         kind, (namespace, name) = change.resource.kind, change.key
         if change.new is None:
-            if kind == "Pool":
-                self.orphans.check_children_of_pool(namespace, name)
+            if children_of(kind):
+                self.orphans.check_children_of(kind, namespace, name)
             return
         old_spec, new_spec = spec_of(change.old), spec_of(change.new)
-        field = PARENT_FIELD[kind]
+        field = str(CHILD_KINDS[kind].parent_field)
         if change.old is None or old_spec.get(field) != new_spec.get(field):
             self.orphans.check(kind, namespace, name)
-            if kind == "Pool":
-                self.orphans.check_children_of_pool(namespace, name)
+            if children_of(kind):
+                self.orphans.check_children_of(kind, namespace, name)
             vip_key = self.views.vip_key_of(kind, namespace, new_spec)
             if vip_key is not None and vip_key in self.binder.unscheduled:
                 self.binder.trigger(vip_key)  # its status says why it waits

@@ -140,25 +140,31 @@ class Process:
             )
             self.tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
         if self.role in ("run", "agent"):
-            agent = self.agent = Agent(
+
+            def ownership(agent: Agent) -> DeviceOwnership:
+                self.ownership = DeviceOwnership(
+                    store,
+                    s.agent_id,
+                    labels=s.agent_labels,
+                    devices=self.devices,
+                    on_acquired=agent.on_acquired,
+                    on_release=agent.on_release,
+                    on_lost=agent.on_lost,
+                    lease_duration=s.lease_duration,
+                    renew_period=s.lease_renew_period,
+                    driver_timeout=s.driver_timeout,
+                )
+                return self.ownership
+
+            self.agent = Agent(
                 settings=s,
                 kube=self.kube,
                 views=self.views,
                 reporter=self.reporter,
                 drivers=self.drivers,
+                gate=ownership,
             )
-            self.ownership = agent.gate = DeviceOwnership(
-                store,
-                s.agent_id,
-                labels=s.agent_labels,
-                devices=self.devices,
-                on_acquired=agent.on_acquired,
-                on_release=agent.on_release,
-                on_lost=agent.on_lost,
-                lease_duration=s.lease_duration,
-                renew_period=s.lease_renew_period,
-                driver_timeout=s.driver_timeout,
-            )
+            assert self.ownership is not None
             self.tasks.append(asyncio.create_task(self.ownership.run(), name="device ownership"))
 
     def devices(self) -> dict[str, LabelSelector | None]:

@@ -15,16 +15,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lbaas.device_index import DeviceIndex
+from lbaas.kinds import BY_KIND as TREE_BY_KIND
+from lbaas.kinds import CHILD_KINDS
 from lbaas.kube.informer import Change, Informer, Key, Obj
 from lbaas.kube.resources import (
     DEVICES,
     ENDPOINT_SLICES,
-    MEMBERS,
-    MONITORS,
     NAMESPACES,
     POOLS,
     SERVICES,
-    TREE_KINDS,
     VIPS,
     Resource,
 )
@@ -49,13 +48,10 @@ def is_deleting(obj: Mapping[str, Any] | None) -> bool:
     return bool(meta_of(obj).get("deletionTimestamp"))
 
 
-PARENT_FIELD = {"Pool": "vipRef", "Member": "poolRef", "HealthMonitor": "poolRef"}
-
 SERVICE_LABEL = "lbaas.dev/service"
 """On VIPs, Pools, Members and HealthMonitors generated for a Service: the Service's name."""
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 """On an EndpointSlice: the Service it belongs to (set by the endpointslice controller)."""
-_TREE_KIND_NAMES = {r.kind for r in TREE_KINDS}
 
 
 def _labelled(obj: Mapping[str, Any] | None, label: str) -> str | None:
@@ -70,7 +66,7 @@ class Views:
         self.informers = dict(informers)
         # (namespace, parent name) -> child keys, per child kind
         self._children: dict[str, dict[Key, set[Key]]] = {
-            kind: defaultdict(set) for kind in PARENT_FIELD
+            kind: defaultdict(set) for kind in CHILD_KINDS
         }
         self.devices_index = DeviceIndex()
         # (namespace, Service name) -> EndpointSlice keys / (kind, name) of generated objects
@@ -95,8 +91,8 @@ class Views:
 
     def _on_change(self, change: Change) -> None:
         kind = change.resource.kind
-        if kind in PARENT_FIELD:
-            field = PARENT_FIELD[kind]
+        if kind in CHILD_KINDS:
+            field = str(CHILD_KINDS[kind].parent_field)
             index = self._children[kind]
             for obj, add in ((change.old, False), (change.new, True)):
                 if obj is None:
@@ -110,7 +106,7 @@ class Views:
                         del index[parent]
         elif kind == "VIP":
             self.devices_index.update(change.key, change.new)
-        if kind in _TREE_KIND_NAMES:
+        if kind in TREE_BY_KIND:
             self._reindex(self._generated, change, SERVICE_LABEL, (kind, change.key[1]))
         elif kind == "EndpointSlice":
             self._reindex(self._slices, change, SLICE_SERVICE_LABEL, change.key)
@@ -168,7 +164,8 @@ class Views:
         return self._get(POOLS, (namespace, name))
 
     def children(self, kind: str, namespace: str, parent: str) -> list[Obj]:
-        resource = {"Pool": POOLS, "Member": MEMBERS, "HealthMonitor": MONITORS}[kind]
+        """The objects of child ``kind`` whose parent field names ``parent``."""
+        resource = CHILD_KINDS[kind].resource
         keys = self._children[kind].get((namespace, parent), ())
         return [obj for key in keys if (obj := self._get(resource, key)) is not None]
 
@@ -199,27 +196,33 @@ class Views:
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return meta_of(self._get(NAMESPACES, ("", namespace))).get("labels") or {}
 
+    def parent_of(self, kind: str, namespace: str, spec: Mapping[str, Any]) -> tuple[str, str]:
+        """(parent kind, parent name) that a child's spec names."""
+        child = CHILD_KINDS[kind]
+        return str(child.parent), str(spec.get(str(child.parent_field)) or "")
+
     def vip_key_of(self, kind: str, namespace: str, spec: Mapping[str, Any]) -> VipKey | None:
-        """Member/HealthMonitor → Pool → VIP; Pool → VIP. None while the parent is missing."""
-        if kind == "VIP":
-            return None
-        if kind == "Pool":
-            return (namespace, str(spec["vipRef"])) if spec.get("vipRef") else None
-        pool = self.pool(namespace, str(spec.get("poolRef") or ""))
-        if pool is None or not spec_of(pool).get("vipRef"):
-            return None
-        return (namespace, str(spec_of(pool)["vipRef"]))
+        """The VIP a child belongs to, up its parents (Member → Pool → VIP). None while a
+        parent is missing."""
+        while kind != "VIP":
+            kind, name = self.parent_of(kind, namespace, spec)
+            if kind == "VIP":
+                return (namespace, name) if name else None
+            parent = self.get(kind, namespace, name)
+            if parent is None:
+                return None
+            spec = spec_of(parent)
+        return None
 
     def missing_parent(self, kind: str, namespace: str, spec: Mapping[str, Any]) -> str | None:
         """What a child waits for ("VIP web", "Pool web"), or None when its parents exist."""
-        if kind == "Pool":
-            ref = str(spec.get("vipRef") or "")
-            return None if self.vip((namespace, ref)) is not None else f"VIP {ref}"
-        pool_name = str(spec.get("poolRef") or "")
-        pool = self.pool(namespace, pool_name)
-        if pool is None:
-            return f"Pool {pool_name}"
-        return self.missing_parent("Pool", namespace, spec_of(pool))
+        parent_kind, name = self.parent_of(kind, namespace, spec)
+        parent = self.get(parent_kind, namespace, name)
+        if parent is None:
+            return f"{parent_kind} {name}"
+        if parent_kind == "VIP":
+            return None
+        return self.missing_parent(parent_kind, namespace, spec_of(parent))
 
     def bound_vips(self, device: str, *, with_deleting: bool = False) -> set[VipKey]:
         """VIPs whose status names ``device`` (a copy)."""

@@ -39,7 +39,7 @@ from lbaas.kube import resources
 from lbaas.kube.client import Kube
 from lbaas.kube.resources import Resource
 
-PACKAGE = Path(inspect.getfile(leases)).resolve().parents[1]
+PACKAGE = Path(inspect.getfile(leases)).resolve().parent  # lbaas/leases.py: the package dir
 ROLES = ("controller", "agent")
 KUBE_VERBS = {
     "apply_status": ("patch", "status"),
@@ -230,7 +230,7 @@ RESOURCE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
     # (function, argument) → the resource constants it can be, where it is no constant
     ("lbaas.services.objects.GeneratedObjects.apply", "resource"): (
         "VIPS", "POOLS", "MEMBERS", "MONITORS"),
-    ("lbaas.services.objects.GeneratedObjects._delete_one", "KINDS[obj['kind']]"): (
+    ("lbaas.services.objects.GeneratedObjects._delete_one", "BY_KIND[obj['kind']].resource"): (
         "VIPS", "POOLS", "MEMBERS", "MONITORS"),
 }  # fmt: skip
 

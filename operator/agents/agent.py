@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from lbaas.agents.transfer import Transfer
-from lbaas.agents.worker import DeviceWorker
+from lbaas.agents.worker import DeviceWorker, LeaseGate
 from lbaas.background import spawn
 from lbaas.config import OperatorSettings
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.drivers.runner import DriverRunner
+from lbaas.kinds import CHILD_KINDS
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change
 from lbaas.reporter import Reporter
 from lbaas.trees.loop import Mode, TreeLoops
 from lbaas.trees.reconcile import TreeReconciler
-from lbaas.views import PARENT_FIELD, Views, is_deleting, meta_of, spec_of, status_of
+from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ class Agent:
         views: Views,
         reporter: Reporter,
         drivers: DriverRegistry,
+        gate: Callable[[Agent], LeaseGate],
     ) -> None:
+        """``gate`` makes, for this agent, what decides which Devices it owns and when a driver
+        call may start (the runtime's :class:`~lbaas.agents.ownership.DeviceOwnership`, whose
+        callbacks are this agent's ``on_acquired``/``on_release``/``on_lost``)."""
         self.settings = settings
         self.kube = kube
         self.views = views
@@ -69,7 +75,7 @@ class Agent:
             resync_interval=settings.resync_interval,
             backoff_max=settings.retry_backoff_max,
         )
-        self.gate: Any = None  # DeviceOwnership, set by the runtime
+        self.gate: LeaseGate = gate(self)
         views.subscribe(self.on_change)
 
     # ---- ownership callbacks -----------------------------------------------------------------
@@ -144,7 +150,7 @@ class Agent:
         kind = change.resource.kind
         if kind == "VIP":
             self._vip_changed(change)
-        elif kind in PARENT_FIELD:
+        elif kind in CHILD_KINDS:
             self._child_changed(change)
         elif kind == "Device":
             self._device_changed(change)
@@ -188,16 +194,13 @@ class Agent:
                 key = self.views.vip_key_of(kind, namespace, spec_of(obj))
                 if key is not None:
                     keys.add(key)
-        if kind == "Pool" and new is None and old is not None:
-            keys.add((namespace, str(spec_of(old).get("vipRef"))))
         for key in keys:
             if status_of(self.views.vip(key)).get("device") in self.workers:
                 self.loops.trigger(key, Mode.APPLY)
 
     def _device_changed(self, change: Change) -> None:
         name = change.key[1]
-        if self.gate is not None:
-            self.gate.nudge()
+        self.gate.nudge()
         worker = self.workers.get(name)
         if worker is None or change.new is None:
             return

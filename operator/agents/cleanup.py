@@ -24,17 +24,17 @@ Call = Callable[[str, Callable[[Driver, DeviceHandle], Any]], Awaitable[Any]]
 """The device worker's ``call``: one driver call within the device's Lease."""
 
 
-async def remove_orphans(*, device: str, views: Views, reporter: Reporter, call: Call) -> list[str]:
-    """Delete ``device``'s orphans through ``call``; the keys removed."""
-    bound = views.bound_vips(device, with_deleting=True)
-    expected = {f"{ns}/{name}" for ns, name in bound}
+async def remove_orphans(*, name: str, views: Views, reporter: Reporter, call: Call) -> list[str]:
+    """Delete the orphans of Device ``name`` through ``call``; the keys removed."""
+    bound = views.bound_vips(name, with_deleting=True)
+    expected = {f"{ns}/{vip}" for ns, vip in bound}
     try:
         orphans: list[str] = await call("orphans", lambda d, h: d.orphans(h, expected))
     except DriverError as exc:
-        log.info("device %s: orphan check failed: %s", device, exc.user_message)
+        log.info("device %s: orphan check failed: %s", name, exc.user_message)
         return []
     removed = []
-    obj = views.device(device)
+    device = views.device(name)
     for key in orphans:
 
         def delete(driver: Driver, handle: DeviceHandle, key: str = key) -> None:
@@ -43,13 +43,13 @@ async def remove_orphans(*, device: str, views: Views, reporter: Reporter, call:
         try:
             await call("delete", delete)
         except DriverError as exc:
-            log.warning("device %s: orphan %s not removed: %s", device, key, exc.user_message)
+            log.warning("device %s: orphan %s not removed: %s", name, key, exc.user_message)
             continue
         removed.append(key)
-        metrics.DRIFT_REPAIRS.labels(device, "Orphan").inc()
-        if obj is not None:
+        metrics.DRIFT_REPAIRS.labels(name, "Orphan").inc()
+        if device is not None:
             reporter.warn(
-                obj,
+                device,
                 reason="DriftRepaired",
                 message=f"removed VIP {key} from the device: no VIP of the cluster is bound"
                 " to it here (left by an abandoned deletion, a failover, or added by hand)",

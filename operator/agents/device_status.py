@@ -85,26 +85,17 @@ async def open_device(
     device: Mapping[str, Any], drivers: DriverRegistry, kube: Kube, owner: str, fence: int
 ) -> tuple[Driver, DeviceSpec, DeviceHandle]:
     """The driver, spec and handle of a Device: its spec parsed, its driver loaded, the
-    driver's config checked (in a thread: drivers are synchronous), its credentials read.
+    driver's config checked (in a thread: drivers are synchronous), its credentials read
+    from their Secret.
 
-    :raises DriverError: from the registry, ``validate_config`` or :func:`build_handle`.
+    :raises DriverError: from the registry or ``validate_config``; ``CredentialsUnavailable``
+        naming the Secret only (the API's answer goes to the log: it may echo headers).
     :raises ValueError: the spec does not parse (the schema should have refused it).
     """
     spec = DeviceSpec.model_validate(spec_of(device))
     driver = drivers.get(spec.driver)
     await asyncio.to_thread(driver.validate_config, spec.config)
-    labels = meta_of(device).get("labels") or {}
     name = str(meta_of(device)["name"])
-    return driver, spec, await build_handle(name, spec, labels, kube, owner, fence)
-
-
-async def build_handle(
-    name: str, spec: DeviceSpec, labels: Mapping[str, str], kube: Kube, owner: str, fence: int
-) -> DeviceHandle:
-    """The handle of a Device, its credentials read from their Secret.
-
-    :raises DriverError: ``CredentialsUnavailable`` naming the Secret only.
-    """
     credentials: Mapping[str, str] = {}
     ref = spec.credentials_secret_ref
     if ref is not None:
@@ -116,12 +107,13 @@ async def build_handle(
                 f"credentials Secret {ref.namespace}/{ref.name} cannot be read",
                 reason="CredentialsUnavailable",
             ) from None
-    return DeviceHandle(
+    handle = DeviceHandle(
         name=name,
         driver=spec.driver,
         config=spec.config,
-        labels=dict(labels),
+        labels=dict(meta_of(device).get("labels") or {}),
         credentials=credentials,
         owner=owner,
         fence=fence,
     )
+    return driver, spec, handle

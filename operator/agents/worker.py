@@ -43,8 +43,13 @@ VipKey = tuple[str, str]
 
 
 class LeaseGate(Protocol):
+    """The agent's ownership of Devices, as its workers and change handlers use it."""
+
     def may_start(self, device: str) -> float | None:
         """Deadline (monotonic) for a driver call of ``device`` starting now, or None."""
+
+    def nudge(self) -> None:
+        """Look at the Devices again now (one was created, deleted, relabelled)."""
 
 
 class DeviceWorker:
@@ -257,7 +262,7 @@ class DeviceWorker:
     async def remove_orphans(self) -> list[str]:
         """Delete what the device holds that no VIP of the cluster is bound to."""
         return await remove_orphans(
-            device=self.name, views=self.views, reporter=self.reporter, call=self.call
+            name=self.name, views=self.views, reporter=self.reporter, call=self.call
         )
 
     # ---- the Device's status --------------------------------------------------------------

@@ -29,6 +29,7 @@ from lbaas.status import SCHEDULED, Cond, desired_status
 from lbaas.trees import report, translate
 from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, spec_of, status_of
+from lbaas.workqueue import KeyedQueue
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,7 @@ class Binder:
         self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
         self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
         self.inventory_version = 0
-        self._queue: asyncio.Queue[VipKey] = asyncio.Queue()
-        self._queued: set[VipKey] = set()
-        self._binding: set[VipKey] = set()  # taken by a worker; triggers wait (``_again``)
-        self._again: set[VipKey] = set()
-        self._workers: list[asyncio.Task[None]] = []
+        self._queue: KeyedQueue[VipKey] = KeyedQueue(self.bind, name="binder")
         self._locks: dict[VipKey, asyncio.Lock] = {}
         self.candidates = CandidateView(
             views,
@@ -73,47 +70,21 @@ class Binder:
     # ---- the queue -------------------------------------------------------------------------
 
     def start(self, concurrency: int = 8) -> None:
-        self._workers = [asyncio.create_task(self._work()) for _ in range(concurrency)]
+        self._queue.start(concurrency)
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await self._queue.stop()
 
     def trigger(self, key: VipKey) -> None:
-        if key in self._binding:
-            # Never two binds of one VIP at once (its own finalizer write is a change that
-            # triggers it): they would replace each other's reservation. One more after it.
-            self._again.add(key)
-            return
-        if key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        """Bind ``key`` (queued once; never two binds of one VIP at once: they would replace
+        each other's reservation, and its own finalizer write is a change that triggers it)."""
+        self._queue.add(key)
 
     def inventory_changed(self) -> None:
         """Devices, namespace labels or capacity changed: waiting VIPs try again."""
         self.inventory_version += 1
         for key in list(self.unscheduled):
             self.trigger(key)
-
-    async def _work(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._binding.add(key)
-            try:
-                await self.bind(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("binding VIP %s/%s failed; retrying", *key)
-                await asyncio.sleep(1)
-                self._again.add(key)
-            finally:
-                self._binding.discard(key)
-            if key in self._again:
-                self._again.discard(key)
-                self.trigger(key)
 
     # ---- one VIP ---------------------------------------------------------------------------
 

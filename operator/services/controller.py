@@ -30,9 +30,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lbaas.config import OperatorSettings
+from lbaas.kinds import BY_KIND, waves
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change, Key, Obj
-from lbaas.kube.resources import MEMBERS, MONITORS, POOLS, VIPS, Resource
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.services import translate
 from lbaas.services.annotations import Options, parse
@@ -47,17 +47,12 @@ from lbaas.views import (
     spec_of,
     status_of,
 )
+from lbaas.workqueue import KeyedQueue
 
 log = logging.getLogger(__name__)
 
 MANAGER = "lbaas-services"
-KINDS: dict[str, Resource] = {
-    "VIP": VIPS,
-    "Pool": POOLS,
-    "Member": MEMBERS,
-    "HealthMonitor": MONITORS,
-}
-WAVES = (("VIP",), ("Pool",), ("HealthMonitor", "Member"))
+WAVES = waves()
 
 
 class ServiceController:
@@ -71,20 +66,16 @@ class ServiceController:
         self.reporter = reporter
         self.cls = settings.load_balancer_class
         self.take_unclassed = settings.default_load_balancer_class
-        self.backoff_max = settings.retry_backoff_max
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
-        self._running: set[Key] = set()
-        self._again: set[Key] = set()
-        self._failures: dict[Key, int] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._queue: KeyedQueue[Key] = KeyedQueue(
+            self.reconcile, name="services", backoff_max=settings.retry_backoff_max
+        )
         self.objects = GeneratedObjects(kube, views)
         self.notices = Notices(views=views, reporter=reporter)
 
     # ---- the queue ---------------------------------------------------------------------------
 
     def start(self, concurrency: int = 4) -> None:
-        self._workers = [asyncio.create_task(self._work()) for _ in range(concurrency)]
+        self._queue.start(concurrency)
         for service in self.views.services():
             if self._concerns(service):
                 self.trigger(_key(service))
@@ -92,43 +83,11 @@ class ServiceController:
             self.trigger(key)
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
-        self._queue = asyncio.Queue()
-        self._queued.clear()
-        self._running.clear()
-        self._again.clear()
+        await self._queue.stop()
         self.objects.forget()
 
     def trigger(self, key: Key) -> None:
-        if key in self._running:
-            self._again.add(key)  # once more after the reconcile in progress
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
-
-    async def _work(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._running.add(key)
-            try:
-                await self.reconcile(key)
-                self._failures.pop(key, None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = min(self.backoff_max, 0.5 * 2 ** min(failures, 10))
-                log.warning("Service %s/%s: %s; retrying in %.1fs", *key, exc, delay)
-                asyncio.get_running_loop().call_later(delay, self.trigger, key)
-            finally:
-                self._running.discard(key)
-                if key in self._again:
-                    self._again.discard(key)
-                    self.trigger(key)
+        self._queue.add(key)
 
     # ---- what a change means -------------------------------------------------------------------
 
@@ -152,7 +111,7 @@ class ServiceController:
                 service = (meta_of(obj).get("labels") or {}).get(SLICE_SERVICE_LABEL)
                 if service and self._concerns(self.views.service(namespace, str(service))):
                     self.trigger((namespace, str(service)))
-        elif kind in KINDS:
+        elif kind in BY_KIND:
             if change.new is None:
                 self.objects.gone(str(meta_of(change.old).get("uid")))
             if _matters(change):
@@ -182,7 +141,7 @@ class ServiceController:
         vips = [o for o in generated if o["kind"] == "VIP"]
         slices = self.views.endpoint_slices(*key)
         want = translate.desired(service, slices, Options() if problems else options, vips)
-        kinds = ("Member",) if problems else tuple(KINDS)
+        kinds = ("Member",) if problems else tuple(BY_KIND)
         if problems:  # keep the trees; only Members of the Pools that exist follow the slices
             pools = {meta_of(o)["name"] for o in generated if o["kind"] == "Pool"}
             want.objects = {

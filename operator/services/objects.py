@@ -17,13 +17,12 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from lbaas import metrics
+from lbaas.kinds import BY_KIND
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Obj
-from lbaas.kube.resources import MEMBERS, MONITORS, POOLS, VIPS
 from lbaas.views import Views, meta_of
 
 MANAGER = "lbaas-services"
-KINDS = {"VIP": VIPS, "Pool": POOLS, "Member": MEMBERS, "HealthMonitor": MONITORS}
 
 
 def _api_message(exc: ApiException) -> str:
@@ -52,7 +51,7 @@ class GeneratedObjects:
         """Server-side apply of one generated object; the answer goes into the cache. What
         the API server refuses (422) is added to ``refused``: retrying cannot help until the
         Service changes."""
-        resource = KINDS[str(body["kind"])]
+        resource = BY_KIND[str(body["kind"])].resource
         try:
             written = await self.kube.apply(resource, body, manager=MANAGER, force=True)
         except ApiException as exc:
@@ -81,7 +80,9 @@ class GeneratedObjects:
             return
         self._deleted.add(uid)
         try:
-            if await self.kube.delete(KINDS[obj["kind"]], meta["namespace"], meta["name"]):
+            if await self.kube.delete(
+                BY_KIND[obj["kind"]].resource, meta["namespace"], meta["name"]
+            ):
                 metrics.SERVICE_WRITES.labels(obj["kind"], "delete").inc()
         except Exception:
             self._deleted.discard(uid)

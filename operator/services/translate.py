@@ -33,16 +33,11 @@ from lbaas.api.member import MemberSpec
 from lbaas.api.meta import LabelSelector
 from lbaas.api.pool import LBMethod, PoolSpec
 from lbaas.api.vip import PersistenceType, SessionPersistence, VIPSpec
+from lbaas.kinds import BY_KIND
 from lbaas.services.annotations import Options
 from lbaas.views import SERVICE_LABEL, is_deleting, meta_of, spec_of, status_of
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "lbaas-operator")
-SPEC_MODELS: dict[str, type[BaseModel]] = {
-    "VIP": VIPSpec,
-    "Pool": PoolSpec,
-    "Member": MemberSpec,
-    "HealthMonitor": HealthMonitorSpec,
-}
 ERROR_PREFIX = "lbaas.dev/"
 UNSUPPORTED_PROTOCOL = "ProtocolNotSupported"
 
@@ -282,7 +277,7 @@ def unchanged(existing: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
     refs = have.get("ownerReferences") or ()
     if not any(r.get("uid") == owner["uid"] and r.get("controller") for r in refs):
         return False
-    model = SPEC_MODELS[str(body["kind"])]
+    model = BY_KIND[str(body["kind"])].spec
     try:
         current = model.model_validate(spec_of(existing))
     except ValidationError:

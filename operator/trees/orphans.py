@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from lbaas.background import spawn
 from lbaas.config import OperatorSettings
+from lbaas.kinds import children_of
 from lbaas.kube.informer import Obj
 from lbaas.reporter import Reporter
 from lbaas.status import PROGRAMMED, condition
@@ -56,15 +57,13 @@ class Orphans:
         """Look at a child again (it or one of its parents changed)."""
         spawn(self._check((kind, namespace, name)))
 
-    def check_children_of_vip(self, namespace: str, vip: str) -> None:
-        for pool in self.views.children("Pool", namespace, vip):
-            self.check("Pool", namespace, pool["metadata"]["name"])
-            self.check_children_of_pool(namespace, pool["metadata"]["name"])
-
-    def check_children_of_pool(self, namespace: str, pool: str) -> None:
-        for kind in ("Member", "HealthMonitor"):
-            for child in self.views.children(kind, namespace, pool):
-                self.check(kind, namespace, child["metadata"]["name"])
+    def check_children_of(self, kind: str, namespace: str, name: str) -> None:
+        """Look again at every descendant of the ``kind`` object ``name`` (it came or went)."""
+        for child_kind in children_of(kind):
+            for child in self.views.children(child_kind.kind, namespace, name):
+                child_name = str(child["metadata"]["name"])
+                self.check(child_kind.kind, namespace, child_name)
+                self.check_children_of(child_kind.kind, namespace, child_name)
 
     async def _check(self, key: ChildKey) -> None:
         kind, namespace, name = key

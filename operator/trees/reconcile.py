@@ -94,7 +94,8 @@ class TreeReconciler:
         lb = translate.load_balancer(tree, self._address(tree, vip))
         why = unsupported(worker, lb)
         if why is not None:
-            await self._forget(worker, key, tree, lb.address)
+            # As a refused apply: the device goes on serving what it had (nothing is sent).
+            worker.applied.pop(key, None)
             failed = report.failed(self.out.fresh(tree), "Error", Reason.UNSUPPORTED, why)
             await self.out.write(device, failed)
             return Result.BLOCKED

@@ -16,6 +16,7 @@ from typing import Any
 
 from lbaas.api.member import MemberOperatingStatus as M
 from lbaas.drivers.model import LoadBalancer
+from lbaas.kinds import BY_KIND
 from lbaas.status import (
     PROGRAMMED,
     READY,
@@ -119,7 +120,7 @@ def failed(
             Cond(PROGRAMMED, False, o_reason, o_message),
             Cond(READY, False, o_reason, o_message),
         ]
-        extra = {"operatingStatus": "OFFLINE"} if obj.kind in ("VIP", "Pool", "Member") else None
+        extra = {"operatingStatus": "OFFLINE"} if BY_KIND[obj.kind].operating_status else None
         out.append(
             _doc(obj, o_phase, o_reason, o_message, conds, extra=extra, generation=obj.generation)
         )

@@ -36,8 +36,8 @@ async def agent_on(rig: Rig, kube: Any = None) -> AsyncIterator[Agent]:
         views=rig.views,
         reporter=rig.reporter.as_reporter(),
         drivers=rig.drivers,
+        gate=lambda _agent: AlwaysHeld(),
     )
-    agent.gate = AlwaysHeld()
     try:
         yield agent
     finally:
