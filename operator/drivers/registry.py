@@ -85,6 +85,14 @@ class DriverRegistry:
             self._drivers[name] = driver
             return driver
 
+    def add(self, name: str, driver: object) -> Driver:
+        """Use ``driver`` (an instance, either contract) under ``name``, ahead of any entry point
+        of that name: drivers built in code (tests, embedding the operator)."""
+        adopted = adopt(name, driver)
+        with self._lock:
+            self._drivers[name] = adopted
+        return adopted
+
     def close(self) -> None:
         with self._lock:
             for driver in self._drivers.values():

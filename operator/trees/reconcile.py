@@ -169,9 +169,7 @@ class TreeReconciler:
                     error.user_message,
                     error.detail,
                 )
-                failed = report.failed(
-                    self.out.fresh(tree), "Error", error.reason, error.user_message
-                )
+                failed = report.failed(self.out.fresh(tree), "Error", error.reason, _said(error))
                 await self.out.write(worker.name, failed)
                 return Result.RETRY if error.retryable else Result.BLOCKED
             if drifts:
@@ -309,3 +307,11 @@ def unsupported(worker: DeviceWorker, lb: LoadBalancer) -> str | None:
         f"device {worker.name} (driver {worker.driver_name}) cannot serve it: {why}; use a"
         " device whose driver can (kubectl get lbdev shows their features)"
     )
+
+
+def _said(error: DriverError) -> str:
+    """The error's message for status and Event; an ``UnsupportedError`` names its feature."""
+    feature = getattr(error, "feature", None)
+    if feature and feature not in error.user_message:
+        return f"{error.user_message} (feature {feature})"
+    return error.user_message
