@@ -50,6 +50,10 @@ def is_deleting(obj: Mapping[str, Any] | None) -> bool:
 
 SERVICE_LABEL = "lbaas.dev/service"
 """On VIPs, Pools, Members and HealthMonitors generated for a Service: the Service's name."""
+GATEWAY_LABEL = "lbaas.dev/gateway"
+"""On the objects generated for a Gateway (and its Routes): the Gateway's name (a digest when
+longer than a label value may be: ``lbaas.generated.owned.label_value``)."""
+GENERATED_LABELS = (SERVICE_LABEL, GATEWAY_LABEL)
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 """On an EndpointSlice: the Service it belongs to (set by the endpointslice controller)."""
 
@@ -69,9 +73,12 @@ class Views:
             kind: defaultdict(set) for kind in CHILD_KINDS
         }
         self.devices_index = DeviceIndex()
-        # (namespace, Service name) -> EndpointSlice keys / (kind, name) of generated objects
+        # (namespace, Service name) -> EndpointSlice keys; per source label: (namespace, label
+        # value) -> (kind, name) of the objects generated for that source
         self._slices: dict[Key, set[Key]] = defaultdict(set)
-        self._generated: dict[Key, set[tuple[str, str]]] = defaultdict(set)
+        self._generated: dict[str, dict[Key, set[tuple[str, str]]]] = {
+            label: defaultdict(set) for label in GENERATED_LABELS
+        }
         self._listeners: list[Listener] = []
         for informer in self.informers.values():
             informer.handlers.append(self._on_change)
@@ -107,7 +114,8 @@ class Views:
         elif kind == "VIP":
             self.devices_index.update(change.key, change.new)
         if kind in TREE_BY_KIND:
-            self._reindex(self._generated, change, SERVICE_LABEL, (kind, change.key[1]))
+            for label, index in self._generated.items():
+                self._reindex(index, change, label, (kind, change.key[1]))
         elif kind == "EndpointSlice":
             self._reindex(self._slices, change, SLICE_SERVICE_LABEL, change.key)
         for listener in self._listeners:
@@ -180,10 +188,11 @@ class Views:
         keys = sorted(self._slices.get((namespace, service), ()))
         return [obj for key in keys if (obj := self._get(ENDPOINT_SLICES, key)) is not None]
 
-    def generated(self, namespace: str, service: str) -> list[Obj]:
-        """VIPs, Pools, Members and HealthMonitors labelled as generated for ``service``."""
+    def generated(self, namespace: str, source: str, label: str = SERVICE_LABEL) -> list[Obj]:
+        """VIPs, Pools, Members and HealthMonitors whose ``label`` says ``source`` (a
+        Service's name, a Gateway's label value)."""
         found = []
-        for kind, name in sorted(self._generated.get((namespace, service), ())):
+        for kind, name in sorted(self._generated[label].get((namespace, source), ())):
             obj = self.get(kind, namespace, name)
             if obj is not None:
                 found.append(obj)
@@ -191,7 +200,11 @@ class Views:
 
     def services_with_generated(self) -> set[Key]:
         """(namespace, Service name) of every Service something was generated for."""
-        return set(self._generated)
+        return set(self._generated[SERVICE_LABEL])
+
+    def sources_with_generated(self, label: str) -> set[Key]:
+        """(namespace, label value) of every source ``label`` names on a generated object."""
+        return set(self._generated[label])
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return meta_of(self._get(NAMESPACES, ("", namespace))).get("labels") or {}

@@ -228,9 +228,9 @@ def _resource(name: str) -> Resource:
 
 RESOURCE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
     # (function, argument) → the resource constants it can be, where it is no constant
-    ("lbaas.services.objects.GeneratedObjects.apply", "resource"): (
+    ("lbaas.generated.objects.GeneratedObjects.apply", "resource"): (
         "VIPS", "POOLS", "MEMBERS", "MONITORS"),
-    ("lbaas.services.objects.GeneratedObjects._delete_one", "BY_KIND[obj['kind']].resource"): (
+    ("lbaas.generated.objects.GeneratedObjects._delete_one", "BY_KIND[obj['kind']].resource"): (
         "VIPS", "POOLS", "MEMBERS", "MONITORS"),
 }  # fmt: skip
 
@@ -440,8 +440,9 @@ def lease_calls() -> set[Call]:
 
 def needed(settings: OperatorSettings) -> set[Call]:
     """Everything the operator's roles send, with these settings (``services=False``: the
-    Services controller, lbaas.services, does not run)."""
+    Services controller, lbaas.services, does not run; the writer of generated objects,
+    lbaas.generated, runs when a translator does)."""
     calls = informer_calls(settings) | kube_calls(settings) | lease_calls()
     if not settings.services:
-        calls = {c for c in calls if not c.site.startswith("lbaas.services.")}
+        calls = {c for c in calls if not c.site.startswith(("lbaas.services.", "lbaas.generated."))}
     return calls

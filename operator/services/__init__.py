@@ -9,4 +9,7 @@ EndpointSlices; the trees are then served like any hand-written one (binder, age
   Service's ``status.loadBalancer`` from the VIPs (pure).
 - :mod:`~lbaas.services.controller`: the loop keyed by Service, in the controller role.
 - :mod:`~lbaas.services.notices`: the Warning Events a Service gets, each said once.
+
+What the Gateway API controller does the same way (the writer, shared addresses, owned
+bodies, endpoints from slices) is in :mod:`lbaas.generated`.
 """

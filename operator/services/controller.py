@@ -24,20 +24,20 @@ generated objects) is :class:`~lbaas.services.notices.Notices`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lbaas import metrics
 from lbaas.config import OperatorSettings
-from lbaas.kinds import BY_KIND, waves
+from lbaas.generated.objects import GeneratedObjects, matters
+from lbaas.kinds import BY_KIND
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change, Key, Obj
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.services import translate
 from lbaas.services.annotations import Options, parse
 from lbaas.services.notices import Notices
-from lbaas.services.objects import GeneratedObjects
 from lbaas.views import (
     SERVICE_LABEL,
     SLICE_SERVICE_LABEL,
@@ -52,7 +52,6 @@ from lbaas.workqueue import KeyedQueue
 log = logging.getLogger(__name__)
 
 MANAGER = "lbaas-services"
-WAVES = waves()
 
 
 class ServiceController:
@@ -69,7 +68,7 @@ class ServiceController:
         self._queue: KeyedQueue[Key] = KeyedQueue(
             self.reconcile, name="services", backoff_max=settings.retry_backoff_max
         )
-        self.objects = GeneratedObjects(kube, views)
+        self.objects = GeneratedObjects(kube, views, manager=MANAGER, writes=metrics.SERVICE_WRITES)
         self.notices = Notices(views=views, reporter=reporter)
 
     # ---- the queue ---------------------------------------------------------------------------
@@ -114,7 +113,7 @@ class ServiceController:
         elif kind in BY_KIND:
             if change.new is None:
                 self.objects.gone(str(meta_of(change.old).get("uid")))
-            if _matters(change):
+            if matters(change):
                 for obj in (change.old, change.new):
                     service = (meta_of(obj).get("labels") or {}).get(SERVICE_LABEL)
                     if service:
@@ -169,40 +168,22 @@ class ServiceController:
         generated: Iterable[Obj],
         kinds: tuple[str, ...],
     ) -> None:
-        namespace = key[0]
-        conflicts: list[str] = []
-        refused: list[str] = []
-        for wave in WAVES:
-            todo = []
-            for (kind, name), body in objects.items():
-                if kind not in wave:
-                    continue
-                existing = self.views.get(kind, namespace, name)
-                if existing is not None:
-                    if not translate.generated_for(existing, key[1]):
-                        conflicts.append(f"{kind} {name}")
-                        continue
-                    if is_deleting(existing) or translate.unchanged(existing, body):
-                        continue  # a deleting one: applied again once it is gone
-                todo.append(self.objects.apply(body, refused))
-            await asyncio.gather(*todo)
+        outcome = await self.objects.sync(
+            key[0],
+            objects,
+            generated,
+            ours=lambda existing: translate.generated_for(existing, key[1]),
+            kinds=kinds,
+        )
         self.notices.say(
             key,
             service,
             "NameConflict",
-            f"not generated, another object has the name: {', '.join(conflicts)}"
-            if conflicts
+            f"not generated, another object has the name: {', '.join(outcome.conflicts)}"
+            if outcome.conflicts
             else None,
         )
-        self.notices.say(key, service, "Rejected", "; ".join(refused) or None)
-        stale = [
-            o
-            for o in generated
-            if o["kind"] in kinds
-            and (o["kind"], meta_of(o)["name"]) not in objects
-            and not is_deleting(o)
-        ]
-        await self.objects.delete(stale)
+        self.notices.say(key, service, "Rejected", "; ".join(outcome.refused) or None)
 
     async def _remove(self, key: Key, service: Obj | None) -> None:
         """Take the Service's trees off the devices and out of the cluster, then let it go."""
@@ -247,23 +228,6 @@ class ServiceController:
                 self.reporter.info(
                     latest, reason="IPAllocated", message=f"serving on {', '.join(after)}"
                 )
-
-
-_META = ("generation", "labels", "ownerReferences", "deletionTimestamp")
-_VIP_STATUS = ("phase", "reason", "address", "device")
-
-
-def _matters(change: Change) -> bool:
-    """Whether a generated object's change can change what its Service should have or
-    show: created, deleted, its spec or ownership, or a VIP's phase or placement (members'
-    health, rewritten every few seconds, cannot)."""
-    old, new = meta_of(change.old), meta_of(change.new)
-    if change.old is None or change.new is None or any(old.get(k) != new.get(k) for k in _META):
-        return True
-    if change.resource.kind != "VIP":
-        return False
-    before, after = status_of(change.old), status_of(change.new)
-    return any(before.get(k) != after.get(k) for k in _VIP_STATUS)
 
 
 def _key(obj: Mapping[str, Any]) -> Key:

@@ -7,15 +7,9 @@ the name says what it is in ``kubectl get lbaas``, and an endpoint that comes ba
 the same object). Port numbers, not port names, make the tree names: a port is unique per
 protocol and has no dash, so two Services of one namespace can never produce the same name.
 
-All ports of a Service share one address (``status.loadBalancer.ingress[0].ip``). The binder
-allocates an address per VIP, so only the first port's VIP (the *primary*) is created
-without one; once a VIP of the Service is bound, that address and Device (the *placement*)
-are given to every other VIP (``address`` and ``deviceRef``): the other ports follow, and a
-port that replaces the primary (its number changed) keeps the Service's address. An address
-asked for by annotation needs no such wait.
-
-Specs are built through the API models, so they carry every default the API server would
-fill in: comparing one with the cached object is then an exact test for "nothing to apply".
+All ports of a Service share one address (``status.loadBalancer.ingress[0].ip``): the
+first port's VIP is the primary of the group (:mod:`lbaas.generated.sharing`); an address
+asked for by annotation needs no wait.
 """
 
 from __future__ import annotations
@@ -25,19 +19,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from lbaas import API_VERSION
 from lbaas.api.healthmonitor import HealthMonitorSpec, MonitorType
 from lbaas.api.member import MemberSpec
 from lbaas.api.meta import LabelSelector
 from lbaas.api.pool import LBMethod, PoolSpec
 from lbaas.api.vip import PersistenceType, SessionPersistence, VIPSpec
-from lbaas.kinds import BY_KIND
+from lbaas.generated import owned, sharing
+from lbaas.generated.endpoints import endpoints, member_name
+from lbaas.generated.owned import unchanged
+from lbaas.generated.sharing import Placement
 from lbaas.services.annotations import Options
 from lbaas.views import SERVICE_LABEL, is_deleting, meta_of, spec_of, status_of
 
-MANAGED_BY = ("app.kubernetes.io/managed-by", "lbaas-operator")
+__all__ = ["Placement", "member_name", "unchanged"]
+
 ERROR_PREFIX = "lbaas.dev/"
 UNSUPPORTED_PROTOCOL = "ProtocolNotSupported"
 
@@ -66,62 +63,12 @@ def vip_name(service: str, port: int) -> str:
     return f"{service}-{port}"
 
 
-def member_name(vip: str, address: str, port: int) -> str:
-    return f"{vip}-{address.lower().replace('.', '-').replace(':', '-')}-{port}"
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the primary VIP was bound: the address and Device the others share."""
-
-    address: str
-    device: str
-
-
 def placement_of(service: Mapping[str, Any], vips: Iterable[Mapping[str, Any]]) -> Placement | None:
-    """The address and Device the Service's VIPs share: those of a bound VIP, the primary's
-    first, VIPs being deleted last (a port being replaced still holds the address)."""
+    """The address and Device the Service's VIPs share (the first port's VIP is the primary)."""
     served, _ = tcp_ports(service)
     name = str(meta_of(service)["name"])
     primary = vip_name(name, int(served[0]["port"])) if served else ""
-    bound = [v for v in vips if status_of(v).get("address") and status_of(v).get("device")]
-    bound.sort(
-        key=lambda v: (
-            is_deleting(v),
-            meta_of(v).get("name") != primary,
-            str(meta_of(v).get("name")),
-        )
-    )
-    if not bound:
-        return None
-    status = status_of(bound[0])
-    return Placement(str(status["address"]), str(status["device"]))
-
-
-def _where(
-    index: int,
-    existing: Mapping[str, Any] | None,
-    options: Options,
-    placement: Placement | None,
-) -> tuple[str | None, str | None] | None:
-    """(address, deviceRef) of one port's VIP; None while it must wait for the placement.
-
-    A VIP that was given its address by the binder keeps ``address`` unset (its status holds
-    it); one created with an explicit address keeps it, so that its spec never flips."""
-    if options.address:
-        return options.address, options.device
-    spec, status = spec_of(existing), status_of(existing)
-    if placement is not None:
-        if (
-            existing is not None
-            and not spec.get("address")
-            and status.get("address") == placement.address
-        ):
-            return None, options.device
-        return placement.address, placement.device
-    if spec.get("address"):
-        return str(spec["address"]), spec.get("deviceRef") or options.device
-    return (None, options.device) if index == 0 else None
+    return sharing.placement_of(vips, primary)
 
 
 @dataclass
@@ -134,69 +81,9 @@ class Desired:
     unresolved: list[str] = field(default_factory=list)  # named targetPorts no slice resolves
 
 
-def _endpoints(
-    slices: Sequence[Mapping[str, Any]], port: Mapping[str, Any], unresolved: list[str]
-) -> list[tuple[str, int]]:
-    """(address, target port) of the ready endpoints for one Service port, deduplicated.
-
-    A slice's ``ports[]`` entry with the Service port's name gives the number (that is how a
-    named ``targetPort`` is resolved: per pod, by the endpointslice controller). A slice
-    without such an entry falls back to a numeric ``targetPort`` (else the port itself).
-    """
-    name = port.get("name") or ""
-    target = port.get("targetPort")
-    fallback = target if isinstance(target, int) else None
-    if target is None:
-        fallback = int(port["port"])
-    found: dict[tuple[str, int], None] = {}
-    for slice_ in slices:
-        if slice_.get("addressType") not in ("IPv4", "IPv6"):
-            continue  # FQDN slices name no address a device can reach
-        number = next(
-            (
-                int(p["port"])
-                for p in slice_.get("ports") or ()
-                if (p.get("name") or "") == name
-                and (p.get("protocol") or "TCP") == "TCP"
-                and p.get("port") is not None
-            ),
-            fallback,
-        )
-        if number is None:
-            if slice_.get("endpoints"):
-                unresolved.append(f"{port['port']} (targetPort {target})")
-            continue
-        for endpoint in slice_.get("endpoints") or ():
-            conditions = endpoint.get("conditions") or {}
-            if conditions.get("ready") is False:  # unset means ready (EndpointConditions)
-                continue
-            addresses = endpoint.get("addresses") or ()
-            if addresses:
-                found[(str(addresses[0]), number)] = None
-    return sorted(found)
-
-
 def _body(kind: str, name: str, service: Mapping[str, Any], spec: BaseModel) -> dict[str, Any]:
-    meta = meta_of(service)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {SERVICE_LABEL: meta["name"], MANAGED_BY[0]: MANAGED_BY[1]},
-            "ownerReferences": [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
-    }
+    owner = owned.Owner.of({"apiVersion": "v1", "kind": "Service", **service}, SERVICE_LABEL)
+    return owned.body(kind, name, str(meta_of(service)["namespace"]), owner, spec)
 
 
 def desired(
@@ -221,7 +108,13 @@ def desired(
     )
     for index, port in enumerate(served):
         vip = vip_name(name, int(port["port"]))
-        where = _where(index, current.get(vip), options, placement)
+        where = sharing.where(
+            primary=index == 0,
+            existing=current.get(vip),
+            address=options.address,
+            device=options.device,
+            placement=placement,
+        )
         if where is None:
             out.waiting.append(vip)
             continue
@@ -248,7 +141,7 @@ def desired(
                 url_path=options.monitor_path,
             )
             out.objects[("HealthMonitor", vip)] = _body("HealthMonitor", vip, service, monitor)
-        for address_, target in _endpoints(slices, port, out.unresolved):
+        for address_, target in endpoints(slices, port, out.unresolved):
             member = member_name(vip, address_, target)
             spec = MemberSpec(pool_ref=vip, address=address_, port=target)
             out.objects[("Member", member)] = _body("Member", member, service, spec)
@@ -258,31 +151,7 @@ def desired(
 def generated_for(obj: Mapping[str, Any], service: str) -> bool:
     """Whether ``obj`` was generated for the Service named ``service`` (its label and a
     controller reference to a Service of that name; the uid may be an earlier Service's)."""
-    meta = meta_of(obj)
-    if (meta.get("labels") or {}).get(SERVICE_LABEL) != service:
-        return False
-    return any(
-        r.get("kind") == "Service" and r.get("name") == service and r.get("controller")
-        for r in meta.get("ownerReferences") or ()
-    )
-
-
-def unchanged(existing: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
-    """True when applying ``body`` would change nothing that it sets on ``existing``."""
-    want, have = body["metadata"], meta_of(existing)
-    labels = have.get("labels") or {}
-    if any(labels.get(k) != v for k, v in want["labels"].items()):
-        return False
-    owner = want["ownerReferences"][0]
-    refs = have.get("ownerReferences") or ()
-    if not any(r.get("uid") == owner["uid"] and r.get("controller") for r in refs):
-        return False
-    model = BY_KIND[str(body["kind"])].spec
-    try:
-        current = model.model_validate(spec_of(existing))
-    except ValidationError:
-        return False
-    return bool(current.model_dump(by_alias=True, exclude_none=True, mode="json") == body["spec"])
+    return owned.generated_for(obj, kind="Service", name=service, label=SERVICE_LABEL)
 
 
 def _error(reason: str | None) -> str:
