@@ -141,6 +141,13 @@ class OperatorSettings(BaseModel):
         " the operator the cluster's default load balancer; at most one implementation"
         " should).",
     )
+    gateway_api: Literal["auto", "true", "false"] = Field(
+        default="auto",
+        description="Serve the Gateway API (GatewayClasses naming lbaas.dev/gateway-controller,"
+        " their Gateways and Routes): auto = when its CRDs are installed (else off, said in"
+        " one log line); true = the operator refuses to start without them; false = off (no"
+        " RBAC on them needed).",
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="Log format.")
     log_level: str = Field(default="INFO", description="Log level.")
     metrics_port: int = Field(default=8000, ge=0, le=65535, description="Metrics port; 0 = off.")

@@ -4,7 +4,8 @@ While this process leads (the ``lbaas-controller`` Lease), it binds VIPs to Devi
 (:class:`~lbaas.placement.binder.Binder`), keeps Devices' finalizers, counts and failover
 (:class:`~lbaas.placement.inventory.Inventory`) and speaks for children without a parent
 (:class:`~lbaas.trees.orphans.Orphans`) and generates the VIP trees of LoadBalancer
-Services (:class:`~lbaas.services.controller.ServiceController`). On taking the lead it
+Services (:class:`~lbaas.services.controller.ServiceController`) and of Gateways
+(:class:`~lbaas.gateway.controller.GatewayController`). On taking the lead it
 lists VIPs and Devices again, so it acts on everything the previous leader wrote, then
 queues every VIP that needs a device. It reacts to informer changes only while it leads.
 """
@@ -16,10 +17,11 @@ from typing import Any
 
 from lbaas.config import OperatorSettings
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.gateway.controller import GatewayController
 from lbaas.kinds import CHILD_KINDS, children_of
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change
-from lbaas.kube.resources import DEVICES, LEASES, SERVICES, VIPS
+from lbaas.kube.resources import DEVICES, GATEWAYS, LEASES, SERVICES, VIPS
 from lbaas.placement.binder import Binder
 from lbaas.placement.inventory import Inventory
 from lbaas.placement.ownerless import Ownerless
@@ -57,7 +59,12 @@ class Controller:
         )
         self.services = (
             ServiceController(kube=kube, views=views, reporter=reporter, settings=settings)
-            if kube is not None and SERVICES in views.informers
+            if kube is not None and settings.services and SERVICES in views.informers
+            else None
+        )
+        self.gateway = (
+            GatewayController(kube=kube, views=views, reporter=reporter, settings=settings)
+            if kube is not None and GATEWAYS in views.informers
             else None
         )
         self.leading = False
@@ -87,6 +94,8 @@ class Controller:
                     self.orphans.check(kind, str(meta["namespace"]), str(meta["name"]))
         if self.services is not None:
             self.services.start()
+        if self.gateway is not None:
+            self.gateway.start()
 
     def _all(self, kind: str) -> list[dict[str, Any]]:
         informer = next((i for r, i in self.views.informers.items() if r.kind == kind), None)
@@ -102,6 +111,8 @@ class Controller:
             await self.ownerless.stop()
         if self.services is not None:
             await self.services.stop()
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.binder.stop()
         await self.inventory.stop()
 
@@ -112,6 +123,8 @@ class Controller:
             return
         if self.services is not None:
             self.services.on_change(change)
+        if self.gateway is not None:
+            self.gateway.on_change(change)
         kind = change.resource.kind
         if kind == "VIP":
             self._vip_changed(change)

@@ -73,6 +73,12 @@ SERVICE_WRITES = Counter(
     " (unchanged ones are never sent)",
     ["kind", "op"],
 )
+GATEWAY_WRITES = Counter(
+    "lbaas_gateway_object_writes_total",
+    "Generated objects the Gateway API controller applied or deleted, by kind and operation"
+    " (unchanged ones are never sent)",
+    ["kind", "op"],
+)
 API_LATENCY = Histogram(
     "lbaas_api_request_duration_seconds",
     "Kubernetes API request latency by HTTP method",

@@ -36,11 +36,14 @@ from lbaas.api.meta import LabelSelector
 from lbaas.config import OperatorSettings
 from lbaas.controller import Controller
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.gateway import discovery
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer
 from lbaas.kube.resources import (
+    CONFIG_MAPS,
     DEVICES,
     ENDPOINT_SLICES,
+    GATEWAY_KINDS,
     LEASES,
     NAMESPACES,
     SERVICES,
@@ -57,11 +60,21 @@ Role = Literal["run", "controller", "agent"]
 GAUGE_PERIOD = 2.0
 
 
-def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Resource, Informer]:
+def informers_for(
+    kube: Kube,
+    settings: OperatorSettings,
+    role: Role,
+    gateway: tuple[Resource, ...] | None = None,
+) -> dict[Resource, Informer]:
     """What a role watches: trees (in the watched namespaces), Devices, Namespaces; the
     controller also Services (annotations kept: they configure the load balancer) and their
-    EndpointSlices, unless ``services`` is off (every informer must sync before anything
-    acts, so one the operator may not list would stall all of it)."""
+    EndpointSlices when ``services`` is on or the Gateway API is (its Routes name Services),
+    and ``gateway``: the Gateway API's kinds the cluster serves, with the ConfigMaps of the
+    operator's namespace (GatewayClass parameters). ``gateway`` None: every kind the
+    settings may turn on (what RBAC must allow). Every informer must sync before anything
+    acts, so one the operator may not list would stall all of it."""
+    if gateway is None:
+        gateway = GATEWAY_KINDS if settings.gateway_api != "false" else ()
     informers: dict[Resource, Informer] = {}
     namespaces: list[str | None] = list(settings.namespaces) or [None]
     if len(namespaces) > 1:
@@ -78,11 +91,18 @@ def informers_for(kube: Kube, settings: OperatorSettings, role: Role) -> dict[Re
             selector=f"{KIND_LABEL}={KIND_DEVICE}",
             keep_annotations=True,
         )
-    if role in ("run", "controller") and settings.services:
+    if role not in ("run", "controller"):
+        return informers
+    if settings.services or gateway:
         informers[SERVICES] = Informer(
             kube, SERVICES, namespace=namespaces[0], keep_annotations=True
         )
         informers[ENDPOINT_SLICES] = Informer(kube, ENDPOINT_SLICES, namespace=namespaces[0])
+    for resource in gateway:
+        where = namespaces[0] if resource.namespaced else None
+        informers[resource] = Informer(kube, resource, namespace=where)
+    if gateway:
+        informers[CONFIG_MAPS] = Informer(kube, CONFIG_MAPS, namespace=settings.lease_namespace)
     return informers
 
 
@@ -104,9 +124,13 @@ class Process:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, role: Role, settings: OperatorSettings) -> Process:
+    async def build(cls, role: Role, settings: OperatorSettings) -> Process:
+        """The process's parts; raises ``GatewayAPIMissing`` (gatewayApi true, no CRDs)."""
         kube = Kube(settings.api_connections)
-        informers = informers_for(kube, settings, role)
+        gateway: tuple[Resource, ...] = ()
+        if role in ("run", "controller"):
+            gateway = await discovery.served(kube, settings)
+        informers = informers_for(kube, settings, role, gateway)
         views = Views(informers)
         reporter = Reporter(
             kube, informers, event_namespace=settings.lease_namespace, instance=settings.agent_id

@@ -57,12 +57,30 @@ def desired_status(
     ``phase`` None leaves phase, reason and message out (a writer that does not own them).
     ``generation`` None leaves ``observedGeneration`` out.
     """
-    previous = {c.get("type"): c for c in current.get("conditions") or []}
+    status: dict[str, Any] = {
+        "conditions": condition_entries(current.get("conditions") or [], conditions, generation)
+    }
+    if phase is not None:
+        status["phase"] = phase
+        status["reason"] = reason or ""
+        status["message"] = (message or "")[:MAX_MESSAGE]
+    if generation is not None:
+        status["observedGeneration"] = generation
+    status.update(extra or {})
+    return status
+
+
+def condition_entries(
+    previous: list[Mapping[str, Any]], conditions: list[Cond], generation: int | None
+) -> list[dict[str, Any]]:
+    """``conditions`` as stored entries: ``lastTransitionTime`` kept from ``previous`` for a
+    condition whose status did not change, ``observedGeneration`` set unless None."""
+    before = {c.get("type"): c for c in previous}
     stamp = now()
-    merged = []
+    entries = []
     for cond in conditions:
         word = _status_word(cond.ok)
-        old = previous.get(cond.type)
+        old = before.get(cond.type)
         same = old is not None and old.get("status") == word and old.get("lastTransitionTime")
         entry = {
             "type": cond.type,
@@ -75,16 +93,8 @@ def desired_status(
             # The API server prunes a null (the field is not nullable): leave it out, or the
             # stored condition never equals this one and every write looks like a change.
             entry["observedGeneration"] = generation
-        merged.append(entry)
-    status: dict[str, Any] = {"conditions": merged}
-    if phase is not None:
-        status["phase"] = phase
-        status["reason"] = reason or ""
-        status["message"] = (message or "")[:MAX_MESSAGE]
-    if generation is not None:
-        status["observedGeneration"] = generation
-    status.update(extra or {})
-    return status
+        entries.append(entry)
+    return entries
 
 
 def needs_write(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -49,6 +49,7 @@ KUBE_VERBS = {
     "create": ("create", ""),
     "delete": ("delete", ""),
     "read_secret": ("get", ""),
+    "discover": ("get", ""),  # /apis/<group>/<version>: discovery, not a resource (no RBAC)
     "list_page": ("list", ""),
     "watch_lines": ("watch", ""),
 }
@@ -73,6 +74,11 @@ SITE_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("lbaas.trees.writer.TreeWriter.write.one", "warn"): TREE,
     ("lbaas.services.controller.ServiceController.reconcile", "finalizer"): ("Service",),
     ("lbaas.services.controller.ServiceController._remove", "finalizer"): ("Service",),
+    ("lbaas.gateway.gateways.GatewayReconciler.reconcile", "finalizer"): ("Gateway",),
+    ("lbaas.gateway.gateways.GatewayReconciler.reconcile", "status"): ("Gateway",),
+    ("lbaas.gateway.gateways.GatewayReconciler._remove", "finalizer"): ("Gateway",),
+    ("lbaas.gateway.routes.StatusWriter.route", "status"): ("TCPRoute", "TLSRoute", "UDPRoute"),
+    ("lbaas.gateway.routes.StatusWriter.gateway_class", "status"): ("GatewayClass",),
 }
 _NAMED = [(re.compile(r"^(dict\()?(vip|tree\.vip\.snap)\)?$"), ("VIP",)),
           (re.compile(r"^(dict\()?device\)?$"), ("Device",)),
@@ -370,6 +376,8 @@ def kube_calls(settings: OperatorSettings) -> set[Call]:
             method = node.func.attr
             if method not in KUBE_VERBS:
                 raise Unresolved(f"{module}.{site.function}: kube.{method}: not a mapped call")
+            if method == "discover":
+                continue  # every authenticated user may read discovery (system:discovery)
             verb, _ = KUBE_VERBS[method]
             for role in _roles(roles_of, site):
                 if method == "read_secret":
@@ -443,6 +451,11 @@ def needed(settings: OperatorSettings) -> set[Call]:
     Services controller, lbaas.services, does not run; the writer of generated objects,
     lbaas.generated, runs when a translator does)."""
     calls = informer_calls(settings) | kube_calls(settings) | lease_calls()
+    gateway = settings.gateway_api != "false"
     if not settings.services:
-        calls = {c for c in calls if not c.site.startswith(("lbaas.services.", "lbaas.generated."))}
+        calls = {c for c in calls if not c.site.startswith("lbaas.services.")}
+    if not gateway:
+        calls = {c for c in calls if not c.site.startswith("lbaas.gateway.")}
+    if not (settings.services or gateway):
+        calls = {c for c in calls if not c.site.startswith("lbaas.generated.")}
     return calls

@@ -59,9 +59,12 @@ class Owner:
     def of(cls, obj: Mapping[str, Any], label: str) -> Owner:
         meta = meta_of(obj)
         return cls(
-            str(obj.get("apiVersion")), str(obj.get("kind")), str(meta["name"]),
-            str(meta.get("uid") or ""), label,
-        )  # fmt: skip
+            str(obj.get("apiVersion")),
+            str(obj.get("kind")),
+            str(meta["name"]),
+            str(meta.get("uid") or ""),
+            label,
+        )
 
 
 def body(kind: str, name: str, namespace: str, owner: Owner, spec: BaseModel) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import aiohttp
 import kopf
 
 from lbaas.config import OperatorSettings
+from lbaas.gateway.discovery import GatewayAPIMissing
 from lbaas.runtime import Process, Role
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, role: 
         # kopf serves no resource of ours: no CRD watch (nor RBAC for one), discovery only.
         settings.scanning.disabled = True
         settings.networking.request_timeout = 60
-        memo.process = Process.build(role, operator_settings)
+        try:
+            memo.process = await Process.build(role, operator_settings)
+        except GatewayAPIMissing as exc:
+            raise kopf.PermanentError(str(exc)) from exc
         # Syncing the caches takes a while at scale: kopf's startup must not wait for it.
         memo.starting = asyncio.create_task(memo.process.start(), name="start")
 

@@ -288,6 +288,18 @@ class Kube:
             raise
         return dict(result) if result else None
 
+    async def discover(self, group_version: str) -> set[str] | None:
+        """The resources (plurals) the API server serves in ``group_version`` (``g/v``), None
+        when it serves no such group version. Discovery: every authenticated user may read
+        it (the ``system:discovery`` ClusterRole), no RBAC rule needed."""
+        try:
+            found = await self.call("GET", f"/apis/{group_version}", timeout=30)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {str(r.get("name")) for r in (found or {}).get("resources") or ()}
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded. Raises ApiException (callers hide its text from users)."""
         secret = await self.call("GET", SECRETS.path(namespace, name))

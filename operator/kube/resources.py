@@ -46,7 +46,25 @@ SERVICES = Resource("", "v1", "services", "Service", True)
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 
+CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap", True)
+
+# The Gateway API (upstream CRDs, installed by the cluster's admin; see lbaas.gateway).
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_CLASSES = Resource(GATEWAY_GROUP, "v1", "gatewayclasses", "GatewayClass", False)
+GATEWAYS = Resource(GATEWAY_GROUP, "v1", "gateways", "Gateway", True)
+TCP_ROUTES = Resource(GATEWAY_GROUP, "v1", "tcproutes", "TCPRoute", True)
+TLS_ROUTES = Resource(GATEWAY_GROUP, "v1", "tlsroutes", "TLSRoute", True)
+UDP_ROUTES = Resource(GATEWAY_GROUP, "v1", "udproutes", "UDPRoute", True)
+REFERENCE_GRANTS = Resource(GATEWAY_GROUP, "v1beta1", "referencegrants", "ReferenceGrant", True)
+"""v1beta1: served by every release since v0.6 (v1.6 serves v1 too, and stores v1beta1)."""
+GATEWAY_REQUIRED = (GATEWAY_CLASSES, GATEWAYS)
+"""Without these the Gateway API is off."""
+ROUTES = (TCP_ROUTES, TLS_ROUTES, UDP_ROUTES)
+GATEWAY_KINDS = (*GATEWAY_REQUIRED, *ROUTES, REFERENCE_GRANTS)
+
 BY_KIND = {
-    r.kind: r for r in (VIPS, POOLS, MEMBERS, MONITORS, DEVICES, NAMESPACES, SERVICES, LEASES)
-}
+    r.kind: r
+    for r in (VIPS, POOLS, MEMBERS, MONITORS, DEVICES, NAMESPACES, SERVICES, LEASES,
+              GATEWAY_CLASSES, GATEWAYS, *ROUTES)
+}  # fmt: skip
 TREE_KINDS = (VIPS, POOLS, MEMBERS, MONITORS)

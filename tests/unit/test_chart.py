@@ -148,6 +148,10 @@ def test_schema_mirrors_operator_settings() -> None:
         chart = config["properties"][to_camel(name)]
         if prop["type"] == "number":  # also a decimal string: what `--set` makes of 0.5
             assert chart["type"] == ["number", "string"], name
+        elif prop.get("enum") == ["auto", "true", "false"]:  # also what `--set x=true` makes
+            assert chart["type"] == ["string", "boolean"], name
+            assert chart.pop("enum") == [*prop["enum"], True, False], name
+            chart = {**chart, "enum": prop["enum"]}
         else:
             assert chart["type"] == prop["type"], name
         if prop["type"] == "object":  # agentLabels: string → string

@@ -46,6 +46,22 @@ CONTROLLER_CLUSTER = [
     Rule("lbaas.dev", ("devices/status",), ("patch",), "placement.inventory: Device counts"),
     Rule("", ("namespaces",), ("list", "watch"), "Namespaces informer: namespaceSelector"),
 ]  # fmt: skip
+GATEWAY_API = "gateway.networking.k8s.io"
+ROUTES = ("tcproutes", "tlsroutes", "udproutes")
+CONTROLLER_CLUSTER_GATEWAY = [
+    Rule(GATEWAY_API, ("gatewayclasses",), ("list", "watch"), "GatewayClasses informer"),
+    Rule(GATEWAY_API, ("gatewayclasses/status",), ("patch",), "gateway.routes: class status"),
+]
+CONTROLLER_WATCHED_GATEWAY = [
+    Rule(GATEWAY_API, ("gateways",), ("list", "watch", "patch"),
+         "informer; gateway.gateways: the Gateway finalizer"),
+    Rule(GATEWAY_API, (*ROUTES, "referencegrants"), ("list", "watch"), "informers"),
+    Rule(GATEWAY_API, ("gateways/status", *(f"{r}/status" for r in ROUTES)), ("patch",),
+         "gateway.gateways, gateway.routes: statuses"),
+]  # fmt: skip
+CONTROLLER_RELEASE_GATEWAY = [
+    Rule("", ("configmaps",), ("list", "watch"), "GatewayClass parameters (release namespace)")
+]
 CONTROLLER_WATCHED = [
     Rule("lbaas.dev", TREE, ("list", "watch", "create", "patch", "delete"),
          "informers; Services controller's VIP trees; placement.binder's VIP finalizer"),
@@ -59,6 +75,15 @@ CONTROLLER_WATCHED_WITHOUT_SERVICES = [
     Rule("lbaas.dev", ("vips",), ("patch",), "placement.binder: the VIP finalizer"),
     CONTROLLER_WATCHED[1],
 ]
+CONTROLLER_WATCHED_GATEWAY_WITHOUT_SERVICES = [
+    CONTROLLER_WATCHED[0],
+    CONTROLLER_WATCHED[1],
+    Rule("", ("services",), ("list", "watch"), "backends of the Gateway API's routes"),
+    CONTROLLER_WATCHED[4],
+]
+# The defaults: config.gatewayApi auto (what may turn on needs its rules).
+CONTROLLER_CLUSTER_DEFAULT = [*CONTROLLER_CLUSTER, *CONTROLLER_CLUSTER_GATEWAY]
+CONTROLLER_WATCHED_DEFAULT = [*CONTROLLER_WATCHED, *CONTROLLER_WATCHED_GATEWAY]
 CONTROLLER_LEASES = [
     Rule("coordination.k8s.io", ("leases",), ("create",), "agents.election creates its Lease"),
     Rule("coordination.k8s.io", ("leases",), ("get", "update"), "and reads/renews only it",
@@ -122,12 +147,12 @@ def test_cluster_wide_rbac_per_role(helm: str) -> None:
     docs = render(helm)
     expect(
         one(docs, "ClusterRole", CONTROLLER)["rules"],
-        [*CONTROLLER_CLUSTER, *CONTROLLER_WATCHED, EVENTS],
+        [*CONTROLLER_CLUSTER_DEFAULT, *CONTROLLER_WATCHED_DEFAULT, EVENTS],
     )
     expect(one(docs, "ClusterRole", AGENT)["rules"], [*AGENT_CLUSTER, *AGENT_WATCHED, EVENTS])
     # Leases and Secrets: only in the release namespace.
     assert roles(docs, CONTROLLER).keys() == roles(docs, AGENT).keys() == {NAMESPACE}
-    expect(roles(docs, CONTROLLER)[NAMESPACE], CONTROLLER_LEASES)
+    expect(roles(docs, CONTROLLER)[NAMESPACE], [*CONTROLLER_LEASES, *CONTROLLER_RELEASE_GATEWAY])
     expect(roles(docs, AGENT)[NAMESPACE], [*AGENT_LEASES, SECRETS])
     # Each role is bound to its own ServiceAccount, by a binding of the same name.
     assert subjects(docs) == {
@@ -156,17 +181,17 @@ def test_namespaced_rbac_uses_roles(helm: str) -> None:
         *("--set", "config.namespaces={team-a,team-b}"),
         *("--set", f"rbac.secretNamespaces={{{NAMESPACE},creds}}"),
     )
-    # Devices and namespaces are cluster-scoped: the ClusterRoles keep only those.
-    expect(one(docs, "ClusterRole", CONTROLLER)["rules"], CONTROLLER_CLUSTER)
+    # Devices, namespaces and GatewayClasses are cluster-scoped: the ClusterRoles keep only those.
+    expect(one(docs, "ClusterRole", CONTROLLER)["rules"], CONTROLLER_CLUSTER_DEFAULT)
     expect(one(docs, "ClusterRole", AGENT)["rules"], AGENT_CLUSTER)
     controller, agent = roles(docs, CONTROLLER), roles(docs, AGENT)
     assert set(controller) == {"team-a", "team-b", NAMESPACE}
     assert set(agent) == {"team-a", "team-b", NAMESPACE, "creds"}
     for ns in ("team-a", "team-b"):
-        expect(controller[ns], [*CONTROLLER_WATCHED, EVENTS])
+        expect(controller[ns], [*CONTROLLER_WATCHED_DEFAULT, EVENTS])
         expect(agent[ns], [*AGENT_WATCHED, EVENTS])
     # Events about cluster-scoped Devices go to the release namespace (Reporter.event_namespace).
-    expect(controller[NAMESPACE], [*CONTROLLER_LEASES, EVENTS])
+    expect(controller[NAMESPACE], [*CONTROLLER_LEASES, *CONTROLLER_RELEASE_GATEWAY, EVENTS])
     expect(agent[NAMESPACE], [*AGENT_LEASES, EVENTS, SECRETS])
     expect(agent["creds"], [SECRETS])
     bindings = {
@@ -177,17 +202,43 @@ def test_namespaced_rbac_uses_roles(helm: str) -> None:
 
 def test_watching_the_release_namespace_merges_its_rules(helm: str) -> None:
     docs = render(helm, "--set", f"config.namespaces={{{NAMESPACE}}}")
-    expect(roles(docs, CONTROLLER)[NAMESPACE], [*CONTROLLER_LEASES, *CONTROLLER_WATCHED, EVENTS])
+    expect(
+        roles(docs, CONTROLLER)[NAMESPACE],
+        [*CONTROLLER_LEASES, *CONTROLLER_RELEASE_GATEWAY, *CONTROLLER_WATCHED_DEFAULT, EVENTS],
+    )
     expect(roles(docs, AGENT)[NAMESPACE], [*AGENT_LEASES, *AGENT_WATCHED, EVENTS, SECRETS])
 
 
 def test_services_disabled_drops_their_rules(helm: str) -> None:
-    docs = render(helm, "--set", "config.services=false")
+    docs = render(helm, "--set", "config.services=false", "--set", "config.gatewayApi=false")
     expect(
         one(docs, "ClusterRole", CONTROLLER)["rules"],
         [*CONTROLLER_CLUSTER, *CONTROLLER_WATCHED_WITHOUT_SERVICES, EVENTS],
     )
     expect(one(docs, "ClusterRole", AGENT)["rules"], [*AGENT_CLUSTER, *AGENT_WATCHED, EVENTS])
+    expect(roles(docs, CONTROLLER)[NAMESPACE], CONTROLLER_LEASES)
+
+
+def test_gateway_api_off_drops_its_rules_and_keeps_services(helm: str) -> None:
+    docs = render(helm, "--set", "config.gatewayApi=false")
+    expect(
+        one(docs, "ClusterRole", CONTROLLER)["rules"],
+        [*CONTROLLER_CLUSTER, *CONTROLLER_WATCHED, EVENTS],
+    )
+    expect(roles(docs, CONTROLLER)[NAMESPACE], CONTROLLER_LEASES)
+
+
+def test_gateway_api_without_services_reads_services_only(helm: str) -> None:
+    docs = render(helm, "--set", "config.services=false")
+    expect(
+        one(docs, "ClusterRole", CONTROLLER)["rules"],
+        [*CONTROLLER_CLUSTER_DEFAULT, *CONTROLLER_WATCHED_GATEWAY_WITHOUT_SERVICES,
+         *CONTROLLER_WATCHED_GATEWAY, EVENTS],
+    )  # fmt: skip
+    rbac = of_kind(render(helm), "ClusterRole", "Role")
+    for value in ("true", '"true"'):  # a YAML boolean or a string: the same rules as auto
+        docs = render(helm, "--set-json", f"config.gatewayApi={value}")
+        assert of_kind(docs, "ClusterRole", "Role") == rbac, value
 
 
 def test_run_mode_binds_both_roles_to_one_account(helm: str) -> None:
@@ -198,7 +249,7 @@ def test_run_mode_binds_both_roles_to_one_account(helm: str) -> None:
     # The same two roles: the one process needs both.
     expect(
         one(docs, "ClusterRole", CONTROLLER)["rules"],
-        [*CONTROLLER_CLUSTER, *CONTROLLER_WATCHED, EVENTS],
+        [*CONTROLLER_CLUSTER_DEFAULT, *CONTROLLER_WATCHED_DEFAULT, EVENTS],
     )
     expect(roles(docs, AGENT)[NAMESPACE], [*AGENT_LEASES, SECRETS])
     (deployment,) = of_kind(docs, "Deployment")

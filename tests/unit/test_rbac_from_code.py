@@ -90,18 +90,34 @@ def helm() -> str:
 @pytest.mark.parametrize("mode", ["split", "run"])
 @pytest.mark.parametrize("scope", list(SCOPES))
 @pytest.mark.parametrize("services", [False, True], ids=["services-off", "services-on"])
+@pytest.mark.parametrize("gateway", ["false", "auto"], ids=["gateway-off", "gateway-auto"])
 def test_chart_rbac_is_exactly_what_the_code_calls(
-    helm: str, mode: str, scope: str, services: bool
+    helm: str, mode: str, scope: str, services: bool, gateway: str
 ) -> None:
     values, watched = SCOPES[scope]
     secrets = SECRET_NAMESPACES if watched else []
     docs = render(
-        helm, *values, "--set", f"mode={mode}", "--set", f"config.services={str(services).lower()}"
+        helm,
+        *values,
+        *("--set", f"mode={mode}", "--set", f"config.services={str(services).lower()}"),
+        *("--set", f"config.gatewayApi={gateway}"),
     )
     settings = OperatorSettings(
-        namespaces=watched[:1], lease_namespace=NAMESPACE, services=services
+        namespaces=watched[:1], lease_namespace=NAMESPACE, services=services, gateway_api=gateway
     )
     compare(apicalls.needed(settings), docs, watched, secrets)
+
+
+def test_gateway_api_true_needs_what_auto_needs(helm: str) -> None:
+    """``true`` only makes missing CRDs fatal: the same calls, the same rules as ``auto``."""
+    on = OperatorSettings(lease_namespace=NAMESPACE, gateway_api="true")
+    assert apicalls.needed(on) == apicalls.needed(on.model_copy(update={"gateway_api": "auto"}))
+    compare(apicalls.needed(on), render(helm, "--set", "config.gatewayApi=true"), [], [])
+    gateway = {c for c in apicalls.needed(on) if c.group == "gateway.networking.k8s.io"}
+    assert {(c.resource, c.verb) for c in gateway} >= {
+        ("gatewayclasses", "watch"), ("gateways", "patch"), ("gateways/status", "patch"),
+        ("tcproutes/status", "patch"), ("referencegrants", "list"),
+    }  # fmt: skip
 
 
 def test_a_mutated_chart_or_code_is_caught(helm: str) -> None:

@@ -320,8 +320,11 @@ def test_services_can_be_turned_off() -> None:
     on = informers_for(kube, OperatorSettings(), "controller")
     assert SERVICES in on and ENDPOINT_SLICES in on
     assert SERVICES not in informers_for(kube, OperatorSettings(), "agent")
-    off = informers_for(kube, OperatorSettings.from_env({"LBAAS_SERVICES": "false"}), "run")
+    settings = OperatorSettings.from_env({"LBAAS_SERVICES": "false"})
+    off = informers_for(kube, settings, "run", gateway=())
     assert SERVICES not in off and ENDPOINT_SLICES not in off
+    # The Gateway API's routes name Services: on without the Services controller, they are read.
+    assert SERVICES in informers_for(kube, settings, "run")
     with pytest.raises(ValueError):
         OperatorSettings(load_balancer_class="not a class/")
     with pytest.raises(ValueError):

@@ -8,6 +8,11 @@ nothing (scanning disabled). The chart README has the same table; tests/unit/tes
 holds the expected rules.
 */ -}}
 
+{{- /* "true" (non-empty) when config.gatewayApi is not false: auto may turn it on at start */ -}}
+{{- define "lbaas-operator.gatewayApi" -}}
+{{- if ne (toString .Values.config.gatewayApi) "false" }}true{{ end }}
+{{- end }}
+
 {{- /* ---- controller: cluster-scoped, ClusterRole in every mode ---- */ -}}
 {{- define "lbaas-operator.rules.controller.cluster" -}}
 # Devices: the controller's informer lists and watches them; placement.inventory adds and
@@ -23,14 +28,26 @@ holds the expected rules.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- if include "lbaas-operator.gatewayApi" . }}
+# GatewayClasses (config.gatewayApi): the controller's informer (lbaas.gateway).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses"]
+  verbs: ["list", "watch"]
+# Accepted and supportedFeatures of the classes naming lbaas.dev/gateway-controller:
+# lbaas.gateway.routes -> Reporter.status (PATCH /status).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses/status"]
+  verbs: ["patch"]
+{{- end }}
 {{- end }}
 
 {{- /* ---- controller: the watched namespaces (ClusterRole when cluster-wide) ---- */ -}}
 {{- define "lbaas-operator.rules.controller.watched" -}}
-{{- if .Values.config.services }}
+{{- $gateway := include "lbaas-operator.gatewayApi" . }}
+{{- if or .Values.config.services $gateway }}
 # VIPs, pools, members, health monitors: informers list and watch them; the Services controller
-# creates, patches (server-side apply) and deletes the VIP trees it makes for Services, and
-# placement.binder adds and removes the VIP finalizer (PATCH).
+# and the Gateway API controller (lbaas.generated) create, patch (server-side apply) and delete
+# the VIP trees they make, and placement.binder adds and removes the VIP finalizer (PATCH).
 - apiGroups: ["lbaas.dev"]
   resources: ["vips", "pools", "members", "healthmonitors"]
   verbs: ["list", "watch", "create", "patch", "delete"]
@@ -59,10 +76,33 @@ holds the expected rules.
 - apiGroups: [""]
   resources: ["services/status"]
   verbs: ["patch"]
+{{- else if $gateway }}
+# Services the Gateway API's routes name as backends: watched (their ports).
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if or .Values.config.services $gateway }}
 # The endpoints of those Services become Members: watched.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list", "watch"]
+{{- end }}
+{{- if $gateway }}
+# Gateways (config.gatewayApi): watched; lbaas.gateway.gateways keeps its finalizer on those of
+# its classes (server-side apply, PATCH).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways"]
+  verbs: ["list", "watch", "patch"]
+# Routes the Gateways serve, and the ReferenceGrants that let them name Services of other
+# namespaces: watched.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["tcproutes", "tlsroutes", "udproutes", "referencegrants"]
+  verbs: ["list", "watch"]
+# Statuses of Gateways (addresses, listeners) and of routes (parents): Reporter.status (PATCH).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways/status", "tcproutes/status", "tlsroutes/status", "udproutes/status"]
+  verbs: ["patch"]
 {{- end }}
 {{- end }}
 
@@ -82,6 +122,13 @@ holds the expected rules.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["list", "watch"]
+{{- if include "lbaas-operator.gatewayApi" . }}
+# GatewayClass parameters (config.gatewayApi): ConfigMaps of the release namespace only, the
+# controller's informer (lbaas.gateway.params).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}
 
 {{- /* ---- agent: cluster-scoped ---- */ -}}

@@ -1,0 +1,123 @@
+"""A Gateway's listeners: accepted, conflicted, unsupported, their kinds and VIPs (pure)."""
+
+from __future__ import annotations
+
+from gwkit import gateway, listener, passthrough
+
+from lbaas.gateway.listeners import verdicts
+
+KINDS = frozenset({"TCPRoute", "TLSRoute", "UDPRoute"})
+
+
+def by_name(*listeners: dict) -> dict:
+    return {v.listener.name: v for v in verdicts(gateway("gw", "ns", *listeners), KINDS)}
+
+
+def test_served_protocols_get_a_vip_per_port() -> None:
+    found = by_name(
+        listener("tcp", 9000, "TCP"),
+        passthrough("tls", 443),
+        listener("web", 80, "HTTP"),
+        listener("web2", 80, "HTTP", hostname="b.example.com"),
+    )
+    assert {n: v.accepted.reason for n, v in found.items()} == dict.fromkeys(found, "Accepted")
+    assert {n: v.vip for n, v in found.items()} == {
+        "tcp": "gw-9000",
+        "tls": "gw-443",
+        "web": "gw-80",
+        "web2": "gw-80",
+    }
+    assert found["tcp"].kinds == ("TCPRoute",) and found["tls"].kinds == ("TLSRoute",)
+    assert found["web"].kinds == ()  # HTTPRoutes are not translated (watched) here
+    assert all(
+        v.conflicted.reason == "NoConflicts" and v.conflicted.ok is False for v in found.values()
+    )
+
+
+def test_what_cannot_be_served_is_refused_with_the_api_reasons() -> None:
+    found = by_name(
+        listener("terminate", 8443, "TLS", tls={"mode": "Terminate", "certificateRefs": [{}]}),
+        listener("https", 443, "HTTPS", tls={"mode": "Terminate"}),
+        listener("dns", 53, "UDP"),
+        listener("odd", 7000, "example.com/Quic"),
+    )
+    reasons = {n: (v.accepted.ok, v.accepted.reason) for n, v in found.items()}
+    assert reasons == {
+        "terminate": (False, "UnsupportedValue"),
+        "https": (False, "UnsupportedProtocol"),
+        "dns": (False, "UnsupportedProtocol"),  # no UDP VIPs in this version
+        "odd": (False, "UnsupportedProtocol"),
+    }
+    assert all(v.vip is None for v in found.values())
+    assert "UDP" in found["dns"].accepted.message
+
+
+def test_protocols_sharing_a_port_all_conflict_and_none_wins() -> None:
+    found = by_name(
+        listener("tcp", 80, "TCP"), listener("web", 80, "HTTP"), listener("other", 81, "TCP")
+    )
+    for name in ("tcp", "web"):
+        assert (found[name].conflicted.ok, found[name].conflicted.reason) == (
+            True,
+            "ProtocolConflict",
+        )
+        assert not found[name].accepted.ok and found[name].vip is None
+        assert "TCP, HTTP" in found[name].conflicted.message or "HTTP, TCP" in (
+            found[name].conflicted.message
+        )
+    assert found["other"].accepted.ok and found["other"].conflicted.ok is False
+
+
+def test_tls_passthrough_listeners_sharing_a_port_keep_the_first() -> None:
+    found = by_name(
+        passthrough("a", 443, hostname="a.example.com"),
+        passthrough("b", 443, hostname="b.example.com"),
+    )
+    assert found["a"].accepted.ok and found["a"].vip == "gw-443"
+    assert (found["b"].accepted.ok, found["b"].accepted.reason) == (False, "UnsupportedValue")
+    assert "SNI" in found["b"].accepted.message and found["b"].vip is None
+
+
+def test_allowed_route_kinds_are_checked_and_the_valid_ones_listed() -> None:
+    found = by_name(
+        listener(
+            "only-bad", 9000, "TCP", allowedRoutes={"kinds": [{"group": "x.io", "kind": "X"}]}
+        ),
+        listener(
+            "mixed",
+            9001,
+            "TCP",
+            allowedRoutes={
+                "kinds": [
+                    {"group": "gateway.networking.k8s.io", "kind": "TCPRoute"},
+                    {"group": "gateway.networking.k8s.io", "kind": "TLSRoute"},
+                ]
+            },
+        ),
+        listener(
+            "good",
+            9002,
+            "TCP",
+            allowedRoutes={"kinds": [{"group": "gateway.networking.k8s.io", "kind": "TCPRoute"}]},
+        ),
+    )
+    assert (found["only-bad"].resolved.reason, found["only-bad"].kinds) == ("InvalidRouteKinds", ())
+    assert found["mixed"].resolved.reason == "InvalidRouteKinds"
+    assert found["mixed"].kinds == ("TCPRoute",)
+    assert found["good"].resolved.ok and found["good"].kinds == ("TCPRoute",)
+    assert all(v.accepted.ok for v in found.values()), "kinds do not make a listener invalid"
+
+
+def test_route_kinds_the_cluster_does_not_serve_are_not_supported() -> None:
+    (verdict,) = verdicts(
+        gateway("gw", "ns", listener("tcp", 9000, "TCP")), frozenset({"TLSRoute"})
+    )
+    assert verdict.kinds == () and verdict.accepted.ok
+
+
+def test_vip_names_stay_object_names() -> None:
+    long = "g" * 250
+    (verdict,) = verdicts(gateway(long, "ns", listener("tcp", 65535, "TCP")), KINDS)
+    assert verdict.vip is not None and len(verdict.vip) <= 253
+    (other,) = verdicts(gateway(long, "ns", listener("tcp", 65534, "TCP")), KINDS)
+    assert other.vip != verdict.vip
