@@ -17,7 +17,7 @@ BASE ?= auto
 PYTHON_IMAGE ?= python:3.11-slim
 WITH_HAPROXY ?= false
 
-.PHONY: help install lint test unit fuzz crds cluster cluster-down run down bench helm manifests image clean
+.PHONY: help install lint test unit fuzz crds dashboards cluster cluster-down run down bench helm manifests image clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -53,6 +53,9 @@ crds: install  ## regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/lbaas-operator crds --out crds
 	rm -f charts/lbaas-operator/crds/*.yaml
 	cp crds/*.yaml charts/lbaas-operator/crds/
+
+dashboards: install  ## regenerate the chart's Grafana dashboards (charts/lbaas-operator/dashboards/)
+	$(BIN)/python -m lbaas_devtools.dashboards
 
 cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else kind); prints `export KUBECONFIG=...`
 	@$(BIN)/python -m lbaas_devtools.devcluster up
