@@ -69,7 +69,7 @@ run: install  ## quick start: local cluster, CRDs, operator, HAProxy device and 
 down:  ## stop what `make run` started and clean up
 	@$(BIN)/python -m lbaas_devtools.quickstart down
 
-bench: install  ## benchmarks against the test bed; prints tables
+bench: install  ## benchmarks against the test bed; prints tables, exits 1 when a goal is missed (BENCH_STRICT=0: report only)
 	$(BIN)/python bench/run.py
 
 image:  ## build the container image with docker or podman (BASE=debian: no registry needed)
