@@ -23,7 +23,7 @@ says otherwise. ``make bench`` exits 1 when a goal is missed or a part could not
 writes an audit log (tests/auditlog.py): API writes are counted at the server, by verb and
 resource, Leases and Events included. Knobs for quick runs and for proving the verdict:
 ``BENCH_TREES`` (part 1's trees, 50) and ``BENCH_PLANT_DELAY`` (seconds every fake-driver call
-of part 1 takes: a planted slow device; tests/unit/test_bench_verdict.py runs it).
+of part 1 takes: a planted slow device; tests/integration/test_bench_verdict.py runs it).
 """
 
 from __future__ import annotations

@@ -150,10 +150,10 @@ class Reader:
 
     def raw(self, path: str) -> str:
         """GET an API path as text (the pod proxy); raises ApiException."""
-        response = self.client.call_api(
-            *self.client.param_serialize("GET", path, header_params={"Accept": "text/plain"}),
-            _request_timeout=10,
-        )
+        request = self.client.param_serialize(
+            "GET", path, header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"]
+        )  # the token too: kubeconfigs with tokens (cloud clusters) need it on every call
+        response = self.client.call_api(*request, _request_timeout=10)
         raw = response.response
         data = raw.read().decode(errors="replace")
         if not 200 <= raw.status <= 299:
