@@ -174,7 +174,9 @@ def why_text(links: list[dict[str, Any]]) -> str:
             lines.append(fields(shown, pad + "  "))
         for exclusion in item.get("exclusions", []):
             lines.append(f"{pad}  - {exclusion}")
-        if item.get("devices"):
+        if "devices" in item and not item["devices"]:
+            lines.append(f"{pad}  no Device exists, or none you may read")
+        elif item.get("devices"):
             rows = [
                 [
                     d["name"],

@@ -118,8 +118,9 @@ def chain(
         extra: dict[str, Any] = {"device": status.get("device") or ""}
         if reason in SCHEDULING:
             extra["exclusions"] = exclusions(str(status.get("message") or ""))
-            extra["devices"] = devices_seen(reader)
         links.append(link(obj, **extra))
+        if reason in SCHEDULING:
+            links[-1]["devices"] = devices_seen(reader)  # shown even when none is visible
         if status.get("device"):
             links += device_links(reader, str(status["device"]), operator_namespace)
         return links

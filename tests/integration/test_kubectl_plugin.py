@@ -160,6 +160,12 @@ def test_why_follows_member_pool_vip_device(namespace: str) -> None:
         obj("Member", "shop-1", {"poolRef": "shop", "address": "10.2.0.1", "port": 80}, namespace),
         obj("Member", "lost", {"poolRef": "gone", "address": "10.2.0.2", "port": 80}, namespace),
     )
+    cordoned, down = f"cordoned-{namespace}", f"down-{namespace}"
+    apply(
+        obj("Device", cordoned, {"driver": "fake", "schedulable": False}),
+        obj("Device", down, {"driver": "fake", "allowedNamespaces": [namespace]}),
+    )
+    set_status("Device", down, {"phase": "NotReady", "reason": "ProbeFailed"})
     set_status("VIP", "shop", {"phase": "Error", "reason": "NoEligibleDevice",
                "message": message}, namespace)  # fmt: skip
     set_status("Pool", "shop", {"phase": "Pending", "reason": "Unscheduled"}, namespace)
@@ -169,13 +175,17 @@ def test_why_follows_member_pool_vip_device(namespace: str) -> None:
     member, pool, vip = (out.index(x) for x in ("Member/shop-1", "  Pool/shop", "    VIP/shop"))
     assert member < pool < vip, out
     assert "- 1 not schedulable" in out and "- 1 NotReady" in out
-    assert "DEVICE" in out, "the Devices the user can see"
+    devices = out[out.index("DEVICE ") :].splitlines()
+    assert devices[0].split() == ["DEVICE", "PHASE", "REASON", "SCHEDULABLE", "FREE", "NAMESPACES"]
+    assert [cordoned, "-", "-", "False", "-", "(all)"] in [d.split() for d in devices]
+    assert [down, "NotReady", "ProbeFailed", "True", "-", namespace] in [d.split() for d in devices]
     chain = json.loads(plugin("why", "member/shop-1", "-n", namespace, "-o", "json").stdout)
     assert [c["kind"] for c in chain["chain"]] == ["Member", "Pool", "VIP"]
     assert chain["chain"][2]["exclusions"] == ["1 not schedulable", "1 NotReady"]
 
     lost = plugin("why", "member/lost", "-n", namespace).stdout
     assert lost.splitlines()[0] == "why: Pool gone is missing"
+    kubectl("delete", "device", cordoned, down, check=False)
 
 
 def test_why_device_without_agent_names_the_agents(namespace: str) -> None:

@@ -67,3 +67,13 @@ def test_verdict_names_the_deepest_trouble() -> None:
     assert verdict([*links[:3], {"kind": "Lease", "name": "l", "holder": ""}]) == (
         "no agent drives the device")  # fmt: skip
     assert verdict([{"kind": "VIP", "name": "v", "phase": "Active"}]).startswith("nothing wrong")
+
+
+def test_why_text_says_when_no_device_is_visible() -> None:
+    from lbaas.plugin.cli import why_text
+
+    links = [{"kind": "VIP", "name": "v", "phase": "Error", "reason": "NoEligibleDevice",
+              "message": "no Device exists; create one", "devices": []}]  # fmt: skip
+    text = why_text(links)
+    assert text.splitlines()[0] == "why: VIP v is Error (NoEligibleDevice)"
+    assert "no Device exists, or none you may read" in text
