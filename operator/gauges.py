@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from lbaas import metrics
-from lbaas.agents.leases import LeaseRecord
+from lbaas.leases import LeaseRecord
 from lbaas.kube.informer import Informer
 from lbaas.kube.resources import DEVICES, TREE_KINDS
 from lbaas.placement.addresses import pool_size

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lbaas.agents.leases import device_lease_name
+from lbaas.leases import device_lease_name
 from lbaas.plugin.kube import KINDS, Reader
 from lbaas.plugin.tree import device_lease, summary
 
