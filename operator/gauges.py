@@ -29,9 +29,9 @@ from datetime import datetime
 from typing import Any
 
 from lbaas import metrics
-from lbaas.leases import LeaseRecord
 from lbaas.kube.informer import Informer
 from lbaas.kube.resources import DEVICES, TREE_KINDS
+from lbaas.leases import LeaseRecord
 from lbaas.placement.addresses import pool_size
 from lbaas.status import READY, condition
 from lbaas.views import Views, meta_of, spec_of, status_of
