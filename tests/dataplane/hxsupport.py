@@ -37,8 +37,8 @@ from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import DeviceHandle, LoadBalancer, MemberEntry
 from lbaas.drivers.haproxy import HAProxyDriver, runtime
-from lbaas.drivers.haproxy.process import children, pid_alive, read_pid
 from lbaas.drivers.haproxy.store import DriverState
+from lbaas.drivers.toolkit.process import children, pid_alive, read_pid
 
 _ADDRESSES = itertools.count(1)
 NET = os.environ.get("LBAAS_TEST_NET", "127.0")

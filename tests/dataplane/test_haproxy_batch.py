@@ -29,10 +29,10 @@ from dataplane.hxsupport import (
 )
 
 from lbaas.drivers.base import DriverError, LoadBalancer, deadline_scope
-from lbaas.drivers.haproxy import converge as converge_module
-from lbaas.drivers.haproxy.pace import Pace
+from lbaas.drivers.haproxy import device as device_module
 from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed, Supervisor
 from lbaas.drivers.haproxy.render import Fragment
+from lbaas.drivers.toolkit.pace import Pace
 
 pytestmark = pytest.mark.haproxy
 
@@ -41,7 +41,7 @@ NEW_VIPS = 20
 
 def mark(names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """VIP name → a line appended to its fragment (``bogus-keyword 1``: one HAProxy refuses)."""
-    real = converge_module.render_vip
+    real = device_module.render_vip
 
     def render(lb: LoadBalancer) -> Fragment:
         fragment = real(lb)
@@ -49,7 +49,7 @@ def mark(names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + f"    {names[lb.name]}\n")
 
-    monkeypatch.setattr(converge_module, "render_vip", render)
+    monkeypatch.setattr(device_module, "render_vip", render)
 
 
 def serves(lb: LoadBalancer) -> set[str]:

@@ -14,7 +14,7 @@ import pytest
 from dataplane.hxsupport import Backends, Device, Load, free_vip, get, make_lb
 
 from lbaas.drivers.base import DriverError, LoadBalancer
-from lbaas.drivers.haproxy import converge as converge_module
+from lbaas.drivers.haproxy import device as device_module
 from lbaas.drivers.haproxy.process import Supervisor
 from lbaas.drivers.haproxy.render import Fragment
 
@@ -26,7 +26,7 @@ ROUNDS = 4
 def bogus_for(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """VIP ``name`` renders a fragment HAProxy refuses (standing in for any value that passes
     the driver's token checks but not HAProxy's parser)."""
-    real = converge_module.render_vip
+    real = device_module.render_vip
 
     def render(lb: LoadBalancer) -> Fragment:
         fragment = real(lb)
@@ -34,7 +34,7 @@ def bogus_for(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")
 
-    monkeypatch.setattr(converge_module, "render_vip", render)
+    monkeypatch.setattr(device_module, "render_vip", render)
 
 
 def hostile(

@@ -36,10 +36,10 @@ from dataplane.hxsupport import (
 
 from lbaas.api.member import MemberOperatingStatus
 from lbaas.drivers.base import DriverError, LoadBalancer
-from lbaas.drivers.haproxy import converge as converge_module
-from lbaas.drivers.haproxy.process import pid_alive
+from lbaas.drivers.haproxy import device as device_module
 from lbaas.drivers.haproxy.render import GlobalSettings, render
 from lbaas.drivers.haproxy.store import dump_tree
+from lbaas.drivers.toolkit.process import pid_alive
 
 pytestmark = pytest.mark.haproxy
 
@@ -304,7 +304,7 @@ def test_an_invalid_configuration_is_never_applied(
     driver.apply(handle, make_lb(vip, members))
     live = device.config()
     reloads = driver.reload_count(handle)
-    real_render = converge_module.render_vip
+    real_render = device_module.render_vip
 
     def broken(lb: LoadBalancer) -> Any:
         fragment = real_render(lb)
@@ -312,7 +312,7 @@ def test_an_invalid_configuration_is_never_applied(
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")
 
-    monkeypatch.setattr(converge_module, "render_vip", broken)
+    monkeypatch.setattr(device_module, "render_vip", broken)
     other = free_vip()
     with pytest.raises(DriverError) as err:
         driver.apply(handle, make_lb(other, members, name="other"))

@@ -23,7 +23,8 @@ from dataplane.hxsupport import (
 
 from lbaas.drivers.base import DriverError, StaleOwnerError, deadline_scope
 from lbaas.drivers.haproxy import runtime
-from lbaas.drivers.haproxy.process import Supervisor, children
+from lbaas.drivers.haproxy.process import Supervisor
+from lbaas.drivers.toolkit.process import children
 
 pytestmark = pytest.mark.haproxy
 

@@ -30,8 +30,9 @@ from dataplane.opsupport import (
 )
 
 from helpers import Api, wait_for
-from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, children
+from lbaas.drivers.haproxy.process import PROBE_TIMEOUT
 from lbaas.drivers.haproxy.runtime import QUERY_TIMEOUT
+from lbaas.drivers.toolkit.process import children
 
 pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
 

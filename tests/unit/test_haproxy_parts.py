@@ -20,12 +20,14 @@ from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError, deadline_scope
+from lbaas.drivers.deadline import budget
+from lbaas.drivers.errors import DriverTimeout
 from lbaas.drivers.haproxy import plan, preflight, servers
-from lbaas.drivers.haproxy.pace import Pace
 from lbaas.drivers.haproxy.render import Fragment, fragment_servers, render_vip
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState, parse_servers_state
-from lbaas.drivers.haproxy.store import check_fence, write_many
-from lbaas.drivers.haproxy.timing import DriverTimeout, budget
+from lbaas.drivers.toolkit.fence import check_fence
+from lbaas.drivers.toolkit.files import write_many
+from lbaas.drivers.toolkit.pace import Pace
 
 
 def fragment(*members: tuple[str, dict[str, Any]], **vip: Any) -> Fragment:

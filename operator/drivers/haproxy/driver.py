@@ -9,7 +9,6 @@ the mapping of the API to HAProxy.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
@@ -27,12 +26,15 @@ from lbaas.drivers.base import (
 )
 from lbaas.drivers.haproxy import runtime, verify
 from lbaas.drivers.haproxy.config import parse_config
-from lbaas.drivers.haproxy.converge import Device, Memo, converge, in_sync
-from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, Supervisor, pid_alive, read_pid
+from lbaas.drivers.haproxy.converge import converge
+from lbaas.drivers.haproxy.device import Device, Memo, in_sync
+from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, Supervisor
 from lbaas.drivers.haproxy.render import backend_name, unsupported_reason
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState
-from lbaas.drivers.haproxy.store import DriverState, check_fence
-from lbaas.drivers.haproxy.watch import MasterWatch
+from lbaas.drivers.haproxy.store import DriverState
+from lbaas.drivers.toolkit.deathwatch import DeathWatch
+from lbaas.drivers.toolkit.fence import DeviceDir
+from lbaas.drivers.toolkit.process import pid_alive, read_pid
 
 
 def operating_status(server: ServerState) -> MemberOperatingStatus:
@@ -68,7 +70,8 @@ class HAProxyDriver(Driver):
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._memos: dict[str, Memo] = {}
-        self._watches: list[MasterWatch] = []
+        self._dirs = DeviceDir()
+        self._watches: list[DeathWatch] = []
 
     # -- contract -------------------------------------------------------------------------
 
@@ -174,7 +177,7 @@ class HAProxyDriver(Driver):
                 return runtime.show_proc(supervisor.paths.master_socket, PROBE_TIMEOUT).master_pid
             return None
 
-        watcher = MasterWatch(find_master, changed, device.name)
+        watcher = DeathWatch(find_master, changed, f"haproxy-{device.name}")
         watcher.start()
         with self._guard:
             self._watches.append(watcher)
@@ -211,27 +214,21 @@ class HAProxyDriver(Driver):
 
     @contextlib.contextmanager
     def _device(self, device: DeviceHandle) -> Iterator[Device]:
-        """Serialise work on one device: a thread lock, and a file lock against another
-        operator process (an old one still shutting down) using the same state dir. Under the
-        file lock, refuse a caller whose fence is older than one the device has seen."""
+        """Serialise work on one device (``DeviceDir``: a thread lock, and a file lock against
+        another operator process using the same state dir, an old one still shutting down);
+        under both, refuse a caller whose fence is older than one the device has seen."""
         config = parse_config(device.config)
         paths = config.paths()
         with self._guard:
             memo = self._memos.setdefault(config.state_dir, Memo())
-        with memo.lock:
-            try:
-                paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
-                paths.conf_d.mkdir(exist_ok=True, mode=0o755)
-            except OSError as exc:
-                raise DriverError(
-                    f"cannot create stateDir {paths.root}: {exc.strerror}",
-                    retryable=False,
-                    reason="InvalidConfig",
-                ) from exc
-            with paths.lock.open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    check_fence(paths.owner, device.fence, device.owner)
-                    yield Device(config, paths, Supervisor(config), memo)
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        try:
+            paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths.conf_d.mkdir(exist_ok=True, mode=0o755)
+        except OSError as exc:
+            raise DriverError(
+                f"cannot create stateDir {paths.root}: {exc.strerror}",
+                retryable=False,
+                reason="InvalidConfig",
+            ) from exc
+        with self._dirs.session(paths.root, device):
+            yield Device(config, paths, Supervisor(config), memo)

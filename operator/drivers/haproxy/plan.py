@@ -26,18 +26,16 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lbaas.drivers.base import DriverError, LoadBalancer, UnsupportedError
+from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.preflight import Preflight
 from lbaas.drivers.haproxy.process import ConfigRejected
 from lbaas.drivers.haproxy.render import Fragment, render_global
 from lbaas.drivers.haproxy.runtime import ProcInfo
-from lbaas.drivers.haproxy.store import key_of, read_text
+from lbaas.drivers.haproxy.store import key_of
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
-
-if TYPE_CHECKING:
-    from lbaas.drivers.haproxy.converge import Device
+from lbaas.drivers.toolkit.files import read_text
 
 Change = tuple[LoadBalancer | None, Fragment | None]
 """One VIP of a batch: its new tree and fragment, or (None, None) to delete it."""

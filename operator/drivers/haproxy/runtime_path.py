@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lbaas.drivers.base import DriverError
 from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Change
 from lbaas.drivers.haproxy.render import (
     Fragment,
@@ -31,10 +31,8 @@ from lbaas.drivers.haproxy.render import (
     render_global,
 )
 from lbaas.drivers.haproxy.runtime import CLIError, Running
-from lbaas.drivers.haproxy.store import DriverState, dump_tree, read_text, write_many
-
-if TYPE_CHECKING:
-    from lbaas.drivers.haproxy.converge import Device
+from lbaas.drivers.haproxy.store import DriverState, dump_tree
+from lbaas.drivers.toolkit.files import read_text, write_many
 
 log = logging.getLogger(__name__)
 

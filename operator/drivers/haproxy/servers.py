@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbaas.drivers.base import remaining
+from lbaas.drivers.deadline import remaining
 from lbaas.drivers.haproxy import faults, runtime
 from lbaas.drivers.haproxy.render import Fragment, Server
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState

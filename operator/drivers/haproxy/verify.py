@@ -15,10 +15,11 @@ from collections.abc import Collection
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers.base import Drift, DriverError, LoadBalancer
 from lbaas.drivers.haproxy import runtime
-from lbaas.drivers.haproxy.converge import Device, checked_fragment
+from lbaas.drivers.haproxy.device import Device, checked_fragment
 from lbaas.drivers.haproxy.render import Fragment, render_global
 from lbaas.drivers.haproxy.runtime import CLIError, NoSuchBackend, ServerState
-from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of, load_tree, read_text
+from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of, load_tree
+from lbaas.drivers.toolkit.files import read_text
 
 DEVICE_CHECK_TTL = 1.0
 """Seconds the device-level checks are reused. Short against any resync interval (a cached
