@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from lbaas.drivers.base import DriverError
+from lbaas.drivers.errors import DriverError
 
 FILE_PATTERN = r"^/[A-Za-z0-9_./+-]*$"
 """Paths end up in the HAProxy configuration (sockets, server state), so: no spaces/quotes."""

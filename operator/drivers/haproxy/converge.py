@@ -31,8 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from lbaas.drivers.base import DriverError, LoadBalancer
-from lbaas.drivers.errors import DriverTimeout, deferred
+from lbaas.drivers.errors import DriverError, DriverTimeout, deferred
 from lbaas.drivers.haproxy.device import Device, checked_fragment, in_sync
 from lbaas.drivers.haproxy.plan import Change, Plan, blame, make_plan, validate
 from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed
@@ -40,6 +39,7 @@ from lbaas.drivers.haproxy.reload import reload
 from lbaas.drivers.haproxy.runtime import ProcInfo
 from lbaas.drivers.haproxy.runtime_path import runtime_batch
 from lbaas.drivers.haproxy.store import DriverState
+from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.toolkit.files import write_many
 
 Outcome = dict[str, DriverError | None]

@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lbaas.drivers.base import Drift, DriverError, LoadBalancer
+from lbaas.drivers.contract import Drift
+from lbaas.drivers.errors import DriverError
 from lbaas.drivers.haproxy.config import DevicePaths, HAProxyDeviceConfig
 from lbaas.drivers.haproxy.process import Supervisor
 from lbaas.drivers.haproxy.render import Fragment, GlobalSettings, render_vip
 from lbaas.drivers.haproxy.runtime import ProcInfo
 from lbaas.drivers.haproxy.store import DriverState, TreeCache, file_stem
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
+from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.toolkit.pace import Pace
 
 

@@ -22,7 +22,7 @@ import socket
 from collections.abc import Collection
 from pathlib import Path
 
-from lbaas.drivers.base import DriverError
+from lbaas.drivers.errors import DriverError
 from lbaas.drivers.toolkit.process import children
 
 _LISTEN = "0A"

@@ -93,11 +93,12 @@ def reconcile(dev: Device, carried: dict[str, Fragment], plan: Plan) -> None:
         return
     socket = dev.paths.runtime_socket
     view = runtime.Running(socket, len(carried), len(plan.included))
+    backends = [backend for fragment in carried.values() for backend in fragment.backends]
     try:
         running = {}
-        for fragment in carried.values():
+        for backend in backends:
             with contextlib.suppress(runtime.NoSuchBackend):
-                running[fragment.backend] = view.servers(fragment.backend)
-        servers.reconcile(socket, carried, running)
+                running[backend.name] = view.servers(backend.name)
+        servers.reconcile(socket, backends, running)
     except CLIError as exc:
         log.warning("could not check runtime server values after a reload: %s", exc)

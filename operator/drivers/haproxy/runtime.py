@@ -221,9 +221,9 @@ def frontend_status(runtime_socket: Path, frontend: str, timeout: float = 5.0) -
     return None
 
 
-def frontend_statuses(runtime_socket: Path) -> dict[str, str]:
+def frontend_statuses(runtime_socket: Path, timeout: float = 10.0) -> dict[str, str]:
     """Every frontend's status in one command (``show stat -1 1 -1``: frontends only)."""
-    text = command(runtime_socket, "show stat -1 1 -1", timeout=10.0)
+    text = command(runtime_socket, "show stat -1 1 -1", timeout)
     found = {}
     for line in text.splitlines():
         fields = line.split(",")

@@ -1,7 +1,9 @@
 """What the driver keeps in a device's state dir, each file replaced atomically.
 
 - ``vips/<namespace>__<name>.json``: each VIP's desired tree, the source of truth: a new
-  operator process renders the whole configuration again from these files.
+  operator process renders the whole configuration again from these files. The tree is the
+  driver data model's document (``model.to_document``) with a ``version``; files of the 0.1
+  driver are still read (``upgrade``).
 - ``conf.d/<namespace>__<name>.cfg``: what HAProxy loads for each VIP (rendered from the above).
 - ``driver-state.json``: counters, the master pid and reload count seen at the driver's last
   reload (a different one means somebody else reloaded), the VIPs left out of the
@@ -21,11 +23,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import LoadBalancer, MemberEntry
+from lbaas.drivers.haproxy.upgrade import is_v0, tree_from_v0
+from lbaas.drivers.model import MODEL_VERSION, LoadBalancer, from_document, to_document
 from lbaas.drivers.toolkit.files import atomic_write, read_text
 
 
@@ -40,42 +39,32 @@ def key_of(path: Path) -> str:
     return f"{namespace}/{name}"
 
 
-def vip_file(directory: Path, lb: LoadBalancer) -> Path:
-    return directory / f"{file_stem(lb.key)}.json"
+TREE_VERSION = MODEL_VERSION
+"""The ``version`` of a VIP file: the driver data model's (``lbaas.drivers.model``)."""
 
 
 def dump_tree(lb: LoadBalancer) -> str:
-    tree = {
-        "namespace": lb.namespace,
-        "name": lb.name,
-        "address": lb.address,
-        "spec": lb.spec.wire(),
-        "poolName": lb.pool_name,
-        "pool": lb.pool.wire() if lb.pool else None,
-        "members": [{"name": m.name, "spec": m.spec.wire()} for m in lb.members],
-        "monitorName": lb.monitor_name,
-        "monitor": lb.monitor.wire() if lb.monitor else None,
-    }
-    return json.dumps(tree, indent=1, sort_keys=True) + "\n"
+    """A VIP file: ``{"version": 1, "tree": model.to_document(lb)}`` (no key material: a
+    ``Sensitive`` value is stored as its fingerprint)."""
+    document = {"version": TREE_VERSION, "tree": to_document(lb)}
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def load_tree(text: str) -> LoadBalancer:
-    """Parse and re-validate a stored tree (a file edited by hand is checked like the API)."""
-    tree = json.loads(text)
-    return LoadBalancer(
-        namespace=str(tree["namespace"]),
-        name=str(tree["name"]),
-        address=str(tree["address"]),
-        spec=VIPSpec.model_validate(tree["spec"]),
-        pool_name=tree.get("poolName"),
-        pool=PoolSpec.model_validate(tree["pool"]) if tree.get("pool") else None,
-        members=tuple(
-            MemberEntry(str(m["name"]), MemberSpec.model_validate(m["spec"]))
-            for m in tree.get("members", ())
-        ),
-        monitor_name=tree.get("monitorName"),
-        monitor=HealthMonitorSpec.model_validate(tree["monitor"]) if tree.get("monitor") else None,
-    )
+    """Parse and check a stored tree (a file edited by hand is checked like any document);
+    a file of the 0.1 driver is read as the model (``upgrade``)."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a VIP file holds an object")
+    if is_v0(data):
+        return tree_from_v0(data)
+    if data.get("version") != TREE_VERSION:
+        raise ValueError(
+            f"VIP file version {data.get('version')!r}: this driver reads version {TREE_VERSION}"
+        )
+    tree = from_document(LoadBalancer, data["tree"])
+    assert isinstance(tree, LoadBalancer)
+    return tree
 
 
 class TreeCache:
@@ -102,7 +91,7 @@ class TreeCache:
                     self._entries[path] = cached
             except FileNotFoundError:
                 continue
-            except (ValueError, KeyError, TypeError) as exc:  # pydantic's errors are ValueErrors
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 broken[key_of(path)] = f"unreadable VIP file {path.name}: {exc}"
                 continue
             trees[cached[1].key] = cached[1]
