@@ -31,7 +31,6 @@ from typing import Any, Literal
 from lbaas import metrics
 from lbaas.agents.agent import Agent
 from lbaas.agents.election import LeaderElector
-from lbaas.agents.leases import KIND_DEVICE, KIND_LABEL, LeaseStore
 from lbaas.agents.ownership import DeviceOwnership
 from lbaas.api.meta import LabelSelector
 from lbaas.config import OperatorSettings
@@ -48,6 +47,7 @@ from lbaas.kube.resources import (
     TREE_KINDS,
     Resource,
 )
+from lbaas.leases import KIND_DEVICE, KIND_LABEL, LeaseStore
 from lbaas.reporter import Reporter
 from lbaas.views import Views, is_deleting, spec_of, status_of
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lbaas.agents import leases
+from lbaas import leases
 from lbaas.config import OperatorSettings
 from lbaas.kube import resources
 from lbaas.kube.client import Kube

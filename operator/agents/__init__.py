@@ -3,7 +3,7 @@
 Who owns what is decided by ``coordination.k8s.io/v1`` Leases in the lease namespace; nothing
 else is shared between processes. The modules, from the bottom up:
 
-- :mod:`~lbaas.agents.leases`: Lease records and names, compare-and-swap writes
+- :mod:`~lbaas.leases`: Lease records and names, compare-and-swap writes
   (:class:`LeaseStore`, blocking) and expiry by local observation (:class:`Observer`).
 - :mod:`~lbaas.agents.calls`: running those blocking calls from asyncio, with timeouts.
 - :mod:`~lbaas.agents.election`: :class:`LeaderElector`, one acting controller.

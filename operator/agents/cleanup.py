@@ -9,43 +9,49 @@ device over, only while the agent's view of the cluster is complete; each remova
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lbaas import metrics
-from lbaas.drivers.base import DriverError
-
-if TYPE_CHECKING:  # the worker imports this module
-    from lbaas.agents.worker import DeviceWorker
+from lbaas.drivers.contract import DeviceHandle, Driver
+from lbaas.drivers.errors import DriverError
+from lbaas.reporter import Reporter
+from lbaas.views import Views
 
 log = logging.getLogger(__name__)
 
+Call = Callable[[str, Callable[[Driver, DeviceHandle], Any]], Awaitable[Any]]
+"""The device worker's ``call``: one driver call within the device's Lease."""
 
-async def remove_orphans(worker: DeviceWorker) -> list[str]:
-    """Delete the device's orphans; the keys removed."""
-    bound = worker.views.bound_vips(worker.name, with_deleting=True)
+
+async def remove_orphans(*, device: str, views: Views, reporter: Reporter, call: Call) -> list[str]:
+    """Delete ``device``'s orphans through ``call``; the keys removed."""
+    bound = views.bound_vips(device, with_deleting=True)
     expected = {f"{ns}/{name}" for ns, name in bound}
     try:
-        orphans = await worker.call("orphans", lambda d, h: d.orphans(h, expected))
+        orphans: list[str] = await call("orphans", lambda d, h: d.orphans(h, expected))
     except DriverError as exc:
-        log.info("device %s: orphan check failed: %s", worker.name, exc.user_message)
+        log.info("device %s: orphan check failed: %s", device, exc.user_message)
         return []
     removed = []
-    device = worker.views.device(worker.name)
-    for lb in orphans:
+    obj = views.device(device)
+    for key in orphans:
+
+        def delete(driver: Driver, handle: DeviceHandle, key: str = key) -> None:
+            driver.delete(handle, key)
+
         try:
-            await worker.delete(lb)
+            await call("delete", delete)
         except DriverError as exc:
-            log.warning(
-                "device %s: orphan %s not removed: %s", worker.name, lb.key, exc.user_message
-            )
+            log.warning("device %s: orphan %s not removed: %s", device, key, exc.user_message)
             continue
-        removed.append(lb.key)
-        metrics.DRIFT_REPAIRS.labels(worker.name, "Orphan").inc()
-        if device is not None:
-            worker.reporter.warn(
-                device,
+        removed.append(key)
+        metrics.DRIFT_REPAIRS.labels(device, "Orphan").inc()
+        if obj is not None:
+            reporter.warn(
+                obj,
                 reason="DriftRepaired",
-                message=f"removed VIP {lb.key} from the device: no VIP of the cluster is bound"
+                message=f"removed VIP {key} from the device: no VIP of the cluster is bound"
                 " to it here (left by an abandoned deletion, a failover, or added by hand)",
             )
     return removed

@@ -10,6 +10,7 @@ the Secret, errors about them shown without the API's text (it may echo request 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from lbaas.api.device import DevicePhase, DeviceSpec
-from lbaas.drivers.base import DeviceHandle, DriverError
+from lbaas.drivers.capabilities import summary
+from lbaas.drivers.contract import DeviceHandle, Driver
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.registry import DriverRegistry
 from lbaas.kube.client import Kube
 from lbaas.status import READY, Cond, desired_status, now
-from lbaas.views import is_deleting, meta_of, status_of
+from lbaas.views import is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,9 @@ def device_status(
     message: str,
     agent: str,
     bound: Sequence[VipKey],
+    features: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """The agent's part of ``device``'s status."""
+    """The agent's part of ``device``'s status (``features``: what its driver supports)."""
     status = status_of(device)
     ready = phase == DevicePhase.READY
     if is_deleting(device) and bound:
@@ -59,13 +64,38 @@ def device_status(
         message=message,
         generation=meta_of(device).get("generation"),
         conditions=[Cond(READY, ready, reason, message)],
-        extra={"agent": agent, "notReadySince": since},
+        extra={
+            "agent": agent,
+            "notReadySince": since,
+            **(
+                {"features": sorted(features), "featureSummary": summary(features)}
+                if features is not None
+                else {}
+            ),
+        },
     )
     if status.get("phase") != phase or status.get("message") != message:
         desired["lastProbeTime"] = now()
     elif status.get("lastProbeTime"):
         desired["lastProbeTime"] = status["lastProbeTime"]
     return desired
+
+
+async def open_device(
+    device: Mapping[str, Any], drivers: DriverRegistry, kube: Kube, owner: str, fence: int
+) -> tuple[Driver, DeviceSpec, DeviceHandle]:
+    """The driver, spec and handle of a Device: its spec parsed, its driver loaded, the
+    driver's config checked (in a thread: drivers are synchronous), its credentials read.
+
+    :raises DriverError: from the registry, ``validate_config`` or :func:`build_handle`.
+    :raises ValueError: the spec does not parse (the schema should have refused it).
+    """
+    spec = DeviceSpec.model_validate(spec_of(device))
+    driver = drivers.get(spec.driver)
+    await asyncio.to_thread(driver.validate_config, spec.config)
+    labels = meta_of(device).get("labels") or {}
+    name = str(meta_of(device)["name"])
+    return driver, spec, await build_handle(name, spec, labels, kube, owner, fence)
 
 
 async def build_handle(
@@ -86,4 +116,12 @@ async def build_handle(
                 f"credentials Secret {ref.namespace}/{ref.name} cannot be read",
                 reason="CredentialsUnavailable",
             ) from None
-    return DeviceHandle(name, spec, dict(labels), credentials, owner=owner, fence=fence)
+    return DeviceHandle(
+        name=name,
+        driver=spec.driver,
+        config=spec.config,
+        labels=dict(labels),
+        credentials=credentials,
+        owner=owner,
+        fence=fence,
+    )

@@ -15,7 +15,7 @@ The same protocol as client-go's ``leaderelection``, in asyncio over blocking ca
   standby takes over at its next attempt, within one renew period.
 
 The holder is ``identity`` (for humans: the pod name) plus a random incarnation per process
-(see :mod:`lbaas.agents.leases`): a restarted controller waits for its predecessor's Lease to
+(see :mod:`lbaas.leases`): a restarted controller waits for its predecessor's Lease to
 expire like any standby.
 """
 
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lbaas import metrics
 from lbaas.agents.calls import Callback, call_back, call_in_thread
-from lbaas.agents.leases import (
+from lbaas.leases import (
     KIND_CONTROLLER,
     LEADER_LEASE,
     LeaseRecord,

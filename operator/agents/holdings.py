@@ -17,7 +17,8 @@ from typing import Any
 
 from lbaas import metrics
 from lbaas.agents.calls import Callback, call_back, call_in_thread
-from lbaas.agents.leases import (
+from lbaas.agents.transfer import transfer_for
+from lbaas.leases import (
     DEVICE_ANNOTATION,
     KIND_DEVICE,
     LeaseRecord,
@@ -25,7 +26,6 @@ from lbaas.agents.leases import (
     device_lease_name,
     our_labels,
 )
-from lbaas.agents.transfer import transfer_for
 
 log = logging.getLogger(__name__)
 

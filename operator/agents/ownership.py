@@ -3,7 +3,7 @@
 How the pieces fit: :class:`DeviceOwnership` runs in every agent. Each tick (every renew
 period, and at once after :meth:`~DeviceOwnership.nudge`) it renews its presence Lease and the
 Leases of its Devices, lists all our Leases in one call (observing them with an
-:class:`~lbaas.agents.leases.Observer`), runs :func:`~lbaas.agents.assignment.assign` on
+:class:`~lbaas.leases.Observer`), runs :func:`~lbaas.agents.assignment.assign` on
 (Devices, live agents, current holders) and acts on its own part: it takes free or expired
 Leases of Devices assigned to it (``leaseTransitions`` + 1: the fence) and hands over those
 assigned elsewhere: ``on_release`` first (the runtime stops starting calls and waits for those
@@ -38,7 +38,9 @@ from lbaas import metrics
 from lbaas.agents.assignment import Selector, assign
 from lbaas.agents.calls import TRANSIENT, Callback, wait_any
 from lbaas.agents.holdings import LeaseHoldings, _Held
-from lbaas.agents.leases import (
+from lbaas.agents.presence import Presence
+from lbaas.agents.transfer import Transfer, TransferReason
+from lbaas.leases import (
     AGENTS_AND_DEVICES_SELECTOR,
     KIND_AGENT,
     KIND_DEVICE,
@@ -47,8 +49,6 @@ from lbaas.agents.leases import (
     Observer,
     new_incarnation,
 )
-from lbaas.agents.presence import Presence
-from lbaas.agents.transfer import Transfer, TransferReason
 
 __all__ = ["DeviceOwnership", "Transfer", "TransferReason"]
 

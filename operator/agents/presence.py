@@ -1,7 +1,7 @@
 """An agent's presence Lease (``lbaas-agent-<id>``): "I am alive, and these are my labels".
 
 Every agent reads all presence Leases to know which agents are live (held and not expired
-for its :class:`~lbaas.agents.leases.Observer`) and what labels they have, and feeds them to
+for its :class:`~lbaas.leases.Observer`) and what labels they have, and feeds them to
 :func:`~lbaas.agents.assignment.assign`. Presence guards nothing by itself, so an agent takes
 its presence Lease at once, even from an earlier process with the same id (with a warning:
 two live processes with one id would take turns, which is a configuration error).
@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Mapping
 
-from lbaas.agents.leases import (
+from lbaas.leases import (
     AGENT_LABELS_ANNOTATION,
     KIND_AGENT,
     LeaseRecord,

@@ -2,7 +2,7 @@
 
 A holder that lets go on purpose writes who it was and why into the released Lease
 (annotations ``lbaas.dev/released-by`` and ``lbaas.dev/release-reason``, see
-:meth:`lbaas.agents.leases.LeaseRecord.released`); a Lease taken while still held was
+:meth:`lbaas.leases.LeaseRecord.released`); a Lease taken while still held was
 expired. The new owner turns that into a :class:`Transfer`, which the runtime posts as an
 Event on the Device ("agent b took over from a: lease expired").
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lbaas.agents.leases import RELEASE_REASON_ANNOTATION, RELEASED_BY_ANNOTATION, LeaseRecord
+from lbaas.leases import RELEASE_REASON_ANNOTATION, RELEASED_BY_ANNOTATION, LeaseRecord
 
 
 class TransferReason(StrEnum):

@@ -22,26 +22,20 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from lbaas.agents.cleanup import remove_orphans
-from lbaas.agents.device_status import build_handle, device_status
+from lbaas.agents.device_status import device_status, open_device
 from lbaas.agents.health import MemberHealth
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.config import OperatorSettings
-from lbaas.drivers.base import (
-    DeviceHandle,
-    Drift,
-    Driver,
-    DriverError,
-    LoadBalancer,
-    ProbeResult,
-    Statuses,
-)
 from lbaas.drivers.batcher import Batcher
+from lbaas.drivers.contract import DeviceHandle, Drift, Driver, ProbeResult, Statuses
+from lbaas.drivers.errors import DriverError, Reason
+from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.drivers.runner import DriverRunner
 from lbaas.kube.client import Kube
 from lbaas.reporter import Reporter
 from lbaas.trees.loop import Mode
-from lbaas.views import Views, meta_of, spec_of, status_of
+from lbaas.views import Views, meta_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +76,8 @@ class DeviceWorker:
         self.trigger = trigger
         self.driver: Driver | None = None
         self.handle: DeviceHandle | None = None
+        self.spec: DeviceSpec | None = None
+        """The Device's spec, with the handle (its policies: member networks, addresses)."""
         self.handle_generation: Any = None
         self.phase: str | None = None
         self.message = ""
@@ -102,7 +98,7 @@ class DeviceWorker:
 
     @property
     def driver_name(self) -> str:
-        return self.handle.spec.driver if self.handle else ""
+        return self.handle.driver if self.handle else ""
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -144,17 +140,13 @@ class DeviceWorker:
             return
         self.handle_generation = meta_of(device).get("generation")
         try:
-            spec = DeviceSpec.model_validate(spec_of(device))
-            self.driver = self.drivers.get(spec.driver)
-            await asyncio.to_thread(self.driver.validate_config, spec.config)
-            labels = meta_of(device).get("labels") or {}
-            handle = await build_handle(
-                self.name, spec, labels, self.kube, self.settings.agent_id, self.fence
+            driver, spec, handle = await open_device(
+                device, self.drivers, self.kube, self.settings.agent_id, self.fence
             )
             self.reporter.redact.add(handle.credentials)
             self._stop_watch()
-            self.handle = handle
-            self._stop_watch = self.driver.watch(handle, self.poke)
+            self.driver, self.handle, self.spec = driver, handle, spec
+            self._stop_watch = driver.watch(handle, self.poke)
         except DriverError as exc:
             self.handle = None
             await self._set_state(
@@ -179,10 +171,10 @@ class DeviceWorker:
         if deadline is None:
             raise DriverError(
                 f"this agent no longer holds the lease of device {self.name}; will retry",
-                reason="LeaseLost",
+                reason=Reason.LEASE_LOST,
             )
         return await self.runner.call(
-            handle.spec.driver, self.name, op, lambda: fn(driver, handle), deadline=deadline
+            handle.driver, self.name, op, lambda: fn(driver, handle), deadline=deadline
         )
 
     async def apply(
@@ -199,15 +191,17 @@ class DeviceWorker:
             return {lb.key: exc for lb in lbs}
         return {lb.key: outcome.get(lb.key) for lb in lbs}
 
-    async def delete(self, lb: LoadBalancer) -> None:
-        await self.call("delete", lambda d, h: d.delete(h, lb))
+    async def delete(self, key: VipKey) -> None:
+        """Remove the VIP ``key`` from the device (what it holds of it, whatever the tree)."""
+        await self.call("delete", lambda d, h: d.delete(h, f"{key[0]}/{key[1]}"))
 
     async def verify(self, lb: LoadBalancer) -> list[Drift] | None:
         result: list[Drift] | None = await self.call("verify", lambda d, h: d.verify(h, lb))
         return result
 
-    async def health_of(self, lb: LoadBalancer) -> Statuses | str:
-        """Member health of one VIP now (coalesced with other VIPs' reads); stored too."""
+    async def health_of(self, lb: LoadBalancer) -> Statuses | None:
+        """Member health of one VIP now (coalesced with other VIPs' reads); stored too.
+        None: the device could not tell."""
         return await self.members.of(lb)
 
     # ---- periodic work -------------------------------------------------------------------------
@@ -220,7 +214,7 @@ class DeviceWorker:
         try:
             result: ProbeResult = await self.call("probe", lambda d, h: d.probe(h))
         except DriverError as exc:
-            if exc.reason == "LeaseLost":
+            if exc.reason == Reason.LEASE_LOST:
                 return
             phase = DevicePhase.NOT_READY if exc.retryable else DevicePhase.ERROR
             await self._set_state(phase, exc.reason, exc.user_message)
@@ -262,7 +256,9 @@ class DeviceWorker:
 
     async def remove_orphans(self) -> list[str]:
         """Delete what the device holds that no VIP of the cluster is bound to."""
-        return await remove_orphans(self)
+        return await remove_orphans(
+            device=self.name, views=self.views, reporter=self.reporter, call=self.call
+        )
 
     # ---- the Device's status --------------------------------------------------------------
 
@@ -291,6 +287,9 @@ class DeviceWorker:
             message=self.message,
             agent=self.settings.agent_id,
             bound=sorted(self.views.bound_vips(self.name, with_deleting=True)),
+            features=self.driver.capabilities(self.handle.config)
+            if self.driver is not None and self.handle is not None
+            else None,
         )
         await self.reporter.status(device, desired)
 

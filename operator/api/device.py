@@ -173,6 +173,17 @@ class DeviceStatus(WireModel):
     not_ready_since: datetime | None = Field(
         default=None, description="When the device last turned NotReady (for failover)."
     )
+    features: list[str] | None = Field(
+        default=None,
+        max_length=256,
+        description="What the device's driver supports (docs/drivers.md lists the features);"
+        " VIPs asking for anything else are not placed on it.",
+    )
+    feature_summary: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The feature profiles covered (L4, HTTP, TLS, L7, UDP, OPS).",
+    )
 
 
 class Device(Resource):
@@ -194,6 +205,7 @@ class Device(Resource):
             PrinterColumn("Free", ".status.freeCapacity", "integer"),
             PrinterColumn("Schedulable", ".spec.schedulable", "boolean"),
             PrinterColumn("Agent", ".status.agent"),
+            PrinterColumn("Features", ".status.featureSummary"),
             AGE,
             MESSAGE,
         ),

@@ -19,8 +19,9 @@ status (``status.features``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from lbaas.drivers.model import (
     ActionType,
@@ -33,6 +34,9 @@ from lbaas.drivers.model import (
     TLSVersion,
     ValueMatchType,
 )
+
+if TYPE_CHECKING:
+    from lbaas.drivers.contract import Driver
 
 
 @dataclass(frozen=True)
@@ -240,3 +244,35 @@ def _pool(pool: Pool) -> set[str]:
 def missing(lb: LoadBalancer, supported: Iterable[str]) -> list[str]:
     """The features ``lb`` asks for that ``supported`` lacks, sorted (empty: it can be served)."""
     return sorted(required_features(lb) - set(supported))
+
+
+def why_unsupported(driver: Driver, config: Mapping[str, Any], lb: LoadBalancer) -> str | None:
+    """Why a device of ``driver`` with ``config`` cannot serve ``lb``: the features it lacks,
+    else the driver's own refusal (``supports``); None when it can. Pure (no device access)."""
+    if lacking := missing(lb, driver.capabilities(config)):
+        return f"lacks {described(lacking)}"
+    return driver.supports(lb, config)
+
+
+def described(features: Iterable[str]) -> str:
+    """``feature protocol.udp (UDP listeners and pools), ...`` for messages."""
+    return ", ".join(
+        f"feature {name} ({FEATURES[name].description if name in FEATURES else 'unknown'})"
+        for name in features
+    )
+
+
+def summary(features: Iterable[str]) -> str:
+    """The profiles ``features`` cover, for ``kubectl get lbdev``: ``"L4 HTTP OPS, partly TLS"``
+    (a profile is covered when every core feature of it is declared)."""
+    have = set(features)
+    full, partly = [], []
+    for profile in PROFILES:
+        core = {f.name for f in _FEATURES if f.profile == profile and f.level == "core"}
+        declared = {f.name for f in _FEATURES if f.profile == profile} & have
+        if core <= have:
+            full.append(profile)
+        elif declared:
+            partly.append(profile)
+    text = " ".join(full) or "none"
+    return f"{text}, partly {' '.join(partly)}" if partly else text

@@ -17,22 +17,17 @@ The shape, as a load balancer is drawn (Octavia's, and the Gateway API's)::
 A listener's ``default_pool`` and its policies name pools of the same load balancer; the core
 guarantees every name resolves (a policy naming a missing pool never reaches a driver).
 
-Certificate material is resolved by the core: a driver gets the PEM itself, never a reference
-to a Secret. Private keys are :class:`Sensitive`: they never appear in a ``repr``, a ``str``,
-an f-string or :func:`to_document` (what drivers store), so no log line, Event, status or
-state file carries them by accident; ``Sensitive.reveal()`` is the one way to the bytes.
-
-Capabilities (``lbaas.drivers.capabilities``) name what each part of this model asks of a
-device; ``required_features(lb)`` lists them for one tree.
+Certificate material is resolved by the core: a driver gets the PEM, never a Secret's name.
+Private keys are :class:`Sensitive`: never in a ``repr``, ``str``, f-string or stored document
+(``lbaas.drivers.documents``), so no log line, Event, status or state file carries one by
+accident; ``Sensitive.reveal()`` is the one way to the bytes. ``lbaas.drivers.capabilities``
+says what each part of this model asks of a device.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import types
-import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -147,9 +142,6 @@ class Sensitive:
         return "<redacted>"
 
     __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return "<redacted>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sensitive) and other.fingerprint == self._fingerprint
@@ -405,97 +397,3 @@ class LoadBalancer:
         for pool in self.pools:
             for member in pool.members:
                 yield pool, member
-
-    def monitored(self, member: str) -> bool:
-        """Whether ``member`` is health-checked (its pool has an enabled monitor)."""
-        return any(
-            m.name == member and p.monitor is not None and p.monitor.admin_state_up
-            for p, m in self.members()
-        )
-
-
-# ---- documents: what a driver may store -------------------------------------------------------
-
-
-def to_document(value: Any) -> Any:
-    """``value`` (any model object) as JSON-ready data, for a driver's own state files.
-
-    A :class:`Sensitive` becomes ``{"sensitive": <fingerprint>}``: a stored tree tells whether
-    the key changed, never what it is. :func:`from_document` reads it back, with the key as a
-    placeholder the driver must not serve (it keeps the real key in its own protected file).
-    """
-    if isinstance(value, Sensitive):
-        return {"sensitive": value.fingerprint}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_document(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) != f.default or f.default is dataclasses.MISSING
-        }
-    if isinstance(value, tuple | list):
-        return [to_document(v) for v in value]
-    if isinstance(value, StrEnum):
-        return value.value
-    return value
-
-
-class StoredKey(Sensitive):
-    """The placeholder :func:`from_document` puts where a key was: equal to any key with the
-    same fingerprint, so a stored tree compares equal to the tree it was written from."""
-
-    __slots__ = ()
-
-    def __init__(self, fingerprint: str) -> None:
-        self._value = ""
-        self._fingerprint = fingerprint
-
-    def reveal(self) -> str:
-        raise ValueError("a key read back from a stored document is not available")
-
-
-def from_document(cls: type[Any], data: Any) -> Any:
-    """The inverse of :func:`to_document` for model class ``cls`` (fields checked by type,
-    unknown keys refused): ``from_document(LoadBalancer, doc)``."""
-    return _load(cls, data)
-
-
-def _load(tp: Any, data: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if data is None:
-            return None
-        return _load(args[0], data)
-    if origin is tuple:
-        (item, _ellipsis) = typing.get_args(tp)
-        if not isinstance(data, list):
-            raise ValueError(f"expected a list, got {type(data).__name__}")
-        return tuple(_load(item, v) for v in data)
-    if tp is Sensitive:
-        if not isinstance(data, Mapping) or "sensitive" not in data:
-            raise ValueError("expected a stored key fingerprint")
-        return StoredKey(str(data["sensitive"]))
-    if isinstance(tp, type) and issubclass(tp, StrEnum):
-        return tp(data)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(data, Mapping):
-            raise ValueError(f"expected an object for {tp.__name__}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown fields for {tp.__name__}: {sorted(unknown)}")
-        return tp(**{k: _load(hints[k], v) for k, v in data.items()})
-    if tp is bool:
-        if not isinstance(data, bool):
-            raise ValueError(f"expected a boolean, got {data!r}")
-        return data
-    if tp is int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise ValueError(f"expected an integer, got {data!r}")
-        return data
-    if tp is str:
-        if not isinstance(data, str):
-            raise ValueError(f"expected a string, got {data!r}")
-        return data
-    raise TypeError(f"cannot load {tp!r}")

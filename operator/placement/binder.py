@@ -21,11 +21,12 @@ from typing import Any
 
 from lbaas.api.vip import VIPSpec
 from lbaas.config import OperatorSettings
+from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.candidates import CandidateView
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
-from lbaas.trees import report
+from lbaas.trees import report, translate
 from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, spec_of, status_of
 
@@ -160,7 +161,8 @@ class Binder:
             self._stuck(key, vip, leaving, "it is pinned to that device by spec.deviceRef")
             return False
         seen = self.inventory_version
-        decision = self.candidates.decide(key, spec, exclude=leaving)
+        probe = self._probe(key, vip, spec)
+        decision = self.candidates.decide(key, spec, leaving, probe)
         if self.candidates.awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP. Binding now would pile every VIP onto the first
@@ -174,14 +176,14 @@ class Binder:
         # with no await between. With none eligible nothing awaited: the decision stands.
         chosen = None
         if decision.eligible:
-            picked = await self.candidates.pick(key, spec, decision)
+            picked = await self.candidates.pick(probe, decision)
             if picked is not None:
                 chosen = self.candidates.recheck(key, spec, picked)
                 if chosen is None:
                     self.trigger(key)  # the device filled up (or its address went) meanwhile
                     return False
             else:
-                decision = self.candidates.decide(key, spec, exclude=leaving)
+                decision = self.candidates.decide(key, spec, leaving, probe)
                 chosen = decision.chosen
         address = None
         if chosen is not None:
@@ -208,6 +210,14 @@ class Binder:
             return await self._write_binding(key, vip, chosen.name, address, leaving)
         finally:
             self.reserved.pop(key, None)
+
+    def _probe(self, key: VipKey, vip: Mapping[str, Any], spec: VIPSpec) -> LoadBalancer:
+        """The VIP's tree as a driver would get it (its children as the cache holds them now),
+        so that only a device whose driver supports what the tree asks for is chosen."""
+        tree = build(self.views, key, vip, None, "")
+        if tree.vip_spec is None:
+            return translate.probe(key[0], key[1], spec)
+        return translate.load_balancer(tree, spec.address or "")
 
     def _stuck(self, key: VipKey, vip: Mapping[str, Any], leaving: str, message: str) -> None:
         """A failover with nowhere to go: the VIP stays bound to ``leaving``.

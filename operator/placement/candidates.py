@@ -19,7 +19,10 @@ from typing import Any
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.device_index import normal
-from lbaas.drivers.base import DeviceHandle, DriverError, LoadBalancer
+from lbaas.drivers.capabilities import why_unsupported
+from lbaas.drivers.contract import DeviceHandle
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.addresses import allocate, pool_contains
 from lbaas.placement.scheduler import Candidate, Decision, schedule
@@ -93,15 +96,18 @@ class CandidateView:
         again = schedule(spec, key[0], labels, fresh, lambda _c: None)
         return again.eligible[0] if again.eligible else None
 
-    def decide(self, key: VipKey, spec: VIPSpec, exclude: str | None) -> Decision:
+    def decide(
+        self, key: VipKey, spec: VIPSpec, exclude: str | None, probe: LoadBalancer
+    ) -> Decision:
+        """The scheduler's decision for ``key``; ``probe`` is its tree as the driver would see
+        it (what it asks of a device: its features)."""
         candidates = [
             c for c in self.for_vip(key, listeners=bool(spec.address)) if c.name != exclude
         ]
-        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
 
         def driver_check(c: Candidate) -> str | None:
             try:
-                return self.drivers.get(c.spec.driver).supports(probe)
+                return why_unsupported(self.drivers.get(c.spec.driver), c.spec.config, probe)
             except DriverError as exc:
                 return exc.user_message
 
@@ -162,19 +168,21 @@ class CandidateView:
             )
         return found
 
-    async def pick(self, key: VipKey, spec: VIPSpec, decision: Decision) -> Candidate | None:
+    async def pick(self, probe: LoadBalancer, decision: Decision) -> Candidate | None:
         """The device a driver's ``select_device`` prefers among the eligible, or None (no
         preference: the caller decides again after this await, counting what concurrent
         binds reserved meanwhile)."""
         if not decision.eligible:
             return None
-        probe = LoadBalancer(key[0], key[1], spec.address or "", spec)
         by_driver: dict[str, list[Candidate]] = {}
         for c in decision.eligible:
             by_driver.setdefault(c.spec.driver, []).append(c)
         for driver_name in sorted(by_driver):
             group = by_driver[driver_name]
-            handles = [DeviceHandle(c.name, c.spec, c.labels) for c in group]
+            handles = [
+                DeviceHandle(c.name, driver=c.spec.driver, config=c.spec.config, labels=c.labels)
+                for c in group
+            ]
             try:
                 driver = self.drivers.get(driver_name)
                 picked = await asyncio.wait_for(

@@ -16,13 +16,13 @@ import asyncio
 import logging
 import time
 
-from lbaas.agents.leases import LeaseRecord, Observer
 from lbaas.api.device import DevicePhase
 from lbaas.config import OperatorSettings
 from lbaas.kube.informer import Informer
+from lbaas.leases import LeaseRecord, Observer
 from lbaas.reporter import Reporter
 from lbaas.status import PROGRAMMED, READY, Cond, condition, desired_status, now
-from lbaas.trees import report
+from lbaas.trees import report, translate
 from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, meta_of, status_of
 
@@ -123,7 +123,7 @@ class Ownerless:
             if tree.vip_spec is None:
                 continue
             address = str(tree.vip_spec.address or status_of(vip).get("address") or "")
-            lb = tree.load_balancer(address)
+            lb = translate.load_balancer(tree, address)
             # Programmed and every object's status written for its current spec: the device
             # held this tree when its agent went. A spec changed since was never applied (its
             # agent may have died applying it): Pending, never Active at the new generation.

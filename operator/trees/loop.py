@@ -6,18 +6,7 @@ coalesced into one more turn after ``debounce`` seconds. The loop never runs two
 of one VIP at once, so a VIP's statuses and driver calls never race each other.
 
 What a reconcile returns (:class:`Result`), in the manner of controller-runtime's
-``reconcile.Result``:
-
-- ``ok``: the device serves the tree as it is now. The loop sleeps until the next trigger or
-  the VIP's next resync (spread over ``resync_interval`` by a hash of its key).
-- ``retry``: a retryable failure (device busy or unreachable, a conflict on a status write).
-  The loop runs again after an exponential backoff (1 s, 2 s, 4 s ... ``retry_backoff_max``),
-  unless a trigger comes first. Backoff restarts after an ``ok``.
-- not ``ok`` and not ``retry``: a failure retrying soon cannot fix (the device refuses this
-  tree). The loop waits for a trigger (the tree or the device changed), or tries once more at
-  the VIP's next resync (what the device refused may depend on the host: a port another
-  process held), never more often.
-- ``stop``: the loop ends: the VIP is gone, or it is no longer this agent's to serve.
+``reconcile.Result``: one of four values, each with one meaning for the loop.
 """
 
 from __future__ import annotations
@@ -50,27 +39,24 @@ class Mode(enum.IntEnum):
     """Apply whatever the cache says (a new owner takes over the device)."""
 
 
-@dataclass(frozen=True)
-class Result:
-    ok: bool
-    retry: bool = False
-    stop: bool = False
+class Result(enum.Enum):
+    """What a reconcile's outcome means for the loop of its VIP."""
 
-    @classmethod
-    def done(cls) -> Result:
-        return cls(True)
-
-    @classmethod
-    def retry_later(cls) -> Result:
-        return cls(False, retry=True)
-
-    @classmethod
-    def failed(cls) -> Result:
-        return cls(False)
-
-    @classmethod
-    def ended(cls) -> Result:
-        return cls(True, stop=True)
+    DONE = "ok"
+    """The device serves the tree as it is now. The loop sleeps until the next trigger or the
+    VIP's next resync (spread over ``resync_interval`` by a hash of its key)."""
+    RETRY = "retry"
+    """A retryable failure (device busy or unreachable, a conflict on a status write). The loop
+    runs again after an exponential backoff (1 s, 2 s, 4 s ... ``retry_backoff_max``), unless
+    a trigger comes first. Backoff restarts after ``DONE``."""
+    BLOCKED = "error"
+    """A failure retrying soon cannot fix (the device refuses this tree, the device is in
+    Error or NotReady, its worker is starting). The loop waits for a trigger (the tree or the
+    device changed), or tries once more at the VIP's next resync (what the device refused may
+    depend on the host: a port another process held), never more often."""
+    STOP = "stop"
+    """The loop ends: the VIP is gone, or it is no longer this agent's to serve. A trigger that
+    arrived during this last turn still gets its turn."""
 
 
 Reconcile = Callable[[VipKey, Mode], Awaitable[Result]]
@@ -154,11 +140,11 @@ class TreeLoops:
                 raise
             except Exception:  # never let one tree's bug kill its loop
                 log.exception("reconcile of %s/%s failed", *key)
-                result = Result.retry_later()
-            label = "ok" if result.ok else ("retry" if result.retry else "error")
+                result = Result.RETRY
+            label = "ok" if result is Result.STOP else result.value
             metrics.RECONCILES.labels("VIP", label).inc()
             metrics.RECONCILE_LATENCY.labels("VIP", label).observe(time.monotonic() - started)
-            if result.stop:
+            if result is Result.STOP:
                 if self._slots.get(key) is not slot:
                     return
                 if not slot.wake.is_set():
@@ -167,8 +153,8 @@ class TreeLoops:
                 # A trigger came during this last turn (a new VIP of the same name, a binding
                 # to this agent's device): it gets its turn, like any trigger during a turn.
             now = time.monotonic()
-            refused = not result.ok and not result.retry
-            if result.retry:
+            refused = result is Result.BLOCKED
+            if result is Result.RETRY:
                 attempt += 1
                 timeout = min(self.backoff_max, 2.0 ** (attempt - 1))
             else:

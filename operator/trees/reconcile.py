@@ -8,7 +8,8 @@ The page to read to know what the operator does with a VIP:
    ``delete_attempts`` failures: a ``DeleteAbandoned`` Event, and the finalizer goes anyway;
    the device's orphan check removes what stayed).
 3. Build the tree from the index views, with the device's member policy.
-4. The device cannot take it (address not allowed, device in Error or NotReady): say so.
+4. The device cannot take it (address not allowed, device in Error or NotReady, or the tree
+   asks for a feature the device's driver lacks: ``Unsupported``, naming it): say so.
 5. Apply when the tree changed or the device drifted (``verify``), through the device worker
    (coalesced with other VIPs of the device). Pending is shown only if that is slow.
 6. Report Active with the members' health, or the driver's error.
@@ -25,11 +26,14 @@ from lbaas import metrics
 from lbaas.agents.worker import DeviceWorker
 from lbaas.api.device import DevicePhase
 from lbaas.config import OperatorSettings
-from lbaas.drivers.base import Drift, DriverError, LoadBalancer
+from lbaas.drivers.capabilities import why_unsupported
+from lbaas.drivers.contract import Drift
+from lbaas.drivers.errors import DriverError, Reason
+from lbaas.drivers.model import LoadBalancer
 from lbaas.placement.policy import vip_address_problem
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.status import PROGRAMMED, condition
-from lbaas.trees import report
+from lbaas.trees import report, translate
 from lbaas.trees.assemble import build
 from lbaas.trees.loop import Mode, Result
 from lbaas.trees.tree import Tree
@@ -39,9 +43,9 @@ from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 log = logging.getLogger(__name__)
 
 VipKey = tuple[str, str]
-DEFERRED = "Deferred"
 MAX_DEFERRALS = 100
-"""A driver's answer for a VIP its call had no time for: not a failure, send it again."""
+"""How many times in a row one turn sends a tree the driver deferred (``Reason.DEFERRED``: its
+call had no time for it; not a failure) before the turn gives up and retries later."""
 
 
 class TreeReconciler:
@@ -66,28 +70,34 @@ class TreeReconciler:
         vip = self.views.vip(key)
         if vip is None:
             self._delete_attempts.pop(key, None)
-            return Result.ended()
+            return Result.STOP
         device = str(status_of(vip).get("device") or "")
         worker = self.workers.get(device)
         if worker is None:
-            return Result.ended()
+            return Result.STOP
         if worker.phase is None:
             # Its worker is starting (no handle, no probe yet): nothing true can be said, no
             # call made. The takeover triggers every tree of the device once it is up.
-            return Result.failed()
+            return Result.BLOCKED
         if is_deleting(vip):
             return await self._remove(key, vip, worker)
         if FINALIZER not in (meta_of(vip).get("finalizers") or ()):
             await self.reporter.finalizer(vip, present=True)
-        spec = worker.handle.spec if worker.handle else None
+        spec = worker.spec if worker.handle else None
         tree = build(self.views, key, vip, spec, device)
         refused = self._refusal(tree, worker)
         if refused is not None:
             if refused[0] == "AddressNotAllowed":
                 await self._forget(worker, key, tree, self._address(tree, vip))
             await self.out.write(device, report.failed(self.out.fresh(tree), "Error", *refused))
-            return Result.failed()
-        lb = tree.load_balancer(self._address(tree, vip))
+            return Result.BLOCKED
+        lb = translate.load_balancer(tree, self._address(tree, vip))
+        why = unsupported(worker, lb)
+        if why is not None:
+            await self._forget(worker, key, tree, lb.address)
+            failed = report.failed(self.out.fresh(tree), "Error", Reason.UNSUPPORTED, why)
+            await self.out.write(device, failed)
+            return Result.BLOCKED
         if not worker.ready:
             return await self._device_not_ready(tree, lb, worker)
         return await self._converge(key, mode, vip, tree, lb, worker)
@@ -102,7 +112,7 @@ class TreeReconciler:
         """Why this tree cannot go to the device at all: (reason, message), or None."""
         if tree.vip_spec is None:
             return tree.vip.problem_reason or "InvalidSpec", tree.vip.problem or "invalid spec"
-        spec = worker.handle.spec if worker.handle else None
+        spec = worker.spec if worker.handle else None
         if spec is not None and tree.vip_spec.address:
             problem = vip_address_problem(spec, tree.vip_spec.address, worker.name)
             if problem:
@@ -146,7 +156,7 @@ class TreeReconciler:
         if need_apply:
             error = await self._apply(worker, tree, lb)
             for _ in range(MAX_DEFERRALS):
-                if error is None or error.reason != DEFERRED:
+                if error is None or error.reason != Reason.DEFERRED:
                     break
                 error = await self._apply(worker, tree, lb)  # not attempted: the next call
             if error is not None:
@@ -162,7 +172,7 @@ class TreeReconciler:
                     self.out.fresh(tree), "Error", error.reason, error.user_message
                 )
                 await self.out.write(worker.name, failed)
-                return Result.retry_later() if error.retryable else Result.failed()
+                return Result.RETRY if error.retryable else Result.BLOCKED
             if drifts:
                 self._repaired(worker, tree, drifts)
             health = await worker.health_of(lb)
@@ -170,13 +180,12 @@ class TreeReconciler:
             known = worker.health.get(key)
             health = known if known is not None else await worker.health_of(lb)
         worker.applied[key] = fingerprint
-        readable = None if isinstance(health, str) else health  # HEALTH_UNREADABLE
         pairs = report.active(
-            self.out.fresh(tree), lb, worker.name, health=readable, device_ready=True
+            self.out.fresh(tree), lb, worker.name, health=health, device_ready=True
         )
         if not await self.out.write(worker.name, pairs):
-            return Result.retry_later()
-        return Result.done()
+            return Result.RETRY
+        return Result.DONE
 
     # ---- steps ----------------------------------------------------------------------------
 
@@ -246,16 +255,15 @@ class TreeReconciler:
             )
             pairs = report.failed(self.out.fresh(tree), "Pending", "DeviceNotReady", why)
         await self.out.write(worker.name, pairs)
-        return Result.failed()  # the worker triggers every tree when the device is back
+        return Result.BLOCKED  # the worker triggers every tree when the device is back
 
     async def _remove(self, key: VipKey, vip: Mapping[str, Any], worker: DeviceWorker) -> Result:
         if FINALIZER not in (meta_of(vip).get("finalizers") or ()):
-            return Result.ended()
-        tree = build(self.views, key, vip, None, worker.name)
+            return Result.STOP
         address = str(spec_of(vip).get("address") or status_of(vip).get("address") or "")
         try:
-            if tree.vip_spec is not None and address:
-                await worker.delete(tree.load_balancer(address))
+            if address:  # never given an address: never sent to the device
+                await worker.delete(key)
         except DriverError as exc:
             attempts = self._delete_attempts.get(key, 0) + 1
             self._delete_attempts[key] = attempts
@@ -263,7 +271,7 @@ class TreeReconciler:
                 log.warning(
                     "removing %s/%s from %s failed: %s", *key, worker.name, exc.user_message
                 )
-                return Result.retry_later()
+                return Result.RETRY
             self.reporter.warn(
                 vip,
                 reason="DeleteAbandoned",
@@ -274,15 +282,29 @@ class TreeReconciler:
         worker.applied.pop(key, None)
         worker.health.pop(key, None)
         await self.reporter.finalizer(vip, present=False)
-        return Result.ended()
+        return Result.STOP
 
     async def _forget(self, worker: DeviceWorker, key: VipKey, tree: Tree, address: str) -> None:
         """Take a VIP the device must not hold (any more) off it."""
         if key in worker.applied and tree.vip_spec is not None and address:
             try:
-                await worker.delete(tree.load_balancer(address))
+                await worker.delete(key)
             except DriverError as exc:
                 log.warning(
                     "removing %s/%s from %s failed: %s", *key, worker.name, exc.user_message
                 )
         worker.applied.pop(key, None)
+
+
+def unsupported(worker: DeviceWorker, lb: LoadBalancer) -> str | None:
+    """Why the device cannot serve ``lb`` at all (a feature its driver lacks, or the
+    driver's own refusal), naming the feature; None when it can."""
+    if worker.driver is None or worker.handle is None:
+        return None
+    why = why_unsupported(worker.driver, worker.handle.config, lb)
+    if why is None:
+        return None
+    return (
+        f"device {worker.name} (driver {worker.driver_name}) cannot serve it: {why}; use a"
+        " device whose driver can (kubectl get lbdev shows their features)"
+    )

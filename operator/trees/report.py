@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lbaas.api.member import MemberOperatingStatus as M
-from lbaas.drivers.base import LoadBalancer
+from lbaas.drivers.model import LoadBalancer
 from lbaas.status import (
     PROGRAMMED,
     READY,
@@ -158,17 +158,16 @@ def member_states(
 
     ``health`` None means the device could not be read: monitored members are UNKNOWN.
     """
-    pool_up = lb.pool is not None and lb.pool.admin_state_up
     states = {}
-    for entry in lb.members:
-        spec = entry.spec
-        observed = (health or {}).get(entry.name)
-        states[entry.name] = member_state(
-            admin_up=spec.admin_state_up and pool_up,
-            weight=spec.weight,
-            monitored=lb.monitor is not None and lb.monitor.admin_state_up,
+    for pool, member in lb.members():
+        monitored = pool.monitor is not None and pool.monitor.admin_state_up
+        observed = (health or {}).get(member.name)
+        states[member.name] = member_state(
+            admin_up=member.admin_state_up and pool.admin_state_up,
+            weight=member.weight,
+            monitored=monitored,
             observed=str(observed) if observed is not None else None,
-            device_can_tell=device_ready and (health is not None or lb.monitor is None),
+            device_can_tell=device_ready and (health is not None or not monitored),
         )
     return states
 
@@ -184,7 +183,14 @@ def active(
 ) -> list[Pair]:
     """The tree is programmed on ``device``; operating statuses from ``health``."""
     members = member_states(lb, health, device_ready)
-    rollup = vip_operating_status(lb.spec.admin_state_up, members, device_ready)
+    admin_up = all(listener.admin_state_up for listener in lb.listeners)
+    rollup = vip_operating_status(admin_up, members, device_ready)
+    pools = {
+        p.name: vip_operating_status(
+            admin_up, {m.name: members[m.name] for m in p.members}, device_ready
+        )
+        for p in lb.pools
+    }
     if device_ready:
         ready = Cond(READY, True, "Ready", "serving")
         reason, message = "Programmed", f"active on device {device}"
@@ -204,8 +210,10 @@ def active(
             out.append(_invalid(obj))
             continue
         extra: dict[str, Any] = {}
-        if obj.kind in ("VIP", "Pool"):
+        if obj.kind == "VIP":
             extra = {"operatingStatus": rollup}
+        elif obj.kind == "Pool":
+            extra = {"operatingStatus": pools.get(obj.name, rollup)}
         elif obj.kind == "Member":
             extra = {"operatingStatus": members.get(obj.name, M.OFFLINE)}
         out.append(

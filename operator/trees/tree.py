@@ -1,15 +1,16 @@
 """Building the desired tree of one VIP from what the indices hold.
 
-A tree is the VIP, its pool, the pool's members and its health monitor. Objects being deleted
+A tree is the VIP, its pools, each pool's members and health monitor. Objects being deleted
 are left out of the desired state (so the driver removes them) but kept in ``objects`` so
 their deletion can be confirmed. A second pool for the same VIP (or a second monitor for the
 same pool) is a conflict: the oldest wins and the others are reported, never silently merged.
+``translate`` turns a tree into the driver data model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -18,7 +19,6 @@ from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import LoadBalancer, MemberEntry
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,15 +72,25 @@ class TreeObject:
 
 
 @dataclass
+class PoolNode:
+    """A pool in use: its spec, the members that may go to the device, its monitor."""
+
+    obj: TreeObject
+    spec: PoolSpec
+    members: list[tuple[str, MemberSpec]] = field(default_factory=list)
+    monitor: tuple[str, HealthMonitorSpec] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.obj.name
+
+
+@dataclass
 class Tree:
     vip: TreeObject
     vip_spec: VIPSpec | None
     objects: list[TreeObject]  # every object of the tree, VIP first
-    pool_name: str | None
-    pool: PoolSpec | None
-    members: list[MemberEntry]
-    monitor_name: str | None
-    monitor: HealthMonitorSpec | None
+    pools: list[PoolNode]  # the pools in use, oldest first
 
     @property
     def namespace(self) -> str:
@@ -93,20 +103,6 @@ class Tree:
             o.status.get("observedGeneration") != o.generation
             for o in self.objects
             if not (o.deleting or o.problem or o.waiting)
-        )
-
-    def load_balancer(self, address: str) -> LoadBalancer:
-        assert self.vip_spec is not None
-        return LoadBalancer(
-            namespace=self.namespace,
-            name=self.vip.name,
-            address=address,
-            spec=self.vip_spec,
-            pool_name=self.pool_name,
-            pool=self.pool,
-            members=tuple(self.members),
-            monitor_name=self.monitor_name,
-            monitor=self.monitor,
         )
 
 
@@ -153,9 +149,7 @@ def build_tree(
     pool_obj, pool_objs = _pick_one(pools, "pool", f"VIP {vip_obj.name}")
     objects += pool_objs
     pool_spec = _parse(PoolSpec, pool_obj) if pool_obj else None
-    members: list[MemberEntry] = []
-    monitor_name: str | None = None
-    monitor_spec: HealthMonitorSpec | None = None
+    nodes: list[PoolNode] = []
     for pool in pool_objs:
         member_objs = [TreeObject(s) for s in sorted(members_of.get(pool.name, ()), key=_age_key)]
         objects += member_objs
@@ -173,6 +167,7 @@ def build_tree(
                     child.problem_reason = "ParentConflict"
                     child.problem = f"its pool {pool.name} is not in use: {pool.problem}"
             continue
+        node = PoolNode(pool, pool_spec)
         for m in member_objs:
             spec = _parse(MemberSpec, m)
             if spec is None or m.deleting:
@@ -181,17 +176,10 @@ def build_tree(
             if refused:
                 m.problem_reason, m.problem = refused
                 continue
-            members.append(MemberEntry(m.name, spec))
+            node.members.append((m.name, spec))
         if mon_obj is not None:
             monitor_spec = _parse(HealthMonitorSpec, mon_obj)
-            monitor_name = mon_obj.name if monitor_spec else None
-    return Tree(
-        vip=vip_obj,
-        vip_spec=vip_spec,
-        objects=objects,
-        pool_name=pool_obj.name if pool_obj and pool_spec else None,
-        pool=pool_spec if pool_obj else None,
-        members=members,
-        monitor_name=monitor_name,
-        monitor=monitor_spec,
-    )
+            if monitor_spec is not None:
+                node.monitor = (mon_obj.name, monitor_spec)
+        nodes.append(node)
+    return Tree(vip=vip_obj, vip_spec=vip_spec, objects=objects, pools=nodes)

@@ -34,6 +34,7 @@ from lbaas.drivers.base import DeviceHandle, LoadBalancer
 from lbaas.drivers.haproxy import HAProxyDriver, runtime
 from lbaas.drivers.haproxy.preflight import listening_pids
 from lbaas.drivers.haproxy.render import GlobalSettings, render_global, render_vip
+from lbaas.trees import translate
 from lbaas.trees.tree import build_tree
 
 BACKEND_THIRD = 71
@@ -248,7 +249,7 @@ def desired_lb(api: Api, namespace: str, vip: str) -> LoadBalancer:
         {n: [m for m in members if m["spec"].get("poolRef") == n] for n in names},
         {n: [m for m in monitors if m["spec"].get("poolRef") == n] for n in names},
     )
-    return tree.load_balancer(str(obj["status"]["address"]))
+    return translate.load_balancer(tree, str(obj["status"]["address"]))
 
 
 def handle(device: OperatorDevice) -> DeviceHandle:

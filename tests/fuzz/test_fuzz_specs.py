@@ -59,7 +59,7 @@ from lbaas.placement.scheduler import (
     Candidate,
     schedule,
 )
-from lbaas.trees import report
+from lbaas.trees import report, translate
 from lbaas.trees.reconcile import build
 
 STATUS_MODELS = {
@@ -249,7 +249,7 @@ def test_pure_pipeline_never_crashes_and_obeys_the_tenant_rules(g: Generated, ot
     _check_statuses(report.pending(tree, name))
     _check_statuses(report.unscheduled(tree, NO_ELIGIBLE_DEVICE, "no device"))
     address = tree.vip_spec.address or other
-    lb = tree.load_balancer(address)
+    lb = translate.load_balancer(tree, address)
     for ready in (True, False):
         health = {m.name: "ERROR" for m in lb.members[:1]} if ready else None
         _check_statuses(report.active(tree, lb, name, health=health, device_ready=ready))
@@ -294,7 +294,7 @@ def test_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
     device_spec = g.devices[0][1].model_copy(update={"member_networks": ["0.0.0.0/0", "::/0"]})
     tree = build(StubViews(g), key, g.vip, device_spec, g.devices[0][0])  # type: ignore[arg-type]
     assert tree.vip_spec is not None
-    lb = tree.load_balancer(tree.vip_spec.address or fallback)
+    lb = translate.load_balancer(tree, tree.vip_spec.address or fallback)
     unsupported = DRIVER.supports(lb)
     try:
         fragment = render_vip(lb)

@@ -22,14 +22,14 @@ import kubernetes
 import pytest
 
 from lbaas.agents.election import LeaderElector
-from lbaas.agents.leases import (
+from lbaas.agents.ownership import DeviceOwnership, Transfer, TransferReason
+from lbaas.leases import (
     AGENTS_AND_DEVICES_SELECTOR,
     LeaseRecord,
     LeaseStore,
     device_lease_name,
     our_labels,
 )
-from lbaas.agents.ownership import DeviceOwnership, Transfer, TransferReason
 
 pytestmark = pytest.mark.cluster
 

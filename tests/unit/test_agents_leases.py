@@ -7,7 +7,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lbaas.agents.leases import (
+from lbaas.agents.transfer import TransferReason, transfer_for
+from lbaas.leases import (
     AGENT_LABELS_ANNOTATION,
     INCARNATION_ANNOTATION,
     RELEASE_REASON_ANNOTATION,
@@ -18,7 +19,6 @@ from lbaas.agents.leases import (
     lease_seconds,
     now_utc,
 )
-from lbaas.agents.transfer import TransferReason, transfer_for
 
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 label = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from lbaas.agents.election import LeaderElector
-from lbaas.agents.leases import LeaseRecord, device_lease_name
 from lbaas.agents.ownership import DeviceOwnership, TransferReason
 from lbaas.api.meta import LabelSelector
+from lbaas.leases import LeaseRecord, device_lease_name
 
 
 class MemoryStore:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 from chartkit import CHART, NAMESPACE, RELEASE, Doc, of_kind, one, render, require_helm, rule_key
 
-from lbaas.agents import leases
+from lbaas import leases
 
 TREE = ("vips", "pools", "members", "healthmonitors")
 STATUSES = tuple(f"{kind}/status" for kind in TREE)

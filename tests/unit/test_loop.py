@@ -35,7 +35,7 @@ class Script:
             await self.gate.wait()
             self.gate.clear()
         if not self.results:
-            return Result.ended()
+            return Result.STOP
         result = self.results.pop(0)
         if isinstance(result, Exception):
             raise result
@@ -75,7 +75,7 @@ async def finished(loops: TreeLoops) -> None:
 async def test_retryable_failures_back_off_exponentially_up_to_the_maximum(
     waits: list[float],
 ) -> None:
-    script = Script([Result.retry_later()] * 5)
+    script = Script([Result.RETRY] * 5)
     loops = loops_for(script, backoff_max=5.0)
     loops.trigger(KEY, Mode.APPLY)
     await finished(loops)
@@ -85,7 +85,7 @@ async def test_retryable_failures_back_off_exponentially_up_to_the_maximum(
 
 @async_test
 async def test_backoff_restarts_after_a_success(waits: list[float]) -> None:
-    ok, retry = Result.done(), Result.retry_later()
+    ok, retry = Result.DONE, Result.RETRY
     script = Script([retry, retry, ok, retry])
     loops = loops_for(script)
     loops.trigger(KEY, Mode.APPLY)
@@ -100,7 +100,7 @@ async def test_backoff_restarts_after_a_success(waits: list[float]) -> None:
 async def test_a_refused_tree_waits_for_the_resync_not_a_backoff(
     waits: list[float],
 ) -> None:
-    script = Script([Result.failed(), Result.failed()])
+    script = Script([Result.BLOCKED, Result.BLOCKED])
     loops = loops_for(script)
     loops.trigger(KEY, Mode.APPLY)
     await finished(loops)
@@ -110,7 +110,7 @@ async def test_a_refused_tree_waits_for_the_resync_not_a_backoff(
 
 @async_test
 async def test_an_exception_counts_as_a_retry(waits: list[float]) -> None:
-    script = Script([RuntimeError("bug"), Result.done()])  # type: ignore[list-item]
+    script = Script([RuntimeError("bug"), Result.DONE])  # type: ignore[list-item]
     loops = loops_for(script)
     loops.trigger(KEY, Mode.APPLY)
     await finished(loops)
@@ -132,7 +132,7 @@ async def test_the_resync_is_spread_by_key_and_within_the_interval() -> None:
 
 @async_test
 async def test_a_retry_really_waits_and_a_trigger_cuts_the_wait_short() -> None:
-    script = Script([Result.retry_later(), Result.retry_later(), Result.done()])
+    script = Script([Result.RETRY, Result.RETRY, Result.DONE])
     loops = loops_for(script, backoff_max=0.6)
     loops.trigger(KEY, Mode.APPLY)
     await eventually(lambda: len(script.calls) == 2)
@@ -147,7 +147,7 @@ async def test_a_retry_really_waits_and_a_trigger_cuts_the_wait_short() -> None:
 
 @async_test
 async def test_triggers_during_a_turn_coalesce_into_one_more_with_the_strongest_mode() -> None:
-    script = Script([Result.done(), Result.done()])
+    script = Script([Result.DONE, Result.DONE])
     script.gate = asyncio.Event()
     loops = loops_for(script, debounce=0.02)
     loops.trigger(KEY, Mode.APPLY)
@@ -165,7 +165,7 @@ async def test_triggers_during_a_turn_coalesce_into_one_more_with_the_strongest_
 
 @async_test
 async def test_an_ended_loop_is_forgotten_and_a_new_trigger_starts_another() -> None:
-    script = Script([Result.ended(), Result.done()])
+    script = Script([Result.STOP, Result.DONE])
     loops = loops_for(script)
     loops.trigger(KEY, Mode.APPLY)
     await finished(loops)
@@ -181,7 +181,7 @@ async def test_an_ended_loop_is_forgotten_and_a_new_trigger_starts_another() -> 
 async def test_a_trigger_during_the_last_turn_is_not_lost() -> None:
     """The turn that ends a loop (the VIP is gone) may race a trigger for a new VIP of the
     same name, or for the VIP bound to this agent's device a moment later."""
-    script = Script([Result.ended(), Result.done()])
+    script = Script([Result.STOP, Result.DONE])
     script.gate = asyncio.Event()
     loops = loops_for(script)
     loops.trigger(KEY, Mode.APPLY)

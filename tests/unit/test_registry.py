@@ -11,7 +11,8 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from lbaas.drivers.base import Driver, DriverError
+from lbaas.drivers.contract import Driver
+from lbaas.drivers.errors import DriverError
 from lbaas.drivers.registry import GROUP, DriverRegistry, UnknownDriverError
 from lbaas_fake_driver import FakeDriver
 

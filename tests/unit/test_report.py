@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lbaas.status import member_state
-from lbaas.trees import report
+from lbaas.trees import report, translate
 from lbaas.trees.tree import Tree, build_tree
 from unit.test_tree import member, monitor, pool, snap, vip
 
@@ -57,10 +57,10 @@ def test_member_state(kw: dict[str, Any], expected: str) -> None:
 
 def test_unreadable_health_makes_monitored_members_unknown() -> None:
     tree = web_tree()
-    lb = tree.load_balancer("192.0.2.1")
+    lb = translate.load_balancer(tree, "192.0.2.1")
     assert report.member_states(lb, None, True) == {"m0": "UNKNOWN", "m1": "UNKNOWN"}
     assert report.member_states(lb, {"m0": "ERROR"}, True) == {"m0": "ERROR", "m1": "ONLINE"}
-    unmonitored = web_tree(monitored=False).load_balancer("192.0.2.1")
+    unmonitored = translate.load_balancer(web_tree(monitored=False), "192.0.2.1")
     assert report.member_states(unmonitored, None, True) == {
         "m0": "NO_MONITOR",
         "m1": "NO_MONITOR",
@@ -69,7 +69,7 @@ def test_unreadable_health_makes_monitored_members_unknown() -> None:
 
 def test_active_tree_with_unreadable_health_is_unknown_but_ready() -> None:
     tree = web_tree()
-    out = by_name(report.active(tree, tree.load_balancer("192.0.2.1"), "d1", health=None,
+    out = by_name(report.active(tree, translate.load_balancer(tree, "192.0.2.1"), "d1", health=None,
                                 device_ready=True))  # fmt: skip
     assert out["web"]["phase"] == "Active" and out["web"]["operatingStatus"] == "UNKNOWN"
     assert out["p"]["operatingStatus"] == "UNKNOWN"
@@ -82,7 +82,7 @@ def test_device_not_ready_keeps_the_phase_and_says_why() -> None:
     out = by_name(
         report.active(
             tree,
-            tree.load_balancer("192.0.2.1"),
+            translate.load_balancer(tree, "192.0.2.1"),
             "d1",
             health={"m0": "ONLINE"},  # stale: the device is not ready, it is not believed
             device_ready=False,
@@ -104,7 +104,7 @@ def test_device_not_ready_keeps_the_phase_and_says_why() -> None:
 
 def test_device_back_reports_the_truth_again() -> None:
     tree = web_tree()
-    lb = tree.load_balancer("192.0.2.1")
+    lb = translate.load_balancer(tree, "192.0.2.1")
     down = by_name(report.active(tree, lb, "d1", health=None, device_ready=False))
     for obj in tree.objects:
         obj.snap = {**obj.snap, "status": down[obj.name]}

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from lbaas.drivers.base import LoadBalancer
+from lbaas.drivers import model
 from lbaas.kube.client import trim
 from lbaas.status import vip_operating_status
-from lbaas.trees.tree import build_tree
+from lbaas.trees.translate import load_balancer
+from lbaas.trees.tree import Tree, build_tree
 
 NS = "team-a"
 
@@ -69,6 +70,18 @@ def problems(tree: Any) -> dict[str, str | None]:
     return {o.name: o.problem_reason for o in tree.objects}
 
 
+def pool_names(tree: Tree) -> list[str]:
+    return [node.name for node in tree.pools]
+
+
+def member_names(tree: Tree) -> list[str]:
+    return [name for node in tree.pools for name, _ in node.members]
+
+
+def monitor_names(tree: Tree) -> list[str]:
+    return [node.monitor[0] for node in tree.pools if node.monitor is not None]
+
+
 def test_cached_objects_drop_what_the_operator_never_reads() -> None:
     s = vip()
     assert "managedFields" not in s["metadata"] and "annotations" not in s["metadata"]
@@ -87,19 +100,20 @@ def test_full_tree_becomes_a_load_balancer() -> None:
     )
     assert all(o.problem is None for o in tree.objects)
     assert tree.namespace == NS
-    lb = tree.load_balancer("192.0.2.10")
-    assert isinstance(lb, LoadBalancer)
+    lb = load_balancer(tree, "192.0.2.10")
+    assert isinstance(lb, model.LoadBalancer)
     assert lb.key == f"{NS}/web"
     assert lb.address == "192.0.2.10"
-    assert lb.spec.port == 80
-    assert lb.pool_name == "p"
-    assert lb.pool is not None and lb.pool.vip_ref == "web"
-    assert sorted((m.name, m.spec.address) for m in lb.members) == [
+    (listener,) = lb.listeners
+    assert (listener.name, listener.port, listener.protocol) == ("web", 80, model.Protocol.TCP)
+    assert listener.default_pool == "p" and listener.connection_limit is None
+    (p,) = lb.pools
+    assert p.name == "p" and p.method == model.Method.ROUND_ROBIN
+    assert sorted((m.name, m.address) for m in p.members) == [
         ("m1", "10.1.0.1"),
         ("m2", "10.1.0.2"),
     ]
-    assert lb.monitor_name == "hm"
-    assert lb.monitor is not None and lb.monitor.type == "TCP"
+    assert p.monitor is not None and (p.monitor.name, p.monitor.type) == ("hm", "TCP")
     assert names(tree.objects)[:2] == [("VIP", "web"), ("Pool", "p")]
     assert sorted(names(tree.objects)) == sorted(
         [("VIP", "web"), ("Pool", "p"), ("Member", "m1"), ("Member", "m2"), ("HealthMonitor", "hm")]
@@ -113,9 +127,9 @@ def test_deleting_children_are_objects_but_not_desired() -> None:
         {"p": [member("keep", "p"), member("gone", "p", "10.1.0.9", deleting=True)]},
         {"p": [monitor("hm", "p", deleting=True)]},
     )
-    lb = tree.load_balancer("192.0.2.10")
-    assert [m.name for m in lb.members] == ["keep"]
-    assert lb.monitor is None and lb.monitor_name is None
+    lb = load_balancer(tree, "192.0.2.10")
+    assert [m.name for _, m in lb.members()] == ["keep"]
+    assert lb.pools[0].monitor is None
     assert ("Member", "gone") in names(tree.objects)
     assert ("HealthMonitor", "hm") in names(tree.objects)
     assert all(o.problem is None for o in tree.objects)
@@ -134,7 +148,7 @@ def test_deleting_monitor_does_not_conflict_with_its_replacement() -> None:
             ]
         },
     )
-    assert tree.monitor_name == "new"
+    assert monitor_names(tree) == ["new"]
     assert problems(tree)["old"] is None
     assert problems(tree)["new"] is None
 
@@ -151,10 +165,10 @@ def test_second_pool_is_a_conflict_and_the_oldest_wins() -> None:
         },
         {"a-young": [monitor("hm-a-young", "a-young")]},
     )
-    assert tree.pool_name == "z-old"
-    lb = tree.load_balancer("192.0.2.10")
-    assert [m.name for m in lb.members] == ["m-old"]
-    assert lb.monitor is None
+    assert pool_names(tree) == ["z-old"]
+    lb = load_balancer(tree, "192.0.2.10")
+    assert [m.name for _, m in lb.members()] == ["m-old"]
+    assert [p.monitor for p in lb.pools] == [None]
     by_name = {o.name: o for o in tree.objects}
     assert by_name["a-young"].problem_reason == "Conflict"
     assert "VIP web already has pool z-old" in (by_name["a-young"].problem or "")
@@ -167,7 +181,7 @@ def test_second_pool_is_a_conflict_and_the_oldest_wins() -> None:
 
 def test_same_creation_time_is_broken_by_name() -> None:
     tree = build_tree(vip(), [pool("b"), pool("a")], {}, {})
-    assert tree.pool_name == "a"
+    assert pool_names(tree) == ["a"]
     assert problems(tree)["b"] == "Conflict"
 
 
@@ -181,8 +195,8 @@ def test_deleting_older_pool_does_not_win() -> None:
         {"old": [member("m-old", "old")], "new": [member("m-new", "new")]},
         {},
     )
-    assert tree.pool_name == "new"
-    assert [m.name for m in tree.members] == ["m-new"]
+    assert pool_names(tree) == ["new"]
+    assert member_names(tree) == ["m-new"]
     assert all(o.problem is None for o in tree.objects)
     assert ("Member", "m-old") in names(tree.objects)
 
@@ -199,7 +213,7 @@ def test_second_monitor_is_a_conflict() -> None:
             ]
         },
     )
-    assert tree.monitor_name == "z-first"
+    assert monitor_names(tree) == ["z-first"]
     by_name = {o.name: o for o in tree.objects}
     assert by_name["a-second"].problem_reason == "Conflict"
     assert "pool p already has health monitor z-first" in (by_name["a-second"].problem or "")
@@ -217,7 +231,7 @@ def test_invalid_vip_spec() -> None:
 def test_invalid_member_is_left_out_and_reported() -> None:
     bad = snap("Member", "bad", {"poolRef": "p", "address": "not-an-ip", "port": 80})
     tree = build_tree(vip(), [pool("p")], {"p": [bad, member("ok", "p")]}, {})
-    assert [m.name for m in tree.members] == ["ok"]
+    assert member_names(tree) == ["ok"]
     assert problems(tree)["bad"] == "InvalidSpec"
     assert "address" in ({o.name: o for o in tree.objects}["bad"].problem or "")
 
@@ -225,15 +239,15 @@ def test_invalid_member_is_left_out_and_reported() -> None:
 def test_invalid_monitor_is_left_out_and_reported() -> None:
     bad = snap("HealthMonitor", "hm", {"poolRef": "p", "type": "TCP", "delay": 1, "timeout": 5})
     tree = build_tree(vip(), [pool("p")], {}, {"p": [bad]})
-    assert tree.monitor is None and tree.monitor_name is None
+    assert monitor_names(tree) == []
     assert problems(tree)["hm"] == "InvalidSpec"
 
 
 def test_invalid_pool_puts_its_children_in_parent_conflict() -> None:
     bad = snap("Pool", "p", {"vipRef": "web", "lbMethod": "RANDOM"})
     tree = build_tree(vip(), [bad], {"p": [member("m", "p")]}, {"p": [monitor("hm", "p")]})
-    assert tree.pool is None and tree.pool_name is None
-    assert tree.members == []
+    assert tree.pools == []
+    assert member_names(tree) == []
     assert problems(tree) == {
         "web": None,
         "p": "InvalidSpec",
@@ -245,10 +259,9 @@ def test_invalid_pool_puts_its_children_in_parent_conflict() -> None:
 def test_no_pool() -> None:
     tree = build_tree(vip(), [], {}, {})
     assert [o.name for o in tree.objects] == ["web"]
-    lb = tree.load_balancer("192.0.2.10")
-    assert lb.pool is None and lb.pool_name is None
-    assert lb.members == ()
-    assert lb.monitor is None
+    lb = load_balancer(tree, "192.0.2.10")
+    assert lb.pools == () and lb.listeners[0].default_pool is None
+    assert list(lb.members()) == []
 
 
 # ---- VIP operating status ----------------------------------------------------------------------
