@@ -16,7 +16,7 @@ Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys a
 
 State dir: ``haproxy.cfg`` (global, defaults), ``conf.d/<ns>__<name>.cfg`` (one per load
 balancer served: a change rewrites one small file however many the device holds),
-``vips/<ns>__<name>.json`` (each load balancer's desired tree, ``model.to_document`` with a
+``vips/<ns>__<name>.json`` (each load balancer's desired tree, ``documents.to_document`` with a
 version, from which a new operator renders everything again; files of the 0.1 driver are read
 too, see ``upgrade``), ``driver-state.json`` (counters, the pending-reload intent, the master
 seen at the last reload, trees left out and why), ``owner.json`` (highest fence seen),

@@ -2,7 +2,7 @@
 
 - ``vips/<namespace>__<name>.json``: each VIP's desired tree, the source of truth: a new
   operator process renders the whole configuration again from these files. The tree is the
-  driver data model's document (``model.to_document``) with a ``version``; files of the 0.1
+  driver data model's document (``documents.to_document``) with a ``version``; files of the 0.1
   driver are still read (``upgrade``).
 - ``conf.d/<namespace>__<name>.cfg``: what HAProxy loads for each VIP (rendered from the above).
 - ``driver-state.json``: counters, the master pid and reload count seen at the driver's last
@@ -23,8 +23,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lbaas.drivers.documents import from_document, to_document
 from lbaas.drivers.haproxy.upgrade import is_v0, tree_from_v0
-from lbaas.drivers.model import MODEL_VERSION, LoadBalancer, from_document, to_document
+from lbaas.drivers.model import MODEL_VERSION, LoadBalancer
 from lbaas.drivers.toolkit.files import atomic_write, read_text
 
 
@@ -44,7 +45,7 @@ TREE_VERSION = MODEL_VERSION
 
 
 def dump_tree(lb: LoadBalancer) -> str:
-    """A VIP file: ``{"version": 1, "tree": model.to_document(lb)}`` (no key material: a
+    """A VIP file: ``{"version": 1, "tree": documents.to_document(lb)}`` (no key material: a
     ``Sensitive`` value is stored as its fingerprint)."""
     document = {"version": TREE_VERSION, "tree": to_document(lb)}
     return json.dumps(document, indent=1, sort_keys=True) + "\n"

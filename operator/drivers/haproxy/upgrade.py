@@ -8,7 +8,7 @@ the VIP's session persistence on the pool), so the device keeps serving them aft
 The first apply of each writes it in the current format (``verify`` reports the old file as
 ``VIPFileOutdated``, so the operator re-applies it; its fragment is rendered again once).
 
-The document is checked by :func:`lbaas.drivers.model.from_document` like any stored tree:
+The document is checked by :func:`lbaas.drivers.documents.from_document` like any stored tree:
 a field of the wrong type is refused, as the 0.1 driver's pydantic models refused it.
 """
 
@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lbaas.drivers.model import LoadBalancer, from_document
+from lbaas.drivers.documents import from_document
+from lbaas.drivers.model import LoadBalancer
 
 V0_KEYS = frozenset({"spec", "pool", "members", "monitor"})
 """A document with these keys is a 0.1 VIP file."""
