@@ -172,10 +172,20 @@ class Backends:
         return net(self.third, next(_ADDRESSES) % 250 + 1)
 
 
+FAST_MONITOR_SPEC = {
+    "type": "HTTP",
+    "urlPath": "/healthz",
+    "delay": 1,
+    "timeout": 1,
+    "maxRetries": 1,
+    "maxRetriesDown": 1,
+}
+"""A HealthMonitor's spec (through the API) that notices a member's failure within 1 s."""
 FAST_MONITOR = HealthMonitor(
     "hm", MonitorType.HTTP, url_path="/healthz", delay=1, timeout=1, max_retries=1,
     max_retries_down=1,
 )  # fmt: skip
+"""The same as a pool's monitor of a driver tree."""
 
 
 def members_of(
