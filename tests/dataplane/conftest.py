@@ -32,8 +32,7 @@ from dataplane.hxsupport import (
 )
 
 from helpers import Api, OperatorProcess, wait_for
-from lbaas.api.device import DeviceSpec
-from lbaas.drivers.base import DeviceHandle
+from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver
 
 
@@ -64,11 +63,9 @@ def make_device() -> Iterator[Callable[..., Device]]:
         # Short: UNIX socket paths must stay under ~100 bytes.
         state_dir = Path(tempfile.mkdtemp(prefix="lbhx-", dir="/tmp"))
         dirs.append(state_dir)
-        spec = DeviceSpec(
-            driver="haproxy",
-            config={"stateDir": str(state_dir), "haproxyBinary": binary, **config},
-        )
-        return Device(DeviceHandle(f"dev-{state_dir.name}", spec), state_dir, HAProxyDriver())
+        config = {"stateDir": str(state_dir), "haproxyBinary": binary, **config}
+        handle = DeviceHandle(f"dev-{state_dir.name}", driver="haproxy", config=config)
+        return Device(handle, state_dir, HAProxyDriver())
 
     yield make
     for state_dir in dirs:

@@ -22,8 +22,8 @@ import socket
 from collections.abc import Collection
 from pathlib import Path
 
-from lbaas.drivers.base import DriverError
-from lbaas.drivers.haproxy.process import children
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.toolkit.process import children
 
 _LISTEN = "0A"
 
