@@ -35,14 +35,14 @@ FEATURES = frozenset({
     "protocol.tcp", "protocol.http", "protocol.https", "protocol.udp",
     "tls.terminate", "tls.sni", "tls.min-version", "tls.hitless-rotation",
     "method.round-robin", "method.least-connections", "method.source-ip",
-    "member.weight", "member.backup", "member.admin-state", "member.monitor-address",
+    "member.weight", "member.backup", "member.admin-state",
     "pool.admin-state", "listener.connection-limit", "listener.admin-state", "listener.multiple",
-    "monitor.tcp", "monitor.ping", "monitor.http", "monitor.https",
+    "monitor.tcp", "monitor.http",
     "persistence.source-ip", "persistence.http-cookie", "persistence.app-cookie",
     "http.forwarded-headers",
     "l7.host", "l7.path", "l7.header", "l7.method", "l7.query", "l7.regex", "l7.redirect",
     "l7.reject", "l7.header-modifier", "l7.weighted-split", "l7.multiple-pools",
-    "ops.batch", "ops.hitless-members", "ops.drain", "ops.member-status", "ops.verify",
+    "ops.batch", "ops.hitless-members", "ops.member-status", "ops.verify",
     "ops.orphans", "ops.watch", "ops.fencing",
 })  # fmt: skip
 

@@ -33,6 +33,9 @@ from lbaas.drivers.model import (
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ASSIGNMENT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LEAST_REQUEST = (
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"
+)
 UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 OVERPROVISIONING = 100_000
 UNLIMITED = 1_000_000_000
@@ -60,12 +63,15 @@ def hash_policy(pool: Pool, *, http: bool) -> list[dict[str, Any]]:
     return []
 
 
-def _lb_policy(pool: Pool) -> str:
+def _lb_policy(pool: Pool) -> dict[str, Any]:
     if hashed(pool):
-        return "MAGLEV"
+        return {"lb_policy": "MAGLEV"}
     if pool.method == Method.LEAST_CONNECTIONS:
-        return "LEAST_REQUEST"
-    return "ROUND_ROBIN"
+        # Every host compared (FULL_SCAN), not two picked at random (Envoy's default).
+        policy = {"@type": LEAST_REQUEST, "selection_method": "FULL_SCAN"}
+        extension = {"name": "envoy.load_balancing_policies.least_request", "typed_config": policy}
+        return {"load_balancing_policy": {"policies": [{"typed_extension_config": extension}]}}
+    return {"lb_policy": "ROUND_ROBIN"}
 
 
 def _seconds(value: int) -> str:
@@ -175,7 +181,7 @@ def render_cluster(lb: LoadBalancer, pool: Pool, eds_path: str) -> dict[str, Any
             "eds_config": {"resource_api_version": "V3", "path_config_source": {"path": eds_path}},
         },
         "connect_timeout": "5s",
-        "lb_policy": _lb_policy(pool),
+        **_lb_policy(pool),
         "ignore_health_on_host_removal": True,
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "circuit_breakers": {
