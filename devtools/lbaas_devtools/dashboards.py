@@ -194,6 +194,7 @@ def fleet() -> dict[str, Any]:
                 ts("Kubernetes API writes by resource", Q(f"sum by (resource) (rate(lbaas_api_writes_total[{RATE}]))", "{{resource}}"), unit="ops"),  # noqa: E501
                 ts("Kubernetes API request p95", Q(f"histogram_quantile(0.95, sum by (method, le) (rate(lbaas_api_request_duration_seconds_bucket[{RATE}])))", "{{method}}"), unit="s"),  # noqa: E501
                 ts("Service objects written", Q(f"sum by (kind, op) (rate(lbaas_service_object_writes_total[{RATE}]))", "{{kind}} {{op}}"), unit="ops"),  # noqa: E501
+                ts("Gateway objects written", Q(f"sum by (kind, op) (rate(lbaas_gateway_object_writes_total[{RATE}]))", "{{kind}} {{op}}"), unit="ops"),  # noqa: E501
             ]),
         ],
     )  # fmt: skip
