@@ -1,0 +1,298 @@
+"""The Gateway API through real HAProxy: Gateways, TCPRoutes and TLSRoutes (passthrough)
+created through the API, the real operator process (``LBAAS_GATEWAY_API=true``) and a Device
+of driver haproxy it starts itself, with real connections to the Gateway's address.
+
+Addresses: the Gateway's address from ``<net>.90.0/24`` (a /28 per test), backends on
+``<net>.91.x``. Each backend ("pod") has its own EndpointSlice whose port ``tcp`` names its
+port, so a Service's named ``targetPort`` is resolved per slice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dataplane.hxsupport import (
+    Backends,
+    OperatorDevice,
+    free_port_in,
+    haproxy_binary,
+    net,
+)
+from gwkit import backend, gateway, gateway_class, grant, listener, parent, passthrough, route
+from gwsupport import Gw, install_crds
+
+from helpers import Api, OperatorProcess, kubectl, need_tool, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
+
+_BLOCKS = itertools.count(0)
+SERVICE_PORT = {"name": "tcp", "port": 80, "targetPort": "tcp", "protocol": "TCP"}
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The CRDs before the operator: it decides at start whether the Gateway API is on."""
+    haproxy_binary()
+    install_crds()
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc = OperatorProcess(
+        log, LBAAS_GATEWAY_API="true", LBAAS_DRIVER_TIMEOUT="5", LBAAS_LEASE_DURATION="8"
+    ).start()
+    yield proc
+    proc.stop()
+    print(f"operator log: {log}")
+
+
+@pytest.fixture
+def gw(api: Api) -> Gw:
+    return Gw(api)
+
+
+@pytest.fixture
+def cls(gw: Gw, namespace: str, make_hx_device: Callable[..., OperatorDevice]) -> Iterator[str]:
+    """A GatewayClass of this test (no parameters: the test's Device is the only one open to
+    its namespace). Set up after ``make_hx_device``, so torn down before it: the Gateways go
+    first (their finalizer waits for the trees to leave HAProxy), then the devices."""
+    name = f"hx-{namespace}"
+    gw.create(gateway_class(name))
+    yield name
+    for item in gw.items("Gateway", namespace):
+        gw.delete("Gateway", namespace, item["metadata"]["name"])
+    wait_for(lambda: not gw.items("Gateway", namespace), 30, "the Gateways gone")
+    gw.delete("GatewayClass", None, name)
+
+
+@pytest.fixture
+def device(cls: str, make_hx_device: Callable[..., OperatorDevice]) -> OperatorDevice:
+    block = next(_BLOCKS) % 16
+    return make_hx_device(net(90, block * 16) + "/28")
+
+
+@pytest.fixture
+def pods() -> Iterator[Backends]:
+    made = Backends(third=91)
+    yield made
+    for server in made.started:
+        server.shutdown()
+        server.server_close()
+
+
+def serve_pods(gw: Gw, namespace: str, service: str, pods: list[Any]) -> None:
+    """A Service whose endpoints are ``pods``: one EndpointSlice each."""
+    gw.service(namespace, service, SERVICE_PORT)
+    for pod in pods:
+        gw.endpoints(
+            namespace,
+            service,
+            [pod.address],
+            pod.port,
+            port_name="tcp",
+            slice_name=f"{service}-{pod.name}",
+        )
+
+
+def ask(address: str, port: int, line: bytes = b"hi\n", timeout: float = 2) -> str:
+    with socket.create_connection((address, port), timeout=timeout) as sock:
+        sock.sendall(line)
+        return sock.recv(256).decode().split(":", 1)[0]
+
+
+def answers(address: str, port: int, count: int) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            found[ask(address, port) or "(closed)"] += 1
+    return found
+
+
+def address_of(gw: Gw, namespace: str, name: str = "gw") -> str:
+    gw.wait_condition("Gateway", namespace, name, "Programmed", "True", "Programmed", timeout=60)
+    status = gw.get("Gateway", namespace, name)["status"]  # type: ignore[index]
+    return str(status["addresses"][0]["value"])
+
+
+def test_tcp_route_serves_weighted_and_follows_the_endpoints(
+    gw: Gw, cls: str, namespace: str, device: OperatorDevice, pods: Backends
+) -> None:
+    a1, a2, b1 = pods.echo(3)
+    for pod, name in ((a1, "a1"), (a2, "a2"), (b1, "b1")):
+        pod.name = name
+    serve_pods(gw, namespace, "a", [a1, a2])
+    serve_pods(gw, namespace, "b", [b1])
+    port = free_port_in(device.address_pool)
+    gw.create(gateway("gw", namespace, listener("tcp", port, "TCP"), cls=cls))
+    gw.create(
+        route(
+            "TCPRoute",
+            "r",
+            namespace,
+            [parent("gw")],
+            [backend("a", 80, weight=80), backend("b", 80, weight=20)],
+        )
+    )
+    address = address_of(gw, namespace)
+    assert address.startswith(net(90, 0).rsplit(".", 1)[0] + "."), address
+    wait_for(lambda: set(answers(address, port, 12)) == {"a1", "a2", "b1"}, 20, "all pods")
+    seen = answers(address, port, 200)
+    share = seen["b1"] / sum(seen.values())
+    assert abs(share - 0.20) <= 0.05, seen  # service a: 80 % over two pods, b: 20 %
+    assert abs(seen["a1"] - seen["a2"]) <= 0.1 * seen["a1"], seen
+
+    gw.discovery.delete_namespaced_endpoint_slice("a-a1", namespace)
+    wait_for(lambda: "a1" not in answers(address, port, 20), 10, "a1 no longer served")
+    assert set(answers(address, port, 30)) == {"a2", "b1"}
+
+    gw.delete("Gateway", namespace, "gw")
+    wait_for(lambda: gw.get("Gateway", namespace, "gw") is None, 30, "the Gateway gone")
+    with pytest.raises(OSError):
+        ask(address, port, timeout=1)
+    assert f"fe_{namespace}__" not in device.config(), "HAProxy serves nothing of it"
+
+
+# ---- TLS passthrough ---------------------------------------------------------------------------
+
+
+def certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (openssl), and its key."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    try:
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={name}",
+                "-addext",
+                f"subjectAltName=DNS:{name}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    except FileNotFoundError:
+        need_tool("openssl not found")
+    return cert, key
+
+
+class _TLSEcho(socketserver.StreamRequestHandler):
+    server: TLSEchoBackend
+
+    def handle(self) -> None:
+        conn = self.request
+        try:
+            conn.do_handshake()
+        except (ssl.SSLError, OSError):
+            return  # a TCP health check: connected, then closed
+        line = self.rfile.readline()
+        self.wfile.write(self.server.name.encode() + b":" + line)
+
+
+class TLSEchoBackend(socketserver.ThreadingTCPServer):
+    """A member that speaks TLS with its own certificate, then echoes as EchoBackend does."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, name: str, address: str, cert: Path, key: Path) -> None:
+        super().__init__((address, 0), _TLSEcho)
+        self.name = name
+        self.address = address
+        self.port = self.server_address[1]
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, peer = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), peer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # health checks hang up mid-handshake
+
+
+def tls_ask(address: str, port: int, hostname: str, ca: Path) -> tuple[str, str]:
+    """(the backend's answer, the subject CN of the certificate the client was shown)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    raw = socket.create_connection((address, port), timeout=3)
+    with context.wrap_socket(raw, server_hostname=hostname) as sock:
+        subject = dict(x[0] for x in sock.getpeercert()["subject"])  # type: ignore[index]
+        sock.sendall(b"hi\n")
+        return sock.recv(256).decode().split(":", 1)[0], str(subject["commonName"])
+
+
+def test_tls_route_passes_tls_through_to_the_backend(
+    gw: Gw, cls: str, namespace: str, device: OperatorDevice, pods: Backends, tmp_path: Path
+) -> None:
+    host = "app.example.com"
+    cert, key = certificate(tmp_path, host)
+    server = TLSEchoBackend("tls1", net(91, 200 + next(_BLOCKS) % 50), cert, key)
+    pods.started.append(server)
+    serve_pods(gw, namespace, "app", [server])
+    port = free_port_in(device.address_pool)
+    gw.create(gateway("gw", namespace, passthrough("tls", port, hostname="*.example.com"), cls=cls))
+    gw.create(
+        route("TLSRoute", "app", namespace, [parent("gw")], [backend("app", 80)], hostnames=[host])
+    )
+    address = address_of(gw, namespace)
+    vip = gw.generated(namespace, "gw", "VIP")[f"gw-{port}"]
+    assert vip["spec"]["protocol"] == "HTTPS", "TLS passed through, not terminated"
+    answer = wait_for(lambda: _try(lambda: tls_ask(address, port, host, cert)), 20, "TLS answer")
+    # The client verified the backend's own certificate: the device never terminated TLS.
+    assert answer == ("tls1", host)
+    assert "ssl crt" not in device.config()
+
+
+def _try(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def test_cross_namespace_backend_served_only_with_a_reference_grant(
+    gw: Gw, cls: str, namespace: str, device: OperatorDevice, pods: Backends
+) -> None:
+    other = f"{namespace}-db"
+    kubectl("create", "namespace", other)
+    try:
+        (pod,) = pods.echo(1)
+        pod.name = "db1"
+        serve_pods(gw, other, "db", [pod])
+        port = free_port_in(device.address_pool)
+        gw.create(gateway("gw", namespace, listener("tcp", port, "TCP"), cls=cls))
+        gw.create(
+            route("TCPRoute", "db", namespace, [parent("gw")], [backend("db", 80, namespace=other)])
+        )
+        address = address_of(gw, namespace)
+        gw.wait_condition(
+            "TCPRoute", namespace, "db", "ResolvedRefs", "False", "RefNotPermitted", parent="gw"
+        )
+        assert "db1" not in answers(address, port, 5), "no grant, no traffic"
+        gw.create(grant(other, from_namespace=namespace))
+        wait_for(lambda: answers(address, port, 3) == Counter({"db1": 3}), 20, "served")
+        gw.delete("ReferenceGrant", other, "g")
+        wait_for(lambda: "db1" not in answers(address, port, 5), 20, "revoked")
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false")
