@@ -6,9 +6,11 @@ Two operator processes (``lbaas-operator controller`` and ``lbaas-operator agent
 namespace, as the chart's namespaced mode runs them) get a ``sitecustomize`` that records every
 request of the kubernetes client (informers, ``Kube``, ``LeaseStore``) and of kopf's aiohttp
 session before it is sent. The scenario makes them use what they have: a Device with a
-credentials Secret, a VIP tree applied, a VIP refused by address policy, a driver refusal,
-an orphan that times out, a Device whose probe fails (Events about a cluster-scoped object),
-deletions (finalizers), then the agent killed (the controller reports the Device ``NoAgent``).
+credentials Secret, a VIP tree applied, a Gateway with a TCPRoute (the Gateway API's CRDs
+installed: its class, finalizer, statuses and generated tree), a VIP refused by address policy,
+a driver refusal, an orphan that times out, a Device whose probe fails (Events about a
+cluster-scoped object), deletions (finalizers), then the agent killed (the controller
+reports the Device ``NoAgent``).
 
 Then: every request is one the static derivation predicts for that role (so the derivation
 misses nothing the code did), every request is granted by the chart rendered for this
@@ -29,6 +31,8 @@ from typing import Any
 import apicalls
 import pytest
 from grants import CLUSTER_SCOPED, Grant, covers, needed_grants, rendered_grants
+from gwkit import backend, gateway, gateway_class, listener, parent, route
+from gwsupport import Gw, install_crds
 
 from helpers import (
     GROUP,
@@ -126,6 +130,7 @@ def observed(path: Path, role: str) -> list[Grant]:
 
 @pytest.fixture
 def processes(kubeconfig: str, namespace: str, tmp_path: Path) -> Any:
+    install_crds()  # before the processes: the Gateway API is decided at start
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(RECORDER)
@@ -173,6 +178,16 @@ def test_what_the_processes_send_is_derived_and_granted(
     for obj in good:
         api.create(obj)
     api.wait_phase("VIP", "web", namespace, "Active", 30)
+    gw, cls = Gw(api), f"rbac-{namespace}"
+    gw.create(gateway_class(cls))
+    gw.create(gateway("gw", namespace, listener("tcp", 9000, "TCP"), cls=cls))
+    gw.create(route("TCPRoute", "r", namespace, [parent("gw")], [backend("missing", 80)]))
+    gw.wait_condition("Gateway", namespace, "gw", "Programmed", "True")
+    gw.wait_condition("TCPRoute", namespace, "r", "ResolvedRefs", "False", parent="gw")
+    gw.wait_condition("GatewayClass", None, cls, "Accepted", "True")
+    gw.delete("Gateway", namespace, "gw")
+    wait_for(lambda: gw.get("Gateway", namespace, "gw") is None, 30, "the Gateway gone")
+    gw.delete("GatewayClass", None, cls)
     outside = tree(namespace, "outside", members=0, monitor=False, address="192.0.2.77")
     api.create(outside[0])
     api.wait_phase("VIP", "outside", namespace, "Error", 20, reason="AddressNotAllowed")
