@@ -44,6 +44,8 @@ from lbaas.workqueue import KeyedQueue
 log = logging.getLogger(__name__)
 
 MANAGER = "lbaas-gateway"
+RETRY_DELAY = 0.5
+"""Seconds before a reconcile whose status write met a newer object runs again."""
 Item = tuple[str, str, str]  # kind, namespace, name
 _META = ("generation", "labels", "deletionTimestamp", "finalizers")
 
@@ -125,8 +127,8 @@ class GatewayController:
             done = await self.gateways.reconcile((namespace, name))
         else:
             done = await self.statuses.route(Ref(kind, namespace, name))
-        if not done:
-            self.trigger(item)  # a write lost a race with another writer: once more
+        if not done:  # a write lost a race with another writer: again, once the watch caught up
+            self._queue.add_after(item, RETRY_DELAY)
 
     # ---- what a change means -----------------------------------------------------------------
 
@@ -149,7 +151,8 @@ class GatewayController:
         elif change.resource in self.route_resources:
             self._route(change)
         elif kind == "Service":
-            if _changed(change, "generation"):
+            ports = [spec_of(o).get("ports") for o in (change.old, change.new)]
+            if change.old is None or change.new is None or ports[0] != ports[1]:
                 self._routes(self.index.of_service((namespace, name)))
         elif kind == "EndpointSlice":
             for obj in (change.old, change.new):
