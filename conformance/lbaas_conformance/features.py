@@ -66,6 +66,7 @@ def register(name: str, test: str) -> None:
 
 def feature(name: str, *, layer: str = CONTRACT_LAYER) -> Callable[[F], F]:
     """Tie the decorated test to feature ``name`` and register it as a proof of it."""
+    check_name(name)
 
     def decorate(test: F) -> F:
         register(name, f"{test.__module__.rsplit('.', 1)[-1]}::{test.__name__}")

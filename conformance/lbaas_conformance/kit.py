@@ -151,6 +151,13 @@ class Kit:
         self.applied.update(lb.key for lb in lbs)
         return self.call(lambda: self.driver.apply_many(self.handle(), lbs), seconds=seconds)
 
+    def apply_all(self, lbs: Sequence[LoadBalancer]) -> None:
+        """``apply_many`` that must succeed for every tree."""
+        outcome = self.apply_many(lbs)
+        refused = "; ".join(f"{k}: {e.user_message}" for k, e in outcome.items() if e is not None)
+        assert not refused, f"apply_many refused {refused}"
+        assert set(outcome) == {lb.key for lb in lbs}, f"one outcome per key: {outcome}"
+
     def delete(self, key: str) -> None:
         self.call(lambda: self.driver.delete(self.handle(), key))
         self.applied.discard(key)

@@ -30,6 +30,7 @@ from lbaas_conformance.config import ConfigError, DeviceConfig, load
 from lbaas_conformance.features import (
     ALL_PROFILES,
     CONTRACT,
+    CONTRACT_LAYER,
     DECLARATION,
     MARK,
     TRAFFIC,
@@ -41,6 +42,7 @@ from lbaas_conformance.report import Outcome, Run, build
 KIT = pytest.StashKey["Conformance"]()
 SUITE = "lbaas_conformance.suite"
 NO_DATA_PLANE = "driver declares no data plane (device config: traffic: false)"
+CLEANUP = "after the last test: every load balancer of the run deleted"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -182,7 +184,10 @@ class Conformance:
             report.nodeid, tied[0], tied[1], outcome, seconds, reason
         )
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.kit.applied:
+            self._cleanup(session)
         run = Run(
             driver=self.kit.driver_name,
             driver_contract=contract_of(self.kit.driver),
@@ -198,6 +203,24 @@ class Conformance:
         self.report = build(run, self.results.values())
         if self.report_path:
             Path(self.report_path).write_text(yaml.safe_dump(self.report, sort_keys=False))
+
+    def _cleanup(self, session: pytest.Session) -> None:
+        """Delete every load balancer of the run: part of the contract, reported as such (not
+        as a part of whichever test came last)."""
+        started, reason = time.monotonic(), ""
+        try:
+            self.kit.cleanup()
+        except Exception as exc:
+            reason = f"deleting the run's load balancers failed: {type(exc).__name__}: {exc}"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.results[CLEANUP] = Outcome(
+            CLEANUP,
+            CONTRACT,
+            CONTRACT_LAYER,
+            "failed" if reason else "passed",
+            time.monotonic() - started,
+            reason,
+        )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.report is None:

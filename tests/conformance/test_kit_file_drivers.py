@@ -7,6 +7,7 @@ was skipped and why, what has no test yet, and what ``--strict`` makes of it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,9 @@ def test_fake_driver_traffic_tests_are_skipped_for_want_of_a_data_plane(fake: Ki
 def test_report_and_junit_agree(fake: KitRun) -> None:
     counts = junit_counts(fake.junit)
     tests = [t for p in fake.report["profiles"] for f in p["features"] for t in f["tests"]]
-    assert counts["tests"] == len(tests)
+    (cleanup,) = [t for t in fake.entry("contract")["tests"] if t["test"].startswith("after")]
+    assert cleanup["outcome"] == "passed", "the run deletes what it applied, after its tests"
+    assert counts["tests"] == len(tests) - 1, "every test but the cleanup is a JUnit test case"
     assert counts["failures"] == counts["errors"] == 0
     assert counts["skipped"] == sum(t["outcome"] == "skipped" for t in tests)
     kit = fake.report["kit"]
@@ -77,6 +80,20 @@ def test_strict_fails_on_declared_features_without_a_test_and_missing_core(
     assert "no test of the kit proves it yet (--strict)" in run.entry("protocol.udp")["reason"]
     assert "not declared (--strict)" in run.entry("ops.member-status")["reason"]
     assert "--strict" in run.stdout and "ops.member-status" in run.stdout
+
+
+def test_a_device_refusing_one_load_balancer_fails_the_contract(tmp_path: Path) -> None:
+    """The fake device refuses every apply of the run's second load balancer: the tests
+    that use it fail (the contract, orphans), those with one load balancer still pass."""
+    control = tmp_path / "control.json"
+    refusal = {"match": "conformance/lb-2", "retryable": False, "message": "refused here"}
+    control.write_text(json.dumps({"fail": {"apply": refusal}}))
+    config = {"stateFile": str(tmp_path / "fake.json"), "controlFile": str(control)}
+    run = run_kit(tmp_path, "fake", file_config(tmp_path, config=config), "--profile", "L4,OPS")
+    assert run.returncode == 1
+    assert run.by_status("failed") == {"contract", "ops.orphans"}
+    assert "refused here" in run.entry("ops.orphans")["reason"]
+    assert {"member.weight", "ops.fencing", "ops.verify"} <= run.by_status("passed")
 
 
 def test_a_contract_0_driver_passes_through_the_shim(tmp_path: Path) -> None:

@@ -13,15 +13,14 @@ from lbaas_conformance.plugin import KIT
 
 
 @pytest.fixture(scope="session")
-def device_kit(request: pytest.FixtureRequest) -> Iterator[Kit]:
-    """The run's kit, once the device answers its probe as ready; after the last test, every
-    load balancer the run applied is deleted (a failed delete is an error of the run)."""
+def device_kit(request: pytest.FixtureRequest) -> Kit:
+    """The run's kit, once the device answers its probe as ready (after the last test, the
+    plugin deletes every load balancer the run applied)."""
     if KIT not in request.config.stash:
         pytest.skip("the conformance suite runs through lbaas-conformance (or --lbaas-driver)")
     kit = request.config.stash[KIT].kit
     until(lambda: kit.probe().ready, kit.device.timing.settle, "the device ready (probe)")
-    yield kit
-    kit.cleanup()
+    return kit
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_verify_finds_drift_and_apply_repairs_it(kit: Kit) -> None:
 @feature("ops.orphans")
 def test_orphans_are_the_keys_not_expected(kit: Kit) -> None:
     kept, left = tree(kit), tree(kit)
-    kit.apply_many([kept, left])
+    kit.apply_all([kept, left])
     found = kit.orphans([kept.key])
     assert left.key in found and kept.key not in found, found
     found = kit.orphans([kept.key, left.key])
@@ -69,7 +69,7 @@ def test_member_status_for_every_monitored_member(kit: Kit) -> None:
     kind = MonitorType.TCP if kit.declares("monitor.tcp") else MonitorType.HTTP
     watched = tree(kit, monitor=monitor(kind))
     plain = tree(kit)
-    kit.apply_many([watched, plain])
+    kit.apply_all([watched, plain])
     found = kit.member_statuses([watched, plain])
     assert watched.key in found, "no statuses for a monitored load balancer"
     names = {m.name for _, m in watched.members()}

@@ -42,7 +42,7 @@ Features: it stores whatever tree it is given, so it declares every feature a tr
 write per ``apply_many``), ``ops.verify``, ``ops.orphans`` and ``ops.fencing``. Not
 ``ops.member-status`` (its health is scripted by the control file, not observed), nor anything
 about a data plane, which it does not have: the conformance kit runs it with ``traffic: false``
-(``tests/conformance/fake.yaml``), and finds drift through :meth:`FakeDriver.conformance_disturb`.
+(``tests/conformance``), and finds drift through :meth:`FakeDriver.conformance_disturb`.
 """
 
 from __future__ import annotations
