@@ -35,6 +35,7 @@ from lbaas_conformance.features import (
     MARK,
     TRAFFIC,
     profile_of,
+    tested,
 )
 from lbaas_conformance.kit import Kit, contract_of
 from lbaas_conformance.report import Outcome, Run, build
@@ -125,8 +126,6 @@ class Conformance:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        from lbaas_conformance.features import tested
-
         proven = tested()
         kept, dropped = [], []
         for item in items:
@@ -199,6 +198,7 @@ class Conformance:
             contract_version=CONTRACT_VERSION,
             model_version=MODEL_VERSION,
             seconds=time.monotonic() - self.started,
+            tested=frozenset(tested()),
         )
         self.report = build(run, self.results.values())
         if self.report_path:

@@ -5,7 +5,8 @@ A feature's status:
 - ``failed``: a test of it failed (or, with ``--strict``, a declaration check did: a core
   feature of a selected profile not declared, a declared feature no test proves yet);
 - ``skipped``: not declared (reason ``not declared``), or declared but every test of it was
-  skipped (the reasons are listed: e.g. the driver declares no data plane);
+  skipped (the reasons are listed: e.g. the driver declares no data plane) or deselected
+  (``-k``);
 - ``untested``: declared, and no test of the kit proves it yet ("no test yet"; a failure
   under ``--strict``: a declared feature without a test is not proven);
 - ``passed``: declared, some test of it passed and none failed. ``layers`` says which layers
@@ -32,6 +33,7 @@ from lbaas_conformance.features import (
 STATUSES = ("passed", "failed", "skipped", "untested")
 NO_TEST_YET = "no test yet"
 NOT_DECLARED = "not declared"
+NOT_RUN = "its tests were not run (deselected)"
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,14 @@ class Run:
     contract_version: int
     model_version: int
     seconds: float
+    tested: frozenset[str] = frozenset()
+    """Features the kit has a test of (``features.tested()``)."""
 
 
-def feature_entry(name: str, declared: bool, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+def feature_entry(
+    name: str, declared: bool, outcomes: Sequence[Outcome], *, has_tests: bool
+) -> dict[str, Any]:
+    """The verdict on ``name`` (``has_tests``: the kit has a test of it, run or not)."""
     proofs = [o for o in outcomes if o.layer != DECLARATION]
     failed = [o for o in outcomes if o.outcome == "failed"]
     passed = [o for o in proofs if o.outcome == "passed"]
@@ -69,6 +76,8 @@ def feature_entry(name: str, declared: bool, outcomes: Sequence[Outcome]) -> dic
         status, reason = "failed", failed[0].reason
     elif not declared:
         status, reason = "skipped", NOT_DECLARED
+    elif not proofs and has_tests:
+        status, reason = "skipped", NOT_RUN
     elif not proofs:
         status, reason = "untested", NO_TEST_YET
     elif passed:
@@ -118,7 +127,12 @@ def build(run: Run, outcomes: Iterable[Outcome]) -> dict[str, Any]:
             else [f for f in FEATURES if FEATURES[f].profile == profile]
         )
         entries = [
-            feature_entry(n, n == CONTRACT or n in run.declared, by_feature.get(n, []))
+            feature_entry(
+                n,
+                n == CONTRACT or n in run.declared,
+                by_feature.get(n, []),
+                has_tests=n in run.tested,
+            )
             for n in names
         ]
         counts = Counter(e["status"] for e in entries)

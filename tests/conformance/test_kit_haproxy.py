@@ -114,14 +114,17 @@ def test_a_driver_declaring_a_feature_it_breaks_fails_that_feature_only(reduced:
 
 
 def test_ops_features_are_proven_on_a_real_device(reduced: KitRun) -> None:
-    """Fencing, drift (the device config's disturb command), orphans and member health
-    (a member stopped: ERROR, started: ONLINE) on HAProxy."""
-    for name in ("ops.fencing", "ops.verify", "ops.orphans", "ops.member-status"):
+    """Fencing, drift (the device config's disturb command), orphans, member health (a member
+    stopped: ERROR, started: ONLINE) and no failed request while members change, on HAProxy."""
+    names = ("ops.fencing", "ops.verify", "ops.orphans", "ops.member-status", "ops.hitless-members")
+    for name in names:
         entry = reduced.entry(name)
         assert entry["status"] == "passed" and all(
             t["outcome"] == "passed" for t in entry["tests"] if t["layer"] != "declaration"
         ), entry
     assert "traffic" in reduced.entry("ops.member-status")["layers"]
+    assert reduced.entry("ops.hitless-members")["layers"] == ["traffic"]
+    assert "traffic" in reduced.entry("l7.multiple-pools")["layers"], "the default pool switch"
 
 
 def test_the_support_matrix_from_both_reports(

@@ -150,6 +150,17 @@ def test_each_status_of_a_feature() -> None:
     assert [p["profile"] for p in report["profiles"]] == ["CONTRACT", *PROFILES]
 
 
+def test_a_declared_feature_whose_tests_were_deselected_is_not_untested() -> None:
+    base = run({"member.weight", "l7.host"})
+    report = build(dataclasses.replace(base, tested=frozenset({"member.weight"})), [])
+    entries = {f["feature"]: f for p in report["profiles"] for f in p["features"]}
+    assert (entries["member.weight"]["status"], entries["member.weight"]["reason"]) == (
+        "skipped",
+        "its tests were not run (deselected)",
+    )
+    assert entries["l7.host"]["status"] == "untested"
+
+
 def test_a_failed_declaration_check_fails_its_feature() -> None:
     report = build(
         run({"protocol.tcp"}, strict=True),

@@ -38,6 +38,8 @@ DECLARED = frozenset(
         "ops.verify",
         "ops.orphans",
         "ops.member-status",
+        "ops.hitless-members",
+        "l7.multiple-pools",
     }
 )
 
