@@ -52,6 +52,7 @@ class Kit:
         self.driver_name = driver_name
         self.device = device
         self.driver = load_driver(driver_name)
+        self.driver.validate_config(device.config)  # as the operator does for a new Device
         self.features = frozenset(self.driver.capabilities(device.config))
         self.trees = Builder(self.features)
         self.fence = 1

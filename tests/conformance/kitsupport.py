@@ -1,8 +1,9 @@
 """Running the conformance kit as a vendor does: the ``lbaas-conformance`` console script in a
 subprocess, a device-config file, and the YAML report and JUnit XML it writes.
 
-HAProxy devices listen on ``LBAAS_TEST_NET`` (``<net>.40.x`` VIPs, ``<net>.41.1`` members), as
-the data-plane tests do, and are stopped after the run whatever happened.
+HAProxy devices listen on ``LBAAS_TEST_NET`` as the data-plane tests do (``<net>.85.x`` and
+``<net>.87.x`` VIPs, ``<net>.86.1`` members: blocks no other test uses), and are stopped after
+the run whatever happened.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def file_config(tmp: Path, **extra: Any) -> dict[str, Any]:
     return {"addresses": ["192.0.2.1", "192.0.2.2"], "traffic": False, **extra}
 
 
-def haproxy_config(tmp: Path, vip_block: int = 40) -> dict[str, Any]:
+def haproxy_config(tmp: Path, vip_block: int = 85) -> dict[str, Any]:
     """A device config for an HAProxy device in ``tmp`` on this test net."""
     if not (shutil.which("haproxy") or shutil.which("/usr/sbin/haproxy")):
         need_tool("haproxy binary not found")
@@ -65,7 +66,7 @@ def haproxy_config(tmp: Path, vip_block: int = 40) -> dict[str, Any]:
     return {
         "config": {"stateDir": str(state)},
         "addresses": [f"{NET}.{vip_block}.{i}" for i in (1, 2, 3)],
-        "backends": [f"{NET}.41.1"],
+        "backends": [f"{NET}.86.1"],
         "disturb": "rm {config[stateDir]}/conf.d/{namespace}__{name}.cfg",
         "teardown": "kill $(cat {config[stateDir]}/haproxy.pid)",
     }

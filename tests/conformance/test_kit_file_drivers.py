@@ -128,3 +128,10 @@ def test_an_unknown_driver_is_a_usage_error(tmp_path: Path) -> None:
     assert run.returncode == 4
     assert "no driver named 'no-such-driver' is installed" in run.stderr
     assert not run.report
+
+
+def test_a_config_the_driver_refuses_is_a_usage_error(tmp_path: Path) -> None:
+    run = run_kit(tmp_path, "fake", file_config(tmp_path, config={}))
+    assert run.returncode == 4
+    assert "config.stateFile is required" in run.stderr
+    assert not run.report

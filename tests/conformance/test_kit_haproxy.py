@@ -35,13 +35,13 @@ BUDGET = 120.0
 @pytest.fixture(scope="module")
 def haproxy(tmp_path_factory: pytest.TempPathFactory) -> KitRun:
     tmp = tmp_path_factory.mktemp("haproxy")
-    return run_kit(tmp, "haproxy", haproxy_config(tmp, vip_block=40))
+    return run_kit(tmp, "haproxy", haproxy_config(tmp, vip_block=85))
 
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory: pytest.TempPathFactory) -> KitRun:
     tmp = tmp_path_factory.mktemp("reduced")
-    return run_kit(tmp, "reduced", haproxy_config(tmp, vip_block=42))
+    return run_kit(tmp, "reduced", haproxy_config(tmp, vip_block=87))
 
 
 def traffic_tested() -> set[str]:
