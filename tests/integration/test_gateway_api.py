@@ -14,7 +14,15 @@ import pytest
 from gwkit import backend, gateway, gateway_class, grant, listener, parent, passthrough, route
 from gwsupport import Gw, all_conditions, install_crds
 
-from helpers import LEASE_NAMESPACE, Api, FakeDevice, OperatorProcess, kubectl, wait_for
+from helpers import (
+    LEASE_NAMESPACE,
+    Api,
+    FakeDevice,
+    OperatorProcess,
+    kubectl,
+    stored_members,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cluster]
 
@@ -75,9 +83,9 @@ def device(make_device: Callable[..., FakeDevice], namespace: str, **spec: Any) 
 def on_device(device: FakeDevice, namespace: str) -> dict[str, list[str]]:
     """VIP name → its member names, as the device holds them."""
     return {
-        tree["vip"].split("/", 1)[1]: sorted(tree["members"])
-        for tree in device.listeners().values()
-        if tree["vip"].startswith(f"{namespace}/")
+        entry["vip"].split("/", 1)[1]: sorted(stored_members(entry))
+        for entry in device.listeners().values()
+        if entry["vip"].startswith(f"{namespace}/")
     }
 
 
