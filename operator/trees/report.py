@@ -68,7 +68,8 @@ def _invalid(obj: TreeObject) -> Pair:
 
 
 def waiting(obj: TreeObject, why: str) -> Pair:
-    """A child whose parent is missing or going away."""
+    """A child whose parent is missing or going away (what its spec names now: the status
+    describes this generation)."""
     return _doc(
         obj,
         "Pending",
@@ -78,6 +79,7 @@ def waiting(obj: TreeObject, why: str) -> Pair:
             Cond(PROGRAMMED, False, "WaitingForParent", why),
             Cond(READY, False, "WaitingForParent", why),
         ],
+        generation=obj.generation,
     )
 
 
@@ -91,6 +93,7 @@ def parent_not_found(obj: TreeObject, message: str) -> Pair:
             Cond(PROGRAMMED, False, "ParentNotFound", message),
             Cond(READY, False, "ParentNotFound", message),
         ],
+        generation=obj.generation,
     )
 
 

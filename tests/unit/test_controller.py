@@ -229,6 +229,24 @@ async def test_an_orphan_waits_then_turns_parent_not_found(tmp_path: Path) -> No
 
 
 @async_test
+async def test_an_orphan_reports_the_generation_it_describes(tmp_path: Path) -> None:
+    """A child moved to another missing parent says so, for its new generation (its status
+    kept the first parent's message and generation: a status describing an old spec)."""
+    async with leading(tmp_path, parent_timeout=0.3) as env:
+        env.cluster.create("Pool", "lonely", tree_spec("Pool", vipRef="nowhere"))
+        await eventually(lambda: env.reason("lonely", "Pool") == "ParentNotFound", timeout=3)
+        assert env.status("lonely", "Pool")["observedGeneration"] == 1
+        env.cluster.update_spec("Pool", "lonely", vipRef="elsewhere")
+
+        def moved() -> bool:
+            status = env.status("lonely", "Pool")
+            return status.get("observedGeneration") == 2 and "elsewhere" in status["message"]
+
+        await eventually(moved, timeout=3)
+        assert env.status("lonely", "Pool")["reason"] in ("WaitingForParent", "ParentNotFound")
+
+
+@async_test
 async def test_a_parent_that_appears_in_time_stops_the_timer(tmp_path: Path) -> None:
     async with leading(tmp_path, parent_timeout=0.4) as env:
         env.cluster.create("Pool", "web", tree_spec("Pool", vipRef="web"))
