@@ -16,8 +16,9 @@ _LIMITED_BROADCAST = int(ipaddress.IPv4Address("255.255.255.255"))
 
 def _bounds(entry: str) -> tuple[int, int, int]:
     """(IP version, first, last) of the addresses an entry hands out, as integers: a range
-    from its lower end to its higher (written in either order); a CIDR like ``hosts()`` (IPv4 without network and broadcast, IPv6 without the
-    subnet-router anycast address; /31, /32, /127, /128: every address)."""
+    from its lower end to its higher (written in either order); a CIDR like ``hosts()`` (IPv4
+    without network and broadcast, IPv6 without the subnet-router anycast address; /31, /32,
+    /127, /128: every address)."""
     if "-" in entry:
         start, _, end = entry.partition("-")
         first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
