@@ -7,12 +7,12 @@ On a test bed of this module's own (``tests/ownbed.py``), so the suite's is neve
   Device: not one may fail (the data plane never needs the API server). After SIGCONT, a
   Member is added; the time until the new member answers through the VIP is measured (the
   agent must notice its Lease lapsed, take it again and apply).
-- **A watch that expires (410 Gone), at scale**: 120 VIP trees (360 objects) on a fake Device; the operator
-  is frozen, etcd compacted and the API server restarted (its watch cache starts again at the
-  current revision), then VIPs are created, deleted and changed while the operator cannot
-  see; the operator is let go: its watches resume from a revision nobody can serve, get 410,
-  list again, and every change must be applied (the log must show the 410s: the test cannot
-  pass without one).
+- **A watch that expires (410 Gone), at scale**: 120 VIP trees (360 objects) on a fake
+  Device; the operator is frozen, etcd compacted and the API server restarted (its watch
+  cache starts again at the current revision), then VIPs are created, deleted and changed
+  while the operator cannot see; the operator is let go: its watches resume from a revision
+  nobody can serve, get 410, list again, and every change must be applied (the log must show
+  the 410s: the test cannot pass without one).
 """
 
 from __future__ import annotations
