@@ -3,8 +3,8 @@
 Exactly what it implements and its tests exercise, by the names of
 ``lbaas.drivers.capabilities.FEATURES``. Not declared (and refused with ``Unsupported``, naming
 the feature, if a tree asks for them anyway): TLS termination and backend TLS (``tls.*``), L7
-routing (``l7.*`` but ``l7.multiple-pools``), UDP, several listeners per load balancer,
-forwarded headers and traffic statistics.
+routing (``l7.*`` but ``l7.multiple-pools``), UDP, several listeners per load balancer and
+forwarded headers.
 """
 
 from __future__ import annotations
@@ -45,5 +45,6 @@ FEATURES = frozenset(
         "ops.orphans",
         "ops.watch",
         "ops.fencing",
+        "ops.traffic-stats",
     }
 )
