@@ -119,8 +119,15 @@ class Battery:
     def _create(self, case: Case) -> None:
         """Create the case's object; with ``parent: own``, its Pool and VIP after it, so the
         device sees the whole tree at once (a VIP applied alone first would be a legitimate
-        change, and reload the device)."""
+        change, and reload the device); a VIP's own Pool before it."""
         ns, spec = self._namespace(case), dict(case.spec)
+        if case.parent == "own" and case.kind == "VIP":
+            # The Pool first: the VIP is placed with it (a VIP bound alone, then given a pool
+            # its device cannot serve, would be another case: Unsupported at apply).
+            pool = self.stage.create("Pool", case.obj_name, ns, {"vipRef": case.obj_name})
+            self._record(("Pool", case.obj_name, ns), pool)
+            self._record(self.target(case), self.stage.create("VIP", case.obj_name, ns, spec))
+            return
         if case.parent == "own":
             spec["poolRef" if case.kind == "HealthMonitor" else "vipRef"] = case.obj_name
         self._record(self.target(case), self.stage.create(case.kind, case.obj_name, ns, spec))
