@@ -1,0 +1,123 @@
+"""A real Prometheus scraping the real operator (issue 22): the operator process (controller
+and agent, ``run``) drives a real HAProxy Device serving a VIP with two members; ``prometheus``
+(Debian's package) scrapes its ``/metrics`` every second.
+
+- every dashboard query (Grafana's macros and variables expanded, ``promkit.grafana_expr``)
+  and every alert expression of the chart is evaluated through the HTTP API: none may fail;
+- the per-VIP traffic series move with the requests the test sends: the VIP's requests and
+  2xx responses grow by at least what was sent, each member's by its share, bytes in and out
+  too, and ``rate()`` over them is above zero; the dashboards' traffic panels find the VIP;
+- counters stay monotonic across an HAProxy reload (a structural change of the VIP): no
+  ``resets()`` in any lbaas_* counter of the VIP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from chartkit import CHART, require_helm
+from dataplane.hxsupport import Backends, OperatorDevice, free_port_in, get, net, wait_applied
+from dataplane.opsupport import deploy
+from promkit import Prometheus, alerts, grafana_expr, render_rules
+
+from helpers import Api, OperatorProcess, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.haproxy, pytest.mark.timeout(240)]
+SENT = 200
+
+
+@pytest.fixture
+def prometheus(operator: OperatorProcess, tmp_path: Path) -> Iterator[Prometheus]:
+    with Prometheus(tmp_path, [f"127.0.0.1:{operator.metrics_port}"]) as prom:
+        yield prom
+
+
+def total(prom: Prometheus, expr: str) -> float:
+    found = prom.query(expr)
+    return sum(float(s["value"][1]) for s in found)
+
+
+def board_queries() -> list[tuple[str, str]]:
+    found = []
+    for path in sorted((CHART / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        found += [(f"{path.stem}: {p['title']}", t["expr"]) for p in board["panels"]
+                  for t in p.get("targets", [])]  # fmt: skip
+        found += [(f"{path.stem}: ${v['name']}", v["query"]) for v in board["templating"]["list"]
+                  if v["type"] == "query"]  # fmt: skip
+    return found
+
+
+def test_a_real_prometheus_reads_the_operators_traffic_series(
+    api: Api,
+    namespace: str,
+    operator: OperatorProcess,
+    make_hx_device: Callable[..., OperatorDevice],
+    backends: Backends,
+    prometheus: Prometheus,
+) -> None:
+    pool = f"{net(76, 0)}/28"
+    device = make_hx_device(pool)
+    monitor = {"type": "HTTP", "urlPath": "/healthz", "delay": 1, "timeout": 1}
+    site = deploy(api, namespace, device, "web", backends.http(2), monitor=monitor,
+                  port=free_port_in(pool))  # fmt: skip
+    vip = f'{{namespace="{namespace}", vip="web"}}'
+    ok_class = f'{{namespace="{namespace}", vip="web", class="2xx"}}'
+    prometheus.wait_scraped(f"lbaas_vip_requests_total{vip}", samples=2, timeout=60)
+    before = {
+        "requests": total(prometheus, f"lbaas_vip_requests_total{vip}"),
+        "2xx": total(prometheus, f"lbaas_vip_responses_total{ok_class}"),
+        "in": total(prometheus, f"lbaas_vip_bytes_in_total{vip}"),
+        "out": total(prometheus, f"lbaas_vip_bytes_out_total{vip}"),
+    }
+    answered = [get(*site.vip)[1] for _ in range(SENT)]
+    assert len(answered) == SENT
+
+    def moved() -> bool:
+        return total(prometheus, f"lbaas_vip_requests_total{vip}") >= before["requests"] + SENT
+
+    wait_for(moved, 30, "the VIP's request counter moving by what was sent")
+    after = total(prometheus, f"lbaas_vip_requests_total{vip}")
+    ok = total(prometheus, f"lbaas_vip_responses_total{ok_class}")
+    assert ok >= before["2xx"] + SENT, (before, ok)
+    assert total(prometheus, f"lbaas_vip_bytes_in_total{vip}") > before["in"]
+    assert total(prometheus, f"lbaas_vip_bytes_out_total{vip}") > before["out"]
+    for backend in backends.started:
+        name = site.member(backend)  # type: ignore[arg-type]
+        member = f'{{namespace="{namespace}", member="{name}"}}'
+        share = total(prometheus, f"lbaas_member_requests_total{member}")
+        assert share >= answered.count(backend.name), (name, share)  # type: ignore[attr-defined]
+    wait_for(lambda: total(prometheus, f"rate(lbaas_vip_requests_total{vip}[10s])") > 0, 15,
+             "a rate above zero")  # fmt: skip
+
+    # A reload (a new connection limit: a structural change) starts HAProxy's counters again.
+    reloads = device.reloads()
+    api.patch_spec("VIP", "web", namespace, {"connectionLimit": 500})
+    wait_applied(api, "VIP", "web", namespace)
+    wait_for(lambda: device.reloads() > reloads, 15, "the reload")
+    for _ in range(20):
+        get(*site.vip)
+    wait_for(lambda: total(prometheus, f"lbaas_vip_requests_total{vip}") >= after + 20, 30,
+             "the counter going on after the reload")  # fmt: skip
+    counters = [f"lbaas_{level}_{kind}_total" for level in ("vip", "pool", "member")
+                for kind in ("requests", "responses", "bytes_in", "bytes_out")]  # fmt: skip
+    resets = sum(
+        total(prometheus, f'resets({name}{{namespace="{namespace}"}}[5m])') for name in counters
+    )
+    assert resets == 0, "a counter went down across the reload"
+
+    # Every dashboard query and alert expression, through the HTTP API.
+    rules = alerts(render_rules(require_helm()))
+    failed = []
+    for where, expr in board_queries() + [(f"alert {n}", r["expr"]) for n, r in rules.items()]:
+        try:
+            prometheus.query(grafana_expr(expr))
+        except AssertionError as exc:
+            failed.append(f"{where}: {exc}")
+    assert not failed, "\n".join(failed)
+    traffic = [expr for where, expr in board_queries() if where.startswith("vip-traffic:")
+               and "lbaas_vip_requests_total" in expr]  # fmt: skip
+    assert traffic and all(prometheus.query(grafana_expr(e)) for e in traffic)
