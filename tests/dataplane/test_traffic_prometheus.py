@@ -8,12 +8,18 @@ and agent, ``run``) drives a real HAProxy Device serving a VIP with two members;
   2xx responses grow by at least what was sent, each member's by its share, bytes in and out
   too, and ``rate()`` over them is above zero; the dashboards' traffic panels find the VIP;
 - counters stay monotonic across an HAProxy reload (a structural change of the VIP): no
-  ``resets()`` in any lbaas_* counter of the VIP.
+  ``resets()`` in any lbaas_* counter of the VIP;
+- ``kubectl lbaas top`` reads the same series from the operator's ``/metrics`` and shows the
+  VIP's request rate while a client sends.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -121,3 +127,31 @@ def test_a_real_prometheus_reads_the_operators_traffic_series(
     traffic = [expr for where, expr in board_queries() if where.startswith("vip-traffic:")
                and "lbaas_vip_requests_total" in expr]  # fmt: skip
     assert traffic and all(prometheus.query(grafana_expr(e)) for e in traffic)
+
+    # kubectl lbaas top, from the same /metrics, while a client sends.
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.wait(0.02):
+            get(*site.vip)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+        shown = top("web", "-n", namespace, "--metrics-url", url, "--interval", "2", "-o", "json")
+    finally:
+        stop.set()
+        sender.join(5)
+    (row,) = shown["vips"]
+    assert row["traffic"]["requests"] > 5, row  # ~40 a second were sent
+    assert shown["problems"] == [], shown["problems"]
+
+
+def top(*args: str) -> dict:  # type: ignore[type-arg]
+    """``kubectl lbaas top ...`` (kubectl finds kubectl-lbaas beside this Python)."""
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    result = subprocess.run(["kubectl", "lbaas", "top", *args], capture_output=True, text=True,
+                            env=env, check=False, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout))
