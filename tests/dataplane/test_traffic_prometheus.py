@@ -1,6 +1,7 @@
-"""A real Prometheus scraping the real operator (issue 22): the operator process (controller
-and agent, ``run``) drives a real HAProxy Device serving a VIP with two members; ``prometheus``
-(Debian's package) scrapes its ``/metrics`` every second.
+"""A real Prometheus scraping the real operator (issue 22), split as the chart runs it: a
+``controller`` process and an ``agent`` process (which drives a real HAProxy Device serving a
+VIP with two members); ``prometheus`` (Debian's package) scrapes both ``/metrics`` every
+second.
 
 - every dashboard query (Grafana's macros and variables expanded, ``promkit.grafana_expr``)
   and every alert expression of the chart is evaluated through the HTTP API: none may fail;
@@ -35,9 +36,37 @@ pytestmark = [pytest.mark.cluster, pytest.mark.haproxy, pytest.mark.timeout(240)
 SENT = 200
 
 
+SPLIT = {"LBAAS_MEMBER_STATUS_INTERVAL": "1", "LBAAS_LEASE_DURATION": "10",
+         "LBAAS_LEASE_RENEW_PERIOD": "2", "LBAAS_DRIVER_TIMEOUT": "5"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def agent(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The agent, which owns the device and exports its traffic."""
+    log = tmp_path_factory.mktemp("agent") / "agent.log"
+    proc = OperatorProcess(log, LBAAS_AGENT_ID="prom-agent", **SPLIT).start("agent")
+    yield proc
+    proc.stop()
+    print(f"agent log: {log}")
+
+
+@pytest.fixture(scope="module")
+def operator(agent: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[OperatorProcess]:  # fmt: skip
+    """The controller: the data-plane fixtures' ``operator`` (the agent runs beside it, so
+    that ``make_hx_device``'s Device gets Ready)."""
+    log = tmp_path_factory.mktemp("controller") / "controller.log"
+    proc = OperatorProcess(log, LBAAS_AGENT_ID="prom-controller", **SPLIT).start("controller")
+    yield proc
+    proc.stop()
+    print(f"controller log: {log}")
+
+
 @pytest.fixture
-def prometheus(operator: OperatorProcess, tmp_path: Path) -> Iterator[Prometheus]:
-    with Prometheus(tmp_path, [f"127.0.0.1:{operator.metrics_port}"]) as prom:
+def prometheus(operator: OperatorProcess, agent: OperatorProcess, tmp_path: Path
+               ) -> Iterator[Prometheus]:  # fmt: skip
+    targets = [f"127.0.0.1:{p.metrics_port}" for p in (operator, agent)]
+    with Prometheus(tmp_path, targets) as prom:
         yield prom
 
 
@@ -60,7 +89,7 @@ def board_queries() -> list[tuple[str, str]]:
 def test_a_real_prometheus_reads_the_operators_traffic_series(
     api: Api,
     namespace: str,
-    operator: OperatorProcess,
+    agent: OperatorProcess,
     make_hx_device: Callable[..., OperatorDevice],
     backends: Backends,
     prometheus: Prometheus,
@@ -138,7 +167,7 @@ def test_a_real_prometheus_reads_the_operators_traffic_series(
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
     try:
-        url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+        url = f"http://127.0.0.1:{agent.metrics_port}/metrics"
         shown = top("web", "-n", namespace, "--metrics-url", url, "--interval", "2", "-o", "json")
     finally:
         stop.set()
