@@ -515,9 +515,9 @@ def rows() -> list[Row]:
         for kind in ("create", "delete", "weight"):
             a, b = statistics.median(small[kind]), statistics.median(big[kind])
             out += [
-                Row(f"member {kind}, apply on a {SMALL}-VIP device: p50 / p95",
-                    f"{_ms(a)} / {_ms(_p95(small[kind]))}"),
-                Row(f"member {kind}, apply on a {BIG}-VIP device: p50 / p95",
+                Row(f"member {kind}, apply on a {SMALL}-VIP device: p50 / p95 of"
+                    f" {len(small[kind])}", f"{_ms(a)} / {_ms(_p95(small[kind]))}"),
+                Row(f"member {kind}, apply on a {BIG}-VIP device: p50 / p95 of {len(big[kind])}",
                     f"{_ms(b)} / {_ms(_p95(big[kind]))}"),
                 Row(f"member {kind}: {BIG} VIPs vs {SMALL} (p50 ratio), no reload",
                     f"{b / a:.2f}x", "<= 1.5x", b / a <= 1.5),
