@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from helpers import Api, FakeDevice, OperatorProcess, stored_members, tree, wait_for
+from lbaas.drivers.capabilities import summary
+from lbaas_fake_driver import FakeDriver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -64,6 +66,10 @@ def test_full_chain_pending_then_active(
     ]
     (pool,) = on_device.pools
     assert pool.monitor is not None and pool.monitor.type == "HTTP"
+    # The Device says what its driver supports (kubectl get lbdev: the Features column).
+    device_status = api.status("Device", device.name)
+    assert set(device_status["features"]) == set(FakeDriver.features)
+    assert device_status["featureSummary"] == summary(FakeDriver.features)
     # A spec change bumps the generation; it is Pending, then Active at the new generation.
     api.patch_spec("Member", "web-m1", namespace, {"weight": 7})
     api.wait_phase("Member", "web-m1", namespace, "Pending", 10)
