@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,29 @@ def servers_state(
     if text.startswith("Can't find backend"):
         raise NoSuchBackend(f"no backend {backend} in the running HAProxy")
     return parse_servers_state(text).get(backend, {})
+
+
+def filter_servers_state(text: str, keep: Callable[[ServerState], bool]) -> str:
+    """``show servers state`` (format 1) with only the rows of the servers ``keep`` accepts
+    (what a reload should carry over); an answer it cannot read becomes an empty file."""
+    try:
+        kept = {
+            (state.backend, state.name)
+            for servers in parse_servers_state(text).values()
+            for state in servers.values()
+            if keep(state)
+        }
+    except CLIError:
+        return "1\n"
+    lines = text.splitlines()
+    columns = lines[1][2:].split()
+    backend, server = columns.index("be_name"), columns.index("srv_name")
+    rows = [
+        line
+        for line in lines[2:]
+        if len(fields := line.split()) == len(columns) and (fields[backend], fields[server]) in kept
+    ]
+    return "\n".join([*lines[:2], *rows]) + "\n"
 
 
 def all_servers_state(
