@@ -17,7 +17,7 @@ BASE ?= auto
 PYTHON_IMAGE ?= python:3.11-slim
 WITH_HAPROXY ?= false
 
-.PHONY: help install lint test unit fuzz crds cluster cluster-down run down bench helm manifests image clean
+.PHONY: help install lint test unit fuzz crds dashboards cluster cluster-down run down bench helm manifests image clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,6 +54,9 @@ crds: install  ## regenerate crds/ (and the chart's copy) from the API models
 	rm -f charts/lbaas-operator/crds/*.yaml
 	cp crds/*.yaml charts/lbaas-operator/crds/
 
+dashboards: install  ## regenerate the chart's Grafana dashboards (charts/lbaas-operator/dashboards/)
+	$(BIN)/python -m lbaas_devtools.dashboards
+
 cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else kind); prints `export KUBECONFIG=...`
 	@$(BIN)/python -m lbaas_devtools.devcluster up
 
@@ -66,7 +69,7 @@ run: install  ## quick start: local cluster, CRDs, operator, HAProxy device and 
 down:  ## stop what `make run` started and clean up
 	@$(BIN)/python -m lbaas_devtools.quickstart down
 
-bench: install  ## benchmarks against the test bed; prints tables
+bench: install  ## benchmarks against the test bed; prints tables, exits 1 when a goal is missed (BENCH_STRICT=0: report only)
 	$(BIN)/python bench/run.py
 
 image:  ## build the container image with docker or podman (BASE=debian: no registry needed)
