@@ -44,6 +44,7 @@ BASES = {  # YAML, filled like the cases
     "Pool": "{vipRef: victim}",
     "Member": "{poolRef: victim, address: '<<backend>>', port: <<backend_port>>}",
     "HealthMonitor": "{poolRef: victim, type: TCP}",
+    "L7Policy": "{vipRef: victim, action: {type: Forward, pools: [{poolRef: victim}]}}",
     "Device": "{driver: fake, config: {stateFile: '<<state_file>>'}, allowedNamespaces: []}",
 }
 _PLACEHOLDER = re.compile(r"<<(\w+)(?:\*(\d+))?>>")
@@ -178,7 +179,7 @@ class Tenancy:
         """Trees, then Devices (ours and the cases'), then HAProxy and the state dir."""
         with contextlib.suppress(Exception):
             for namespace in (self.b, self.a):
-                for kind in ("HealthMonitor", "Member", "Pool", "VIP"):
+                for kind in ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP"):
                     for name in names(self.api, kind, namespace):
                         self.api.delete(kind, name, namespace)
             for namespace in (self.b, self.a):
@@ -274,7 +275,10 @@ class Battery:
         if case.parent == "own":
             self.stage.create("Pool", case.obj_name, ns, {"vipRef": case.obj_name})
             self.created.append(("Pool", case.obj_name, ns))
-            self.stage.create("VIP", case.obj_name, ns, {"port": self.stage.values["port"]})
+            vip = {"port": self.stage.values["port"]}
+            if case.kind == "L7Policy":
+                vip["protocol"] = "HTTP"  # a policy needs an HTTP VIP (else ProtocolMismatch)
+            self.stage.create("VIP", case.obj_name, ns, vip)
             self.created.append(("VIP", case.obj_name, ns))
 
     def _outcomes(self, cases: list[Case], timeout: float) -> list[str]:
@@ -331,7 +335,7 @@ class Battery:
         just before its VIP goes), and the VIP refused for the quota goes before the ones
         whose leaving would make room for it (it would be bound and applied meanwhile)."""
         before = self.stage.reloads()
-        order = {"VIP": 0, "Pool": 1, "HealthMonitor": 2, "Member": 3, "Device": 4}
+        order = {"VIP": 0, "L7Policy": 1, "Pool": 2, "HealthMonitor": 3, "Member": 4, "Device": 5}
         newest_first = list(enumerate(self.created))[::-1]
         for _, (kind, name, ns) in sorted(newest_first, key=lambda e: (order[e[1][0]], -e[0])):
             self.stage.api.delete(kind, name, ns)

@@ -24,10 +24,12 @@ from helpers import Api, OperatorProcess
 pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
 
 ROUNDS = 2
-LEGITIMATE_RELOADS = 3
-"""Per round: the quota filler bound and, at the clear, removed (2), and one to spare for the
-refused monitor's own tree should the agent see its VIP before the monitor. Everything else
-is refused before the device is touched."""
+LEGITIMATE_RELOADS = 7
+"""Per round: the quota filler bound and, at the clear, removed (2); victim's second Pool (a
+valid one since issue 20: a new backend) added and removed (2); the own VIP and Pool of the
+policy naming another VIP's pool, served while the policy is refused, added and removed (2);
+and one to spare for the refused monitor's own tree should the agent see its VIP before the
+monitor. Everything else is refused before the device is touched."""
 
 
 @pytest.fixture(scope="module")
