@@ -140,6 +140,7 @@ class HeaderMatch(WireModel):
 
     name: HeaderName = Field(description="Header name (an RFC 7230 token).")
     value: str = Field(
+        min_length=1,
         max_length=MAX_VALUE,
         pattern=regex.PRINTABLE,
         description="The value (Exact) or an RE2 expression the whole value must match.",
@@ -162,6 +163,7 @@ class QueryParamMatch(WireModel):
 
     name: HeaderName = Field(description="Parameter name (an RFC 7230 token).")
     value: str = Field(
+        min_length=1,
         max_length=MAX_VALUE,
         pattern=VISIBLE_PATTERN,
         description="The value as sent (Exact), or an RE2 expression the whole value must match.",

@@ -207,6 +207,7 @@ class Action(WireModel):
 class HeaderValue(WireModel):
     name: ChangedHeaderName = Field(description="Header name (an RFC 7230 token).")
     value: str = Field(
+        min_length=1,
         max_length=MAX_VALUE,
         pattern=regex.PRINTABLE,
         description="The value, taken literally (printable ASCII, no line breaks).",

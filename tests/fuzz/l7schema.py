@@ -57,7 +57,7 @@ def path_matches() -> st.SearchStrategy[dict[str, Any]]:
 
 def value_matches(allowed: str) -> st.SearchStrategy[dict[str, Any]]:
     names = st.sampled_from(["X-A", "x-b", "Cookie", "X-Weird!#$%&'*+.^_`|~-", "q"])
-    exact = _marked(st.text(alphabet=allowed, max_size=20), allowed)
+    exact = _marked(st.text(alphabet=allowed, min_size=1, max_size=20), allowed)
     return st.one_of(
         st.fixed_dictionaries({"name": names, "value": exact, "type": st.just("Exact")}),
         st.fixed_dictionaries(
@@ -106,7 +106,7 @@ def actions(pools: list[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 def header_changes() -> st.SearchStrategy[dict[str, Any]]:
     names = st.sampled_from(["X-A", "X-B", "Server", "x-weird!#$%&'*+.^_`|~-"])
-    values = _marked(st.text(alphabet=_PRINTABLE, max_size=20), _PRINTABLE)
+    values = _marked(st.text(alphabet=_PRINTABLE, min_size=1, max_size=20), _PRINTABLE)
     entries = st.lists(
         st.fixed_dictionaries({"name": names, "value": values}),
         max_size=3,
