@@ -71,7 +71,7 @@ def site(vip: tuple[str, int], pools: dict[str, list[Backend]], policies: list[L
                 policies=in_order(policies),
                 **listener,
             ),
-        ),  # fmt: skip
+        ),
         tuple(Pool(name, members=members_of(b)) for name, b in pools.items()),
     )
 
@@ -185,10 +185,10 @@ def test_redirect_reject_regex_method_query(device: Device, backends: Backends) 
             1,
             Action(ActionType.REDIRECT, redirect=https),
             hostnames=("secure.example.com",),
-        ),  # fmt: skip
+        ),
         policy(
             "moved", 2, Action(ActionType.REDIRECT, redirect=moved), path=PathMatch(PREFIX, "/old")
-        ),  # fmt: skip
+        ),
         policy("deny", 3, Action(ActionType.REJECT), path=PathMatch(PREFIX, "/admin")),
         policy(
             "teapot", 4, Action(ActionType.REJECT, status_code=429), path=PathMatch(EXACT, "/slow")
