@@ -84,7 +84,7 @@ def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
         drifts.append(Drift("ConfigMissing", f"conf.d/{name} is missing"))
     elif on_disk != fragment.text:
         drifts.append(Drift("ConfigChanged", f"conf.d/{name} is not what this VIP's spec gives"))
-    if stale := maps.changed(dev.paths.root, fragment.maps):
+    elif stale := maps.changed(dev.paths.root, fragment.maps):  # the fragment is right
         names = ", ".join(m.name for m in stale)
         drifts.append(Drift("MapFileChanged", f"{names}: not what this VIP's policies give"))
     if any(d.kind in UNTRUSTED for d in drifts):
