@@ -136,10 +136,9 @@ class Binder:
         decision = self.candidates.decide(key, spec, leaving, probe)
         if not decision.eligible and (lean := l7.essential(probe, spec)) != probe:
             # No device serves all of it: one that serves the VIP without what may be left
-            # out (a policy, default forwarded headers) will do; those then say Unsupported.
-            fallback = self.candidates.decide(key, spec, leaving, lean)
-            if fallback.eligible:
-                probe, decision = lean, fallback
+            # out (a policy, default forwarded headers) will do, those then say Unsupported;
+            # and if none does, why is about what the VIP needs (capacity, an address...).
+            probe, decision = lean, self.candidates.decide(key, spec, leaving, lean)
         if self.candidates.awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP. Binding now would pile every VIP onto the first
