@@ -7,7 +7,9 @@ or says why not (one of the reasons the docs list); what goes is in evaluation o
 pools of the VIP in use, and reaches the driver model with every tenant string exactly as
 written (nothing trimmed, unescaped or rewritten on the way); the reports of every outcome are
 statuses the status schema accepts; cutting the tree to a device that lacks features leaves
-out policies only, each marked ``Unsupported``.
+out policies only, each marked ``Unsupported``. Through the HAProxy driver: the fragment passes
+``haproxy -c`` with its map files, and every tenant string of every rule is one word that
+HAProxy's tokenizer reads back as itself (``fuzz.hxl7``).
 
 Size: ``LBAAS_FUZZ_EXAMPLES`` examples (300 fixed ones in CI, ``make fuzz`` more).
 """
@@ -15,8 +17,10 @@ Size: ``LBAAS_FUZZ_EXAMPLES`` examples (300 fixed ones in CI, ``make fuzz`` more
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from fuzz.hxgrammar import haproxy_accepts, tenant_problems
 from fuzz.l7schema import policies
 from fuzz.schema import FUZZ
 from hypothesis import event, given
@@ -28,7 +32,10 @@ from lbaas.api.l7policy import L7PolicySpec, L7PolicyStatus
 from lbaas.api.member import MemberStatus
 from lbaas.api.pool import PoolStatus
 from lbaas.drivers import model
-from lbaas.drivers.capabilities import FEATURES, missing, required_features
+from lbaas.drivers.capabilities import FEATURES, missing, required_features, why_unsupported
+from lbaas.drivers.haproxy import HAProxyDriver
+from lbaas.drivers.haproxy.l7 import is_map_policy
+from lbaas.drivers.haproxy.render import render_vip
 from lbaas.trees import l7, report, translate
 from lbaas.trees.tree import Tree, build_tree
 
@@ -48,6 +55,7 @@ REASONS = {
     "Conflict",
 }
 NS = "fuzz"
+HX = HAProxyDriver()
 POOLS = ["a", "b", "c"]
 ELSEWHERE = "theirs"  # a Pool of another VIP
 
@@ -186,3 +194,25 @@ def test_l7_pipeline_never_crashes_and_keeps_every_string(g: Generated) -> None:
             event("policy refused: Unsupported")
     assert fitted.pools == lb.pools and fitted.listeners[0].default_pool == listener.default_pool
     _check_statuses(report.active(tree, fitted, "dev", health={}, device_ready=True))
+
+
+@given(g=generated())
+@FUZZ
+def test_l7_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
+    g: Generated, haproxy: tuple[str, Path]
+) -> None:
+    """What the core hands the HAProxy driver (its features, its own refusals per policy)
+    renders, passes ``haproxy -c`` with its maps, and every tenant string of every rule comes
+    back from HAProxy's tokenizer as itself (``hxl7``)."""
+    tree = _build(g)
+    lb = translate.load_balancer(tree, "192.0.2.1")
+    fitted = l7.fit(tree, lb, lambda t: why_unsupported(HX, {}, t), device="hx")
+    if why_unsupported(HX, {}, fitted) is not None:
+        event("haproxy: refused as a whole")
+        return
+    fragment = render_vip(fitted)
+    rules = [p for p in fitted.listeners[0].policies if not is_map_policy(p)]
+    event(f"haproxy: rendered with {len(rules)} rule policies")
+    problems = tenant_problems(fitted, fragment.text)
+    assert not problems, "\n".join(problems) + "\n" + fragment.text
+    haproxy_accepts(haproxy, fitted.key, fragment.text, fragment.maps)
