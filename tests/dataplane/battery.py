@@ -266,8 +266,14 @@ class Battery:
     def _create(self, case: Case) -> None:
         """Create the case's object; with ``parent: own``, its Pool and VIP after it, so the
         device sees the whole tree at once (a VIP applied alone first would be a legitimate
-        change, and reload the device)."""
+        change, and reload the device); with ``parent: pool`` (a VIP), its Pool before it."""
         ns, spec = self._namespace(case), dict(case.spec)
+        if case.parent == "pool":  # a VIP case's own Pool, first (it waits for its VIP)
+            self.stage.create("Pool", case.obj_name, ns, {"vipRef": case.obj_name})
+            self.created.append(("Pool", case.obj_name, ns))
+            # Seen by the operator (it says the Pool waits) before the VIP comes: else the VIP
+            # could be scheduled as a VIP alone, without the pool its persistence applies to.
+            self.stage.api.wait_phase("Pool", case.obj_name, ns, "Pending", 30)
         if case.parent == "own":
             spec["poolRef" if case.kind == "HealthMonitor" else "vipRef"] = case.obj_name
         self.stage.create(case.kind, case.obj_name, ns, spec)
@@ -301,18 +307,25 @@ class Battery:
         return problems + self._events([c for c in cases if c.index not in pending])
 
     def _events(self, cases: list[Case]) -> list[str]:
+        """The cases whose Warning Event is missing. Events are posted after the status (and
+        not awaited by the operator): a case whose status arrived last gets 5 s more."""
         core = self.stage.api.core
-        seen = {
-            (e.involved_object.name, e.reason)
-            for ns in (self.stage.b, LEASE_NAMESPACE)
-            for e in core.list_namespaced_event(ns, field_selector="type=Warning").items
-        }
-        return [
-            f"{c.name}: no Warning Event {c.expect['reason']} about {c.obj_name[:60]}"
-            for c in cases
-            if c.expect.get("phase", "Error") == "Error"
-            and (c.obj_name, c.expect["reason"]) not in seen
-        ]
+        deadline = time.monotonic() + 5
+        while True:
+            seen = {
+                (e.involved_object.name, e.reason)
+                for ns in (self.stage.b, LEASE_NAMESPACE)
+                for e in core.list_namespaced_event(ns, field_selector="type=Warning").items
+            }
+            missing = [
+                f"{c.name}: no Warning Event {c.expect['reason']} about {c.obj_name[:60]}"
+                for c in cases
+                if c.expect.get("phase", "Error") == "Error"
+                and (c.obj_name, c.expect["reason"]) not in seen
+            ]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.3)
 
     def _quota(self, case: Case) -> list[str]:
         """Fill B's share of the device up to the quota, then one more: that one is refused."""

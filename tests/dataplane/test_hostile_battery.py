@@ -17,19 +17,20 @@ from collections.abc import Iterator
 
 import pytest
 from dataplane.battery import Battery, load_cases, staged
-from dataplane.hxsupport import Backend, Load, get, haproxy_binary
+from dataplane.hxsupport import Backend, Load, get, haproxy_binary, wait_for
 
 from helpers import Api, OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
 
 ROUNDS = 2
-LEGITIMATE_RELOADS = 7
+LEGITIMATE_RELOADS = 9
 """Per round: the quota filler bound and, at the clear, removed (2); victim's second Pool (a
 valid one since issue 20: a new backend) added and removed (2); the own VIP and Pool of the
 policy naming another VIP's pool, served while the policy is refused, added and removed (2);
-and one to spare for the refused monitor's own tree should the agent see its VIP before the
-monitor. Everything else is refused before the device is touched."""
+the served marker-laden L7 policy (a rule) added and removed (2); and one to spare for the
+refused monitor's own tree should the agent see its VIP before the monitor. Everything else is
+refused before the device is touched."""
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,12 @@ def test_hostile_battery_loses_no_request_of_another_tenant(
         took = time.monotonic() - started
         reloaded = stage.reloads() - reloads
         victim = api.status("VIP", "victim", stage.b)
-        served = get(victim["address"], stage.web[1])[0]
+        # B's second Pool of victim (a case) left it without a default pool, answering 503 by
+        # design (issue 20) until the clear took that Pool away: wait for the clear to apply.
+        address = victim["address"]
+        wait_for(lambda: get(address, stage.web[1])[0] == 200, 20)
+        victim = api.status("VIP", "victim", stage.b)
+        served = get(address, stage.web[1])[0]
     rejected = sum(c.rejected for c in cases)
     print(
         f"\nhostile battery: {len(cases)} cases ({rejected} rejected by the API server,"
@@ -84,4 +90,4 @@ def test_hostile_battery_loses_no_request_of_another_tenant(
     assert load.failures == [], load.failures[:5]
     assert load.sent >= 200, load.sent
     assert reloaded <= ROUNDS * LEGITIMATE_RELOADS, reloaded
-    assert victim["phase"] == "Active" and served == 200  # B's own pool kept serving
+    assert victim["phase"] == "Active" and served == 200, victim  # B's own pool serves again
