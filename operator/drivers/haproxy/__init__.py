@@ -110,8 +110,9 @@ Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``
 - **Hitless reload** (master CLI ``reload``) for anything else: a VIP created or deleted, a
   listener, mode, limit, default pool, balancing, persistence or monitor change, a pool added
   or removed, an L7 policy that is a rule (headers, method, query, regex, Redirect, Reject,
-  header changes) added, changed or removed. Health and admin state survive it through the ``server-state`` file; weights
-  and states a person set by hand are put back to the files' right after.
+  header changes) added, changed or removed. Health and admin state survive it through the
+  ``server-state`` file; weights and states a person set by hand are put back to the files'
+  right after.
 
 Batches: ``apply`` is ``apply_many`` of one VIP, and ``apply_many`` (what the operator sends
 for whatever waits for a device: a cold start, a new owner, a burst) costs what one apply costs:
@@ -140,10 +141,11 @@ marks each step for the crash tests). Every wait ends by the call's deadline
 
 ``verify`` drift kinds: ``PendingReload``, ``NotRunning``, ``ReloadedOutsideOperator`` (the
 master's pid or reload count is not the one of the driver's last reload),
-``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment), ``ConfigMissing``,
-``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed`` (left out, with
-why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``, ``FrontendMissing``,
-``FrontendStateChanged``, ``MapChanged`` (an L7 map's running entries), ``MapFileChanged``. ``orphans``: keys of VIP files, fragments and running frontends and
+``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment),
+``ConfigMissing``, ``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed``
+(left out, with why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``,
+``FrontendMissing``, ``FrontendStateChanged``, ``MapChanged`` (an L7 map's running entries),
+``MapFileChanged``. ``orphans``: keys of VIP files, fragments and running frontends and
 backends the operator does not expect. ``watch``: a pidfd on the master
 (``toolkit.deathwatch``).
 
