@@ -4,9 +4,10 @@ a policy asking for a feature the device's driver lacks (only that policy fails)
 policy without its VIP (WaitingForParent).
 
 What a policy turns into once valid depends on the device's driver: Active when it declares
-the policy's features, else Error Unsupported naming the one it lacks. The expectation is
-read from the Device's ``status.features`` (what the agent reports), so these tests say the
-truth for the fake driver of contract 0 (behind the shim: no L7 features) and of contract 1.
+the policy's features (the fake driver declares them all, and stores the trees it gets: the
+policies are read back from its state file), else Error Unsupported naming the one it lacks (a
+device of the ``legacy`` test driver: contract 0 behind the shim, no L7 feature). The
+expectation is read from the Device's ``status.features``, what the agent reports.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ def test_a_policy_naming_a_missing_pool_then_the_pool(
         "the policy past PoolNotFound once its pool exists",
     )
     expect_served(api, namespace, "to-later", device, {"l7.path", "l7.multiple-pools"})
+    stored = device.vip(f"{namespace}/web")
+    assert stored is not None
+    (listener,) = stored.listeners
+    assert [p.name for p in listener.policies] == ["to-later"]
+    assert listener.policies[0].action.pools[0].pool == "later"
+    assert {p.name for p in stored.pools} == {"web", "later"}
+    assert listener.default_pool is None  # two pools, no defaultPoolRef: no default (503)
 
 
 def test_another_vips_pool_and_a_tcp_vip_are_refused(
@@ -127,16 +135,13 @@ def test_same_priority_and_match_is_a_conflict_the_older_is_used(
 def test_a_policy_the_device_cannot_serve_fails_alone(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
-    device = make_device()
+    device = make_device(driver="legacy")  # contract 0 through the shim: no L7 feature
     site(api, namespace)
     regex = {"match": {"path": {"type": "RegularExpression", "value": "^/v[0-9]+/.*$"}},
              "action": {"type": "Reject"}}  # fmt: skip
     needs = {"l7.path", "l7.regex", "l7.reject"}
     lacking = sorted(needs - features(api, device))
-    assert lacking, (
-        "the fake driver declares every L7 feature: this test needs a device that lacks one"
-        " (give the fake driver a reduced mode)"
-    )
+    assert lacking, f"the {device.name} device's driver has every L7 feature"
     policy(api, namespace, "rx", **regex)
     found = api.wait_phase("L7Policy", "rx", namespace, "Error", 20, reason="Unsupported")
     message = found["status"]["message"]

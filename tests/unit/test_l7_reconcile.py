@@ -147,10 +147,10 @@ async def test_default_forwarded_headers_are_dropped_where_the_device_lacks_them
 
 @async_test
 async def test_a_contract_0_driver_serves_an_http_vip_as_before(tmp_path: Path) -> None:
-    """The fake test driver is still contract 0 here (the shim: no L7, no forwarded headers):
-    an HTTP VIP with one pool is served as in 0.1; a policy on it fails alone."""
+    """A driver of contract 0 (the ``legacy`` test driver behind the shim: no L7, no forwarded
+    headers): an HTTP VIP with one pool is served as in 0.1; a policy on it fails alone."""
     async with Rig(tmp_path) as rig:
-        rig.add_device()
+        rig.add_device(driver="legacy")
         await rig.start_worker()
         rig.add_tree(protocol="HTTP")
         rig.cluster.create("L7Policy", "deny", {"vipRef": "web", "action": {"type": "Reject"}})
