@@ -58,6 +58,7 @@ PLURALS = {
     "Pool": "pools",
     "Member": "members",
     "HealthMonitor": "healthmonitors",
+    "L7Policy": "l7policies",
     "Device": "devices",
 }
 

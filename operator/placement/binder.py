@@ -26,7 +26,7 @@ from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.candidates import CandidateView
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
-from lbaas.trees import report, translate
+from lbaas.trees import l7, report, translate
 from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, spec_of, status_of
 from lbaas.workqueue import KeyedQueue
@@ -134,6 +134,11 @@ class Binder:
         seen = self.inventory_version
         probe = self._probe(key, vip, spec)
         decision = self.candidates.decide(key, spec, leaving, probe)
+        if not decision.eligible and (lean := l7.essential(probe, spec)) != probe:
+            # No device serves all of it: one that serves the VIP without what may be left
+            # out (a policy, default forwarded headers) will do, those then say Unsupported;
+            # and if none does, why is about what the VIP needs (capacity, an address...).
+            probe, decision = lean, self.candidates.decide(key, spec, leaving, lean)
         if self.candidates.awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP. Binding now would pile every VIP onto the first

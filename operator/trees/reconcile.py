@@ -33,7 +33,7 @@ from lbaas.drivers.model import LoadBalancer
 from lbaas.placement.policy import vip_address_problem
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.status import PROGRAMMED, condition
-from lbaas.trees import report, translate
+from lbaas.trees import l7, report, translate
 from lbaas.trees.assemble import build
 from lbaas.trees.loop import Mode, Result
 from lbaas.trees.tree import Tree
@@ -91,7 +91,7 @@ class TreeReconciler:
                 await self._forget(worker, key, tree, self._address(tree, vip))
             await self.out.write(device, report.failed(self.out.fresh(tree), "Error", *refused))
             return Result.BLOCKED
-        lb = translate.load_balancer(tree, self._address(tree, vip))
+        lb = fitted(worker, tree, translate.load_balancer(tree, self._address(tree, vip)))
         why = unsupported(worker, lb)
         if why is not None:
             # As a refused apply: the device goes on serving what it had (nothing is sent).
@@ -293,6 +293,17 @@ class TreeReconciler:
                     "removing %s/%s from %s failed: %s", *key, worker.name, exc.user_message
                 )
         worker.applied.pop(key, None)
+
+
+def fitted(worker: DeviceWorker, tree: Tree, lb: LoadBalancer) -> LoadBalancer:
+    """``lb`` without the policies (and default forwarded headers) its device cannot serve,
+    those policies marked ``Unsupported`` in ``tree`` (``lbaas.trees.l7.fit``)."""
+    driver, handle = worker.driver, worker.handle
+    if driver is None or handle is None:
+        return lb
+    return l7.fit(
+        tree, lb, lambda trial: why_unsupported(driver, handle.config, trial), device=worker.name
+    )
 
 
 def unsupported(worker: DeviceWorker, lb: LoadBalancer) -> str | None:

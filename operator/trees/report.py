@@ -18,6 +18,7 @@ from lbaas.api.member import MemberOperatingStatus as M
 from lbaas.drivers.model import LoadBalancer
 from lbaas.kinds import BY_KIND
 from lbaas.status import (
+    DEFAULT_POOL,
     PROGRAMMED,
     READY,
     SCHEDULED,
@@ -214,23 +215,20 @@ def active(
             out.append(_invalid(obj))
             continue
         extra: dict[str, Any] = {}
+        conds, said = [programmed, ready], message
         if obj.kind == "VIP":
             extra = {"operatingStatus": rollup}
+            default = tree.default
+            conds.append(
+                Cond(DEFAULT_POOL, default.name is not None, default.reason, default.message)
+            )
+            if default.name is None:
+                said = f"{message}; {default.message}"
         elif obj.kind == "Pool":
             extra = {"operatingStatus": pools.get(obj.name, rollup)}
         elif obj.kind == "Member":
             extra = {"operatingStatus": members.get(obj.name, M.OFFLINE)}
-        out.append(
-            _doc(
-                obj,
-                "Active",
-                reason,
-                message,
-                [programmed, ready],
-                extra=extra,
-                generation=obj.generation,
-            )
-        )
+        out.append(_doc(obj, "Active", reason, said, conds, extra=extra, generation=obj.generation))
     return out
 
 

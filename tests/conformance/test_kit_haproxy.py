@@ -142,5 +142,5 @@ def test_the_support_matrix_from_both_reports(
     assert rows["member.weight"] == ["yes", "**FAILED**"]
     assert rows["monitor.http"] == ["yes", "yes"]
     assert rows["method.least-connections"] == ["yes", "-"]
-    assert rows["l7.host"] == ["-", "-"]
+    assert rows["l7.host"] == ["yes", "-"]  # issue 20: HAProxy routes by host
     assert "| reduced | 1 |" in done.stdout

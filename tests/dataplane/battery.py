@@ -43,6 +43,7 @@ BASES = {  # YAML, filled like the cases
     "Pool": "{vipRef: victim}",
     "Member": "{poolRef: victim, address: '<<backend>>', port: <<backend_port>>}",
     "HealthMonitor": "{poolRef: victim, type: TCP}",
+    "L7Policy": "{vipRef: victim, action: {type: Forward, pools: [{poolRef: victim}]}}",
     "Device": "{driver: fake, config: {stateFile: '<<state_file>>'}, allowedNamespaces: []}",
 }
 LIVE_TREE = (  # kind, name suffix, spec (YAML, filled like the cases; <<tree>>: its name)
@@ -230,7 +231,7 @@ class Tenancy:
         """Trees, then Devices (ours and the cases'), then HAProxy and the state dir."""
         with contextlib.suppress(Exception):
             for namespace in (self.c, self.b, self.a):
-                for kind in ("HealthMonitor", "Member", "Pool", "VIP"):
+                for kind in ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP"):
                     for name in names(self.api, kind, namespace):
                         self.api.delete(kind, name, namespace)
             for namespace in (self.c, self.b, self.a):

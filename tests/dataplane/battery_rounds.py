@@ -132,8 +132,10 @@ class Battery:
             spec["poolRef" if case.kind == "HealthMonitor" else "vipRef"] = case.obj_name
         self._record(self.target(case), self.stage.create(case.kind, case.obj_name, ns, spec))
         if case.parent == "own":
-            for kind, spec in (("Pool", {"vipRef": case.obj_name}),
-                               ("VIP", {"port": self.stage.values["port"]})):  # fmt: skip
+            vip: dict[str, Any] = {"port": self.stage.values["port"]}
+            if case.kind == "L7Policy":
+                vip["protocol"] = "HTTP"  # a policy needs an HTTP VIP (else ProtocolMismatch)
+            for kind, spec in (("Pool", {"vipRef": case.obj_name}), ("VIP", vip)):
                 self._record((kind, case.obj_name, ns),
                              self.stage.create(kind, case.obj_name, ns, spec))  # fmt: skip
 
@@ -287,7 +289,7 @@ class Battery:
         just before its VIP goes), and the VIP refused for the quota goes before the ones
         whose leaving would make room for it (it would be bound and applied meanwhile)."""
         before = self.stage.reloads()
-        order = {"VIP": 0, "Pool": 1, "HealthMonitor": 2, "Member": 3, "Device": 4}
+        order = {"VIP": 0, "L7Policy": 1, "Pool": 2, "HealthMonitor": 3, "Member": 4, "Device": 5}
         newest_first = list(enumerate(self.created))[::-1]
         for _, (kind, name, ns) in sorted(newest_first, key=lambda e: (order[e[1][0]], -e[0])):
             self.stage.api.delete(kind, name, ns)

@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.haproxy, pytest.mark.timeout(900)
 ROUNDS = 2
 REFUSALS = ("rejected", "operator cases")
 """Steps where every change is refused but for one, the refused monitor's own tree (the agent
-may see its VIP before the monitor): at most one reload each."""
+may see its VIP before the monitor): at most one reload each, plus one per create the device
+serves legitimately (``reloads`` in its expectation)."""
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,9 @@ def test_hostile_battery_loses_no_request_of_another_tenant(
     assert kept.failures == [], kept.failures[:5]
     assert load.sent >= 200, load.sent
     assert kept.requests >= 200 * kept.connections // 8, kept.summary()
+    # Creates the device serves legitimately (a new backend, a rule) may reload it once each.
+    served = sum(int(c.expect.get("reloads", 0)) for c in cases if c.update is None)
     for step, reloads in outcome.steps:  # the update steps are judged per batch by the battery
-        assert step not in REFUSALS or reloads <= 1, outcome.steps
+        allowed = 1 + (served if step == "operator cases" else 0)
+        assert step not in REFUSALS or reloads <= allowed, outcome.steps
     assert victim["phase"] == "Active" and served == 200  # B's own pool kept serving

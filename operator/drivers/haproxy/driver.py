@@ -247,6 +247,7 @@ class HAProxyDriver(Driver):
         try:
             paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
             paths.conf_d.mkdir(exist_ok=True, mode=0o755)
+            paths.maps.mkdir(exist_ok=True, mode=0o755)
         except OSError as exc:
             raise DriverError(
                 f"cannot create stateDir {paths.root}: {exc.strerror}",

@@ -29,16 +29,19 @@ class CLIError(Exception):
     """The socket did not answer, or HAProxy refused the command."""
 
 
-def command(path: Path, line: str, timeout: float = 5.0) -> str:
-    """Send one command and return HAProxy's whole answer."""
-    if "\n" in line or "\r" in line or ";" in line:
-        raise CLIError(f"refusing a command that would be several: {line!r}")
+def command(path: Path, line: str, timeout: float = 5.0, payload: list[str] | None = None) -> str:
+    """Send one command and return HAProxy's whole answer. ``payload``: lines sent after
+    ``<<`` (``add map ... <<``), each one line without ``;`` either."""
+    for part in [line, *(payload or ())]:
+        if "\n" in part or "\r" in part or ";" in part or (payload is not None and not part):
+            raise CLIError(f"refusing a command that would be several: {part!r}")
     wait = budget(timeout, f"talking to HAProxy ({line.split(' ', 1)[0]} on {path.name})")
+    text = line if payload is None else "\n".join([f"{line} <<", *payload, ""])
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(wait)
         try:
             sock.connect(str(path))
-            sock.sendall(line.encode() + b"\n")
+            sock.sendall(text.encode() + b"\n")
             # The master CLI answers only once it sees the end of the request.
             sock.shutdown(socket.SHUT_WR)
             chunks = []
