@@ -368,6 +368,12 @@ def test_a_second_pool_is_served_and_the_default_pool_is_said(
         "2 pools and no spec.defaultPoolRef: requests no L7Policy takes are answered 503"
         in (vip["message"])
     )
+    # It still serves, so the phase is no alarm: a Warning Event is (once).
+    wait_for(
+        lambda: [e for e in api.events(namespace, "dup") if e.reason == "NoDefaultPool"],
+        10,
+        "a NoDefaultPool Warning Event",
+    )
     api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "dup"})
     wait_for(lambda: default_pool()["reason"] == "Resolved", 15, "the named default pool")
     assert default_pool()["message"] == "requests no L7Policy takes go to pool dup"
