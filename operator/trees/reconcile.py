@@ -72,6 +72,7 @@ class TreeReconciler:
             self._delete_attempts.pop(key, None)
             return Result.STOP
         device = str(status_of(vip).get("device") or "")
+        await leave_others(self.workers, key, device)
         worker = self.workers.get(device)
         if worker is None:
             return Result.STOP
@@ -326,3 +327,16 @@ def _said(error: DriverError) -> str:
     if feature and feature not in error.user_message:
         return f"{error.user_message} (feature {feature})"
     return error.user_message
+
+
+async def leave_others(workers: Mapping[str, DeviceWorker], key: VipKey, device: str) -> None:
+    """Take ``key`` off the devices of this agent that served it before it moved to ``device``
+    (a deviceRef changed, a failover): not one resync later, when their orphan check would."""
+    for name, other in list(workers.items()):
+        if name == device or key not in other.applied:
+            continue
+        other.applied.pop(key, None)
+        try:
+            await other.delete(key)
+        except DriverError as exc:  # its orphan check removes it later
+            log.info("%s/%s left device %s, not removed yet: %s", *key, name, exc.user_message)

@@ -285,6 +285,10 @@ def matches(case: Case, obj: dict[str, Any] | None) -> bool:
         return False
     if "reason" in expect and status.get("reason") != expect["reason"]:
         return False
+    for kind, reason in (expect.get("condition") or {}).items():  # {type: reason}: False
+        found = [c for c in status.get("conditions") or () if c.get("type") == kind]
+        if not found or (found[0].get("status"), found[0].get("reason")) != ("False", reason):
+            return False
     return str(expect.get("message", "")) in str(status.get("message", ""))
 
 

@@ -168,7 +168,8 @@ class Battery:
         return problems + self._events(done, since)
 
     def _events(self, cases: list[Case], since: dict[int, float] | None) -> list[str]:
-        """Each case expecting an Error has a Warning Event of its reason about its object."""
+        """Each case expecting an Error has a Warning Event of its reason about its object (or
+        of the reason its ``event`` names: a VIP that serves on but says why)."""
         seen: dict[tuple[str, str], float] = {}
         for ns in (self.stage.b, self.stage.c, LEASE_NAMESPACE):
             events = self.stage.api.core.list_namespaced_event(ns, field_selector="type=Warning")
@@ -178,14 +179,15 @@ class Battery:
                 seen[key] = max(seen.get(key, 0.0), stamp.timestamp() if stamp else 0.0)
         problems = []
         for case in cases:
-            if case.expect.get("phase", "Error") != "Error":
+            if case.expect.get("phase", "Error") != "Error" and "event" not in case.expect:
                 continue
+            reason = case.expect.get("event", case.expect.get("reason"))
             target = self.target(case)
-            posted = seen.get((self.uids.get(target, "?"), case.expect["reason"]))
+            posted = seen.get((self.uids.get(target, "?"), reason))
             # Event times have whole seconds: one second of slack.
             if posted is None or posted < (since or {}).get(case.index, 0.0) - 1:
                 problems.append(
-                    f"{case.name}: no Warning Event {case.expect['reason']} about"
+                    f"{case.name}: no Warning Event {reason} about"
                     f" {target[0]} {target[1][:60]} (uid {self.uids.get(target)})"
                 )
         return problems

@@ -301,3 +301,34 @@ async def test_a_device_without_agent_never_reports_an_unapplied_spec_active(
     status = await _no_agent_report(tmp_path, change_spec=True)
     assert status["observedGeneration"] == 2, status
     assert status["phase"] == "Pending" and status["reason"] == "DeviceNotReady", status
+
+
+@async_test
+async def test_a_changed_device_ref_moves_a_bound_vip_or_says_why_it_waits(tmp_path: Path) -> None:
+    """Without the move a bound VIP stayed Active on a device its spec no longer named."""
+    async with leading(tmp_path) as env:
+        env.device("a", addressPool=["10.0.0.0/29"])
+        env.device("b", addressPool=["10.0.0.0/28"])
+        env.vip("web", deviceRef="a")
+        assert await eventually(lambda: env.bound("web")) == ("a", "10.0.0.1")
+        env.cluster.update_spec("VIP", "web", deviceRef="b")
+        # b's pool holds the address: it is kept (clients keep it too).
+        assert await eventually(lambda: env.bound("web") == ("b", "10.0.0.1"))
+        (moved,) = env.reporter.events_of("VIP", "web", "Moved")
+        assert "moved from device a to b: spec.deviceRef names device b" in moved.message
+        scheduled = next(c for c in env.status("web")["conditions"] if c["type"] == "Scheduled")
+        assert (scheduled["status"], scheduled["reason"]) == ("True", "Moved")
+        # Pinned to a device that does not exist: it stays on b, serving, and says why.
+        env.cluster.update_spec("VIP", "web", deviceRef="c")
+
+        def waiting() -> dict[str, Any]:
+            conds = env.status("web").get("conditions") or []
+            return next((c for c in conds if c["type"] == "Scheduled"), {})
+
+        await eventually(lambda: waiting().get("reason") == "MovePending")
+        assert waiting()["status"] == "False" and env.bound("web") == ("b", "10.0.0.1")
+        assert "cannot move off device b (spec.deviceRef names device c)" in waiting()["message"]
+        assert "pinned by deviceRef but no Device c exists" in waiting()["message"]
+        assert len(env.reporter.events_of("VIP", "web", "MovePending")) == 1
+        env.device("c", addressPool=["10.0.2.0/29"])  # c appears: the inventory wakes it
+        assert await eventually(lambda: env.bound("web") == ("c", "10.0.2.1"))
