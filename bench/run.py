@@ -14,6 +14,8 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
   7. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
   8. multi-tenancy (bench/tenant.py): requests another tenant's VIP loses while the hostile
      battery is applied and retried (goal 0)
+  9. L7 policy change -> traffic through the operator (bench/l7.py): p95 < 150 ms, 0 errors,
+     0 reloads
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
 
@@ -182,6 +184,13 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
 
     part(8, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy);"
             f" {defaults.settings_note(**tenant_module.TENANT_ENV)}", tenancy)  # fmt: skip
+
+    def l7() -> list[Row]:
+        import l7 as module  # bench/l7.py
+
+        return module.bench_l7()
+
+    part(9, f"L7 policy change -> traffic through the operator (HAProxy); {note}", l7)
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ from lbaas.api.meta import (
     IPAddress,
     KindInfo,
     LabelSelector,
+    ObjectName,
     ObjectStatus,
     Port,
     PrinterColumn,
@@ -82,8 +83,26 @@ class OperatingStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
+"""Protocols whose requests the device sees (L7 policies, forwarded headers)."""
+
+
 class VIPSpec(WireModel):
     """What clients connect to, and where the operator may put it."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.forwardedHeaders) || !self.forwardedHeaders"
+                    f" || self.protocol in {list(HTTP_PROTOCOLS)}",
+                    "message": "forwardedHeaders needs an HTTP VIP (protocol HTTP or"
+                    " TERMINATED_HTTPS)",
+                    "fieldPath": ".forwardedHeaders",
+                }
+            ]
+        }
+    }
 
     address: IPAddress | None = Field(
         default=None, description="Fixed address; empty = allocated from the device's addressPool."
@@ -102,6 +121,17 @@ class VIPSpec(WireModel):
     session_persistence: SessionPersistence | None = Field(
         default=None, description="Keep each client on one member; unset = no persistence."
     )
+    default_pool_ref: ObjectName | None = Field(
+        default=None,
+        description="The Pool (of this VIP) for requests no L7Policy takes; unset = its only"
+        " Pool when it has one, else none: HTTP requests get 503, TCP connections are closed.",
+    )
+    forwarded_headers: bool | None = Field(
+        default=None,
+        description="Add X-Forwarded-For, -Proto and -Port to requests (HTTP VIPs). Unset = on"
+        " for HTTP where the device's driver supports it; true = required (a device without"
+        " it cannot serve the VIP); false = off.",
+    )
     device_selector: LabelSelector | None = Field(
         default=None, description="Only Devices whose labels match may take this VIP."
     )
@@ -114,6 +144,14 @@ class VIPSpec(WireModel):
     admin_state_up: bool = Field(
         default=True, description="false = the address stops listening (status OFFLINE)."
     )
+
+    @model_validator(mode="after")
+    def _forwarded_headers_need_http(self) -> VIPSpec:
+        if self.forwarded_headers and str(self.protocol) not in HTTP_PROTOCOLS:
+            raise ValueError(
+                "forwardedHeaders needs an HTTP VIP (protocol HTTP or TERMINATED_HTTPS)"
+            )
+        return self
 
 
 class VIPStatus(ObjectStatus):

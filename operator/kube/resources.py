@@ -38,6 +38,7 @@ VIPS = Resource(GROUP, VERSION, "vips", "VIP", True)
 POOLS = Resource(GROUP, VERSION, "pools", "Pool", True)
 MEMBERS = Resource(GROUP, VERSION, "members", "Member", True)
 MONITORS = Resource(GROUP, VERSION, "healthmonitors", "HealthMonitor", True)
+L7POLICIES = Resource(GROUP, VERSION, "l7policies", "L7Policy", True)
 DEVICES = Resource(GROUP, VERSION, "devices", "Device", False)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
 SECRETS = Resource("", "v1", "secrets", "Secret", True)
@@ -64,7 +65,7 @@ GATEWAY_KINDS = (*GATEWAY_REQUIRED, *ROUTES, REFERENCE_GRANTS)
 
 BY_KIND = {
     r.kind: r
-    for r in (VIPS, POOLS, MEMBERS, MONITORS, DEVICES, NAMESPACES, SERVICES, LEASES,
+    for r in (VIPS, POOLS, MEMBERS, MONITORS, L7POLICIES, DEVICES, NAMESPACES, SERVICES, LEASES,
               GATEWAY_CLASSES, GATEWAYS, *ROUTES)
 }  # fmt: skip
-TREE_KINDS = (VIPS, POOLS, MEMBERS, MONITORS)
+TREE_KINDS = (VIPS, POOLS, MEMBERS, MONITORS, L7POLICIES)

@@ -52,6 +52,8 @@ from lbaas.workqueue import KeyedQueue
 log = logging.getLogger(__name__)
 
 MANAGER = "lbaas-services"
+GENERATES = ("VIP", "Pool", "Member", "HealthMonitor")
+"""The kinds a Service's tree has (no L7Policy: a Service routes by port, not by request)."""
 
 
 class ServiceController:
@@ -140,7 +142,7 @@ class ServiceController:
         vips = [o for o in generated if o["kind"] == "VIP"]
         slices = self.views.endpoint_slices(*key)
         want = translate.desired(service, slices, Options() if problems else options, vips)
-        kinds = ("Member",) if problems else tuple(BY_KIND)
+        kinds = ("Member",) if problems else GENERATES
         if problems:  # keep the trees; only Members of the Pools that exist follow the slices
             pools = {meta_of(o)["name"] for o in generated if o["kind"] == "Pool"}
             want.objects = {
@@ -210,8 +212,13 @@ class ServiceController:
 
     def _generated(self, key: Key) -> list[Obj]:
         """The objects generated for the Service: labelled for it and owned by a Service of
-        that name (a hand-made object that only carries the label is never deleted)."""
-        return [o for o in self.views.generated(*key) if translate.generated_for(o, key[1])]
+        that name (a hand-made object that only carries the label is never deleted), of the
+        kinds it generates."""
+        return [
+            o
+            for o in self.views.generated(*key)
+            if o["kind"] in GENERATES and translate.generated_for(o, key[1])
+        ]
 
     async def _status(self, key: Key, service: Obj) -> None:
         vips = {meta_of(o)["name"]: o for o in self._generated(key) if o["kind"] == "VIP"}
