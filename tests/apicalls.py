@@ -77,7 +77,12 @@ SITE_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("lbaas.gateway.gateways.GatewayReconciler.reconcile", "finalizer"): ("Gateway",),
     ("lbaas.gateway.gateways.GatewayReconciler.reconcile", "status"): ("Gateway",),
     ("lbaas.gateway.gateways.GatewayReconciler._remove", "finalizer"): ("Gateway",),
-    ("lbaas.gateway.routes.StatusWriter.route", "status"): ("TCPRoute", "TLSRoute", "UDPRoute"),
+    ("lbaas.gateway.routes.StatusWriter.route", "status"): (
+        "HTTPRoute",
+        "TCPRoute",
+        "TLSRoute",
+        "UDPRoute",
+    ),
     ("lbaas.gateway.routes.StatusWriter.gateway_class", "status"): ("GatewayClass",),
 }
 _NAMED = [(re.compile(r"^(dict\()?(vip|tree\.vip\.snap)\)?$"), ("VIP",)),
@@ -235,9 +240,9 @@ def _resource(name: str) -> Resource:
 RESOURCE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
     # (function, argument) → the resource constants it can be, where it is no constant
     ("lbaas.generated.objects.GeneratedObjects.apply", "resource"): (
-        "VIPS", "POOLS", "MEMBERS", "MONITORS"),
+        "VIPS", "POOLS", "MEMBERS", "MONITORS", "L7POLICIES"),
     ("lbaas.generated.objects.GeneratedObjects._delete_one", "BY_KIND[obj['kind']].resource"): (
-        "VIPS", "POOLS", "MEMBERS", "MONITORS"),
+        "VIPS", "POOLS", "MEMBERS", "MONITORS", "L7POLICIES"),
 }  # fmt: skip
 
 
@@ -456,6 +461,12 @@ def needed(settings: OperatorSettings) -> set[Call]:
         calls = {c for c in calls if not c.site.startswith("lbaas.services.")}
     if not gateway:
         calls = {c for c in calls if not c.site.startswith("lbaas.gateway.")}
+        # Only the Gateway API controller generates L7Policies (for HTTPRoutes).
+        calls = {
+            c
+            for c in calls
+            if not (c.site.startswith("lbaas.generated.") and c.resource == "l7policies")
+        }
     if not (settings.services or gateway):
         calls = {c for c in calls if not c.site.startswith("lbaas.generated.")}
     return calls

@@ -150,7 +150,7 @@ class DictWorld:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     slices: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    route_kinds: frozenset[str] = frozenset({"TCPRoute", "TLSRoute", "UDPRoute"})
+    route_kinds: frozenset[str] = frozenset({"HTTPRoute", "TCPRoute", "TLSRoute", "UDPRoute"})
 
     def add(self, *objs: dict[str, Any]) -> DictWorld:
         for obj in objs:

@@ -18,13 +18,14 @@ GROUP = "gateway.networking.k8s.io"
 PLURALS = {
     "GatewayClass": "gatewayclasses",
     "Gateway": "gateways",
+    "HTTPRoute": "httproutes",
     "TCPRoute": "tcproutes",
     "TLSRoute": "tlsroutes",
     "UDPRoute": "udproutes",
     "ReferenceGrant": "referencegrants",
 }
 VERSIONS = {"ReferenceGrant": "v1beta1"}
-GENERATED = ("VIP", "Pool", "Member", "HealthMonitor")
+GENERATED = ("VIP", "Pool", "Member", "HealthMonitor", "L7Policy")
 
 
 def install_crds() -> None:

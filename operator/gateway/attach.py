@@ -22,8 +22,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lbaas.gateway import httprules
 from lbaas.gateway.listeners import Verdict
-from lbaas.gateway.spec import GROUP, ParentRef, Ref, created, hostnames, parent_refs, ref_of
+from lbaas.gateway.spec import (
+    GROUP,
+    Listener,
+    ParentRef,
+    Ref,
+    created,
+    hostnames,
+    parent_refs,
+    ref_of,
+)
 from lbaas.gateway.world import World
 from lbaas.status import Cond
 from lbaas.views import meta_of
@@ -33,8 +43,11 @@ NO_MATCHING_PARENT = "NoMatchingParent"
 NOT_ALLOWED = "NotAllowedByListeners"
 NO_MATCHING_HOSTNAME = "NoMatchingListenerHostname"
 UNSUPPORTED_VALUE = "UnsupportedValue"
+PARTIALLY_INVALID = "PartiallyInvalid"
 SINGLE_ROUTE = {"TLSRoute"}
 """Kinds whose extra routes on one listener are refused rather than accepted unserved."""
+MANY_ROUTES = {"HTTPRoute"}
+"""Kinds of which a listener serves every attached route."""
 
 
 def names_gateway(parent: ParentRef, gateway: Mapping[str, Any]) -> bool:
@@ -52,10 +65,11 @@ def hostnames_intersect(listener: str | None, route: Sequence[str]) -> bool:
     wildcards match one label or more)."""
     if not listener or not route:
         return True
-    return any(_intersect(listener, h) for h in route)
+    return any(intersect(listener, h) for h in route)
 
 
-def _intersect(a: str, b: str) -> bool:
+def intersect(a: str, b: str) -> bool:
+    """Whether two host names (either may be a ``*.`` wildcard) can name the same host."""
     if a == b:
         return True
     if a.startswith("*.") and b.startswith("*."):
@@ -151,11 +165,38 @@ def attach(
     )
 
 
+def all_rules_dropped(route: Mapping[str, Any]) -> str | None:
+    """Why an HTTPRoute none of whose rules can be served is not accepted, else None."""
+    problems = httprules.rule_problems(route)
+    if not problems or len(problems) < len(httprules.rules(route)):
+        return None
+    return "no rule can be served: " + "; ".join(f"rule {i}: {m}" for i, m in problems.items())
+
+
+def partially_invalid(route: Mapping[str, Any]) -> Cond | None:
+    """``PartiallyInvalid`` for an HTTPRoute some of whose rules are dropped (only then)."""
+    problems = httprules.rule_problems(route)
+    if not problems or len(problems) == len(httprules.rules(route)):
+        return None
+    dropped = "; ".join(f"rule {i}: {m}" for i, m in problems.items())
+    return Cond(PARTIALLY_INVALID, True, UNSUPPORTED_VALUE, f"Dropped Rule(s): {dropped}")
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A route on one VIP, through some of the VIP's listeners."""
+
+    route: Mapping[str, Any]
+    listeners: tuple[Listener, ...]
+
+
 @dataclass
 class Bindings:
     """Every route of one Gateway, attached: what serves, what is refused, what counts."""
 
     attachments: dict[Ref, list[Attachment]] = field(default_factory=dict)
+    on_vip: dict[str, list[Attached]] = field(default_factory=lambda: defaultdict(list))
+    """Every route attached to a listener of each VIP, oldest first (an HTTP VIP serves all)."""
     served: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # VIP → route
     refused: dict[Ref, str] = field(default_factory=dict)  # route → why it gets no traffic
     attached: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per listener
@@ -181,15 +222,19 @@ def bind(
         ref = ref_of(route)
         mine = [p for p in parent_refs(route) if names_gateway(p, gateway)]
         out.attachments[ref] = [attach(route, p, gateway, verdicts, world) for p in mine]
-        vips = {
-            by_name[name].vip
-            for a in out.attachments[ref]
-            for name in a.listeners
-            if by_name[name].vip is not None
-        }
-        for vip in sorted(v for v in vips if v):
+        if ref.kind in MANY_ROUTES and (dropped := all_rules_dropped(route)):
+            out.refused[ref] = dropped
+        through: dict[str, list[Listener]] = defaultdict(list)
+        for name in dict.fromkeys(n for a in out.attachments[ref] for n in a.listeners):
+            vip = by_name[name].vip
+            if vip is not None:
+                through[vip].append(by_name[name].listener)
+        for vip in sorted(through):
             candidates[vip].append(route)
+            out.on_vip[vip].append(Attached(route, tuple(through[vip])))
     for vip, routes_here in candidates.items():
+        if ref_of(routes_here[0]).kind in MANY_ROUTES:
+            continue  # every one is served: L7 policies tell their requests apart
         out.served[vip] = routes_here[0]
         first = ref_of(routes_here[0])
         for other in routes_here[1:]:

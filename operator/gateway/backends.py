@@ -72,19 +72,27 @@ def _problem(route: Mapping[str, Any], ref: BackendRef, world: World) -> tuple[s
     return None
 
 
+def backend(route: Mapping[str, Any], ref: BackendRef, world: World) -> Backend | tuple[str, str]:
+    """One backendRef of ``route``: its Service port and endpoints, or (reason, message)."""
+    problem = _problem(route, ref, world)
+    if problem is not None:
+        return problem
+    service = world.get("Service", ref.namespace, ref.name)
+    port = service_port(service or {}, ref.port or 0) or {}
+    slices = world.endpoint_slices(ref.namespace, ref.name)
+    return Backend(ref, port, tuple(endpoints(slices, port, [])))
+
+
 def resolve(route: Mapping[str, Any], world: World) -> tuple[list[Backend], Cond]:
-    """The route's valid backends and its ResolvedRefs condition."""
+    """The route's valid backends (of all its rules) and its ResolvedRefs condition."""
     found: list[Backend] = []
     problems: list[tuple[str, str]] = []
     for ref in backend_refs(route):
-        problem = _problem(route, ref, world)
-        if problem is not None:
-            problems.append(problem)
-            continue
-        service = world.get("Service", ref.namespace, ref.name)
-        port = service_port(service or {}, ref.port or 0) or {}
-        slices = world.endpoint_slices(ref.namespace, ref.name)
-        found.append(Backend(ref, port, tuple(endpoints(slices, port, []))))
+        got = backend(route, ref, world)
+        if isinstance(got, Backend):
+            found.append(got)
+        else:
+            problems.append(got)
     if problems:
         return found, Cond(RESOLVED_REFS, False, problems[0][0], "; ".join(m for _, m in problems))
     return found, Cond(RESOLVED_REFS, True, RESOLVED_REFS)

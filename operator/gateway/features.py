@@ -18,7 +18,24 @@ from lbaas.api.vip import Protocol
 from lbaas.drivers.capabilities import FEATURES
 from lbaas.views import is_deleting, status_of
 
+HTTP_CORE = frozenset(
+    {
+        "protocol.http",
+        "l7.host",
+        "l7.path",
+        "l7.header",
+        "l7.redirect",
+        "l7.reject",
+        "l7.header-modifier",
+        "l7.weighted-split",
+        "l7.multiple-pools",
+    }
+)
+"""What the core of HTTPRoute asks: routing by host, path and header, weighted backends,
+redirects, request header changes, and the 404/500 answers the API prescribes."""
+
 ROUTE_FEATURES: dict[str, frozenset[str]] = {
+    "HTTPRoute": HTTP_CORE,
     "TCPRoute": frozenset({"protocol.tcp"}),
     "TLSRoute": frozenset({"protocol.https"}),
     "UDPRoute": frozenset({"protocol.udp"}),
@@ -34,13 +51,29 @@ GATEWAY_FEATURES: dict[str, frozenset[str]] = {
 """Features of the Gateway itself. Its VIPs (one load balancer each, on one address) need no
 more of a device than a Service's ports do."""
 
+HTTP_FEATURES: dict[str, frozenset[str]] = {
+    "HTTPRouteMethodMatching": frozenset({"l7.method"}),
+    "HTTPRouteQueryParamMatching": frozenset({"l7.query"}),
+    "HTTPRouteResponseHeaderModification": frozenset({"l7.header-modifier"}),
+    "HTTPRoutePortRedirect": frozenset({"l7.redirect"}),
+    "HTTPRouteSchemeRedirect": frozenset({"l7.redirect"}),
+    "HTTPRoutePathRedirect": frozenset({"l7.redirect"}),
+    "HTTPRoute303RedirectStatusCode": frozenset({"l7.redirect"}),
+    "HTTPRoute307RedirectStatusCode": frozenset({"l7.redirect"}),
+    "HTTPRoute308RedirectStatusCode": frozenset({"l7.redirect"}),
+    "HTTPRouteParentRefPort": frozenset(),
+    "GatewayPort8080": frozenset(),
+}
+"""Extended HTTPRoute features, announced with HTTPRoute when the devices have their needs."""
+
 UDP_VIPS = "UDP" in Protocol.__members__
 """Whether the VIP API has a UDP protocol (UDP listeners and UDPRoutes need it)."""
 
 
 def unknown_names() -> list[str]:
     """Operator features named here that the capabilities vocabulary lacks (a typo)."""
-    named = {f for group in (ROUTE_FEATURES, GATEWAY_FEATURES) for fs in group.values() for f in fs}
+    groups = (ROUTE_FEATURES, GATEWAY_FEATURES, HTTP_FEATURES)
+    named = {f for group in groups for fs in group.values() for f in fs}
     return sorted(named - set(FEATURES))
 
 
@@ -71,4 +104,6 @@ def supported(
         need = ROUTE_FEATURES.get(kind)
         if need is not None and need <= devices and (kind != "UDPRoute" or UDP_VIPS):
             names.append(kind)
+    if "HTTPRoute" in names:
+        names += [n for n, need in HTTP_FEATURES.items() if need <= devices]
     return sorted(names)

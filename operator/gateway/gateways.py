@@ -16,13 +16,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from lbaas.gateway import classes, listeners, translate
 from lbaas.gateway.attach import bind
-from lbaas.gateway.backends import resolve
 from lbaas.gateway.params import Parameters, parameters
-from lbaas.gateway.spec import ref_of
 from lbaas.gateway.status import gateway_status
 from lbaas.gateway.translate import INVALID_PARAMETERS, UNSUPPORTED_ADDRESS
 from lbaas.gateway.world import CachedWorld
@@ -31,12 +29,24 @@ from lbaas.generated.objects import GeneratedObjects
 from lbaas.kube.informer import Key, Obj
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.status import Cond
-from lbaas.views import GATEWAY_LABEL, is_deleting, meta_of, spec_of
+from lbaas.views import GATEWAY_LABEL, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
 KEEP_TREES = {INVALID_PARAMETERS, UNSUPPORTED_ADDRESS}
 """Reasons a Gateway is refused for while its trees stay as they are."""
+
+
+def policy_errors(generated: Iterable[Obj]) -> dict[str, list[str]]:
+    """VIP name → its generated L7Policies in Error (a rule the device cannot serve)."""
+    found: dict[str, list[str]] = {}
+    for obj in generated:
+        status = status_of(obj)
+        if obj["kind"] == "L7Policy" and status.get("phase") == "Error":
+            found.setdefault(str(spec_of(obj).get("vipRef")), []).append(
+                f"L7Policy {meta_of(obj)['name']}: {status.get('reason')}: {status.get('message')}"
+            )
+    return found
 
 
 class GatewayReconciler:
@@ -92,12 +102,11 @@ class GatewayReconciler:
         bindings = bind(gateway, verdicts, self.routes_of(key), self.world)
         problems: list[str] = []
         if accepted.ok and isinstance(params, Parameters) and not isinstance(address, Cond):
-            backends = {ref_of(r): resolve(r, self.world)[0] for r in bindings.served.values()}
             want = translate.desired(
                 gateway,
                 verdicts=verdicts,
                 bindings=bindings,
-                backends=backends,
+                world=self.world,
                 params=params,
                 address=address,
                 vips=vips,
@@ -113,7 +122,8 @@ class GatewayReconciler:
         elif accepted.reason not in KEEP_TREES:
             await self.objects.delete(o for o in generated if not is_deleting(o))
         groups = translate.vip_groups(verdicts)
-        current = {str(meta_of(o)["name"]): o for o in self.generated(key) if o["kind"] == "VIP"}
+        now = self.generated(key)
+        current = {str(meta_of(o)["name"]): o for o in now if o["kind"] == "VIP"}
         doc = gateway_status(
             gateway,
             accepted=accepted,
@@ -122,6 +132,7 @@ class GatewayReconciler:
             attached=bindings.attached,
             placement=sharing.placement_of(current.values(), next(iter(groups), "")),
             problems=problems,
+            policy_errors=policy_errors(now),
         )
         latest = self.world.get("Gateway", *key) or gateway
         return await self.reporter.status(latest, doc)

@@ -47,6 +47,8 @@ ROUTE_KINDS = {
 }
 """The route kinds each protocol takes (that this operator translates)."""
 VIP_PROTOCOL = {"TCP": "TCP", "TLS": "HTTPS", "HTTP": "HTTP", "UDP": "UDP"}
+HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
+"""VIP protocols whose requests the device sees: their routes are HTTPRoutes."""
 
 
 @dataclass(frozen=True)

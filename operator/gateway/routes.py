@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lbaas.gateway import classes, listeners
-from lbaas.gateway.attach import Bindings, bind
+from lbaas.gateway.attach import Bindings, bind, partially_invalid
 from lbaas.gateway.backends import resolve
 from lbaas.gateway.spec import CONTROLLER_NAME, GROUP, Ref, parent_refs
 from lbaas.gateway.status import parent_entry, route_parents
@@ -67,7 +67,9 @@ class StatusWriter:
             if attachment is None:
                 continue
             accepted = bound[key].accepted(ref, attachment)
-            entries.append(parent_entry(route, attachment, accepted, resolved))
+            extra = partially_invalid(route) if accepted.ok else None
+            conditions = [accepted, resolved, *([extra] if extra else [])]
+            entries.append(parent_entry(route, attachment, conditions))
         had = any(
             p.get("controllerName") == CONTROLLER_NAME
             for p in status_of(route).get("parents") or ()

@@ -120,18 +120,23 @@ class BackendRef:
     weight: int
 
 
+def backend_ref(raw: Mapping[str, Any], namespace: str) -> BackendRef:
+    """One backendRef of a route of ``namespace``."""
+    return BackendRef(
+        group=str(raw.get("group") or ""),
+        kind=str(raw.get("kind") or "Service"),
+        namespace=str(raw.get("namespace") or namespace),
+        name=str(raw.get("name")),
+        port=int(raw["port"]) if raw.get("port") else None,
+        weight=int(raw.get("weight", 1)),
+    )
+
+
 def backend_refs(route: Mapping[str, Any]) -> list[BackendRef]:
-    """The backendRefs of the route's rules (TCP, TLS and UDP routes have one rule)."""
+    """The backendRefs of all the route's rules (TCP, TLS and UDP routes have one rule)."""
     namespace = str(meta_of(route).get("namespace") or "")
     return [
-        BackendRef(
-            group=str(b.get("group") or ""),
-            kind=str(b.get("kind") or "Service"),
-            namespace=str(b.get("namespace") or namespace),
-            name=str(b.get("name")),
-            port=int(b["port"]) if b.get("port") else None,
-            weight=int(b.get("weight", 1)),
-        )
+        backend_ref(b, namespace)
         for rule in spec_of(route).get("rules") or ()
         for b in rule.get("backendRefs") or ()
     ]

@@ -38,13 +38,16 @@ _ADDRESS = {"AddressNotAllowed", "AddressInUse", "AddressNotAvailable"}
 _PORT = {"AddressInUse", "PortNotPermitted"}
 
 
-def _vip_state(vip: Mapping[str, Any] | None, name: str) -> Cond:
-    """The Programmed condition of a listener served by VIP ``name``."""
+def _vip_state(vip: Mapping[str, Any] | None, name: str, policy_errors: Sequence[str] = ()) -> Cond:
+    """The Programmed condition of a listener served by VIP ``name`` (``policy_errors``: its
+    L7Policies in Error, as ``L7Policy <name>: <reason>: <message>``)."""
     if vip is None:
         return Cond(PROGRAMMED, False, PENDING, f"VIP {name} waits for the Gateway's address")
     status = status_of(vip)
     phase, reason = status.get("phase"), str(status.get("reason") or "")
     current = status.get("observedGeneration") == meta_of(vip).get("generation")
+    if phase == "Active" and current and policy_errors:
+        return Cond(PROGRAMMED, False, INVALID, "; ".join(policy_errors))
     if phase == "Active" and current:
         return Cond(PROGRAMMED, True, PROGRAMMED)
     if phase == "Error":
@@ -62,6 +65,7 @@ def listener_entries(
     verdicts: Sequence[Verdict],
     vips: Mapping[str, Mapping[str, Any]],
     attached: Mapping[str, int],
+    policy_errors: Mapping[str, Sequence[str]],
 ) -> list[dict[str, Any]]:
     generation = meta_of(gateway).get("generation")
     before = {str(e.get("name")): e for e in status_of(gateway).get("listeners") or ()}
@@ -72,7 +76,8 @@ def listener_entries(
         if verdict.vip is None:
             programmed = Cond(PROGRAMMED, False, INVALID, "the listener is not accepted")
         else:
-            programmed = _vip_state(vips.get(verdict.vip), verdict.vip)
+            errors = policy_errors.get(verdict.vip, ())
+            programmed = _vip_state(vips.get(verdict.vip), verdict.vip, errors)
             reason = str(status_of(vips.get(verdict.vip)).get("reason") or "")
             if not programmed.ok and reason in _PORT:
                 accepted = replace(
@@ -97,6 +102,7 @@ def programmed(
     vips: Mapping[str, Mapping[str, Any]],
     placement: Placement | None,
     problems: Sequence[str],
+    policy_errors: Mapping[str, Sequence[str]],
 ) -> Cond:
     """The Gateway's Programmed condition."""
     if not accepted.ok:
@@ -104,7 +110,7 @@ def programmed(
     if problems:
         return Cond(PROGRAMMED, False, INVALID, "; ".join(problems))
     names = sorted({v.vip for v in verdicts if v.vip is not None})
-    states = {name: _vip_state(vips.get(name), name) for name in names}
+    states = {name: _vip_state(vips.get(name), name, policy_errors.get(name, ())) for name in names}
     for name in names:
         reason = str(status_of(vips.get(name)).get("reason") or "")
         if status_of(vips.get(name)).get("phase") == "Error" and reason in _NO_RESOURCES:
@@ -128,9 +134,11 @@ def gateway_status(
     attached: Mapping[str, int],
     placement: Placement | None,
     problems: Sequence[str] = (),
+    policy_errors: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The status fields this operator writes on a Gateway (None removes ``addresses``)."""
-    listeners = listener_entries(gateway, verdicts, vips, attached)
+    policy_errors = policy_errors or {}
+    listeners = listener_entries(gateway, verdicts, vips, attached, policy_errors)
     unresolved = [v.listener.name for v in verdicts if not v.resolved.ok]
     resolved = (
         Cond(
@@ -142,7 +150,8 @@ def gateway_status(
         if unresolved
         else Cond(RESOLVED_REFS, True, RESOLVED_REFS)
     )
-    conds = [accepted, programmed(accepted, verdicts, vips, placement, problems), resolved]
+    state = programmed(accepted, verdicts, vips, placement, problems, policy_errors)
+    conds = [accepted, state, resolved]
     previous = status_of(gateway).get("conditions") or []
     return {
         "conditions": condition_entries(previous, conds, meta_of(gateway).get("generation")),
@@ -154,9 +163,10 @@ def gateway_status(
 
 
 def parent_entry(
-    route: Mapping[str, Any], attachment: Attachment, accepted: Cond, resolved: Cond
+    route: Mapping[str, Any], attachment: Attachment, conditions: Sequence[Cond]
 ) -> dict[str, Any]:
-    """One ``status.parents`` entry of a route."""
+    """One ``status.parents`` entry of a route: ``Accepted``, ``ResolvedRefs`` (and
+    ``PartiallyInvalid`` when some rules are dropped)."""
     before: Mapping[str, Any] = next(
         (
             p
@@ -166,13 +176,13 @@ def parent_entry(
         ),
         {},
     )
-    conditions = condition_entries(
-        before.get("conditions") or [], [accepted, resolved], meta_of(route).get("generation")
+    entries = condition_entries(
+        before.get("conditions") or [], list(conditions), meta_of(route).get("generation")
     )
     return {
         "parentRef": dict(attachment.parent.raw),
         "controllerName": CONTROLLER_NAME,
-        "conditions": conditions,
+        "conditions": entries,
     }
 
 

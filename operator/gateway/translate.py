@@ -24,14 +24,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from lbaas.api.healthmonitor import HealthMonitorSpec, MonitorType
+from lbaas.api.l7policy import L7PolicySpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
+from lbaas.gateway import httproutes
 from lbaas.gateway.attach import Bindings
-from lbaas.gateway.backends import Backend, member_weights
-from lbaas.gateway.listeners import VIP_PROTOCOL, Verdict
+from lbaas.gateway.backends import member_weights, resolve
+from lbaas.gateway.listeners import HTTP_PROTOCOLS, VIP_PROTOCOL, Verdict
 from lbaas.gateway.params import Parameters
 from lbaas.gateway.spec import Ref, ref_of
+from lbaas.gateway.world import World
 from lbaas.generated import owned, sharing
 from lbaas.generated.endpoints import member_name
 from lbaas.status import Cond
@@ -138,7 +141,7 @@ def desired(
     *,
     verdicts: Sequence[Verdict],
     bindings: Bindings,
-    backends: Mapping[Ref, Sequence[Backend]],
+    world: World,
     params: Parameters,
     address: str | None,
     vips: Sequence[Mapping[str, Any]] = (),
@@ -155,6 +158,16 @@ def desired(
     def add(kind: str, name: str, spec: BaseModel) -> None:
         out.objects[(kind, name)] = owned.body(kind, name, namespace, owner, spec)
 
+    def pool(name: str, vip: str, protocol: str, weights: Mapping[tuple[str, int], int]) -> None:
+        spec = {"vipRef": vip, "protocol": protocol, "lbMethod": params.lb_method}
+        add("Pool", name, PoolSpec.model_validate(spec))
+        if params.health_monitor == "TCP" and protocol != "UDP":
+            add("HealthMonitor", name, HealthMonitorSpec(pool_ref=name, type=MonitorType.TCP))
+        for (member_address, port), weight in sorted(weights.items()):
+            member = owned.bounded(member_name(name, member_address, port))
+            spec_ = MemberSpec(pool_ref=name, address=member_address, port=port, weight=weight)
+            add("Member", member, spec_)
+
     for vip, verdict in groups.items():
         where = sharing.where(
             primary=vip == primary,
@@ -167,39 +180,23 @@ def desired(
             out.waiting.append(vip)
             continue
         protocol = VIP_PROTOCOL[verdict.listener.protocol]
-        add(
-            "VIP",
-            vip,
-            VIPSpec.model_validate(
-                {
-                    "port": verdict.listener.port,
-                    "protocol": protocol,
-                    "address": where[0],
-                    "deviceRef": where[1],
-                    "deviceSelector": params.device_selector,
-                }
-            ),
-        )
-        route = bindings.served.get(vip)
-        if route is None:
+        spec = {
+            "port": verdict.listener.port,
+            "protocol": protocol,
+            "address": where[0],
+            "deviceRef": where[1],
+            "deviceSelector": params.device_selector,
+        }
+        add("VIP", vip, VIPSpec.model_validate(spec))
+        if protocol in HTTP_PROTOCOLS:
+            made = httproutes.plan(vip, namespace, bindings.on_vip.get(vip, ()), world)
+            for name, backends in made.pools.items():
+                pool(name, vip, "HTTP", {e: 1 for b in backends for e in b.endpoints})
+            for name, policy in made.policies.items():
+                add("L7Policy", name, L7PolicySpec.model_validate(policy))
             continue
-        ref = ref_of(route)
-        pool = pool_name(vip, namespace, ref)
-        add(
-            "Pool",
-            pool,
-            PoolSpec.model_validate(
-                {"vipRef": vip, "protocol": protocol, "lbMethod": params.lb_method}
-            ),
-        )
-        if params.health_monitor == "TCP" and protocol != "UDP":
-            add("HealthMonitor", pool, HealthMonitorSpec(pool_ref=pool, type=MonitorType.TCP))
-        weights = member_weights(backends.get(ref, ()))
-        for (member_address, port), weight in sorted(weights.items()):
-            name = owned.bounded(member_name(pool, member_address, port))
-            add(
-                "Member",
-                name,
-                MemberSpec(pool_ref=pool, address=member_address, port=port, weight=weight),
-            )
+        route = bindings.served.get(vip)
+        if route is not None:
+            found, _ = resolve(route, world)
+            pool(pool_name(vip, namespace, ref_of(route)), vip, protocol, member_weights(found))
     return out

@@ -143,17 +143,18 @@ class GeneratedObjects:
 
 
 _META = ("generation", "labels", "ownerReferences", "deletionTimestamp")
-_VIP_STATUS = ("phase", "reason", "message", "observedGeneration", "address", "device")
+_STATUS = {
+    "VIP": ("phase", "reason", "message", "observedGeneration", "address", "device"),
+    "L7Policy": ("phase", "reason", "message"),
+}
 
 
 def matters(change: Change) -> bool:
     """Whether a generated object's change can change what its source should have or show:
-    created, deleted, its spec or ownership, or a VIP's phase or placement (members' health,
-    rewritten every few seconds, cannot)."""
+    created, deleted, its spec or ownership, a VIP's phase or placement, an L7Policy's phase
+    (members' health, rewritten every few seconds, cannot)."""
     old, new = meta_of(change.old), meta_of(change.new)
     if change.old is None or change.new is None or any(old.get(k) != new.get(k) for k in _META):
         return True
-    if change.resource.kind != "VIP":
-        return False
     before, after = status_of(change.old), status_of(change.new)
-    return any(before.get(k) != after.get(k) for k in _VIP_STATUS)
+    return any(before.get(k) != after.get(k) for k in _STATUS.get(change.resource.kind, ()))

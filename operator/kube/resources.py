@@ -56,11 +56,12 @@ GATEWAYS = Resource(GATEWAY_GROUP, "v1", "gateways", "Gateway", True)
 TCP_ROUTES = Resource(GATEWAY_GROUP, "v1", "tcproutes", "TCPRoute", True)
 TLS_ROUTES = Resource(GATEWAY_GROUP, "v1", "tlsroutes", "TLSRoute", True)
 UDP_ROUTES = Resource(GATEWAY_GROUP, "v1", "udproutes", "UDPRoute", True)
+HTTP_ROUTES = Resource(GATEWAY_GROUP, "v1", "httproutes", "HTTPRoute", True)
 REFERENCE_GRANTS = Resource(GATEWAY_GROUP, "v1beta1", "referencegrants", "ReferenceGrant", True)
 """v1beta1: served by every release since v0.6 (v1.6 serves v1 too, and stores v1beta1)."""
 GATEWAY_REQUIRED = (GATEWAY_CLASSES, GATEWAYS)
 """Without these the Gateway API is off."""
-ROUTES = (TCP_ROUTES, TLS_ROUTES, UDP_ROUTES)
+ROUTES = (HTTP_ROUTES, TCP_ROUTES, TLS_ROUTES, UDP_ROUTES)
 GATEWAY_KINDS = (*GATEWAY_REQUIRED, *ROUTES, REFERENCE_GRANTS)
 
 BY_KIND = {

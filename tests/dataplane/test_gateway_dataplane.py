@@ -26,6 +26,7 @@ from dataplane.hxsupport import (
     Backends,
     OperatorDevice,
     free_port_in,
+    get,
     haproxy_binary,
     net,
 )
@@ -296,3 +297,120 @@ def test_cross_namespace_backend_served_only_with_a_reference_grant(
         wait_for(lambda: "db1" not in answers(address, port, 5), 20, "revoked")
     finally:
         kubectl("delete", "namespace", other, "--wait=false")
+
+
+# ---- HTTPRoutes --------------------------------------------------------------------------------
+
+
+def http_route(name: str, namespace: str, hostnames: list[str], *rules: dict[str, Any]) -> dict:
+    r = route("HTTPRoute", name, namespace, [parent("gw")], [], hostnames=hostnames)
+    r["spec"]["rules"] = list(rules)
+    return r
+
+
+def to(*backends: dict[str, Any], prefix: str = "/", **extra: Any) -> dict[str, Any]:
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+        "backendRefs": list(backends),
+        **extra,
+    }
+
+
+def ask_http(address: str, port: int, host: str, path: str = "/", **headers: str) -> Any:
+    return get(address, port, path, headers={"Host": host, **headers})
+
+
+def test_http_routes_split_by_host_path_and_header_and_redirect(
+    gw: Gw, cls: str, namespace: str, device: OperatorDevice, pods: Backends
+) -> None:
+    w1, w2, a1 = pods.http(3)
+    for pod, name in ((w1, "w1"), (w2, "w2"), (a1, "a1")):
+        pod.name = name
+    for service, members in (("web", [w1, w2]), ("api", [a1])):
+        gw.service(namespace, service, {"name": "http", "port": 80, "targetPort": "http"})
+        for pod in members:
+            gw.endpoints(
+                namespace,
+                service,
+                [pod.address],
+                pod.port,
+                port_name="http",
+                slice_name=f"{service}-{pod.name}",
+            )
+    port = free_port_in(device.address_pool)
+    gw.create(gateway("gw", namespace, listener("web", port, "HTTP"), cls=cls))
+    gw.create(
+        http_route(
+            "shop",
+            namespace,
+            ["shop.example.com"],
+            to(backend("api", 80), prefix="/api"),
+            to(backend("web", 80)),
+        )
+    )
+    canary = to(backend("api", 80))
+    canary["matches"][0]["headers"] = [{"name": "x-canary", "value": "yes"}]
+    gw.create(http_route("other", namespace, ["other.example.com"], canary, to(backend("web", 80))))
+    gw.create(
+        http_route(
+            "old",
+            namespace,
+            ["old.example.com"],
+            {
+                "filters": [
+                    {
+                        "type": "RequestRedirect",
+                        "requestRedirect": {"hostname": "shop.example.com", "statusCode": 301},
+                    }
+                ]
+            },
+        )
+    )
+    gw.create(
+        http_route(
+            "split",
+            namespace,
+            ["split.example.com"],
+            to(backend("web", 80, weight=80), backend("api", 80, weight=20)),
+            {
+                **to(backend("web", 80), prefix="/rewrite"),
+                "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "x.example.com"}}],
+            },
+        )
+    )
+    address = address_of(gw, namespace)
+    for name in ("shop", "other", "old"):
+        gw.wait_condition("HTTPRoute", namespace, name, "Accepted", "True", parent="gw")
+        gw.wait_condition("HTTPRoute", namespace, name, "ResolvedRefs", "True", parent="gw")
+    partial = gw.wait_condition(
+        "HTTPRoute", namespace, "split", "PartiallyInvalid", "True", "UnsupportedValue", parent="gw"
+    )
+    assert partial["message"].startswith("Dropped Rule") and "URLRewrite" in partial["message"]
+    assert gw.listener(namespace, "gw", "web")["attachedRoutes"] == 4
+
+    def body(host: str, path: str = "/", **headers: str) -> str:
+        status, text, _ = ask_http(address, port, host, path, **headers)
+        return text if status == 200 else str(status)
+
+    wait_for(lambda: body("shop.example.com", "/api/x") == "a1", 20, "host + path to api")
+    assert {body("shop.example.com", "/shop") for _ in range(6)} == {"w1", "w2"}
+    assert body("other.example.com", "/", **{"x-canary": "yes"}) == "a1"
+    assert {body("other.example.com") for _ in range(6)} == {"w1", "w2"}
+    status, _, headers = ask_http(address, port, "old.example.com", "/a/b")
+    assert status == 301 and headers["location"].startswith("http://shop.example.com"), headers
+    assert headers["location"].endswith("/a/b"), headers
+    assert body("nowhere.example.com") == "404", "no route takes it: 404 as the API says"
+    assert body("split.example.com", "/rewrite") in {"w1", "w2", "a1"}, "the dropped rule is gone"
+    seen = Counter(body("split.example.com") for _ in range(300))
+    share = seen["a1"] / sum(seen.values())
+    assert abs(share - 0.20) <= 0.06, seen  # 80/20 between the Services
+    generation = gw.get("Gateway", namespace, "gw")["metadata"]["generation"]  # type: ignore[index]
+    assert {
+        c["observedGeneration"] for c in gw.get("Gateway", namespace, "gw")["status"]["conditions"]
+    } == {generation}  # type: ignore[index]
+
+    gw.delete("Gateway", namespace, "gw")
+    wait_for(lambda: gw.get("Gateway", namespace, "gw") is None, 30, "the Gateway gone")
+    assert not any(gw.everything(namespace, "gw").values()), "no generated object left"
+    with pytest.raises(OSError):
+        ask_http(address, port, "shop.example.com")

@@ -49,7 +49,7 @@ CONTROLLER_CLUSTER = [
     Rule("", ("namespaces",), ("list", "watch"), "Namespaces informer: namespaceSelector"),
 ]  # fmt: skip
 GATEWAY_API = "gateway.networking.k8s.io"
-ROUTES = ("tcproutes", "tlsroutes", "udproutes")
+ROUTES = ("httproutes", "tcproutes", "tlsroutes", "udproutes")
 CONTROLLER_CLUSTER_GATEWAY = [
     Rule(GATEWAY_API, ("gatewayclasses",), ("list", "watch"), "GatewayClasses informer"),
     Rule(GATEWAY_API, ("gatewayclasses/status",), ("patch",), "gateway.routes: class status"),
@@ -64,30 +64,54 @@ CONTROLLER_WATCHED_GATEWAY = [
 CONTROLLER_RELEASE_GATEWAY = [
     Rule("", ("configmaps",), ("list", "watch"), "GatewayClass parameters (release namespace)")
 ]
+WRITE_GENERATED = Rule(
+    "lbaas.dev",
+    GENERATED,
+    ("list", "watch", "create", "patch", "delete"),
+    "informers; generated VIP trees; placement.binder's VIP finalizer",
+)
+READ_L7 = Rule(
+    "lbaas.dev",
+    ("l7policies",),
+    ("list", "watch"),
+    "informer (the Services controller writes no L7Policy)",
+)
+WRITE_L7 = Rule(
+    "lbaas.dev",
+    ("l7policies",),
+    ("list", "watch", "create", "patch", "delete"),
+    "informer; the Gateway API controller's policies for HTTPRoutes",
+)
+WRITE_STATUSES = Rule(
+    "lbaas.dev", STATUSES, ("patch",), "placement.binder (VIP), trees.orphans (children)"
+)
+SLICES = Rule("discovery.k8s.io", ("endpointslices",), ("list", "watch"), "endpoints → Members")
 CONTROLLER_WATCHED = [
-    Rule("lbaas.dev", GENERATED, ("list", "watch", "create", "patch", "delete"),
-         "informers; Services controller's VIP trees; placement.binder's VIP finalizer"),
-    Rule("lbaas.dev", ("l7policies",), ("list", "watch"),
-         "informer (the Services controller writes no L7Policy)"),
-    Rule("lbaas.dev", STATUSES, ("patch",), "placement.binder (VIP), trees.orphans (children)"),
+    WRITE_GENERATED,
+    READ_L7,
+    WRITE_STATUSES,
     Rule("", ("services",), ("list", "watch", "patch"), "Services controller; its finalizer"),
     Rule("", ("services/status",), ("patch",), "Reporter.service_load_balancer"),
-    Rule("discovery.k8s.io", ("endpointslices",), ("list", "watch"), "endpoints → Members"),
-]  # fmt: skip
+    SLICES,
+]
 CONTROLLER_WATCHED_WITHOUT_SERVICES = [
     Rule("lbaas.dev", TREE, ("list", "watch"), "informers"),
     Rule("lbaas.dev", ("vips",), ("patch",), "placement.binder: the VIP finalizer"),
-    CONTROLLER_WATCHED[2],
+    WRITE_STATUSES,
 ]
 CONTROLLER_WATCHED_GATEWAY_WITHOUT_SERVICES = [
-    CONTROLLER_WATCHED[0],
-    CONTROLLER_WATCHED[1],
+    WRITE_GENERATED,
+    WRITE_L7,
+    WRITE_STATUSES,
     Rule("", ("services",), ("list", "watch"), "backends of the Gateway API's routes"),
-    CONTROLLER_WATCHED[4],
+    SLICES,
 ]
 # The defaults: config.gatewayApi auto (what may turn on needs its rules).
 CONTROLLER_CLUSTER_DEFAULT = [*CONTROLLER_CLUSTER, *CONTROLLER_CLUSTER_GATEWAY]
-CONTROLLER_WATCHED_DEFAULT = [*CONTROLLER_WATCHED, *CONTROLLER_WATCHED_GATEWAY]
+CONTROLLER_WATCHED_DEFAULT = [
+    *(WRITE_L7 if r is READ_L7 else r for r in CONTROLLER_WATCHED),
+    *CONTROLLER_WATCHED_GATEWAY,
+]
 CONTROLLER_LEASES = [
     Rule("coordination.k8s.io", ("leases",), ("create",), "agents.election creates its Lease"),
     Rule("coordination.k8s.io", ("leases",), ("get", "update"), "and reads/renews only it",

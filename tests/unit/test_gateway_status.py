@@ -210,8 +210,7 @@ def test_route_parents_keep_other_controllers_entries() -> None:
     entry = parent_entry(
         r,
         attachment,
-        b.accepted(ref_of(r), attachment),
-        Cond("ResolvedRefs", False, "BackendNotFound", "no svc"),
+        [b.accepted(ref_of(r), attachment), Cond("ResolvedRefs", False, "BackendNotFound", "no")],
     )
     assert entry["controllerName"] == CONTROLLER and entry["parentRef"] == parent("gw")
     assert [(c["type"], c["reason"], c["observedGeneration"]) for c in entry["conditions"]] == [
@@ -278,7 +277,7 @@ def test_discovery_turns_the_feature_on_off_or_refuses_to_start(
     assert served(everything, "false") == () and not everything.asked[2:]
     older = FakeDiscovery({"gateway.networking.k8s.io/v1": {"gatewayclasses", "gateways"}})
     assert served(older, "auto") == (GATEWAY_KINDS[0], GATEWAYS)
-    assert "without TCPRoute, TLSRoute, UDPRoute, ReferenceGrant" in caplog.text
+    assert "without HTTPRoute, TCPRoute, TLSRoute, UDPRoute, ReferenceGrant" in caplog.text
     assert TCP_ROUTES not in served(older, "true") and REFERENCE_GRANTS not in served(older, "true")
     caplog.clear()
     none = FakeDiscovery({})

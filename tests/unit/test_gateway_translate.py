@@ -22,7 +22,7 @@ from lbaas.gateway.attach import bind
 from lbaas.gateway.backends import Backend, member_weights, resolve
 from lbaas.gateway.listeners import verdicts
 from lbaas.gateway.params import Parameters
-from lbaas.gateway.spec import BackendRef, ref_of
+from lbaas.gateway.spec import BackendRef
 from lbaas.generated.owned import unchanged
 
 KINDS = frozenset({"TCPRoute", "TLSRoute", "UDPRoute"})
@@ -120,19 +120,12 @@ def desired(
 ) -> translate.Desired:
     w = w or world()
     params = params or Parameters()
-    v = verdicts(gw, KINDS)
+    v = verdicts(gw, w.route_kinds)
     b = bind(gw, v, routes, w)
-    backends = {ref_of(r): resolve(r, w)[0] for r in b.served.values()}
     address = translate.requested_address(gw, params)
     assert not isinstance(address, translate.Cond)
     return translate.desired(
-        gw,
-        verdicts=v,
-        bindings=b,
-        backends=backends,
-        params=params,
-        address=address,
-        vips=list(vips),
+        gw, verdicts=v, bindings=b, world=w, params=params, address=address, vips=list(vips)
     )
 
 
@@ -158,6 +151,7 @@ def test_the_first_listener_is_placed_and_the_others_follow_its_address() -> Non
     assert (owner["kind"], owner["name"], owner["controller"]) == ("Gateway", "gw", True)
     then = desired(GW, [r], [bound_vip(vip, "10.9.0.7", "lb1")])
     assert then.waiting == []
+    assert ("L7Policy", "gw-80-not-found") in then.objects, "an HTTP VIP answers 404 by itself"
     tls, web = then.objects[("VIP", "gw-443")]["spec"], then.objects[("VIP", "gw-80")]["spec"]
     assert (tls["address"], tls["deviceRef"], tls["protocol"]) == ("10.9.0.7", "lb1", "HTTPS")
     assert (web["address"], web["deviceRef"], web["protocol"]) == ("10.9.0.7", "lb1", "HTTP")

@@ -51,10 +51,18 @@ holds the expected rules.
 - apiGroups: ["lbaas.dev"]
   resources: ["vips", "pools", "members", "healthmonitors"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+{{- if $gateway }}
+# L7 policies: informers list and watch them; the Gateway API controller creates, patches and
+# deletes those it makes for HTTPRoutes (the Services controller generates none).
+- apiGroups: ["lbaas.dev"]
+  resources: ["l7policies"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+{{- else }}
 # L7 policies: informers list and watch them (the Services controller generates none).
 - apiGroups: ["lbaas.dev"]
   resources: ["l7policies"]
   verbs: ["list", "watch"]
+{{- end }}
 {{- else }}
 # VIPs, pools, members, health monitors, L7 policies: informers list and watch them.
 - apiGroups: ["lbaas.dev"]
@@ -101,11 +109,12 @@ holds the expected rules.
 # Routes the Gateways serve, and the ReferenceGrants that let them name Services of other
 # namespaces: watched.
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["tcproutes", "tlsroutes", "udproutes", "referencegrants"]
+  resources: ["httproutes", "tcproutes", "tlsroutes", "udproutes", "referencegrants"]
   verbs: ["list", "watch"]
 # Statuses of Gateways (addresses, listeners) and of routes (parents): Reporter.status (PATCH).
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways/status", "tcproutes/status", "tlsroutes/status", "udproutes/status"]
+  resources: ["gateways/status", "httproutes/status", "tcproutes/status", "tlsroutes/status",
+              "udproutes/status"]
   verbs: ["patch"]
 {{- end }}
 {{- end }}
