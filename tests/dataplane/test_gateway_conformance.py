@@ -351,7 +351,7 @@ def test_httproute_weight(gw: Gw, infra: Infra) -> None:
     }
     gw.create(http_route("weighted-backends", infra.namespace, [rule]))
     wait_for(lambda: infra.ask() in (V1, V2), 20, "served")
-    seen = [infra.ask() for _ in range(2000)]  # random draws: 5 % is 5 σ at 2,000
+    seen = [infra.ask() for _ in range(2000)]  # random draws: 5 % is 5 sigma at 2,000
     shares = {v: seen.count(v) / len(seen) for v in (V1, V2, V3)}
     assert abs(shares[V1] - 0.7) <= 0.05 and abs(shares[V2] - 0.3) <= 0.05, shares
     assert shares[V3] == 0, shares

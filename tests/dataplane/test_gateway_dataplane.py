@@ -401,7 +401,7 @@ def test_http_routes_split_by_host_path_and_header_and_redirect(
     assert headers["location"].endswith("/a/b"), headers
     assert body("nowhere.example.com") == "404", "no route takes it: 404 as the API says"
     assert body("split.example.com", "/rewrite") in {"w1", "w2", "a1"}, "the dropped rule is gone"
-    # HAProxy draws each request's share at random: 2,000 requests put 80/20 within 5 % (5 σ).
+    # HAProxy draws each request's share at random: 2,000 requests put 80/20 within 5 % (5 sigma).
     seen = Counter(body("split.example.com") for _ in range(2000))
     share = seen["a1"] / sum(seen.values())
     assert abs(share - 0.20) <= 0.05, seen  # 80/20 between the Services
