@@ -6,7 +6,8 @@ changes; its backendRefs a Forward (a Reject 500 when none is usable, as the Gat
 prescribes). What this controller cannot serve is named per rule by :func:`rule_problems`:
 other filters (``URLRewrite``, ``RequestMirror``, ``CORS``, ``ExtensionRef``), filters on a
 backendRef, ``timeouts``, and values the L7Policy API refuses (checked by building the policy:
-a header value longer than 1024 characters...). Such rules are left out ("Dropped Rule").
+a header value longer than 1024 characters...). Such rules are left out ("Dropped Rule"); a
+route that would make more than :data:`MAX_POLICIES` policies is refused whole.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from lbaas.views import spec_of
 
 SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect")
 NO_BACKEND = 500
+MAX_POLICIES = 256
+"""L7Policies one route may make per listener (each match of each rule, per host name): a
+route within the API's bounds could ask for thousands, and each is an object to write."""
 
 
 def rules(route: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -86,6 +90,14 @@ def _why(exc: ValidationError) -> str:
 def rule_problems(route: Mapping[str, Any]) -> dict[int, str]:
     """Rule index → why this controller cannot serve it (see the module docstring)."""
     out: dict[int, str] = {}
+    hosts = max(1, len(spec_of(route).get("hostnames") or ()))
+    policies = hosts * sum(len(matches(rule)) for rule in rules(route))
+    if policies > MAX_POLICIES:
+        why = (
+            f"{policies} L7Policies (matches times host names) for one route: at most"
+            f" {MAX_POLICIES} (split it into several routes)"
+        )
+        return dict.fromkeys(range(len(rules(route))), why)
     for i, rule in enumerate(rules(route)):
         unsupported = sorted(
             {str(f.get("type")) for f in rule.get("filters") or ()} - set(SUPPORTED_FILTERS)

@@ -234,3 +234,18 @@ def test_listeners_sharing_a_port_keep_their_host_names() -> None:
         "gw-80-not-found": None,
     }
     assert ordered(made.policies)[0] == "gw-80-r-l0-r0-m0", "the exact host first"
+
+
+def test_a_route_that_would_make_too_many_policies_is_refused_whole() -> None:
+    many = [{"path": {"type": "PathPrefix", "value": f"/p{i}"}} for i in range(64)]
+    r = http(
+        "big",
+        [rule(backend("web", 80), matches=many) for _ in range(4)],
+        hostnames=["a.example.com", "b.example.com"],
+    )
+    problems = rule_problems(r)
+    assert sorted(problems) == [0, 1, 2, 3] and "512 L7Policies" in problems[0]
+    assert "no rule can be served" in (all_rules_dropped(r) or "")
+    assert list(planned(GW, r).policies) == ["gw-80-not-found"]
+    fits = http("fits", [rule(backend("web", 80), matches=many)])
+    assert rule_problems(fits) == {}
