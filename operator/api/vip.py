@@ -21,12 +21,16 @@ from lbaas.api.meta import (
     Resource,
     WireModel,
 )
+from lbaas.api.tls import ListenerTLS, TLSStatus
 
 
 class Protocol(StrEnum):
     TCP = "TCP"
     HTTP = "HTTP"
     HTTPS = "HTTPS"
+    """TLS passed through to the members (the device sees no request)."""
+    TERMINATED_HTTPS = "TERMINATED_HTTPS"
+    """TLS terminated on the device (``spec.tls``); HTTP to the members, or TLS again."""
 
 
 class PersistenceType(StrEnum):
@@ -82,8 +86,24 @@ class OperatingStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+TLS_RULE = "tls is required when protocol is TERMINATED_HTTPS, and allowed only then"
+
+
 class VIPSpec(WireModel):
     """What clients connect to, and where the operator may put it."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.protocol) && self.protocol == 'TERMINATED_HTTPS')"
+                    " == has(self.tls)",
+                    "message": TLS_RULE,
+                    "fieldPath": ".tls",
+                }
+            ]
+        }
+    }
 
     address: IPAddress | None = Field(
         default=None, description="Fixed address; empty = allocated from the device's addressPool."
@@ -91,7 +111,13 @@ class VIPSpec(WireModel):
     port: Port = Field(description="TCP port clients connect to (1-65535).")
     protocol: Protocol = Field(
         default=Protocol.TCP,
-        description="TCP, HTTP (the device sees requests) or HTTPS (TLS passed through).",
+        description="TCP, HTTP (the device sees requests), HTTPS (TLS passed through) or"
+        " TERMINATED_HTTPS (TLS ends on the device: spec.tls).",
+    )
+    tls: ListenerTLS | None = Field(
+        default=None,
+        description="Certificates and TLS policy of a TERMINATED_HTTPS VIP (required then, and"
+        " only then).",
     )
     connection_limit: int = Field(
         default=-1,
@@ -115,6 +141,12 @@ class VIPSpec(WireModel):
         default=True, description="false = the address stops listening (status OFFLINE)."
     )
 
+    @model_validator(mode="after")
+    def _tls_with_terminated_https(self) -> VIPSpec:
+        if (self.protocol == Protocol.TERMINATED_HTTPS) != (self.tls is not None):
+            raise ValueError(TLS_RULE)
+        return self
+
 
 class VIPStatus(ObjectStatus):
     """Provisioning (phase, conditions) and operation (operatingStatus), kept apart."""
@@ -130,6 +162,11 @@ class VIPStatus(ObjectStatus):
         description="ONLINE (all members up), DEGRADED (some down), ERROR (none serving),"
         " OFFLINE (admin down, or its device cannot serve), NO_MONITOR, or UNKNOWN (the device"
         " cannot tell its members' health now).",
+    )
+    tls: TLSStatus | None = Field(
+        default=None,
+        description="TERMINATED_HTTPS: the certificates of certificateRefs as last read (names,"
+        " expiry, fingerprints; never keys).",
     )
 
 
