@@ -4,6 +4,10 @@ The only place where the API's specs become what drivers see (``lbaas.drivers.mo
 change of ``v1alpha1`` reaches drivers only through here. The VIP is one load balancer with
 one listener, named after the VIP; its pools keep their names; session persistence, set on the
 VIP in the API, applies to each of its pools.
+
+TLS material (certificates, keys, CA bundles) comes resolved from the Secrets by the agent
+(``lbaas.tls.resolve.Material``). Without it (the controller's questions: which device can take
+this tree?) the TLS parts are shapes: certificates known by name only, never sent to a driver.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.vip import VIPSpec
 from lbaas.drivers import model
+from lbaas.tls.resolve import Material, shapes
 from lbaas.trees.tree import PoolNode, Tree
 
 
@@ -50,7 +55,7 @@ def persistence(vip: VIPSpec) -> model.Persistence | None:
     return model.Persistence(model.PersistenceType(str(found.type)), found.cookie_name)
 
 
-def pool(node: PoolNode, vip: VIPSpec) -> model.Pool:
+def pool(node: PoolNode, vip: VIPSpec, tls: model.BackendTLS | None = None) -> model.Pool:
     spec = node.spec
     return model.Pool(
         name=node.name,
@@ -60,10 +65,13 @@ def pool(node: PoolNode, vip: VIPSpec) -> model.Pool:
         members=tuple(member(name, m) for name, m in node.members),
         monitor=monitor(*node.monitor) if node.monitor is not None else None,
         persistence=persistence(vip),
+        tls=tls,
     )
 
 
-def listener(name: str, vip: VIPSpec, default_pool: str | None) -> model.Listener:
+def listener(
+    name: str, vip: VIPSpec, default_pool: str | None, tls: model.ListenerTLS | None = None
+) -> model.Listener:
     return model.Listener(
         name=name,
         port=vip.port,
@@ -71,21 +79,25 @@ def listener(name: str, vip: VIPSpec, default_pool: str | None) -> model.Listene
         connection_limit=None if vip.connection_limit == -1 else vip.connection_limit,
         admin_state_up=vip.admin_state_up,
         default_pool=default_pool,
+        tls=tls,
     )
 
 
-def load_balancer(tree: Tree, address: str) -> model.LoadBalancer:
-    """The driver's view of ``tree``, served on ``address``. The tree's VIP spec must be valid
-    (``tree.vip_spec`` not None)."""
+def load_balancer(tree: Tree, address: str, material: Material | None = None) -> model.LoadBalancer:
+    """The driver's view of ``tree``, served on ``address``, with the TLS ``material`` the
+    agent resolved (None: shapes only, for questions, never for a driver). The tree's VIP spec
+    must be valid (``tree.vip_spec`` not None)."""
     vip = tree.vip_spec
     assert vip is not None, "a tree with an invalid VIP spec has no load balancer"
-    pools = tuple(pool(node, vip) for node in tree.pools)
+    if material is None:
+        material = shapes(vip, [(node.name, node.spec) for node in tree.pools])
+    pools = tuple(pool(node, vip, material.backends.get(node.name)) for node in tree.pools)
     default = pools[0].name if pools else None
     return model.LoadBalancer(
         namespace=tree.namespace,
         name=tree.vip.name,
         address=address,
-        listeners=(listener(tree.vip.name, vip, default),),
+        listeners=(listener(tree.vip.name, vip, default, material.listener),),
         pools=pools,
     )
 
@@ -97,5 +109,5 @@ def probe(namespace: str, name: str, vip: VIPSpec) -> model.LoadBalancer:
         namespace=namespace,
         name=name,
         address=vip.address or "",
-        listeners=(listener(name, vip, None),),
+        listeners=(listener(name, vip, None, shapes(vip, []).listener),),
     )
