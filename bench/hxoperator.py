@@ -35,10 +35,11 @@ for path in (TESTS, HERE):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import defaults  # noqa: E402
 from hxdriver import _hxsupport  # noqa: E402
 from table import Row, print_table  # noqa: E402
 
-from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
+from helpers import Api, kubectl, wait_for  # noqa: E402
 
 KILLS, PAUSE = 5, 0.01
 POOL = "127.0.70.224/28"
@@ -71,12 +72,7 @@ def sigkill_through_operator(work: Path) -> dict[str, list[float]]:
     state_dir = Path(tempfile.mkdtemp(prefix="lbbl-", dir="/tmp"))
     device = f"{ns}-hx"
     backends = hx.Backends(third=71)
-    operator = OperatorProcess(
-        work / "liveness-operator.log",
-        LBAAS_NAMESPACES=ns,
-        LBAAS_PROBE_INTERVAL="10",
-        LBAAS_MEMBER_STATUS_INTERVAL="5",
-    ).start()
+    operator = defaults.operator(work / "liveness-operator.log", LBAAS_NAMESPACES=ns).start()
     found: dict[str, list[float]] = {"detected": [], "back": [], "during": [], "after": []}
     try:
         config = {"managed": True, "stateDir": str(state_dir), "haproxyBinary": binary}

@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import defaults
 from dataplane import hxsupport_module
 from scale import Row
 
@@ -34,11 +35,7 @@ from helpers import Api, OperatorProcess, kubectl, wait_for
 
 hx = hxsupport_module()  # tests/dataplane/hxsupport.py (bench/dataplane.py shadows the package)
 ROUNDS = 15
-DEFAULTS = {  # the operator's own lease timings (the tests' are shorter)
-    "LBAAS_LEASE_DURATION": "10",
-    "LBAAS_LEASE_RENEW_PERIOD": "2",
-    "LBAAS_DRIVER_TIMEOUT": "5",
-}
+DEFAULTS = defaults.product_env()  # the operator's own settings (the tests' are shorter)
 NET = os.environ.get("LBAAS_BENCH_NET", "127.0")
 
 

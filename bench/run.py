@@ -16,6 +16,14 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
      battery is applied and retried (goal 0)
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
+
+Every part runs the operator with the product's defaults (bench/defaults.py) unless its title
+says otherwise. ``make bench`` exits 1 when a goal is missed or a part could not measure
+(``BENCH_STRICT=0``: only report). When the bench starts its own test bed, the API server
+writes an audit log (tests/auditlog.py): API writes are counted at the server, by verb and
+resource, Leases and Events included. Knobs for quick runs and for proving the verdict:
+``BENCH_TREES`` (part 1's trees, 50) and ``BENCH_PLANT_DELAY`` (seconds every fake-driver call
+of part 1 takes: a planted slow device; tests/integration/test_bench_verdict.py runs it).
 """
 
 from __future__ import annotations
@@ -35,22 +43,23 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: Api, OperatorProcess, ...
 sys.path.insert(0, str(HERE))
 
+import defaults  # noqa: E402
 import scale  # noqa: E402
 from cluster import bench_cluster, fresh  # noqa: E402
-from table import Row, percentile, print_table  # noqa: E402
+from table import NOT_MEASURED, Row, exit_code, missed, percentile, print_table  # noqa: E402
 
-from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree  # noqa: E402
+from helpers import Api, FakeDevice, kubectl, tree  # noqa: E402
 from lbaas_devtools.devcluster import Cluster  # noqa: E402
 
 
 def bench_latency(api: Api, work: Path, trees: int) -> list[Row]:
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
-    operator = OperatorProcess(work / "create-operator.log", LBAAS_NAMESPACES=ns)
+    operator = defaults.operator(work / "create-operator.log", LBAAS_NAMESPACES=ns)
     operator.start()
     latencies = []
     try:
-        FakeDevice(  # waits until the operator's agent has probed it Ready
+        device = FakeDevice(  # waits until the operator's agent has probed it Ready
             api,
             f"{ns}-dev",
             work,
@@ -59,6 +68,8 @@ def bench_latency(api: Api, work: Path, trees: int) -> list[Row]:
             memberNetworks=["192.0.2.0/24"],
             capacity={"maxVIPs": 10000},
         ).create()
+        if PLANTED_DELAY:
+            device.control(delay=PLANTED_DELAY)
         for i in range(trees):
             objs = tree(ns, f"l{i}", members=3, monitor=False)
             started = time.monotonic()
@@ -86,6 +97,10 @@ def bench_latency(api: Api, work: Path, trees: int) -> list[Row]:
 
 RESET: Callable[[], None] | None = None
 """Set by ``run_benchmarks``: gives the next part a cluster of its own when it can."""
+MISSED: list[str] = []
+"""Every goal missed (and part not measured) so far: the run's verdict."""
+TREES = int(os.environ.get("BENCH_TREES", "50"))
+PLANTED_DELAY = float(os.environ.get("BENCH_PLANT_DELAY", "0"))
 
 
 def part(number: int, title: str, fn: Callable[[], list[Row]]) -> None:
@@ -100,7 +115,8 @@ def part(number: int, title: str, fn: Callable[[], list[Row]]) -> None:
         rows = fn()
     except Exception as exc:
         traceback.print_exc()
-        rows = [Row("not measured", f"{type(exc).__name__}: {exc}")]
+        rows = [Row(NOT_MEASURED, f"{type(exc).__name__}: {exc}")]
+    MISSED.extend(missed(f"({number})", rows))
     print_table(f"({number}) {title}  [{time.monotonic() - started:.0f} s]", rows)
 
 
@@ -113,9 +129,12 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="lbaas-bench-"))
     print(f"cluster: {cluster.source}; work dir {work}; machine: {os.cpu_count()} cores")
 
-    part(1, "create VIP + Pool + 3 Members -> all Active, 50 trees, fake driver",
-         lambda: bench_latency(Api(), work, 50))  # fmt: skip
-    part(2, f"fleet scale: {size} VIPs x 10 members, a Pool and a HealthMonitor each",
+    planted = f", PLANTED: every driver call {PLANTED_DELAY:g} s" if PLANTED_DELAY else ""
+    part(1, f"create VIP + Pool + 3 Members -> all Active, {TREES} trees, fake driver{planted};"
+            f" {defaults.settings_note()}",
+         lambda: bench_latency(Api(), work, TREES))  # fmt: skip
+    part(2, f"fleet scale: {size} VIPs x 10 members, a Pool and a HealthMonitor each;"
+            f" {defaults.settings_note()}",
          lambda: scale.run(work, size, 10, reset=RESET))  # fmt: skip
 
     def scaleout() -> list[Row]:
@@ -136,8 +155,9 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
             for what, value in module.bench_dataplane(with_operator=False)
         ]
 
-    part(3, "scale-out: controller + 1 or 3 agents, slow driver", scaleout)
-    part(4, "member change -> traffic through the operator (HAProxy)", latency)
+    note = defaults.settings_note()
+    part(3, f"scale-out: controller + 1 or 3 agents, slow driver; {note}", scaleout)
+    part(4, f"member change -> traffic through the operator (HAProxy); {note}", latency)
 
     def liveness() -> list[Row]:
         import hxoperator as module
@@ -150,15 +170,18 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
         return module.bench_services()
 
     part(5, "HAProxy driver", dataplane)
-    part(6, "HAProxy liveness through the operator: SIGKILL under load", liveness)
-    part(7, "Services: EndpointSlice change -> traffic (HAProxy)", services)
+    part(6, f"HAProxy liveness through the operator: SIGKILL under load; {note}", liveness)
+    part(7, f"Services: EndpointSlice change -> traffic (HAProxy); {note}", services)
 
     def tenancy() -> list[Row]:
         import tenant  # bench/tenant.py
 
         return [Row(r.what, r.value, r.goal, r.ok) for r in tenant.rows()]
 
-    part(8, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy)", tenancy)
+    import tenant as tenant_module
+
+    part(8, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy);"
+            f" {defaults.settings_note(**tenant_module.TENANT_ENV)}", tenancy)  # fmt: skip
 
 
 def main() -> int:
@@ -168,8 +191,14 @@ def main() -> int:
     started = time.monotonic()
     with bench_cluster("lbaas-bench") as (cluster, owned):
         run_benchmarks(cluster, args.scale, own_cluster=owned)
+    strict = os.environ.get("BENCH_STRICT", "1") != "0"
     print(f"\nmake bench: {time.monotonic() - started:.0f} s")
-    return 0
+    if MISSED:
+        verdict = "FAILED" if strict else "goals missed (BENCH_STRICT=0: reported only)"
+        print(f"make bench {verdict}:\n  " + "\n  ".join(MISSED))
+    else:
+        print("make bench: every goal met")
+    return exit_code(MISSED, strict=strict)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,12 @@ for folder in (TESTS, HERE):
         sys.path.insert(0, str(folder))
 
 import dataplane  # noqa: E402  # bench/dataplane.py: HAProxy and the tests' hxsupport
+import defaults  # noqa: E402
 from cluster import bench_cluster  # noqa: E402
 from svcsupport import Pods, Svc, until_not_served_by, until_served_by  # noqa: E402
 from table import Row, percentile, print_table  # noqa: E402
 
-from helpers import Api, OperatorProcess, kubectl, wait_for  # noqa: E402
+from helpers import Api, kubectl, wait_for  # noqa: E402
 
 PODS = 20
 GOAL = 1.0  # seconds (issue 14: "Members follow within a second")
@@ -53,12 +54,7 @@ def endpoint_to_traffic(work: Path, pods: int = PODS) -> tuple[list[float], list
     state_dir = Path(tempfile.mkdtemp(prefix="lbsv-", dir="/tmp"))
     device = f"{ns}-hx"
     servers = [hx.Backend(f"pod{i}", f"{BACKEND_NET}{200 + i}") for i in range(pods + 1)]
-    operator = OperatorProcess(
-        work / "services-operator.log",
-        LBAAS_NAMESPACES=ns,
-        LBAAS_DRIVER_TIMEOUT="5",
-        LBAAS_LEASE_DURATION="8",
-    ).start()
+    operator = defaults.operator(work / "services-operator.log", LBAAS_NAMESPACES=ns).start()
     svc = Svc(api, ns, "shop")
     try:
         api.create(

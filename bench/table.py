@@ -34,3 +34,19 @@ def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+NOT_MEASURED = "not measured"
+
+
+def missed(title: str, rows: list[Row]) -> list[str]:
+    """What a part failed: every row whose goal was missed, and a part that measured nothing
+    (an exception is no number: a bench that cannot measure must not pass)."""
+    found = [f"{title}: {r.what}: {r.value} (goal {r.goal})" for r in rows if r.ok is False]
+    found += [f"{title}: {r.value}" for r in rows if r.what == NOT_MEASURED]
+    return found
+
+
+def exit_code(misses: list[str], *, strict: bool) -> int:
+    """1 when a goal was missed and the run is strict (the default), else 0."""
+    return 1 if misses and strict else 0

@@ -28,12 +28,15 @@ TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # helpers: Api, OperatorProcess, kubectl
 
+import defaults  # noqa: E402
 from cluster import bench_cluster  # noqa: E402
 from table import Row, print_table  # noqa: E402
 
-from helpers import Api, OperatorProcess  # noqa: E402
+from helpers import Api  # noqa: E402
 
 ROUNDS = int(os.environ.get("LBAAS_BENCH_BATTERY_ROUNDS", "5"))
+TENANT_ENV = {"LBAAS_PARENT_TIMEOUT": "3"}
+"""What differs from the product defaults (run.py names it in the part's title)."""
 LEGITIMATE_RELOADS = 3
 
 
@@ -55,7 +58,8 @@ def rows() -> list[Row]:
     battery = _battery()
     hx = battery.hxsupport()
     work = Path(tempfile.mkdtemp(prefix="lbaas-bench-tenant-"))
-    operator = OperatorProcess(work / "operator.log", LBAAS_PARENT_TIMEOUT="3").start()
+    # Product defaults but the parent timeout: the battery's orphans must turn Error quickly.
+    operator = defaults.operator(work / "operator.log", **TENANT_ENV).start()
     backends = [hx.Backend(f"b{i}", f"127.0.61.{i + 101}") for i in range(3)]
     try:
         targets = [(b.address, b.port) for b in backends]

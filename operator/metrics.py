@@ -31,6 +31,34 @@ DEVICE_VIPS = Gauge("lbaas_device_vips", "VIPs bound to a device", ["device"])
 DEVICE_CAPACITY = Gauge("lbaas_device_capacity", "maxVIPs of a device", ["device"])
 MEMBER_STATUS = Gauge("lbaas_member_operating_status", "Members by operating status", ["status"])
 
+# ---- fleet state from the caches, every process (lbaas.gauges) --------------------------------
+OLDEST_IN_PHASE = Gauge(
+    "lbaas_objects_oldest_in_phase_timestamp_seconds",
+    "Unix time at which the object of a kind that has been Pending (or Error) the longest"
+    " entered that phase, as this process saw it",
+    ["kind", "phase"],
+)
+DEVICE_PHASE = Gauge(
+    "lbaas_device_status_phase",
+    "1 per Device, labelled with the phase and reason of its status (reason NoAgent: no live"
+    " agent holds its Lease)",
+    ["device", "phase", "reason"],
+)
+DEVICE_ADDRESSES = Gauge(
+    "lbaas_device_addresses", "Addresses a Device's addressPool hands out", ["device"]
+)
+DEVICE_ADDRESSES_USED = Gauge(
+    "lbaas_device_addresses_used",
+    "Addresses of a Device's addressPool used by the VIPs bound to it",
+    ["device"],
+)
+DEVICE_LEASE_TRANSITIONS = Gauge(
+    "lbaas_device_lease_transitions",
+    "leaseTransitions of a Device's Lease: owners it had since the Lease was created"
+    " (controller and run processes, which watch the device Leases)",
+    ["device"],
+)
+
 # ---- coordination (lbaas.agents) -------------------------------------------------------------
 AGENT_DEVICES = Gauge("lbaas_agent_devices", "Devices whose Lease this agent holds", ["agent"])
 LEASE_ACQUISITIONS = Counter(

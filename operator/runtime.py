@@ -24,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lbaas import metrics
 from lbaas.agents.agent import Agent
 from lbaas.agents.election import LeaderElector
 from lbaas.agents.ownership import DeviceOwnership
@@ -36,6 +34,7 @@ from lbaas.api.meta import LabelSelector
 from lbaas.config import OperatorSettings
 from lbaas.controller import Controller
 from lbaas.drivers.registry import DriverRegistry
+from lbaas.gauges import FleetGauges
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer
 from lbaas.kube.resources import (
@@ -49,7 +48,7 @@ from lbaas.kube.resources import (
 )
 from lbaas.leases import KIND_DEVICE, KIND_LABEL, LeaseStore
 from lbaas.reporter import Reporter
-from lbaas.views import Views, is_deleting, spec_of, status_of
+from lbaas.views import Views, is_deleting, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -185,23 +184,11 @@ class Process:
         return sum(len(i.cache) for i in self.informers.values())
 
     async def gauges(self) -> None:
-        """Objects by kind and phase, members by operating status, every few seconds."""
+        """The fleet gauges (lbaas.gauges: objects, phases, devices, Leases) every few seconds."""
+        fleet = FleetGauges(self.views, self.informers.get(LEASES))
         while True:
             await asyncio.sleep(GAUGE_PERIOD)
-            counts: Counter[tuple[str, str]] = Counter()
-            members: Counter[str] = Counter()
-            for resource in (*TREE_KINDS, DEVICES):
-                for obj in self.informers[resource].cache.values():
-                    status = status_of(obj)
-                    counts[(resource.kind, str(status.get("phase") or "None"))] += 1
-                    if resource.kind == "Member" and status.get("operatingStatus"):
-                        members[str(status["operatingStatus"])] += 1
-            metrics.OBJECTS.clear()
-            for (kind, phase), n in counts.items():
-                metrics.OBJECTS.labels(kind, phase).set(n)
-            metrics.MEMBER_STATUS.clear()
-            for state, n in members.items():
-                metrics.MEMBER_STATUS.labels(state).set(n)
+            fleet.update()
 
     async def stop(self) -> None:
         """Graceful: Leases are released at once, so others take over within a renew period.

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 # The driver's own pid-file helpers (a zombie counts as dead).
-from lbaas.drivers.haproxy.process import pid_alive as alive
-from lbaas.drivers.haproxy.process import read_pid
+from lbaas.drivers.toolkit.process import pid_alive as alive
+from lbaas.drivers.toolkit.process import read_pid
 from lbaas_devtools import ROOT
 
 STATE = Path("/tmp/lbaas-quickstart")
@@ -640,7 +640,8 @@ def stop_haproxy() -> None:
     """The master named by the driver's pid file (and its workers), then any HAProxy whose
     command line still names the state dir."""
     from lbaas.drivers.haproxy.config import parse_config
-    from lbaas.drivers.haproxy.process import Supervisor, children
+    from lbaas.drivers.haproxy.process import Supervisor
+    from lbaas.drivers.toolkit.process import children
 
     state_dir = haproxy_state_dir()
     pids: list[int] = []

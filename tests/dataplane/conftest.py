@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dataplane.envoysupport import EnvoyDevice, envoy_binary, stop_envoy
 from dataplane.hxsupport import (
     Backends,
     Device,
@@ -32,8 +33,8 @@ from dataplane.hxsupport import (
 )
 
 from helpers import Api, OperatorProcess, wait_for
-from lbaas.api.device import DeviceSpec
-from lbaas.drivers.base import DeviceHandle
+from lbaas.drivers.contract import DeviceHandle
+from lbaas.drivers.envoy import EnvoyDriver
 from lbaas.drivers.haproxy import HAProxyDriver
 
 
@@ -64,11 +65,9 @@ def make_device() -> Iterator[Callable[..., Device]]:
         # Short: UNIX socket paths must stay under ~100 bytes.
         state_dir = Path(tempfile.mkdtemp(prefix="lbhx-", dir="/tmp"))
         dirs.append(state_dir)
-        spec = DeviceSpec(
-            driver="haproxy",
-            config={"stateDir": str(state_dir), "haproxyBinary": binary, **config},
-        )
-        return Device(DeviceHandle(f"dev-{state_dir.name}", spec), state_dir, HAProxyDriver())
+        config = {"stateDir": str(state_dir), "haproxyBinary": binary, **config}
+        handle = DeviceHandle(f"dev-{state_dir.name}", driver="haproxy", config=config)
+        return Device(handle, state_dir, HAProxyDriver())
 
     yield make
     for state_dir in dirs:
@@ -168,3 +167,35 @@ def make_hx_device(
         for device in made:
             stop_haproxy(device.state_dir)
             shutil.rmtree(device.state_dir, ignore_errors=True)
+
+
+# -- the Envoy driver --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_envoy() -> Iterator[Callable[..., EnvoyDevice]]:
+    """Devices of driver envoy (managed, private short stateDir, one worker); every Envoy a test
+    starts is stopped at teardown through its pid file."""
+    binary = envoy_binary()
+    dirs: list[Path] = []
+
+    def make(driver: EnvoyDriver | None = None, **config: Any) -> EnvoyDevice:
+        state_dir = Path(tempfile.mkdtemp(prefix="lbev-", dir="/tmp"))
+        dirs.append(state_dir)
+        handle = DeviceHandle(
+            f"dev-{state_dir.name}",
+            "envoy",
+            {"stateDir": str(state_dir), "envoyBinary": binary, "concurrency": 1,
+             "drainTimeSeconds": 5, **config},
+        )  # fmt: skip
+        return EnvoyDevice(handle, state_dir, driver or EnvoyDriver())
+
+    yield make
+    for state_dir in dirs:
+        stop_envoy(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def envoy(make_envoy: Callable[..., EnvoyDevice]) -> EnvoyDevice:
+    return make_envoy()

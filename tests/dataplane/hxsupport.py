@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,14 +31,21 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from helpers import Api, free_port, port_free
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import DeviceHandle, LoadBalancer, MemberEntry
+from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver, runtime
-from lbaas.drivers.haproxy.process import children, pid_alive, read_pid
 from lbaas.drivers.haproxy.store import DriverState
+from lbaas.drivers.model import (
+    HealthMonitor,
+    Listener,
+    LoadBalancer,
+    Member,
+    MemberStatus,
+    MonitorType,
+    Persistence,
+    Pool,
+    Protocol,
+)
+from lbaas.drivers.toolkit.process import children, pid_alive, read_pid
 
 _ADDRESSES = itertools.count(1)
 NET = os.environ.get("LBAAS_TEST_NET", "127.0")
@@ -165,7 +172,7 @@ class Backends:
         return net(self.third, next(_ADDRESSES) % 250 + 1)
 
 
-FAST_MONITOR = {
+FAST_MONITOR_SPEC = {
     "type": "HTTP",
     "urlPath": "/healthz",
     "delay": 1,
@@ -173,6 +180,25 @@ FAST_MONITOR = {
     "maxRetries": 1,
     "maxRetriesDown": 1,
 }
+"""A HealthMonitor's spec (through the API) that notices a member's failure within 1 s."""
+FAST_MONITOR = HealthMonitor(
+    "hm", MonitorType.HTTP, url_path="/healthz", delay=1, timeout=1, max_retries=1,
+    max_retries_down=1,
+)  # fmt: skip
+"""The same as a pool's monitor of a driver tree."""
+
+
+def members_of(
+    backends: Sequence[Backend] | Sequence[EchoBackend],
+    member_spec: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Member, ...]:
+    """A member per backend, named after it (``member_spec``: Member fields by name)."""
+    return tuple(
+        Member(
+            b.name, **{"address": b.address, "port": b.port, **(member_spec or {}).get(b.name, {})}
+        )
+        for b in backends
+    )
 
 
 def make_lb(
@@ -181,31 +207,41 @@ def make_lb(
     *,
     name: str = "web",
     pool: dict[str, Any] | None = None,
-    monitor: dict[str, Any] | None = None,
+    monitor: HealthMonitor | None = None,
+    persistence: Persistence | None = None,
     member_spec: dict[str, dict[str, Any]] | None = None,
-    **spec: Any,
+    **listener: Any,
 ) -> LoadBalancer:
-    spec.setdefault("protocol", "HTTP")
+    """The tree the core builds for a VIP ``dp/<name>`` on ``vip`` (HTTP unless ``protocol``
+    says otherwise): one listener named after it whose default pool ``pool`` holds a member
+    per backend. ``pool`` and ``listener`` take Pool and Listener fields."""
+    listener.setdefault("protocol", Protocol.HTTP)
     return LoadBalancer(
-        namespace="dp",
-        name=name,
-        address=vip[0],
-        spec=VIPSpec(port=vip[1], **spec),
-        pool_name="pool",
-        pool=PoolSpec(vipRef=name, **(pool or {})),
-        members=tuple(
-            MemberEntry(
-                b.name,
-                MemberSpec(
-                    poolRef="pool",
-                    **{"address": b.address, "port": b.port, **(member_spec or {}).get(b.name, {})},
-                ),
-            )
-            for b in members
+        "dp",
+        name,
+        vip[0],
+        (Listener(name, vip[1], default_pool="pool", **listener),),
+        (
+            Pool(
+                "pool",
+                members=members_of(members, member_spec),
+                monitor=monitor,
+                persistence=persistence,
+                **(pool or {}),
+            ),
         ),
-        monitor_name="hm" if monitor else None,
-        monitor=HealthMonitorSpec(poolRef="pool", **monitor) if monitor else None,
     )
+
+
+def vip_of(lb: LoadBalancer) -> tuple[str, int]:
+    """Address and port of ``lb``'s (first) listener."""
+    return lb.address, lb.listeners[0].port
+
+
+def serving(lb: LoadBalancer) -> set[str]:
+    """Names of the members of ``lb``'s default pool that take traffic (weight above 0)."""
+    pool = lb.pool(lb.listeners[0].default_pool or "")
+    return {m.name for m in pool.members if m.weight} if pool is not None else set()
 
 
 def refused(address: str, port: int) -> bool:
@@ -283,6 +319,10 @@ class Device:
 
     def reloads(self) -> int:
         return self.driver.reload_count(self.handle)
+
+    def statuses(self, lb: LoadBalancer) -> Mapping[str, MemberStatus]:
+        """``lb``'s member statuses as ``member_statuses`` reports them (KeyError: not served)."""
+        return self.driver.member_statuses(self.handle, [lb])[lb.key]
 
 
 def get(

@@ -24,16 +24,18 @@ from dataplane.hxsupport import (
     Load,
     OperatorDevice,
     free_port_in,
+    serving,
     spread,
+    vip_of,
     wait_applied,
 )
 
 from helpers import LEASE_NAMESPACE, Api, OperatorProcess
-from lbaas.api.device import DeviceSpec
-from lbaas.drivers.base import DeviceHandle, LoadBalancer
+from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver, runtime
 from lbaas.drivers.haproxy.preflight import listening_pids
 from lbaas.drivers.haproxy.render import GlobalSettings, render_global, render_vip
+from lbaas.drivers.model import LoadBalancer
 from lbaas.trees import translate
 from lbaas.trees.tree import build_tree
 
@@ -255,7 +257,7 @@ def desired_lb(api: Api, namespace: str, vip: str) -> LoadBalancer:
 def handle(device: OperatorDevice) -> DeviceHandle:
     """A handle on the device for checks from the test (fence 0: never refused)."""
     config = {"stateDir": str(device.state_dir), "managed": True}
-    return DeviceHandle(device.name, DeviceSpec(driver="haproxy", config=config))
+    return DeviceHandle(device.name, driver="haproxy", config=config)
 
 
 def serves_exactly(device: OperatorDevice, lbs: Sequence[LoadBalancer]) -> None:
@@ -271,12 +273,13 @@ def serves_exactly(device: OperatorDevice, lbs: Sequence[LoadBalancer]) -> None:
         assert driver.in_sync(handle(device)), "HAProxy did not load the files"
         for lb, fragment in zip(sorted(lbs, key=lambda lb: lb.key), fragments, strict=True):
             assert driver.verify(handle(device), lb) == [], lb.key
-            running = runtime.servers_state(device.state_dir / "haproxy.sock", fragment.backend)
-            assert {s: running[s].weight for s in running} == {
-                m.name: m.spec.weight for m in lb.members
-            }
-            names = {m.name for m in lb.members if m.spec.weight}
-            answered = set(spread(lb.address, lb.spec.port, 4 * len(names)))
+            for backend, pool in zip(fragment.backends, lb.pools, strict=True):
+                running = runtime.servers_state(device.state_dir / "haproxy.sock", backend.name)
+                assert {s: running[s].weight for s in running} == {
+                    m.name: m.weight for m in pool.members
+                }
+            names = serving(lb)
+            answered = set(spread(*vip_of(lb), 4 * len(names)))
             assert len(answered) == len(names), (lb.key, answered, names)
     finally:
         driver.close()

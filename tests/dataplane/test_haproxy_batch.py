@@ -25,14 +25,24 @@ from dataplane.hxsupport import (
     get,
     make_lb,
     refused,
+    serving,
     spread,
 )
 
-from lbaas.drivers.base import DriverError, LoadBalancer, deadline_scope
-from lbaas.drivers.haproxy import converge as converge_module
-from lbaas.drivers.haproxy.pace import Pace
+from lbaas.drivers.deadline import deadline_scope
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.haproxy import device as device_module
 from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed, Supervisor
 from lbaas.drivers.haproxy.render import Fragment
+from lbaas.drivers.model import (
+    HealthMonitor,
+    LoadBalancer,
+    MonitorType,
+    Persistence,
+    PersistenceType,
+    Protocol,
+)
+from lbaas.drivers.toolkit.pace import Pace
 
 pytestmark = pytest.mark.haproxy
 
@@ -41,7 +51,7 @@ NEW_VIPS = 20
 
 def mark(names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """VIP name → a line appended to its fragment (``bogus-keyword 1``: one HAProxy refuses)."""
-    real = converge_module.render_vip
+    real = device_module.render_vip
 
     def render(lb: LoadBalancer) -> Fragment:
         fragment = real(lb)
@@ -49,17 +59,17 @@ def mark(names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + f"    {names[lb.name]}\n")
 
-    monkeypatch.setattr(converge_module, "render_vip", render)
+    monkeypatch.setattr(device_module, "render_vip", render)
 
 
 def serves(lb: LoadBalancer) -> set[str]:
     """The members that answered through ``lb``'s VIP (a few rounds of round robin)."""
-    count = max(1, sum(1 for m in lb.members if m.spec.weight)) * 4
-    return set(spread(lb.address, lb.spec.port, count))
+    count = max(1, len(serving(lb))) * 4
+    return set(spread(lb.address, lb.listeners[0].port, count))
 
 
 def members_of(lb: LoadBalancer) -> set[str]:
-    return {m.name for m in lb.members if m.spec.weight}
+    return serving(lb)
 
 
 def test_a_batch_of_new_vips_is_one_reload(device: Device, backends: Backends) -> None:
@@ -117,9 +127,9 @@ def hostile(
     """Specs the API accepts that this device cannot serve, with the expected reason. (No spec
     was found that passes both the API models and the driver's token checks and that HAProxy
     rejects: ``rejected`` and ``rejected-too`` get a line HAProxy refuses, see ``mark``.)"""
-    port = web.spec.port
-    codes = {"type": "HTTP", "expectedCodes": "204-200"}
-    on_tcp = {"protocol": "TCP", "sessionPersistence": {"type": "HTTP_COOKIE"}}
+    port = web.listeners[0].port
+    codes = HealthMonitor("hm", MonitorType.HTTP, expected_codes="204-200")
+    on_tcp = {"protocol": Protocol.TCP, "persistence": Persistence(PersistenceType.HTTP_COOKIE)}
     specs = [
         (("10.99.0.1", port), "unbindable", {}, "AddressNotAvailable"),
         (squatter, "foreign-port", {}, "AddressInUse"),
@@ -154,11 +164,11 @@ def test_hostile_vips_in_a_batch_get_their_own_errors_and_the_rest_is_applied(
     cases = hostile(members, web, squatter)
     good = [make_lb(free_vip(), members, name=f"good{i}") for i in range(3)]
     reloads = device.reloads()
-    with Load(web.address, web.spec.port) as load:
+    with Load(web.address, web.listeners[0].port) as load:
         outcome = driver.apply_many(handle, [lb for lb, _ in cases.values()] + good)
         assert device.reloads() == reloads + 1  # the good ones, once
         # Good ones that need only runtime commands: no reload at all.
-        weighted = make_lb((friend.address, friend.spec.port), members, name="friend",
+        weighted = make_lb((friend.address, friend.listeners[0].port), members, name="friend",
                            member_spec={"b0": {"weight": 2}})  # fmt: skip
         cases.pop("friend")
         again = driver.apply_many(handle, [lb for lb, _ in cases.values()] + [weighted])
@@ -179,14 +189,14 @@ def test_hostile_vips_in_a_batch_get_their_own_errors_and_the_rest_is_applied(
     for lb in [web, weighted, *good]:
         assert serves(lb) == members_of(lb)
         assert driver.verify(handle, lb) == []
-    seen = spread(friend.address, friend.spec.port, 60)
+    seen = spread(friend.address, friend.listeners[0].port, 60)
     assert abs(seen["b0"] - 40) <= 6, seen  # the weight applied at run time
     vips = sorted(p.name for p in (device.state_dir / "vips").iterdir())
     assert vips == sorted(f"dp__{n}.json" for n in ["web", "friend", "good0", "good1", "good2"])
     assert driver.state(handle).parked == {}
     for lb, _ in cases.values():
         if lb.address not in ("0.0.0.0", "10.99.0.1", squatter[0], web.address):
-            assert refused(lb.address, lb.spec.port)
+            assert refused(lb.address, lb.listeners[0].port)
 
 
 def _poisoned(files: list[Path]) -> bool:
@@ -223,7 +233,7 @@ def test_a_failure_naming_no_vip_is_narrowed_down_to_its_vip(
     monkeypatch.setattr(Supervisor, "reload", reload)
     batch = [make_lb(free_vip(), members, name=f"new{i}") for i in range(8)]
     reloads = device.reloads()
-    with Load(web.address, web.spec.port) as load:
+    with Load(web.address, web.listeners[0].port) as load:
         outcome = driver.apply_many(handle, batch)
     culprit = outcome.pop("dp/new3")
     assert isinstance(culprit, ConfigRejected if where == "check" else ReloadFailed)
@@ -243,7 +253,7 @@ def test_a_failure_naming_no_vip_is_narrowed_down_to_its_vip(
 def _normal(error: DriverError | None, lb: LoadBalancer) -> tuple[str, bool, str] | None:
     if error is None:
         return None
-    text = error.user_message.replace(f"{lb.address}:{lb.spec.port}", "<vip>")
+    text = error.user_message.replace(f"{lb.address}:{lb.listeners[0].port}", "<vip>")
     return error.reason, error.retryable, re.sub(r"/tmp/lbhx-[^/]+/", "<dir>/", text)
 
 
@@ -258,15 +268,15 @@ def test_apply_many_of_one_is_apply(
 
     def steps(d: Device) -> list[LoadBalancer]:
         web, new = vips[d.handle.name]
-        cookie = {"type": "HTTP_COOKIE"}  # on TCP: Unsupported
+        cookie = Persistence(PersistenceType.HTTP_COOKIE)  # on TCP: Unsupported
         return [
             make_lb(web, members[:1]),  # start
             make_lb(web, members[:2]),  # member added: runtime
-            make_lb(web, members[:2], connectionLimit=5),  # structural: reload
+            make_lb(web, members[:2], connection_limit=5),  # structural: reload
             make_lb(new, members, name="new"),  # new VIP: reload
             make_lb(("10.99.0.1", web[1]), members, name="away"),  # AddressNotAvailable
             make_lb(squatter, members, name="squat"),  # AddressInUse
-            make_lb(new, members, name="new", protocol="TCP", sessionPersistence=cookie),
+            make_lb(new, members, name="new", protocol=Protocol.TCP, persistence=cookie),
             make_lb(new, members[1:], name="new"),  # member removed: runtime
         ]
 
@@ -333,4 +343,4 @@ def test_a_batch_bigger_than_one_call_is_taken_in_turns(device: Device, backends
     assert device.reloads() == reloads + 2
     for lb in batch:
         assert driver.verify(handle, lb) == []
-    assert {get(lb.address, lb.spec.port)[0] for lb in batch} == {200}
+    assert {get(lb.address, lb.listeners[0].port)[0] for lb in batch} == {200}

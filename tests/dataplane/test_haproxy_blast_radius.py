@@ -13,10 +13,18 @@ from typing import Any
 import pytest
 from dataplane.hxsupport import Backends, Device, Load, free_vip, get, make_lb
 
-from lbaas.drivers.base import DriverError, LoadBalancer
-from lbaas.drivers.haproxy import converge as converge_module
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.haproxy import device as device_module
 from lbaas.drivers.haproxy.process import Supervisor
 from lbaas.drivers.haproxy.render import Fragment
+from lbaas.drivers.model import (
+    HealthMonitor,
+    LoadBalancer,
+    MonitorType,
+    Persistence,
+    PersistenceType,
+    Protocol,
+)
 
 pytestmark = pytest.mark.haproxy
 
@@ -26,7 +34,7 @@ ROUNDS = 4
 def bogus_for(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """VIP ``name`` renders a fragment HAProxy refuses (standing in for any value that passes
     the driver's token checks but not HAProxy's parser)."""
-    real = converge_module.render_vip
+    real = device_module.render_vip
 
     def render(lb: LoadBalancer) -> Fragment:
         fragment = real(lb)
@@ -34,15 +42,15 @@ def bogus_for(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")
 
-    monkeypatch.setattr(converge_module, "render_vip", render)
+    monkeypatch.setattr(device_module, "render_vip", render)
 
 
 def hostile(
     web: LoadBalancer, members: Any, squatter: tuple[str, int]
 ) -> list[tuple[LoadBalancer, str]]:
     """Specs the API schema accepts that this device cannot serve, with the expected reason."""
-    port = web.spec.port
-    monitor = {"type": "HTTP", "expectedCodes": "204-200"}
+    port = web.listeners[0].port
+    monitor = HealthMonitor("hm", MonitorType.HTTP, expected_codes="204-200")
     return [
         (make_lb(("10.99.0.1", port), members, name="unbindable"), "AddressNotAvailable"),
         (make_lb(squatter, members, name="foreign-port"), "AddressInUse"),
@@ -53,7 +61,7 @@ def hostile(
                 free_vip(),
                 members,
                 name="cookie-quote",
-                sessionPersistence={"type": "APP_COOKIE", "cookieName": "a'b"},
+                persistence=Persistence(PersistenceType.APP_COOKIE, "a'b"),
             ),
             "Unsupported",
         ),
@@ -62,8 +70,8 @@ def hostile(
                 free_vip(),
                 members,
                 name="cookie-on-tcp",
-                protocol="TCP",
-                sessionPersistence={"type": "HTTP_COOKIE"},
+                protocol=Protocol.TCP,
+                persistence=Persistence(PersistenceType.HTTP_COOKIE),
             ),
             "Unsupported",
         ),
@@ -88,14 +96,14 @@ def test_hostile_vips_lose_no_request_of_another_vip_and_never_reload(
     cases = hostile(web, members, squatter)
     reloads = device.reloads()
     refusals: dict[str, set[tuple[str, bool]]] = {}
-    with Load(web.address, web.spec.port) as load:
+    with Load(web.address, web.listeners[0].port) as load:
         for round_ in range(ROUNDS):
             for lb, _ in cases:
                 with pytest.raises(DriverError) as err:
                     driver.apply(handle, lb)
                 refusals.setdefault(lb.name, set()).add((err.value.reason, err.value.retryable))
             # A legitimate change meanwhile: a reload, which must serve web throughout.
-            friend = make_lb(friend_vip, members, name="friend", connectionLimit=round_ + 1)
+            friend = make_lb(friend_vip, members, name="friend", connection_limit=round_ + 1)
             driver.apply(handle, friend)
     assert refusals == {lb.name: {(reason, False)} for lb, reason in cases}
     assert device.reloads() == reloads + ROUNDS  # the friend's changes, none for the refusals
@@ -125,7 +133,7 @@ def test_a_reload_that_fails_anyway_is_rolled_back_without_a_gap(
     live = device.config()
     bogus_for("broken", monkeypatch)
     monkeypatch.setattr(Supervisor, "check", lambda self, files: None)
-    with Load(web.address, web.spec.port) as load:
+    with Load(web.address, web.listeners[0].port) as load:
         with pytest.raises(DriverError) as err:
             driver.apply(handle, make_lb(free_vip(), members, name="broken"))
         assert err.value.reason == "ReloadFailed" and not err.value.retryable

@@ -17,24 +17,26 @@ import subprocess
 import sys
 
 import pytest
-from dataplane.hxsupport import Backends, Device, free_vip, make_lb, spread
+from dataplane.hxsupport import Backends, Device, free_vip, make_lb, serving, spread
 
-from lbaas.drivers.base import LoadBalancer
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.render import GlobalSettings, render_global, render_vip
 from lbaas.drivers.haproxy.store import dump_tree
+from lbaas.drivers.model import LoadBalancer
 
 pytestmark = pytest.mark.haproxy
 
 SCRIPT = """
 import json, sys
-from lbaas.api.device import DeviceSpec
-from lbaas.drivers.base import DeviceHandle
+from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.store import load_tree
-spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))
+handle = DeviceHandle("d", driver="haproxy", config=json.loads(sys.argv[1]))
 driver, lb = HAProxyDriver(), load_tree(sys.argv[3])
-getattr(driver, sys.argv[2])(DeviceHandle("d", spec), lb)
+if sys.argv[2] == "delete":
+    driver.delete(handle, lb.key)
+else:
+    driver.apply(handle, lb)
 """
 
 RELOAD_POINTS = ["after-intent", "after-vip-file", "after-config", "before-reload", "after-reload"]
@@ -50,7 +52,7 @@ MATRIX = [
 
 def run_killed(device: Device, method: str, lb: LoadBalancer, point: str) -> None:
     env = {**os.environ, "PYTHONSAFEPATH": "1", "LBAAS_FAULT_POINT": point}
-    spec = device.handle.spec.model_dump_json(by_alias=True)
+    spec = json.dumps(dict(device.handle.config))
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, spec, method, dump_tree(lb)],
         env=env,
@@ -72,8 +74,8 @@ def serves_exactly(device: Device, driver: HAProxyDriver, lbs: list[LoadBalancer
     assert driver.in_sync(device.handle) and not driver.state(device.handle).pending_reload
     for lb in lbs:
         assert driver.verify(device.handle, lb) == []
-        names = {m.name for m in lb.members if m.spec.weight}
-        assert set(spread(lb.address, lb.spec.port, 6 * len(names))) == names
+        names = serving(lb)
+        assert set(spread(lb.address, lb.listeners[0].port, 6 * len(names))) == names
 
 
 @pytest.mark.parametrize(("change", "point"), MATRIX, ids=[f"{c}-{p}" for c, p in MATRIX])
@@ -87,7 +89,7 @@ def test_killed_at_every_step_a_new_driver_finishes_the_apply(
     device.driver.apply(device.handle, other)
     method, target, desired = "apply", web, [web, other]
     if change == "structural":
-        target = make_lb(web_vip(web), [a, b], connectionLimit=7)
+        target = make_lb(web_vip(web), [a, b], connection_limit=7)
     elif change == "runtime":
         target = make_lb(web_vip(web), [a, b], member_spec={"b0": {"weight": 3}})
     elif change == "new-vip":
@@ -117,20 +119,19 @@ def test_killed_at_every_step_a_new_driver_finishes_the_apply(
 
 
 def web_vip(lb: LoadBalancer) -> tuple[str, int]:
-    return lb.address, lb.spec.port
+    return lb.address, lb.listeners[0].port
 
 
 # -- apply_many: a batch killed at every step ---------------------------------------------------
 
 BATCH_SCRIPT = """
 import json, sys
-from lbaas.api.device import DeviceSpec
-from lbaas.drivers.base import DeviceHandle
+from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.store import load_tree
-spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))
+handle = DeviceHandle("d", driver="haproxy", config=json.loads(sys.argv[1]))
 lbs = [load_tree(text) for text in json.loads(sys.argv[2])]
-HAProxyDriver().apply_many(DeviceHandle("d", spec), lbs)
+HAProxyDriver().apply_many(handle, lbs)
 """
 
 # The runtime part of a mixed batch comes first: its after-vip-file and after-config are the
@@ -147,7 +148,7 @@ RUNTIME_PHASE = {"runtime-command:1", "runtime-command:3", "after-vip-file", "af
 
 def run_batch_killed(device: Device, lbs: list[LoadBalancer], point: str) -> None:
     env = {**os.environ, "PYTHONSAFEPATH": "1", "LBAAS_FAULT_POINT": point}
-    spec = device.handle.spec.model_dump_json(by_alias=True)
+    spec = json.dumps(dict(device.handle.config))
     trees = json.dumps([dump_tree(lb) for lb in lbs])
     done = subprocess.run(
         [sys.executable, "-c", BATCH_SCRIPT, spec, trees],
@@ -173,7 +174,7 @@ def test_a_batch_killed_at_every_step_is_finished_by_a_new_driver(
     device.driver.apply_many(device.handle, [web, other])
     new = [make_lb(free_vip(), [a, c], name=f"new{i}") for i in range(3)]
     if batch == "reload":
-        lbs = [make_lb(web_vip(web), [a, b], connectionLimit=7), *new]
+        lbs = [make_lb(web_vip(web), [a, b], connection_limit=7), *new]
     else:  # other: a member added and a weight changed, at run time; new VIPs: one reload
         lbs = [make_lb(web_vip(other), [b, c], name="other", member_spec={"b1": {"weight": 3}})]
         lbs += new[:2]

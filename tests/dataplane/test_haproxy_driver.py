@@ -8,6 +8,7 @@ what the members saw.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -34,12 +35,19 @@ from dataplane.hxsupport import (
     within,
 )
 
-from lbaas.api.member import MemberOperatingStatus
-from lbaas.drivers.base import DriverError, LoadBalancer
-from lbaas.drivers.haproxy import converge as converge_module
-from lbaas.drivers.haproxy.process import pid_alive
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.haproxy import device as device_module
 from lbaas.drivers.haproxy.render import GlobalSettings, render
 from lbaas.drivers.haproxy.store import dump_tree
+from lbaas.drivers.model import (
+    LoadBalancer,
+    MemberStatus,
+    Method,
+    Persistence,
+    PersistenceType,
+    Protocol,
+)
+from lbaas.drivers.toolkit.process import pid_alive
 
 pytestmark = pytest.mark.haproxy
 
@@ -84,7 +92,7 @@ def test_backup_serves_only_when_the_others_are_down(device: Device, backends: B
 def test_least_connections_avoids_the_busy_member(device: Device, backends: Backends) -> None:
     members, vip = backends.http(2), free_vip()
     device.driver.apply(
-        device.handle, make_lb(vip, members, pool={"lbMethod": "LEAST_CONNECTIONS"})
+        device.handle, make_lb(vip, members, pool={"method": Method.LEAST_CONNECTIONS})
     )
     answers: list[int] = []
     slow = threading.Thread(
@@ -102,7 +110,7 @@ def test_least_connections_avoids_the_busy_member(device: Device, backends: Back
 
 def test_source_balancing_pins_each_client(device: Device, backends: Backends) -> None:
     members, vip = backends.http(3), free_vip()
-    device.driver.apply(device.handle, make_lb(vip, members, pool={"lbMethod": "SOURCE_IP"}))
+    device.driver.apply(device.handle, make_lb(vip, members, pool={"method": Method.SOURCE_IP}))
     chosen = set()
     for client in range(1, 21):
         seen = spread(*vip, 5, source=net(30, client))
@@ -118,21 +126,23 @@ def test_http_monitor_takes_a_failing_member_out_and_back(
     device: Device, backends: Backends
 ) -> None:
     members, vip = backends.http(2), free_vip()
-    monitor = {**FAST_MONITOR, "maxRetries": 2, "maxRetriesDown": 2, "expectedCodes": "200-204"}
+    monitor = dataclasses.replace(
+        FAST_MONITOR, max_retries=2, max_retries_down=2, expected_codes="200-204"
+    )
     lb = make_lb(vip, members, monitor=monitor)
     device.driver.apply(device.handle, lb)
     sick = members[1]
 
-    def status() -> MemberOperatingStatus:
-        return device.driver.member_status(device.handle, lb)[sick.name]
+    def status() -> MemberStatus:
+        return device.statuses(lb)[sick.name]
 
-    wait_for(lambda: status() == MemberOperatingStatus.ONLINE, timeout=3)
+    wait_for(lambda: status() == MemberStatus.ONLINE, timeout=3)
     sick.healthy = False
-    took = wait_for(lambda: status() == MemberOperatingStatus.ERROR, timeout=1 * 2 + 1)
+    took = wait_for(lambda: status() == MemberStatus.ERROR, timeout=1 * 2 + 1)
     assert took <= 3
     assert sick.name not in spread(*vip, 30)
     sick.healthy = True
-    wait_for(lambda: status() == MemberOperatingStatus.ONLINE, timeout=1 * 2 + 1)
+    wait_for(lambda: status() == MemberStatus.ONLINE, timeout=1 * 2 + 1)
     assert sick.name in spread(*vip, 10)
 
 
@@ -143,15 +153,15 @@ def test_health_state_survives_a_reload(device: Device, backends: Backends) -> N
     sick = members[1]
     sick.healthy = False
     wait_for(
-        lambda: (
-            device.driver.member_status(device.handle, lb)[sick.name] == MemberOperatingStatus.ERROR
-        ),
+        lambda: device.statuses(lb)[sick.name] == MemberStatus.ERROR,
         timeout=3,
     )
     reloads = device.driver.reload_count(device.handle)
     device.driver.apply(
         device.handle,
-        dataclasses.replace(lb, spec=lb.spec.model_copy(update={"connection_limit": 1000})),
+        dataclasses.replace(
+            lb, listeners=(dataclasses.replace(lb.listeners[0], connection_limit=1000),)
+        ),
     )
     assert device.driver.reload_count(device.handle) == reloads + 1
     # Without the server-state file the new worker would start the sick member as UP.
@@ -163,7 +173,7 @@ def test_health_state_survives_a_reload(device: Device, backends: Backends) -> N
 
 def test_source_ip_persistence(device: Device, backends: Backends) -> None:
     members, vip = backends.http(3), free_vip()
-    lb = make_lb(vip, members, sessionPersistence={"type": "SOURCE_IP"})
+    lb = make_lb(vip, members, persistence=Persistence(PersistenceType.SOURCE_IP))
     device.driver.apply(device.handle, lb)
     chosen = set()
     for client in range(1, 7):
@@ -176,7 +186,7 @@ def test_source_ip_persistence(device: Device, backends: Backends) -> None:
 def test_http_cookie_persistence(device: Device, backends: Backends) -> None:
     members, vip = backends.http(3), free_vip()
     device.driver.apply(
-        device.handle, make_lb(vip, members, sessionPersistence={"type": "HTTP_COOKIE"})
+        device.handle, make_lb(vip, members, persistence=Persistence(PersistenceType.HTTP_COOKIE))
     )
     _, first, headers = get(*vip)
     assert headers.get("set-cookie", "").startswith(f"SRVID={first};")
@@ -186,9 +196,7 @@ def test_http_cookie_persistence(device: Device, backends: Backends) -> None:
 
 def test_app_cookie_persistence(device: Device, backends: Backends) -> None:
     members, vip = backends.http(3), free_vip()
-    lb = make_lb(
-        vip, members, sessionPersistence={"type": "APP_COOKIE", "cookieName": "JSESSIONID"}
-    )
+    lb = make_lb(vip, members, persistence=Persistence(PersistenceType.APP_COOKIE, "JSESSIONID"))
     device.driver.apply(device.handle, lb)
     _, owner, headers = get(*vip, "/login")
     session = headers["set-cookie"].split(";")[0]
@@ -201,7 +209,7 @@ def test_app_cookie_persistence(device: Device, backends: Backends) -> None:
 
 def test_connection_limit_is_enforced(device: Device, backends: Backends) -> None:
     members, vip = backends.http(1), free_vip()
-    device.driver.apply(device.handle, make_lb(vip, members, connectionLimit=2))
+    device.driver.apply(device.handle, make_lb(vip, members, connection_limit=2))
     slow = [
         threading.Thread(target=get, args=vip, kwargs={"path": "/?sleep=1.5"}) for _ in range(2)
     ]
@@ -228,10 +236,10 @@ def test_member_admin_down_and_weight_are_runtime_changes(
     busy = next(b for b in members if b.active)
     other = next(b for b in members if b is not busy)
 
-    down = make_lb(vip, members, member_spec={busy.name: {"adminStateUp": False}})
+    down = make_lb(vip, members, member_spec={busy.name: {"admin_state_up": False}})
     driver.apply(handle, down)
     assert spread(*vip, 20) == {other.name: 20}
-    assert driver.member_status(handle, down)[busy.name] == MemberOperatingStatus.OFFLINE
+    assert device.statuses(down)[busy.name] == MemberStatus.OFFLINE
     hits = busy.hits
     in_flight.join()  # the connection it already had is served to the end
     assert busy.hits == hits and busy.active == 0
@@ -244,7 +252,7 @@ def test_member_admin_down_and_weight_are_runtime_changes(
     drained = make_lb(vip, members, member_spec={busy.name: {"weight": 0}})
     driver.apply(handle, drained)
     assert spread(*vip, 20) == {other.name: 20}
-    assert driver.member_status(handle, drained)[busy.name] == MemberOperatingStatus.DRAINING
+    assert device.statuses(drained)[busy.name] == MemberStatus.DRAINING
     assert driver.reload_count(handle) == reloads
     assert driver.state(handle).runtime_updates == 3
     # Written for the next reload too.
@@ -258,12 +266,12 @@ def test_runtime_values_survive_a_later_reload(device: Device, backends: Backend
     driver.apply(handle, make_lb(vip, [a, b]))
     driver.apply(
         handle,
-        make_lb(vip, [a, b], member_spec={"b0": {"adminStateUp": False}, "b1": {"weight": 3}}),
+        make_lb(vip, [a, b], member_spec={"b0": {"admin_state_up": False}, "b1": {"weight": 3}}),
     )
     reloads = driver.reload_count(handle)
     # A change that needs a reload (connection limit), with a new member, undoing both
     # runtime changes: the server-state file must not bring them back.
-    driver.apply(handle, make_lb(vip, [a, b, c], connectionLimit=100))
+    driver.apply(handle, make_lb(vip, [a, b, c], connection_limit=100))
     assert driver.reload_count(handle) == reloads + 1
     seen = spread(*vip, 300)
     assert all(within(seen[m.name], 100) for m in (a, b, c)), seen
@@ -273,7 +281,7 @@ def test_vip_admin_down_stops_the_vip(device: Device, backends: Backends) -> Non
     members, vip = backends.http(1), free_vip()
     device.driver.apply(device.handle, make_lb(vip, members))
     assert get(*vip)[1] == "b0"
-    device.driver.apply(device.handle, make_lb(vip, members, adminStateUp=False))
+    device.driver.apply(device.handle, make_lb(vip, members, admin_state_up=False))
     wait_for(lambda: refused(*vip), timeout=3)
     device.driver.apply(device.handle, make_lb(vip, members))
     assert get(*vip)[1] == "b0"
@@ -281,7 +289,7 @@ def test_vip_admin_down_stops_the_vip(device: Device, backends: Backends) -> Non
 
 def test_tcp_vip_carries_raw_tcp(device: Device, backends: Backends) -> None:
     members, vip = backends.echo(2), free_vip()
-    device.driver.apply(device.handle, make_lb(vip, members, protocol="TCP"))
+    device.driver.apply(device.handle, make_lb(vip, members, protocol=Protocol.TCP))
     answers = set()
     for _ in range(4):
         with socket.create_connection(vip, timeout=2) as sock:
@@ -304,7 +312,7 @@ def test_an_invalid_configuration_is_never_applied(
     driver.apply(handle, make_lb(vip, members))
     live = device.config()
     reloads = driver.reload_count(handle)
-    real_render = converge_module.render_vip
+    real_render = device_module.render_vip
 
     def broken(lb: LoadBalancer) -> Any:
         fragment = real_render(lb)
@@ -312,7 +320,7 @@ def test_an_invalid_configuration_is_never_applied(
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")
 
-    monkeypatch.setattr(converge_module, "render_vip", broken)
+    monkeypatch.setattr(device_module, "render_vip", broken)
     other = free_vip()
     with pytest.raises(DriverError) as err:
         driver.apply(handle, make_lb(other, members, name="other"))
@@ -374,12 +382,11 @@ def test_haproxy_outlives_the_operator_process(
     lb = make_lb(vip, members)
     script = (
         "import json, sys\n"
-        "from lbaas.api.device import DeviceSpec\n"
-        "from lbaas.drivers.base import DeviceHandle\n"
+        "from lbaas.drivers.contract import DeviceHandle\n"
         "from lbaas.drivers.haproxy import HAProxyDriver\n"
         "from lbaas.drivers.haproxy.store import load_tree\n"
-        "spec = DeviceSpec.model_validate(json.loads(sys.argv[1]))\n"
-        "HAProxyDriver().apply(DeviceHandle('d', spec), load_tree(sys.argv[2]))\n"
+        "handle = DeviceHandle('d', driver='haproxy', config=json.loads(sys.argv[1]))\n"
+        "HAProxyDriver().apply(handle, load_tree(sys.argv[2]))\n"
     )
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
     subprocess.run(
@@ -387,7 +394,7 @@ def test_haproxy_outlives_the_operator_process(
             sys.executable,
             "-c",
             script,
-            device.handle.spec.model_dump_json(by_alias=True),
+            json.dumps(dict(device.handle.config)),
             dump_tree(lb),
         ],
         check=True,
@@ -398,7 +405,7 @@ def test_haproxy_outlives_the_operator_process(
     pid = device.master_pid()
     assert pid is not None
     assert get(*vip)[1] == "b0"
-    device.driver.apply(device.handle, make_lb(vip, members, connectionLimit=50))
+    device.driver.apply(device.handle, make_lb(vip, members, connection_limit=50))
     assert device.master_pid() == pid
     state = device.driver.state(device.handle)
     assert (state.starts, state.reloads) == (1, 1)
@@ -422,8 +429,8 @@ def test_delete_removes_only_that_vip(device: Device, backends: Backends) -> Non
     one, two = make_lb(vip, members), make_lb(vip2, members, name="two")
     device.driver.apply(device.handle, one)
     device.driver.apply(device.handle, two)
-    device.driver.delete(device.handle, one)
-    device.driver.delete(device.handle, one)  # deleting what is absent succeeds
+    device.driver.delete(device.handle, one.key)
+    device.driver.delete(device.handle, one.key)  # deleting what is absent succeeds
     assert not (device.state_dir / "vips" / "dp__web.json").exists()
     wait_for(lambda: refused(*vip), timeout=3)
     assert get(*vip2)[1] == "b0"

@@ -21,9 +21,11 @@ from dataplane.hxsupport import (
     wait_for,
 )
 
-from lbaas.drivers.base import DriverError, StaleOwnerError, deadline_scope
+from lbaas.drivers.deadline import deadline_scope
+from lbaas.drivers.errors import DriverError, StaleOwnerError
 from lbaas.drivers.haproxy import runtime
-from lbaas.drivers.haproxy.process import Supervisor, children
+from lbaas.drivers.haproxy.process import Supervisor
+from lbaas.drivers.toolkit.process import children
 
 pytestmark = pytest.mark.haproxy
 
@@ -72,7 +74,7 @@ def test_watch_stops_and_survives_reloads(device: Device, backends: Backends) ->
     device.driver.apply(device.handle, make_lb(vip, members))
     noticed: list[float] = []
     stop = device.driver.watch(device.handle, lambda: noticed.append(time.monotonic()))
-    device.driver.apply(device.handle, make_lb(vip, members, connectionLimit=3))  # a reload
+    device.driver.apply(device.handle, make_lb(vip, members, connection_limit=3))  # a reload
     time.sleep(0.3)
     assert noticed == []  # the master survives its reloads
     started = time.monotonic()
@@ -116,7 +118,7 @@ def test_a_call_never_outlives_its_deadline(
     live = device.config()
     # Too little time left to reload: refused before anything changes.
     with deadline_scope(time.monotonic() + 0.3), pytest.raises(DriverError) as err:
-        driver.apply(handle, make_lb(vip, members[:1], connectionLimit=5))
+        driver.apply(handle, make_lb(vip, members[:1], connection_limit=5))
     assert err.value.reason == "DriverTimeout" and err.value.retryable
     assert device.config() == live and not driver.state(handle).pending_reload
 
@@ -131,16 +133,16 @@ def test_a_call_never_outlives_its_deadline(
     before = runtime.show_proc(device.state_dir / "master.sock").reloads
     started = time.monotonic()
     with deadline_scope(started + 1.2), pytest.raises(DriverError) as err:
-        driver.apply(handle, make_lb(vip, members, connectionLimit=5))
+        driver.apply(handle, make_lb(vip, members, connection_limit=5))
     assert time.monotonic() - started < 2.5  # the sleep, not a reload wait of up to 15 s
     assert err.value.reason == "DriverTimeout"
     assert runtime.show_proc(device.state_dir / "master.sock").reloads == before  # not sent
     assert driver.state(handle).pending_reload
     monkeypatch.setattr(Supervisor, "save_server_state", real)
-    assert [d.kind for d in driver.verify(handle, make_lb(vip, members, connectionLimit=5)) or []]
-    driver.apply(handle, make_lb(vip, members, connectionLimit=5))
+    assert [d.kind for d in driver.verify(handle, make_lb(vip, members, connection_limit=5)) or []]
+    driver.apply(handle, make_lb(vip, members, connection_limit=5))
     assert not driver.state(handle).pending_reload
-    assert driver.verify(handle, make_lb(vip, members, connectionLimit=5)) == []
+    assert driver.verify(handle, make_lb(vip, members, connection_limit=5)) == []
 
 
 def test_a_stale_owner_is_refused(device: Device, backends: Backends) -> None:
@@ -151,7 +153,7 @@ def test_a_stale_owner_is_refused(device: Device, backends: Backends) -> None:
     driver.apply(new, make_lb(vip, members))
     reloads = device.reloads()
     with pytest.raises(StaleOwnerError) as err:
-        driver.apply(old, make_lb(vip, members, connectionLimit=1))
+        driver.apply(old, make_lb(vip, members, connection_limit=1))
     assert "agent-b has fence 5" in err.value.user_message and err.value.reason == "StaleOwner"
     with pytest.raises(StaleOwnerError):
         driver.probe(old)

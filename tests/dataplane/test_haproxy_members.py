@@ -21,7 +21,7 @@ from dataplane.hxsupport import (
     within,
 )
 
-from lbaas.api.member import MemberOperatingStatus
+from lbaas.drivers.model import MemberStatus, Method, Persistence, PersistenceType
 
 pytestmark = pytest.mark.haproxy
 
@@ -44,8 +44,8 @@ def test_member_create_and_delete_without_reload(device: Device, backends: Backe
     assert device.reloads() == reloads
     assert driver.state(handle).runtime_updates == updates + 2
     assert "server b1 " not in device.fragment("web") and "server b2 " in device.fragment("web")
-    statuses = driver.member_status(handle, make_lb(vip, [a, c], monitor=FAST_MONITOR))
-    assert statuses == {"b0": MemberOperatingStatus.ONLINE, "b2": MemberOperatingStatus.ONLINE}
+    statuses = device.statuses(make_lb(vip, [a, c], monitor=FAST_MONITOR))
+    assert statuses == {"b0": MemberStatus.ONLINE, "b2": MemberStatus.ONLINE}
 
 
 def test_runtime_servers_survive_a_reload_and_change_again(
@@ -57,18 +57,20 @@ def test_runtime_servers_survive_a_reload_and_change_again(
     driver.apply(handle, make_lb(vip, [a]))
     driver.apply(handle, make_lb(vip, [a, b], member_spec={"b1": {"weight": 3}}))  # runtime
     reloads = device.reloads()
-    driver.apply(handle, make_lb(vip, [a, b], member_spec={"b1": {"weight": 3}}, connectionLimit=9))
+    driver.apply(
+        handle, make_lb(vip, [a, b], member_spec={"b1": {"weight": 3}}, connection_limit=9)
+    )
     assert device.reloads() == reloads + 1  # b1 now comes from the file
     seen = spread(*vip, 200)
     assert within(seen["b1"], 150) and within(seen["b0"], 50), seen
     # Runtime changes on a server the reload read from the file: weight, delete, add.
-    driver.apply(handle, make_lb(vip, [a, b], connectionLimit=9))
+    driver.apply(handle, make_lb(vip, [a, b], connection_limit=9))
     seen = spread(*vip, 200)
     assert within(seen["b1"], 100), seen
-    driver.apply(handle, make_lb(vip, [b, c], connectionLimit=9))
+    driver.apply(handle, make_lb(vip, [b, c], connection_limit=9))
     assert set(spread(*vip, 30)) == {"b1", "b2"}
     assert device.reloads() == reloads + 1
-    assert driver.verify(handle, make_lb(vip, [b, c], connectionLimit=9)) == []
+    assert driver.verify(handle, make_lb(vip, [b, c], connection_limit=9)) == []
 
 
 def test_member_address_change_replaces_the_server(device: Device, backends: Backends) -> None:
@@ -86,25 +88,28 @@ def test_member_address_change_replaces_the_server(device: Device, backends: Bac
 @pytest.mark.parametrize(
     ("pool", "persistence"),
     [
-        ({"lbMethod": "SOURCE_IP"}, {"type": "SOURCE_IP"}),
-        ({"lbMethod": "LEAST_CONNECTIONS"}, {"type": "APP_COOKIE", "cookieName": "JSESSIONID"}),
+        ({"method": Method.SOURCE_IP}, Persistence(PersistenceType.SOURCE_IP)),
+        (
+            {"method": Method.LEAST_CONNECTIONS},
+            Persistence(PersistenceType.APP_COOKIE, "JSESSIONID"),
+        ),
     ],
     ids=["source", "leastconn-app-cookie"],
 )
 def test_runtime_members_with_other_methods_and_persistence(
-    device: Device, backends: Backends, pool: dict[str, str], persistence: dict[str, str]
+    device: Device, backends: Backends, pool: dict[str, Method], persistence: Persistence
 ) -> None:
     a, b = backends.http(2)
     vip = free_vip()
     driver, handle = device.driver, device.handle
-    driver.apply(handle, make_lb(vip, [a], pool=pool, sessionPersistence=persistence))
+    driver.apply(handle, make_lb(vip, [a], pool=pool, persistence=persistence))
     reloads = device.reloads()
-    driver.apply(handle, make_lb(vip, [a, b], pool=pool, sessionPersistence=persistence))
+    driver.apply(handle, make_lb(vip, [a, b], pool=pool, persistence=persistence))
     assert device.reloads() == reloads
     chosen = set()
     for client in range(1, 21):
         seen = spread(*vip, 3, source=net(33, client))
-        assert len(seen) == 1 or persistence["type"] != "SOURCE_IP", seen
+        assert len(seen) == 1 or persistence.type != PersistenceType.SOURCE_IP, seen
         chosen |= set(seen)
     assert chosen == {"b0", "b1"}
 
@@ -115,14 +120,14 @@ def test_http_cookie_members_are_added_by_reload(device: Device, backends: Backe
     a, b = backends.http(2)
     vip = free_vip()
     driver, handle = device.driver, device.handle
-    cookie = {"type": "HTTP_COOKIE"}
-    driver.apply(handle, make_lb(vip, [a], sessionPersistence=cookie))
+    cookie = Persistence(PersistenceType.HTTP_COOKIE)
+    driver.apply(handle, make_lb(vip, [a], persistence=cookie))
     reloads = device.reloads()
-    driver.apply(handle, make_lb(vip, [a, b], sessionPersistence=cookie))
+    driver.apply(handle, make_lb(vip, [a, b], persistence=cookie))
     assert device.reloads() == reloads + 1
     assert spread(*vip, 10, headers={"Cookie": "SRVID=b1"}) == {"b1": 10}
     driver.apply(
-        handle, make_lb(vip, [a, b], sessionPersistence=cookie, member_spec={"b1": {"weight": 0}})
+        handle, make_lb(vip, [a, b], persistence=cookie, member_spec={"b1": {"weight": 0}})
     )
     assert device.reloads() == reloads + 1
     assert spread(*vip, 10) == {"b0": 10}

@@ -19,10 +19,9 @@ from dataplane.hxsupport import (
     wait_for,
 )
 
-from lbaas.api.member import MemberOperatingStatus
-from lbaas.drivers.base import LoadBalancer
 from lbaas.drivers.haproxy import verify as verify_module
 from lbaas.drivers.haproxy.store import dump_tree
+from lbaas.drivers.model import LoadBalancer, MemberStatus
 
 pytestmark = pytest.mark.haproxy
 
@@ -55,9 +54,9 @@ def test_runtime_changes_by_hand_are_found_and_undone_without_reload(
     lb = make_lb(vip, members)
     device.driver.apply(device.handle, lb)
     reloads = device.reloads()
-    device.cli("set server be_dp__web/b0 weight 0")
-    device.cli("set server be_dp__web/b1 state maint")
-    device.cli("disable frontend fe_dp__web")
+    device.cli("set server be_dp__web__pool/b0 weight 0")
+    device.cli("set server be_dp__web__pool/b1 state maint")
+    device.cli("disable frontend fe_dp__web__web")
     drifts = device.driver.verify(device.handle, lb) or []
     assert [d.kind for d in drifts] == ["RuntimeChanged", "FrontendStateChanged"]
     assert "b0 has weight 0, not 1" in drifts[0].message
@@ -73,10 +72,10 @@ def test_servers_added_or_deleted_by_hand_are_undone(device: Device, backends: B
     vip = free_vip()
     lb = make_lb(vip, [a, b])
     device.driver.apply(device.handle, lb)
-    device.cli("set server be_dp__web/b1 state maint")
-    device.cli("del server be_dp__web/b1")
-    device.cli(f"add server be_dp__web/x {stranger.address}:{stranger.port}")
-    device.cli("set server be_dp__web/x state ready")
+    device.cli("set server be_dp__web__pool/b1 state maint")
+    device.cli("del server be_dp__web__pool/b1")
+    device.cli(f"add server be_dp__web__pool/x {stranger.address}:{stranger.port}")
+    device.cli("set server be_dp__web__pool/x state ready")
     (drift,) = device.driver.verify(device.handle, lb) or []
     assert "server b1 is missing" in drift.message and "server x is no member" in drift.message
     device.driver.apply(device.handle, lb)
@@ -132,9 +131,9 @@ def test_orphans_are_found_and_deleted(device: Device, backends: Backends) -> No
     wait_for(lambda: not refused(*by_hand), timeout=5)
 
     found = driver.orphans(handle, ["dp/kept"])
-    assert sorted(lb.key for lb in found) == ["dp/left-behind", "other/by-hand"]
-    for lb in found:
-        driver.delete(handle, lb)
+    assert found == ["dp/left-behind", "other/by-hand"]
+    for key in found:
+        driver.delete(handle, key)
     assert driver.orphans(handle, ["dp/kept"]) == []
     wait_for(lambda: refused(*left) and refused(*by_hand), timeout=5)
     assert get(*kept)[1] == "b0"
@@ -147,7 +146,7 @@ def test_member_statuses_of_the_whole_device_in_one_read(
     lbs = [
         make_lb(free_vip(), [a, b], name="one", monitor=FAST_MONITOR),
         make_lb(free_vip(), [c], name="two", member_spec={"b2": {"weight": 0}}),
-        make_lb(free_vip(), [a], name="off", pool={"adminStateUp": False}),
+        make_lb(free_vip(), [a], name="off", pool={"admin_state_up": False}),
     ]
     for lb in lbs:
         device.driver.apply(device.handle, lb)
@@ -157,11 +156,11 @@ def test_member_statuses_of_the_whole_device_in_one_read(
     def statuses() -> object:
         return device.driver.member_statuses(device.handle, [*lbs, never])
 
-    wait_for(lambda: statuses()["dp/one"]["b1"] == MemberOperatingStatus.ERROR, timeout=4)
+    wait_for(lambda: statuses()["dp/one"]["b1"] == MemberStatus.ERROR, timeout=4)
     assert statuses() == {
-        "dp/one": {"b0": MemberOperatingStatus.ONLINE, "b1": MemberOperatingStatus.ERROR},
-        "dp/two": {"b2": MemberOperatingStatus.DRAINING},
-        "dp/off": {"b0": MemberOperatingStatus.OFFLINE},
+        "dp/one": {"b0": MemberStatus.ONLINE, "b1": MemberStatus.ERROR},
+        "dp/two": {"b2": MemberStatus.DRAINING},
+        "dp/off": {"b0": MemberStatus.OFFLINE},
     }  # "never" is left out: the device cannot tell (UNKNOWN)
 
 
@@ -181,7 +180,7 @@ def test_a_vip_file_that_became_unservable_blocks_nobody(
     (drift,) = driver.verify(handle, lost) or []
     assert drift.kind == "NotServed" and "10.99.0.1 is not available" in drift.message
     assert not (device.state_dir / "conf.d" / "dp__lost.cfg").exists()
-    driver.delete(handle, lost)
+    driver.delete(handle, lost.key)
     assert driver.state(handle).parked == {}
 
 
@@ -197,7 +196,7 @@ def test_a_member_moved_in_a_reloading_apply_serves_at_once(device: Device) -> N
         moved = make_lb(
             vip,
             [a, b],
-            connectionLimit=50,
+            connection_limit=50,
             member_spec={"b1": {"address": c.address, "port": c.port}},
         )
         reloads = device.reloads()

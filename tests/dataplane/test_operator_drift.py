@@ -92,7 +92,7 @@ def test_runtime_changes_by_hand_are_repaired(
 ) -> None:
     device = make_hx_device("127.0.70.64/28")
     site = deploy(api, namespace, device, "rt", backends.http(3))
-    backend = f"be_{namespace}__rt"
+    backend = f"be_{namespace}__rt__rt"  # VIP rt, its pool rt
     b0, b1, _ = list(site.members)
     reloads = device.reloads()
     cli(device, f"set server {backend}/{b0} weight 0")

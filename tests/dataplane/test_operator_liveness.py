@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dataplane.hxsupport import FAST_MONITOR, Backends, Load, OperatorDevice, get, haproxy_binary
+from dataplane.hxsupport import (
+    FAST_MONITOR_SPEC,
+    Backends,
+    Load,
+    OperatorDevice,
+    get,
+    haproxy_binary,
+)
 from dataplane.opsupport import (
     BACKEND_THIRD,
     Binary,
@@ -30,8 +37,9 @@ from dataplane.opsupport import (
 )
 
 from helpers import Api, wait_for
-from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, children
+from lbaas.drivers.haproxy.process import PROBE_TIMEOUT
 from lbaas.drivers.haproxy.runtime import QUERY_TIMEOUT
+from lbaas.drivers.toolkit.process import children
 
 pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
 
@@ -106,7 +114,7 @@ def test_haproxy_that_cannot_come_back_is_reported_then_recovers(
 ) -> None:
     binary = Binary(haproxy_binary(), tmp_path / "bin")
     device = make_hx_device("127.0.70.16/28", config={"haproxyBinary": str(binary.path)})
-    site = deploy(api, namespace, device, "down", backends.http(2), monitor=FAST_MONITOR)
+    site = deploy(api, namespace, device, "down", backends.http(2), monitor=FAST_MONITOR_SPEC)
     members = list(site.members)
     wait_for(lambda: site.status()["operatingStatus"] == "ONLINE", 10, "VIP ONLINE")
 

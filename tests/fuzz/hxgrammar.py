@@ -4,9 +4,10 @@
 separate words, ``#`` outside quotes starts a comment, a backslash escapes the next character,
 ``'...'`` quotes verbatim and ``"..."`` quotes with escapes (and would expand ``${VAR}``).
 
-``tenant_problems`` reads a VIP's fragment back word by word and checks that every value a
-tenant chose (namespace, names, addresses, ports, cookie name, URL path) is exactly one word
-in its expected place and, once HAProxy has unquoted it, equal to what the tenant asked for:
+``tenant_problems`` reads a load balancer's fragment back word by word, section by section
+(a frontend per listener, a backend per pool), and checks that every value a tenant chose
+(namespace, names, addresses, ports, cookie name, URL path) is exactly one word in its
+expected place and, once HAProxy has unquoted it, equal to what the tenant asked for:
 so a value can neither add a word, a line or a comment, nor be changed on its way. Lines must
 start with a keyword the template writes; no quote, backslash (but the ``\\'`` that escapes a
 path's quote), control or non-ASCII character may appear anywhere in the text.
@@ -19,9 +20,10 @@ import re
 import subprocess
 from pathlib import Path
 
-from lbaas.drivers.base import LoadBalancer
-from lbaas.drivers.haproxy.render import HEADER, backend_name, frontend_name
+from lbaas.drivers.haproxy.names import backend_name, frontend_name
+from lbaas.drivers.haproxy.render import HEADER
 from lbaas.drivers.haproxy.store import file_stem
+from lbaas.drivers.model import Listener, LoadBalancer, Pool
 
 KEYWORDS = frozenset(
     {
@@ -88,6 +90,17 @@ def _ip_word(address: str) -> str:
     return f"[{parsed.compressed}]" if parsed.version == 6 else parsed.compressed
 
 
+def _sections(lines: list[list[str]]) -> list[tuple[list[str], list[list[str]]]]:
+    """(header words, its lines' words) per ``frontend``/``backend`` section, in order."""
+    found: list[tuple[list[str], list[list[str]]]] = []
+    for line in lines:
+        if line[0] in ("frontend", "backend"):
+            found.append((line, []))
+        elif found:
+            found[-1][1].append(line)
+    return found
+
+
 def tenant_problems(lb: LoadBalancer, text: str) -> list[str]:
     """What is wrong with ``text`` (the fragment of ``lb``), as readable findings."""
     problems = []
@@ -101,50 +114,70 @@ def tenant_problems(lb: LoadBalancer, text: str) -> list[str]:
     for line in parsed:
         if line[0] not in KEYWORDS:
             problems.append(f"unexpected line {line}")
+    sections = _sections(parsed)
+    wanted = [["frontend", frontend_name(lb, listener)] for listener in lb.listeners]
+    wanted += [["backend", backend_name(lb, pool)] for pool in lb.pools]
+    if [header for header, _ in sections] != wanted:
+        return [*problems, f"sections {[h for h, _ in sections]} instead of {wanted}"]
+    for listener, (_, body) in zip(lb.listeners, sections, strict=False):
+        problems += _frontend_problems(lb, listener, body)
+    for pool, (_, body) in zip(lb.pools, sections[len(lb.listeners) :], strict=True):
+        problems += _backend_problems(lb, pool, body)
+    return problems
+
+
+def _frontend_problems(lb: LoadBalancer, listener: Listener, body: list[list[str]]) -> list[str]:
     by_kind: dict[str, list[list[str]]] = {}
-    for line in parsed:
+    for line in body:
         by_kind.setdefault(line[0], []).append(line)
-    expect_one = {
-        "frontend": ["frontend", frontend_name(lb)],
-        "backend": ["backend", backend_name(lb)],
-        "bind": ["bind", f"{_ip_word(lb.address)}:{lb.spec.port}"],
-        "default_backend": ["default_backend", backend_name(lb)],
+    expected = {
+        "bind": [["bind", f"{_ip_word(lb.address)}:{listener.port}"]],
+        "default_backend": [["default_backend", backend_name(lb, listener.default_pool)]]
+        if listener.default_pool
+        else None,
     }
-    for keyword, wanted in expect_one.items():
-        if by_kind.get(keyword) != [wanted]:
-            problems.append(f"{keyword}: {by_kind.get(keyword)} instead of {wanted}")
-    problems += _server_problems(lb, by_kind.get("server", []))
-    problems += _persistence_problems(lb, by_kind)
-    monitor = lb.monitor
+    return [
+        f"{listener.name}: {keyword} {by_kind.get(keyword)} instead of {wanted}"
+        for keyword, wanted in expected.items()
+        if by_kind.get(keyword) != wanted
+    ]
+
+
+def _backend_problems(lb: LoadBalancer, pool: Pool, body: list[list[str]]) -> list[str]:
+    by_kind: dict[str, list[list[str]]] = {}
+    for line in body:
+        by_kind.setdefault(line[0], []).append(line)
+    problems = _server_problems(pool, by_kind.get("server", []))
+    problems += _persistence_problems(pool, by_kind)
+    monitor = pool.monitor
     for line in by_kind.get("option", []):
         if line[1] == "httpchk":
             assert monitor is not None
             wanted = ["option", "httpchk", str(monitor.http_method), monitor.url_path]
             if line != wanted:
-                problems.append(f"httpchk {line} instead of {wanted}")
+                problems.append(f"{pool.name}: httpchk {line} instead of {wanted}")
     return problems
 
 
-def _server_problems(lb: LoadBalancer, servers: list[list[str]]) -> list[str]:
+def _server_problems(pool: Pool, servers: list[list[str]]) -> list[str]:
     problems = []
-    serving = lb.pool is not None and lb.pool.admin_state_up
-    expected = {m.name: m.spec for m in lb.members} if serving else {}
+    expected = {m.name: m for m in pool.members} if pool.admin_state_up else {}
     if sorted(s[1] for s in servers) != sorted(expected):
         problems.append(f"servers {[s[1] for s in servers]} instead of {sorted(expected)}")
+    checked = pool.monitor is not None and pool.monitor.admin_state_up
     for line in servers:
-        spec = expected.get(line[1])
-        if spec is None:
+        member = expected.get(line[1])
+        if member is None:
             continue
-        if line[2] != f"{_ip_word(spec.address)}:{spec.port}":
+        if line[2] != f"{_ip_word(member.address)}:{member.port}":
             problems.append(f"server {line[1]}: address word {line[2]!r}")
-        checked = lb.monitor is not None and lb.monitor.admin_state_up
 
         def after(keyword: str, words: list[str] = line) -> str | None:
             return words[words.index(keyword) + 1] if keyword in words else None
 
-        if checked and spec.monitor_address and after("addr") != _ip_word(spec.monitor_address):
+        if checked and member.monitor_address and after("addr") != _ip_word(member.monitor_address):
             problems.append(f"server {line[1]}: addr {after('addr')!r}")
-        if checked and spec.monitor_port and after("port") != str(spec.monitor_port):
+        if checked and member.monitor_port and after("port") != str(member.monitor_port):
             problems.append(f"server {line[1]}: port {after('port')!r}")
         if not checked and ("addr" in line or "port" in line or "check" in line):
             problems.append(f"server {line[1]}: check options without a monitor")
@@ -153,9 +186,9 @@ def _server_problems(lb: LoadBalancer, servers: list[list[str]]) -> list[str]:
     return problems
 
 
-def _persistence_problems(lb: LoadBalancer, by_kind: dict[str, list[list[str]]]) -> list[str]:
-    persistence = lb.spec.session_persistence
-    kind = str(getattr(persistence.type, "value", persistence.type)) if persistence else None
+def _persistence_problems(pool: Pool, by_kind: dict[str, list[list[str]]]) -> list[str]:
+    persistence = pool.persistence
+    kind = str(persistence.type) if persistence else None
     name = persistence.cookie_name if persistence else None
     problems = []
     if kind == "HTTP_COOKIE":

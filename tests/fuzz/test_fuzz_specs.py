@@ -45,10 +45,11 @@ from lbaas.api.healthmonitor import HealthMonitorSpec, HealthMonitorStatus
 from lbaas.api.member import MemberSpec, MemberStatus
 from lbaas.api.pool import PoolSpec, PoolStatus
 from lbaas.api.vip import VIPSpec, VIPStatus
-from lbaas.drivers.base import LoadBalancer, UnsupportedError
+from lbaas.drivers.errors import UnsupportedError
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.render import render_vip
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
+from lbaas.drivers.model import LoadBalancer
 from lbaas.placement.addresses import allocate, pool_contains
 from lbaas.placement.policy import special_class, vip_address_problem
 from lbaas.placement.scheduler import (
@@ -227,7 +228,7 @@ def _candidates(g: Generated, listeners: Mapping[tuple[str, int], str]) -> list[
 
 
 def _driver_check(lb: LoadBalancer) -> Any:
-    return lambda _c: DRIVER.supports(lb)
+    return lambda _c: DRIVER.supports(lb, {})
 
 
 @given(g=generated(), other=ip_addresses())
@@ -238,8 +239,9 @@ def test_pure_pipeline_never_crashes_and_obeys_the_tenant_rules(g: Generated, ot
     tree = build(StubViews(g), key, g.vip, device_spec, name)  # type: ignore[arg-type]
     assert tree.vip_spec is not None  # the model accepted it: so must build
     networks = [ipaddress.ip_network(n, strict=False) for n in device_spec.member_networks or ()]
-    for member in tree.members:  # what reaches the device: listed, or ordinary and unlisted
-        for address in filter(None, (member.spec.address, member.spec.monitor_address)):
+    # What reaches the device: listed, or ordinary and unlisted.
+    for member, spec in (m for pool in tree.pools for m in pool.members):
+        for address in filter(None, (spec.address, spec.monitor_address)):
             parsed = ipaddress.ip_address(address)
             listed = any(parsed.version == n.version and parsed in n for n in networks)
             assert listed or (not networks and special_class(parsed) is None), (member, address)
@@ -251,7 +253,7 @@ def test_pure_pipeline_never_crashes_and_obeys_the_tenant_rules(g: Generated, ot
     address = tree.vip_spec.address or other
     lb = translate.load_balancer(tree, address)
     for ready in (True, False):
-        health = {m.name: "ERROR" for m in lb.members[:1]} if ready else None
+        health = {m.name: "ERROR" for _, m in list(lb.members())[:1]} if ready else None
         _check_statuses(report.active(tree, lb, name, health=health, device_ready=ready))
 
     listeners = {(other, tree.vip_spec.port): "elsewhere/taken"}
@@ -295,7 +297,7 @@ def test_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
     tree = build(StubViews(g), key, g.vip, device_spec, g.devices[0][0])  # type: ignore[arg-type]
     assert tree.vip_spec is not None
     lb = translate.load_balancer(tree, tree.vip_spec.address or fallback)
-    unsupported = DRIVER.supports(lb)
+    unsupported = DRIVER.supports(lb, {})
     try:
         fragment = render_vip(lb)
     except UnsupportedError as exc:
@@ -314,9 +316,11 @@ def test_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
             "rendered: an HTTP check"
             + (" with a quote in its path" if "'" in fragment.text else "")
         )
-    if len(lb.members) > 1:
+    if sum(1 for _ in lb.members()) > 1:
         event("rendered: several members")
-    if lb.spec.session_persistence and lb.spec.session_persistence.cookie_name:
+    if len(lb.pools) > 1:
+        event("rendered: several pools")
+    if any(p.persistence and p.persistence.cookie_name for p in lb.pools):
         event("rendered: a cookie name")
     assert unsupported is None, f"supports() refused what render accepted: {unsupported}"
     problems = tenant_problems(lb, fragment.text)

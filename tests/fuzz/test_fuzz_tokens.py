@@ -1,9 +1,10 @@
 """Every tenant string reaches the HAProxy configuration as one escaped word, or not at all.
 
 The tree property (``test_fuzz_specs``) renders whatever trees come out; this one aims at the
-strings: an HTTP VIP with cookie persistence, a pool of members and an HTTP check, built
-directly from schema-derived specs, with the cookie name and the check's path drawn from the
-schema's own patterns and from marker values (quotes, ``#``, backticks, ``$``, ``%``, ``;``).
+strings: an HTTP listener whose pool has cookie persistence, members and an HTTP check, a
+driver tree built directly from schema-derived specs (members and check through the core's
+``translate``), with the cookie name and the check's path drawn from the schema's own
+patterns and from marker values (quotes, ``#``, backticks, ``$``, ``%``, ``;``).
 Each value either comes back from HAProxy's tokenizer as exactly itself in its place, with the
 configuration passing ``haproxy -c``, or the driver refuses the VIP, and then only for a value
 that really is outside the characters HAProxy takes unquoted (no needless refusals).
@@ -23,11 +24,19 @@ from pydantic import ValidationError
 
 from lbaas.api.healthmonitor import URL_PATH_PATTERN, HealthMonitorSpec
 from lbaas.api.member import MemberSpec
-from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import COOKIE_NAME_PATTERN, VIPSpec
-from lbaas.drivers.base import LoadBalancer, MemberEntry, UnsupportedError
+from lbaas.drivers.errors import UnsupportedError
 from lbaas.drivers.haproxy.render import render_vip
 from lbaas.drivers.haproxy.tokens import _COOKIE, UnsafeValueError
+from lbaas.drivers.model import (
+    Listener,
+    LoadBalancer,
+    Persistence,
+    PersistenceType,
+    Pool,
+    Protocol,
+)
+from lbaas.trees import translate
 
 COOKIES = st.one_of(MARKER_COOKIES, st.from_regex(COOKIE_NAME_PATTERN, fullmatch=True))
 PATHS = st.one_of(MARKER_PATHS, st.from_regex(URL_PATH_PATTERN, fullmatch=True))
@@ -70,15 +79,29 @@ def test_tenant_strings_are_one_escaped_word_or_refused(
         assume(False)  # a value the schema refuses (a path over 2,048 characters...)
         raise
     lb = LoadBalancer(
-        namespace="tenant",
-        name="web",
-        address=spec.address or address,
-        spec=spec,
-        pool_name="pool",
-        pool=PoolSpec(vipRef="web"),
-        members=tuple(MemberEntry(n, MemberSpec.model_validate(m)) for n, m in members),
-        monitor_name="hm",
-        monitor=check,
+        "tenant",
+        "web",
+        spec.address or address,
+        (
+            Listener(
+                "web",
+                spec.port,
+                Protocol.HTTP,
+                connection_limit=None if spec.connection_limit == -1 else spec.connection_limit,
+                admin_state_up=spec.admin_state_up,
+                default_pool="pool",
+            ),
+        ),
+        (
+            Pool(
+                "pool",
+                members=tuple(
+                    translate.member(n, MemberSpec.model_validate(m)) for n, m in members
+                ),
+                monitor=translate.monitor("hm", check),
+                persistence=Persistence(PersistenceType(kind), cookie),
+            ),
+        ),
     )
     try:
         fragment = render_vip(lb)

@@ -19,7 +19,8 @@ from helpers import kubectl
 pytestmark = pytest.mark.cluster
 
 NAMESPACED_KINDS = (
-    "deployments,daemonsets,serviceaccounts,poddisruptionbudgets,roles,rolebindings,services"
+    "deployments,daemonsets,serviceaccounts,poddisruptionbudgets,roles,rolebindings,services,"
+    "configmaps"
 )
 CLUSTER_KINDS = "clusterroles,clusterrolebindings"
 Key = tuple[str, str, str]  # kind, namespace, name

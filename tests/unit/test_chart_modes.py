@@ -40,6 +40,11 @@ LINTED = {
     **MODES,
     "namespaced": ["--set", "config.namespaces={team-a}", "--set", "rbac.secretNamespaces={c}"],
     "servicemonitor": ["--set", "metrics.serviceMonitor.enabled=true"],
+    "monitoring": [
+        *("--set", "metrics.podMonitor.enabled=true"),
+        *("--set", "metrics.prometheusRule.enabled=true"),
+        *("--set", "metrics.dashboards.annotations.grafana_folder=LBaaS"),
+    ],
     "no-services": ["--set", "config.services=false"],
 }
 
@@ -206,6 +211,10 @@ def test_health_port_zero_drops_probes(helm: str) -> None:
         (
             ["--set", "config.metricsPort=0", "--set", "metrics.serviceMonitor.enabled=true"],
             "serviceMonitor",
+        ),
+        (
+            ["--set", "config.metricsPort=0", "--set", "metrics.podMonitor.enabled=true"],
+            "podMonitor",
         ),
     ],
 )

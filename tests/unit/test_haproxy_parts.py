@@ -15,40 +15,52 @@ from typing import Any
 
 import pytest
 
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError, deadline_scope
+from lbaas.drivers.deadline import budget, deadline_scope
+from lbaas.drivers.errors import DriverTimeout, StaleOwnerError
 from lbaas.drivers.haproxy import plan, preflight, servers
-from lbaas.drivers.haproxy.pace import Pace
-from lbaas.drivers.haproxy.render import Fragment, fragment_servers, render_vip
+from lbaas.drivers.haproxy.proxies import Backend
+from lbaas.drivers.haproxy.render import fragment_servers, render_vip
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState, parse_servers_state
-from lbaas.drivers.haproxy.store import check_fence, write_many
-from lbaas.drivers.haproxy.timing import DriverTimeout, budget
+from lbaas.drivers.model import (
+    HealthMonitor,
+    Listener,
+    LoadBalancer,
+    Member,
+    MonitorType,
+    Persistence,
+    PersistenceType,
+    Pool,
+    Protocol,
+)
+from lbaas.drivers.toolkit.fence import check_fence
+from lbaas.drivers.toolkit.files import write_many
+from lbaas.drivers.toolkit.pace import Pace
 
 
-def fragment(*members: tuple[str, dict[str, Any]], **vip: Any) -> Fragment:
-    return render_vip(
-        LoadBalancer(
-            namespace="ns",
-            name="web",
-            address="192.0.2.1",
-            spec=VIPSpec(port=80, protocol="HTTP", **vip),
-            pool_name="p",
-            pool=PoolSpec(vipRef="web"),
-            members=tuple(
-                MemberEntry(
-                    name, MemberSpec(poolRef="p", **{"address": "10.0.0.1", "port": 80, **kw})
-                )
-                for name, kw in members
-            ),
-        )
+def member(name: str, address: str = "10.0.0.1", port: int = 80, **kw: Any) -> Member:
+    return Member(name, address, port, **kw)
+
+
+def lb(*members: tuple[str, dict[str, Any]], **pool: Any) -> LoadBalancer:
+    return LoadBalancer(
+        "ns",
+        "web",
+        "192.0.2.1",
+        (Listener("web", 80, Protocol.HTTP, default_pool="p"),),
+        (Pool("p", members=tuple(member(n, **kw) for n, kw in members), **pool),),
     )
 
 
+def fragment(*members: tuple[str, dict[str, Any]], **pool: Any) -> tuple[Backend, dict[str, str]]:
+    """The one backend (pool ``p``) of a load balancer, what the runtime plan works on, and its
+    server lines as its fragment on disk records them."""
+    rendered = render_vip(lb(*members, **pool))
+    (backend,) = rendered.backends
+    return backend, fragment_servers(rendered.text)[backend.name]
+
+
 def running(name: str, *, port: int = 80, weight: int = 1, admin: int = 0) -> ServerState:
-    return ServerState("be_ns__web", name, "10.0.0.1", port, 2, admin, weight, 0)
+    return ServerState("be_ns__web__p", name, "10.0.0.1", port, 2, admin, weight, 0)
 
 
 def kinds(ops: list[servers.Op] | None) -> list[str] | None:
@@ -59,83 +71,71 @@ def kinds(ops: list[servers.Op] | None) -> list[str] | None:
 
 
 def test_nothing_to_do_when_running_matches() -> None:
-    want = fragment(("a", {}), ("b", {"weight": 3}))
+    want, lines = fragment(("a", {}), ("b", {"weight": 3}))
     have = {"a": running("a"), "b": running("b", weight=3)}
-    assert servers.plan(want, fragment_servers(want.text), have) == []
+    assert servers.plan(want, lines, have) == []
 
 
 def test_new_members_are_added_before_old_ones_go() -> None:
-    want = fragment(("a", {}), ("c", {}))
-    old = fragment(("a", {}), ("b", {}))
+    want, _ = fragment(("a", {}), ("c", {}))
+    _, old = fragment(("a", {}), ("b", {}))
     have = {"a": running("a"), "b": running("b")}
-    assert kinds(servers.plan(want, fragment_servers(old.text), have)) == [
-        "add be_ns__web/c",
-        "delete be_ns__web/b",
+    assert kinds(servers.plan(want, old, have)) == [
+        "add be_ns__web__p/c",
+        "delete be_ns__web__p/b",
     ]
 
 
 def test_a_changed_server_line_is_replaced() -> None:
-    want = fragment(("a", {"backup": True}))
-    old = fragment(("a", {}))
-    assert kinds(servers.plan(want, fragment_servers(old.text), {"a": running("a")})) == [
-        "delete be_ns__web/a",
-        "add be_ns__web/a",
+    want, _ = fragment(("a", {"backup": True}))
+    _, old = fragment(("a", {}))
+    assert kinds(servers.plan(want, old, {"a": running("a")})) == [
+        "delete be_ns__web__p/a",
+        "add be_ns__web__p/a",
     ]
-    moved = fragment(("a", {"port": 81}))
+    moved, _ = fragment(("a", {"port": 81}))
     assert kinds(servers.plan(moved, {}, {"a": running("a")})) == [
-        "delete be_ns__web/a",
-        "add be_ns__web/a",
+        "delete be_ns__web__p/a",
+        "add be_ns__web__p/a",
     ]
 
 
 def test_weights_and_states_are_tuned_and_drift_is_undone() -> None:
-    want = fragment(("a", {"weight": 2}), ("b", {"adminStateUp": False}), ("c", {}))
+    want, lines = fragment(("a", {"weight": 2}), ("b", {"admin_state_up": False}), ("c", {}))
     have = {
         "a": running("a"),
         "b": running("b"),
         "c": running("c", admin=8),  # somebody set it to DRAIN
     }
-    assert kinds(servers.plan(want, fragment_servers(want.text), have)) == [
-        "weight be_ns__web/a",
-        "state be_ns__web/b",
-        "state be_ns__web/c",
+    assert kinds(servers.plan(want, lines, have)) == [
+        "weight be_ns__web__p/a",
+        "state be_ns__web__p/b",
+        "state be_ns__web__p/c",
     ]
 
 
 def test_http_cookie_backends_add_and_remove_only_by_reload() -> None:
-    cookie = {"sessionPersistence": {"type": "HTTP_COOKIE"}}
-    want = fragment(("a", {}), ("b", {}), **cookie)
+    cookie = {"persistence": Persistence(PersistenceType.HTTP_COOKIE)}
+    want, _ = fragment(("a", {}), ("b", {}), **cookie)
     assert servers.plan(want, {}, {"a": running("a")}) is None
-    weight_only = fragment(("a", {"weight": 4}), **cookie)
-    assert kinds(servers.plan(weight_only, {}, {"a": running("a")})) == ["weight be_ns__web/a"]
+    weight_only, _ = fragment(("a", {"weight": 4}), **cookie)
+    assert kinds(servers.plan(weight_only, {}, {"a": running("a")})) == ["weight be_ns__web__p/a"]
 
 
 def test_add_commands_enable_health_before_ready() -> None:
-    lb_fragment = render_vip(
-        LoadBalancer(
-            namespace="ns",
-            name="web",
-            address="192.0.2.1",
-            spec=VIPSpec(port=80, protocol="HTTP"),
-            pool_name="p",
-            pool=PoolSpec(vipRef="web"),
-            members=(MemberEntry("a", MemberSpec(poolRef="p", address="10.0.0.1", port=80)),),
-            monitor_name="m",
-            monitor=HealthMonitorSpec(poolRef="p", type="TCP"),
-        )
-    )
-    (op,) = servers.plan(lb_fragment, {}, {}) or []
+    checked, _ = fragment(("a", {}), monitor=HealthMonitor("m", MonitorType.TCP))
+    (op,) = servers.plan(checked, {}, {}) or []
     assert servers._commands(op) == [
-        "add server be_ns__web/a 10.0.0.1:80 check inter 5s rise 3 fall 3 weight 1",
-        "enable health be_ns__web/a",
-        "set server be_ns__web/a state ready",
+        "add server be_ns__web__p/a 10.0.0.1:80 check inter 5s rise 3 fall 3 weight 1",
+        "enable health be_ns__web__p/a",
+        "set server be_ns__web__p/a state ready",
     ]
-    (delete,) = servers.plan(fragment(), {}, {"a": running("a")}) or []
+    (delete,) = servers.plan(fragment()[0], {}, {"a": running("a")}) or []
     assert servers._commands(delete) == [
-        "set server be_ns__web/a state drain",
-        "set server be_ns__web/a state maint",
-        "shutdown sessions server be_ns__web/a",
-        "del server be_ns__web/a",
+        "set server be_ns__web__p/a state drain",
+        "set server be_ns__web__p/a state maint",
+        "shutdown sessions server be_ns__web__p/a",
+        "del server be_ns__web__p/a",
     ]
 
 
@@ -264,11 +264,12 @@ def test_blame_finds_vips_by_file_staged_file_and_proxy(tmp_path: Path) -> None:
     staged = {conf_d / "ns__web.cfg": conf_d / ".ns__web.cfg.x1.new"}
     alerts = [
         f"parsing [{conf_d}/.ns__web.cfg.x1.new:12] : unknown keyword 'bogus' in 'backend'",
-        f"config : [{conf_d}/ns__b.example.cfg:3] : 'server be_ns__b.example/m1' : bad addr",
-        "Proxy 'fe_other__x': unable to find required default_backend",
-        "Starting frontend fe_ns__api: cannot bind socket (Address in use) [192.0.2.1:80]",
+        f"config : [{conf_d}/ns__b.example.cfg:3] : 'server be_ns__b.example__p.1/m1' : bad",
+        "Proxy 'fe_other__x__x': unable to find required default_backend",
+        "Starting frontend fe_ns__api__api: cannot bind socket (Address in use) [192.0.2.1:80]",
         f"parsing [{tmp_path}/haproxy.cfg:4] : not a VIP's file",
         "Fatal errors found in configuration.",
+        "Proxy 'be_old__vip': a name of the 0.1 driver",
     ]
     found = plan.blame(dev, alerts, staged)
     assert found == {
@@ -276,6 +277,7 @@ def test_blame_finds_vips_by_file_staged_file_and_proxy(tmp_path: Path) -> None:
         "ns/b.example": [alerts[1]],
         "other/x": [alerts[2]],
         "ns/api": [alerts[3]],
+        "old/vip": [alerts[6]],
     }
 
 

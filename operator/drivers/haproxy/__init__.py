@@ -14,39 +14,56 @@ Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys a
   (never longer than the call's deadline).
 - ``hardStopAfterSeconds`` (900): old workers still draining are stopped after this.
 
-State dir: ``haproxy.cfg`` (global, defaults), ``conf.d/<ns>__<name>.cfg`` (one per VIP served:
-a change rewrites one small file however many VIPs the device holds), ``vips/<ns>__<name>.json``
-(each VIP's desired tree, from which a new operator renders everything again),
-``driver-state.json`` (counters, the pending-reload intent, the master seen at the last reload,
-VIPs left out and why), ``owner.json`` (highest fence seen), ``server-state``, ``haproxy.log``.
+State dir: ``haproxy.cfg`` (global, defaults), ``conf.d/<ns>__<name>.cfg`` (one per load
+balancer served: a change rewrites one small file however many the device holds),
+``vips/<ns>__<name>.json`` (each load balancer's desired tree, ``documents.to_document`` with a
+version, from which a new operator renders everything again; files of the 0.1 driver are read
+too, see ``upgrade``), ``driver-state.json`` (counters, the pending-reload intent, the master
+seen at the last reload, trees left out and why), ``owner.json`` (highest fence seen),
+``server-state``, ``haproxy.log``.
 
-Mapping of the API to HAProxy (templates/*.j2):
+Contract 1 (``lbaas.drivers.contract``): the driver receives the driver data model
+(``lbaas.drivers.model``) and imports nothing of the API. Its features are
+``features.FEATURES``: TCP, HTTP and HTTPS passed through, every balancing method, member,
+pool and listener options, every monitor and persistence type, several pools per load balancer
+and the operational promises (batch, hitless members, drain, member status, verify, orphans,
+watch, fencing). A tree asking for anything else (TLS termination, L7 routing, UDP, several
+listeners) is refused with ``Unsupported`` naming the feature.
+
+Mapping of the driver data model to HAProxy (``proxies``, ``templates/*.j2``):
 
 ==============================  ==========================================================
-API                             HAProxy
+Model                           HAProxy
 ==============================  ==========================================================
-VIP ns/name                     ``frontend fe_<ns>__<name>`` + ``backend be_<ns>__<name>``
-VIP address:port                ``bind <addr>:<port>`` (IPv6 as ``[addr]``); unspecified
+LoadBalancer ns/name            ``conf.d/<ns>__<name>.cfg`` holding its proxies; every
+                                name below is ``<prefix>_<ns>__<name>__<part>``: no part
+                                holds ``_``, so each reads back as the key (``names``)
+Listener                        ``frontend fe_<ns>__<name>__<listener>``
+LoadBalancer address + port     ``bind <addr>:<port>`` (IPv6 as ``[addr]``); unspecified
                                 and multicast addresses are refused (AddressNotAllowed)
-protocol TCP / HTTP / HTTPS     ``mode tcp`` / ``mode http`` / ``mode tcp`` (TLS passthrough);
-                                the pool's protocol is not used
-connectionLimit N (-1)          frontend ``maxconn N`` (omitted: unlimited)
-VIP adminStateUp false          frontend ``disabled``: the address stops listening
-no pool / pool adminStateUp     backend without servers (HTTP: 503, TCP: closed);
-false                           members then report OFFLINE
-lbMethod ROUND_ROBIN            ``balance roundrobin``
-lbMethod LEAST_CONNECTIONS      ``balance leastconn``
-lbMethod SOURCE_IP              ``balance source`` + ``hash-type consistent`` (the default
+protocol TCP / HTTP / HTTPS     ``mode tcp`` / ``mode http`` / ``mode tcp`` (TLS passthrough)
+                                for the frontend and its default pool's backend; a pool no
+                                listener uses takes the first listener's mode
+connection_limit N (None)       frontend ``maxconn N`` (omitted: unlimited)
+listener admin_state_up false   frontend ``disabled``: the port stops listening
+default_pool                    ``default_backend be_<ns>__<name>__<pool>``; None: no
+                                backend (HTTP answers 503, TCP closes the connection)
+Pool                            ``backend be_<ns>__<name>__<pool>``
+pool admin_state_up false       backend without servers; its members report OFFLINE
+method ROUND_ROBIN              ``balance roundrobin``
+method LEAST_CONNECTIONS        ``balance leastconn``
+method SOURCE_IP                ``balance source`` + ``hash-type consistent`` (the default
                                 map-based hash is static: no runtime weights or servers)
-member                          ``server <member name> <addr>:<port> [options] weight <w>``,
-                                every option on the server line (servers added at run time
-                                take nothing from ``default-server``)
+Member                          ``server <member name> <addr>:<port> [options] weight <w>``
+                                in its pool's backend, every option on the server line
+                                (servers added at run time take nothing from
+                                ``default-server``)
 member weight 0                 ``weight 0``: no new connections (reported DRAINING)
 member backup                   ``backup``: used only when no active server is up
-member adminStateUp false       ``disabled`` (MAINT)
-monitorAddress / monitorPort    ``addr <ip>`` / ``port <port>`` on the server line
+member admin_state_up false     ``disabled`` (MAINT)
+monitor_address / _port         ``addr <ip>`` / ``port <port>`` on the server line
 persistence SOURCE_IP           ``stick-table type ip|ipv6`` + ``stick on src``
-persistence HTTP_COOKIE         ``cookie <cookieName|SRVID> insert indirect nocache`` +
+persistence HTTP_COOKIE         ``cookie <cookie_name|SRVID> insert indirect nocache`` +
                                 ``cookie <member name>`` per server (HTTP only)
 persistence APP_COOKIE          ``stick-table type string`` + ``stick store-response
                                 res.cook(<name>)`` + ``stick match req.cook(<name>)``
@@ -54,12 +71,16 @@ monitor PING                    TCP connect check (HAProxy cannot send ICMP)
 monitor TCP                     TCP connect check
 monitor HTTP                    ``option httpchk <method> <path>``
 monitor HTTPS                   as HTTP, plus ``check-ssl verify none`` per server
-monitor expectedCodes           ``http-check expect status 200`` for one code, else
+monitor expected_codes          ``http-check expect status 200`` for one code, else
                                 ``rstatus ^(?:...)$`` ("200,202" -> ``20[02]``)
 monitor delay / timeout         ``check inter <delay>s`` per server / ``timeout check``
-monitor maxRetries / ...Down    ``rise`` / ``fall`` per server
-monitor absent or admin-down    servers without ``check`` (reported NO_MONITOR)
+monitor max_retries / ..._down  ``rise`` / ``fall`` per server
+monitor None or admin-down      servers without ``check`` (reported NO_MONITOR)
 ==============================  ==========================================================
+
+TLS termination (certificates on the ``bind`` line) and L7 routing (``use_backend`` rules
+before ``default_backend``) have their places in the frontend template; neither is rendered
+yet.
 
 Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``, ``reload``):
 
@@ -67,13 +88,14 @@ Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``
   ``set server ... state ready``: UP at once, like a server read from the file), member delete
   (``state maint``, ``shutdown sessions server``, ``del server``: its open connections are
   closed), a member's address, port, backup or check options (delete + add), weight and admin
-  state (``set server``). The fragment is still written, so the next reload keeps them.
+  state (``set server``), a pool's admin state, in any pool of the load balancer (each backend
+  is planned on its own). The fragment is still written, so the next reload keeps them.
   Not with HTTP_COOKIE persistence: ``add server`` has no ``cookie`` keyword in 2.6, so adding
   or removing such a member reloads (its weight and state stay runtime changes).
 - **Hitless reload** (master CLI ``reload``) for anything else: a VIP created or deleted, a
-  listener, mode, limit, balancing, persistence or monitor change. Health and admin state
-  survive it through the ``server-state`` file; weights and states a person set by hand are
-  put back to the files' right after.
+  listener, mode, limit, default pool, balancing, persistence or monitor change, a pool added
+  or removed. Health and admin state survive it through the ``server-state`` file; weights
+  and states a person set by hand are put back to the files' right after.
 
 Batches: ``apply`` is ``apply_many`` of one VIP, and ``apply_many`` (what the operator sends
 for whatever waits for a device: a cold start, a new owner, a burst) costs what one apply costs:
@@ -81,7 +103,7 @@ one lock, one plan of every VIP file, one ``haproxy -c``, at most one reload, th
 commands of the VIPs that need nothing else, and one sync per set of files written. A cold
 start of 1,000 VIPs is one reload, not 1,000 (each slower than the last, as the configuration
 grows) when the call has the time; under the call's deadline a batch takes the VIPs that fit,
-by what the device's recent calls cost (``pace``), and defers the others (retryable
+by what the device's recent calls cost (``toolkit.pace``), and defers the others (retryable
 ``Deferred``) to the next call: a few reloads, and every call makes progress.
 
 Safety: a VIP the device cannot take never disturbs the others, in a batch or not. Before any
@@ -105,12 +127,13 @@ master's pid or reload count is not the one of the driver's last reload),
 ``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment), ``ConfigMissing``,
 ``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed`` (left out, with
 why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``, ``FrontendMissing``,
-``FrontendStateChanged``. ``orphans``: VIP files, fragments and running backends of keys the
-operator does not expect. ``watch``: a pidfd on the master (``watch``).
+``FrontendStateChanged``. ``orphans``: keys of VIP files, fragments and running frontends and
+backends the operator does not expect. ``watch``: a pidfd on the master
+(``toolkit.deathwatch``).
 
-Member status (one ``show servers state`` per device): maintenance -> OFFLINE, stopped ->
-ERROR, drain, stopping or weight 0 -> DRAINING, running with checks -> ONLINE, without ->
-NO_MONITOR.
+Member status (``member_statuses``: one ``show servers state`` per device, by member name):
+maintenance -> OFFLINE, stopped -> ERROR, drain, stopping or weight 0 -> DRAINING, running
+with checks -> ONLINE, without -> NO_MONITOR; members of an admin-down pool -> OFFLINE.
 """
 
 from lbaas.drivers.haproxy.driver import HAProxyDriver

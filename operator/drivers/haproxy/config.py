@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from lbaas.drivers.base import DriverError
+from lbaas.drivers.errors import DriverError
 
 FILE_PATTERN = r"^/[A-Za-z0-9_./+-]*$"
 """Paths end up in the HAProxy configuration (sockets, server state), so: no spaces/quotes."""
@@ -69,8 +69,6 @@ class HAProxyDeviceConfig(BaseModel):
             state=root / "driver-state.json",
             server_state=root / "server-state",
             log=root / "haproxy.log",
-            lock=root / ".lock",
-            owner=root / "owner.json",
             master_socket=Path(self.master_socket or root / "master.sock"),
             runtime_socket=Path(self.runtime_socket or root / "haproxy.sock"),
         )
@@ -89,9 +87,6 @@ class DevicePaths:
     state: Path
     server_state: Path
     log: Path
-    lock: Path
-    owner: Path
-    """the highest fence seen (see ``DeviceHandle.fence``)"""
     master_socket: Path
     runtime_socket: Path
 

@@ -21,108 +21,29 @@ The rare failures that name no VIP (a ``haproxy -c`` rejection without a file or
 a reload refused although every check passed) are narrowed down by halving the batch, each
 half its own plan and reload, until the culprit is alone: more reloads, but only then.
 
-A call takes as many VIPs of the batch as fit before its deadline (``pace``: a 1,000-VIP cold
-start does not fit in the operator's default 5 s); the others get a retryable ``Deferred``
-error at once and come with the next batch, so every call makes progress.
+A call takes as many VIPs of the batch as fit before its deadline (``toolkit.pace``: a
+1,000-VIP cold start does not fit in the operator's default 5 s); the others get a retryable
+``Deferred`` error at once and come with the next batch, so every call makes progress.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from lbaas.drivers.base import Drift, DriverError, LoadBalancer
-from lbaas.drivers.haproxy.config import DevicePaths, HAProxyDeviceConfig
-from lbaas.drivers.haproxy.pace import Pace, deferred
+from lbaas.drivers.errors import DriverError, DriverTimeout, deferred
+from lbaas.drivers.haproxy.device import Device, checked_fragment, in_sync
 from lbaas.drivers.haproxy.plan import Change, Plan, blame, make_plan, validate
-from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed, Supervisor
+from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed
 from lbaas.drivers.haproxy.reload import reload
-from lbaas.drivers.haproxy.render import Fragment, GlobalSettings, render_vip
 from lbaas.drivers.haproxy.runtime import ProcInfo
 from lbaas.drivers.haproxy.runtime_path import runtime_batch
-from lbaas.drivers.haproxy.store import DriverState, TreeCache, file_stem, write_many
-from lbaas.drivers.haproxy.timing import DriverTimeout
-from lbaas.drivers.haproxy.tokens import UnsafeValueError
+from lbaas.drivers.haproxy.store import DriverState
+from lbaas.drivers.model import LoadBalancer
+from lbaas.drivers.toolkit.files import write_many
 
 Outcome = dict[str, DriverError | None]
 """VIP key → its error, or None: applied (or deleted)."""
-
-
-@dataclass
-class Memo:
-    """What one driver instance remembers about one device between calls (never needed for
-    correctness: a new instance starts empty)."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    trees: TreeCache = field(default_factory=TreeCache)
-    rendered: dict[int, tuple[LoadBalancer, Fragment]] = field(default_factory=dict)
-    device_drift: tuple[float, list[Drift]] | None = None
-    pace: Pace = field(default_factory=Pace)
-
-    def fragment(self, lb: LoadBalancer) -> Fragment:
-        """``render_vip`` of a tree from the TreeCache, cached while that object lives."""
-        cached = self.rendered.get(id(lb))
-        if cached is not None and cached[0] is lb:
-            return cached[1]
-        fragment = render_vip(lb)
-        if len(self.rendered) > 4096:
-            self.rendered.clear()
-        self.rendered[id(lb)] = (lb, fragment)
-        return fragment
-
-    def changed(self) -> None:
-        """Our own apply changed the device: cached device-level checks are stale."""
-        self.device_drift = None
-
-    def wrote(self, path: Path, lb: LoadBalancer, fragment: Fragment) -> None:
-        """``lb`` (rendered as ``fragment``) is now the VIP file ``path``."""
-        self.trees.remember(path, lb)
-        self.rendered[id(lb)] = (lb, fragment)
-
-
-@dataclass
-class Device:
-    """One call's view of a device (built under its locks by the driver)."""
-
-    config: HAProxyDeviceConfig
-    paths: DevicePaths
-    supervisor: Supervisor
-    memo: Memo
-
-    @property
-    def settings(self) -> GlobalSettings:
-        return GlobalSettings(
-            runtime_socket=str(self.paths.runtime_socket),
-            server_state_file=str(self.paths.server_state),
-            hard_stop_after=self.config.hard_stop_after_seconds,
-        )
-
-    def fragment_path(self, key: str) -> Path:
-        return self.paths.conf_d / f"{file_stem(key)}.cfg"
-
-    def vip_path(self, key: str) -> Path:
-        return self.paths.vips / f"{file_stem(key)}.json"
-
-
-def checked_fragment(lb: LoadBalancer) -> Fragment:
-    """``render_vip`` with its refusals as the driver's non-retryable errors."""
-    try:
-        return render_vip(lb)
-    except UnsafeValueError as exc:
-        raise DriverError(str(exc), retryable=False, reason="InvalidConfiguration") from exc
-
-
-def in_sync(dev: Device, state: DriverState, master: ProcInfo | None) -> bool:
-    """The running HAProxy loaded what the files held at the driver's last reload."""
-    return (
-        master is not None
-        and not state.pending_reload
-        and state.matches(master.master_pid, master.reloads)
-        and not dev.supervisor.needs_restart(master)
-    )
 
 
 def converge(dev: Device, changes: Mapping[str, LoadBalancer | None]) -> Outcome:

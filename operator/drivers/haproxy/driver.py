@@ -1,82 +1,92 @@
-"""HAProxyDriver: the reference driver, one HAProxy master per Device.
+"""HAProxyDriver: the reference driver, one HAProxy master per Device (driver contract 1).
 
 This module is the contract's surface: locking, fencing and the mapping of each call to the
 modules that do the work (``converge`` for apply/apply_many/delete/probe, ``verify`` for
-verify/orphans, ``watch`` for liveness). See the package docstring for the device config and
-the mapping of the API to HAProxy.
+verify/orphans, ``toolkit.deathwatch`` for watch). See the package docstring for the device
+config and the mapping of the driver data model to HAProxy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from lbaas.api.member import MemberOperatingStatus
-from lbaas.drivers.base import (
-    DeviceHandle,
-    Drift,
-    Driver,
-    DriverError,
-    LoadBalancer,
-    ProbeResult,
-    StaleOwnerError,
-    Statuses,
-)
+from lbaas.drivers.contract import DeviceHandle, Drift, Driver, ProbeResult, Statuses
+from lbaas.drivers.errors import DriverError, StaleOwnerError
 from lbaas.drivers.haproxy import runtime, verify
 from lbaas.drivers.haproxy.config import parse_config
-from lbaas.drivers.haproxy.converge import Device, Memo, converge, in_sync
-from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, Supervisor, pid_alive, read_pid
-from lbaas.drivers.haproxy.render import backend_name, unsupported_reason
+from lbaas.drivers.haproxy.converge import converge
+from lbaas.drivers.haproxy.device import Device, Memo, in_sync
+from lbaas.drivers.haproxy.features import FEATURES
+from lbaas.drivers.haproxy.names import backend_name
+from lbaas.drivers.haproxy.process import PROBE_TIMEOUT, Supervisor
+from lbaas.drivers.haproxy.render import unsupported_reason
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState
-from lbaas.drivers.haproxy.store import DriverState, check_fence
-from lbaas.drivers.haproxy.watch import MasterWatch
+from lbaas.drivers.haproxy.store import DriverState
+from lbaas.drivers.model import LoadBalancer, MemberStatus
+from lbaas.drivers.toolkit.deathwatch import DeathWatch
+from lbaas.drivers.toolkit.fence import DeviceDir
+from lbaas.drivers.toolkit.process import pid_alive, read_pid
 
 
-def operating_status(server: ServerState) -> MemberOperatingStatus:
-    """A running server (``show servers state``) as a member operating status."""
+def operating_status(server: ServerState) -> MemberStatus:
+    """A running server (``show servers state``) as a member status."""
     if server.in_maintenance:
-        return MemberOperatingStatus.OFFLINE
+        return MemberStatus.OFFLINE
     if server.op_state == runtime.OP_STOPPED:
-        return MemberOperatingStatus.ERROR
+        return MemberStatus.ERROR
     if server.draining or server.weight == 0 or server.op_state == runtime.OP_STOPPING:
-        return MemberOperatingStatus.DRAINING
+        return MemberStatus.DRAINING
     if server.checked:
-        return MemberOperatingStatus.ONLINE
-    return MemberOperatingStatus.NO_MONITOR
+        return MemberStatus.ONLINE
+    return MemberStatus.NO_MONITOR
 
 
-def lb_statuses(lb: LoadBalancer, running: Mapping[str, ServerState] | None) -> Statuses | None:
-    """``lb``'s members from its backend's running servers (None: the device has no backend
-    for it, e.g. a VIP left out of the configuration)."""
-    if lb.pool is None:
-        return {}
-    if not lb.pool.admin_state_up:
-        return {m.name: MemberOperatingStatus.OFFLINE for m in lb.members}
-    if running is None:
-        return None
-    return {m.name: operating_status(running[m.name]) for m in lb.members if m.name in running}
+def lb_statuses(
+    lb: LoadBalancer, running: Mapping[str, Mapping[str, ServerState]]
+) -> dict[str, MemberStatus] | None:
+    """``lb``'s members from its backends' running servers, by member name (None: the device
+    does not serve ``lb``, e.g. a VIP left out of the configuration)."""
+    found: dict[str, MemberStatus] = {}
+    for pool in lb.pools:
+        if not pool.admin_state_up:
+            found |= dict.fromkeys((m.name for m in pool.members), MemberStatus.OFFLINE)
+            continue
+        if not pool.members:
+            continue
+        servers = running.get(backend_name(lb, pool))
+        if servers is None:
+            return None
+        found |= {m.name: operating_status(servers[m.name]) for m in pool.members
+                  if m.name in servers}  # fmt: skip
+    return found
 
 
 class HAProxyDriver(Driver):
     """See the package docstring for the device config and the mapping to HAProxy."""
 
-    supported_protocols = frozenset({"TCP", "HTTP", "HTTPS"})
+    features = FEATURES
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._memos: dict[str, Memo] = {}
-        self._watches: list[MasterWatch] = []
+        self._dirs = DeviceDir()
+        self._watches: list[DeathWatch] = []
 
     # -- contract -------------------------------------------------------------------------
 
     def validate_config(self, config: Mapping[str, Any]) -> None:
         parse_config(config)
 
-    def supports(self, lb: LoadBalancer) -> str | None:
-        return super().supports(lb) or unsupported_reason(lb)
+    def supports(self, lb: LoadBalancer, config: Mapping[str, Any]) -> str | None:
+        """A key too long for the driver's file names, cookies it cannot see (not HTTP) or
+        parse; the features are the core's check (``apply`` refuses them too)."""
+        try:
+            return unsupported_reason(lb)
+        except Exception as exc:  # never raises: a tree it cannot read is one it cannot serve
+            return f"the haproxy driver cannot read this load balancer: {exc}"
 
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         """A batch of one (``apply_many``): the same path, the same outcome."""
@@ -94,9 +104,9 @@ class HAProxyDriver(Driver):
         with self._device(device) as dev:
             return converge(dev, {lb.key: lb for lb in lbs})
 
-    def delete(self, device: DeviceHandle, lb: LoadBalancer) -> None:
+    def delete(self, device: DeviceHandle, key: str) -> None:
         with self._device(device) as dev:
-            error = converge(dev, {lb.key: None})[lb.key]
+            error = converge(dev, {key: None})[key]
         if error is not None:
             raise error
 
@@ -130,12 +140,6 @@ class HAProxyDriver(Driver):
         workers = ", ".join(str(pid) for pid in master.current_workers) or "none"
         return ProbeResult(True, f"HAProxy master pid {master.master_pid}, workers {workers}")
 
-    def member_status(self, device: DeviceHandle, lb: LoadBalancer) -> Statuses:
-        statuses = self.member_statuses(device, [lb])
-        if lb.key not in statuses:
-            raise DriverError("cannot read member status: the device does not serve this VIP")
-        return statuses[lb.key]
-
     def member_statuses(
         self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
     ) -> Mapping[str, Statuses]:
@@ -148,14 +152,14 @@ class HAProxyDriver(Driver):
                     "cannot read member status: HAProxy's runtime API does not answer",
                     detail=str(exc),
                 ) from exc
-        found = {lb.key: lb_statuses(lb, running.get(backend_name(lb))) for lb in lbs}
+        found = {lb.key: lb_statuses(lb, running) for lb in lbs}
         return {key: statuses for key, statuses in found.items() if statuses is not None}
 
     def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
         with self._device(device) as dev:
             return verify.verify(dev, lb)
 
-    def orphans(self, device: DeviceHandle, expected: Collection[str]) -> list[LoadBalancer]:
+    def orphans(self, device: DeviceHandle, expected: Collection[str]) -> list[str]:
         with self._device(device) as dev:
             return verify.orphans(dev, expected)
 
@@ -174,7 +178,7 @@ class HAProxyDriver(Driver):
                 return runtime.show_proc(supervisor.paths.master_socket, PROBE_TIMEOUT).master_pid
             return None
 
-        watcher = MasterWatch(find_master, changed, device.name)
+        watcher = DeathWatch(find_master, changed, f"haproxy-{device.name}")
         watcher.start()
         with self._guard:
             self._watches.append(watcher)
@@ -211,27 +215,21 @@ class HAProxyDriver(Driver):
 
     @contextlib.contextmanager
     def _device(self, device: DeviceHandle) -> Iterator[Device]:
-        """Serialise work on one device: a thread lock, and a file lock against another
-        operator process (an old one still shutting down) using the same state dir. Under the
-        file lock, refuse a caller whose fence is older than one the device has seen."""
+        """Serialise work on one device (``DeviceDir``: a thread lock, and a file lock against
+        another operator process using the same state dir, an old one still shutting down);
+        under both, refuse a caller whose fence is older than one the device has seen."""
         config = parse_config(device.config)
         paths = config.paths()
         with self._guard:
             memo = self._memos.setdefault(config.state_dir, Memo())
-        with memo.lock:
-            try:
-                paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
-                paths.conf_d.mkdir(exist_ok=True, mode=0o755)
-            except OSError as exc:
-                raise DriverError(
-                    f"cannot create stateDir {paths.root}: {exc.strerror}",
-                    retryable=False,
-                    reason="InvalidConfig",
-                ) from exc
-            with paths.lock.open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    check_fence(paths.owner, device.fence, device.owner)
-                    yield Device(config, paths, Supervisor(config), memo)
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        try:
+            paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths.conf_d.mkdir(exist_ok=True, mode=0o755)
+        except OSError as exc:
+            raise DriverError(
+                f"cannot create stateDir {paths.root}: {exc.strerror}",
+                retryable=False,
+                reason="InvalidConfig",
+            ) from exc
+        with self._dirs.session(paths.root, device):
+            yield Device(config, paths, Supervisor(config), memo)

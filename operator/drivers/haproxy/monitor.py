@@ -7,19 +7,15 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lbaas.api.healthmonitor import EXPECTED_CODES_PATTERN, HealthMonitorSpec
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
+from lbaas.drivers.model import HealthMonitor, MonitorType
 
-
-def enum_value(enum_or_str: Any) -> str:
-    """An API enum's value (models built with ``model_construct`` may hold plain strings)."""
-    return str(getattr(enum_or_str, "value", enum_or_str))
+EXPECTED_CODES = re.compile(r"[1-5][0-9]{2}(-[1-5][0-9]{2})?(,[1-5][0-9]{2}(-[1-5][0-9]{2})?)*")
+"""``200``, ``200,202``, ``200-204`` (what the API's schema admits)."""
 
 
 def _ranges(expected_codes: str) -> list[tuple[int, int]]:
-    if not isinstance(expected_codes, str) or not re.fullmatch(
-        EXPECTED_CODES_PATTERN, expected_codes
-    ):
+    if not isinstance(expected_codes, str) or not EXPECTED_CODES.fullmatch(expected_codes):
         raise UnsafeValueError("expectedCodes", expected_codes)
     ranges = []
     for part in expected_codes.split(","):
@@ -73,22 +69,22 @@ def expect_rule(expected_codes: str) -> tuple[str, int | str]:
     return "rstatus", status_regex(ranges)
 
 
-def monitor_view(monitor: HealthMonitorSpec | None) -> dict[str, Any] | None:
+def monitor_view(monitor: HealthMonitor | None) -> dict[str, Any] | None:
     """What the templates need of a monitor; None when nothing is checked (absent or
-    admin-down monitor)."""
+    admin-down monitor). PING is a TCP connect check (HAProxy cannot send ICMP)."""
     if monitor is None or not monitor.admin_state_up:
         return None
-    kind = enum_value(monitor.type)
+    kind = str(monitor.type)
     view: dict[str, Any] = {
         "delay": monitor.delay,
         "timeout": monitor.timeout,
         "rise": monitor.max_retries,
         "fall": monitor.max_retries_down,
-        "http": kind in ("HTTP", "HTTPS"),
-        "ssl": kind == "HTTPS",
+        "http": kind in (MonitorType.HTTP, MonitorType.HTTPS),
+        "ssl": kind == MonitorType.HTTPS,
     }
     if view["http"]:
-        view["method"] = enum_value(monitor.http_method)
+        view["method"] = str(monitor.http_method)
         view["path"] = monitor.url_path
         view["expect_kind"], view["expect"] = expect_rule(monitor.expected_codes)
     return view

@@ -26,25 +26,24 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from lbaas.drivers.base import DriverError, LoadBalancer, UnsupportedError
+from lbaas.drivers.errors import DriverError, UnsupportedError
+from lbaas.drivers.haproxy.device import Device
+from lbaas.drivers.haproxy.names import keys_in
 from lbaas.drivers.haproxy.preflight import Preflight
 from lbaas.drivers.haproxy.process import ConfigRejected
 from lbaas.drivers.haproxy.render import Fragment, render_global
 from lbaas.drivers.haproxy.runtime import ProcInfo
-from lbaas.drivers.haproxy.store import key_of, read_text
+from lbaas.drivers.haproxy.store import key_of
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
-
-if TYPE_CHECKING:
-    from lbaas.drivers.haproxy.converge import Device
+from lbaas.drivers.model import LoadBalancer
+from lbaas.drivers.toolkit.files import read_text
 
 Change = tuple[LoadBalancer | None, Fragment | None]
 """One VIP of a batch: its new tree and fragment, or (None, None) to delete it."""
 
 _FILE = re.compile(r"\[([^\s\[\]:]+):\d+\]")
 """``parsing [<file>:<line>]`` or ``config : [<file>:<line>]`` in HAProxy's error lines."""
-_PROXY = re.compile(r"\b(?:fe|be)_([a-z0-9-]+)__([a-z0-9.-]*[a-z0-9])")
 
 
 class Plan:
@@ -71,17 +70,21 @@ class Plan:
         return self.asked and not self.accepted
 
     def admit(self, key: str, fragment: Fragment) -> DriverError | None:
-        """Include ``fragment`` unless its listener is another VIP's or cannot work."""
-        other = self._owners.get(fragment.listener)
-        if other is not None:
-            return DriverError(
-                f"{fragment.address}:{fragment.port} is already used by VIP {other} on this device",
-                retryable=False,
-                reason="AddressInUse",
-            )
-        if fragment.enabled and (problem := self._preflight.problem(*fragment.listener)):
-            return problem
-        self._owners[fragment.listener] = key
+        """Include ``fragment`` unless one of its listeners is another's or cannot work."""
+        mine: set[tuple[str, int]] = set()
+        for frontend in fragment.frontends:
+            other = self._owners.get(frontend.listener)
+            if other is not None or frontend.listener in mine:
+                return DriverError(
+                    f"{frontend.address}:{frontend.port} is already used by VIP"
+                    f" {other or key} on this device",
+                    retryable=False,
+                    reason="AddressInUse",
+                )
+            mine.add(frontend.listener)
+            if frontend.enabled and (problem := self._preflight.problem(*frontend.listener)):
+                return problem
+        self._owners |= dict.fromkeys(mine, key)
         self.included[key] = fragment
         return None
 
@@ -99,8 +102,9 @@ class Plan:
         """Take ``key`` out of the configuration: refused if the batch brought it (its old
         file is served again, if it can be), parked otherwise."""
         fragment = self.included.pop(key, None)
-        if fragment is not None and self._owners.get(fragment.listener) == key:
-            del self._owners[fragment.listener]
+        for frontend in fragment.frontends if fragment is not None else ():
+            if self._owners.get(frontend.listener) == key:
+                del self._owners[frontend.listener]
         if key not in self.accepted:
             self.parked[key] = error.user_message
             return
@@ -184,7 +188,7 @@ def blame(dev: Device, alerts: list[str], staged: Mapping[Path, Path]) -> dict[s
             path = Path(names.get(match[1], match[1]))
             if path.parent == dev.paths.conf_d and path.suffix == ".cfg":
                 keys.add(key_of(path))
-        keys |= {f"{match[1]}/{match[2]}" for match in _PROXY.finditer(alert)}
+        keys |= keys_in(alert)
         for key in keys:
             found.setdefault(key, []).append(alert)
     return found

@@ -15,7 +15,9 @@ listeners while it retries for about two seconds, so *every* VIP of the device r
 connections meanwhile. The driver therefore checks listeners before reloading (``preflight``).
 A reload refused while parsing pauses nothing.
 
-Every wait here is bounded by the call's deadline (:func:`.timing.budget`).
+Every wait here is bounded by the call's deadline (``lbaas.drivers.deadline.budget``); the
+process parts common to drivers (pid files, a session of its own, stopping) are
+``lbaas.drivers.toolkit.process``'s.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from lbaas.drivers.base import DriverError
+from lbaas.drivers.deadline import budget
+from lbaas.drivers.errors import DriverError, DriverTimeout
 from lbaas.drivers.haproxy import runtime
 from lbaas.drivers.haproxy.config import HAProxyDeviceConfig
 from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
-from lbaas.drivers.haproxy.store import atomic_write
-from lbaas.drivers.haproxy.timing import DriverTimeout, budget
+from lbaas.drivers.toolkit.files import atomic_write
+from lbaas.drivers.toolkit.process import children, pid_alive, read_pid, spawn, terminate
 
 _ALERT = re.compile(r"^\[(?:ALERT|EMERG)\]\s*\(\d+\)\s*:\s*(.*)$")
 MAX_LOG_BYTES = 1 << 20
@@ -63,29 +66,6 @@ class ReloadFailed(DriverError):
     def __init__(self, message: str, *, alerts: list[str]) -> None:
         super().__init__(message, retryable=False, reason="ReloadFailed")
         self.alerts = alerts
-
-
-def pid_alive(pid: int) -> bool:
-    """True for a live process; a zombie (nobody reaps daemons in some containers) is dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 def alert_lines(output: str) -> list[str]:
@@ -237,16 +217,8 @@ class Supervisor:
             # Take the listening sockets over from the running process (as a reload does).
             *(["-x", str(self.paths.runtime_socket)] if takeover else []),
         ]  # fmt: skip
-        with self.paths.log.open("ab") as log:
-            # A file, not a pipe: nobody would drain a pipe once this operator has gone.
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=self.paths.root,
-                start_new_session=True,
-            )
+        # Output to a file, not a pipe: nobody would drain a pipe once this operator has gone.
+        proc = spawn(argv, log=self.paths.log, cwd=self.paths.root)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             code = proc.poll()
@@ -334,29 +306,4 @@ class Supervisor:
         pid = read_pid(self.paths.pid)
         if pid is None or not pid_alive(pid) or not self._is_haproxy(pid):
             return
-        workers = children(pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in [pid, *workers]:
-            while pid_alive(proc) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if pid_alive(proc):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc, signal.SIGKILL)
-
-
-def children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (an HAProxy master's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(parent):
-            found.append(int(entry.name))
-    return found
+        terminate(pid, timeout, also=children(pid))

@@ -16,18 +16,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from lbaas.drivers.deadline import budget
 from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Plan, Staging
 from lbaas.drivers.haproxy.process import MIN_RELOAD_BUDGET, ReloadFailed
 from lbaas.drivers.haproxy.render import Fragment
 from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
-from lbaas.drivers.haproxy.store import DriverState, atomic_write, dump_tree, read_text, write_many
-from lbaas.drivers.haproxy.timing import budget
-
-if TYPE_CHECKING:
-    from lbaas.drivers.haproxy.converge import Device
+from lbaas.drivers.haproxy.store import DriverState, dump_tree
+from lbaas.drivers.toolkit.files import atomic_write, read_text, write_many
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +93,12 @@ def reconcile(dev: Device, carried: dict[str, Fragment], plan: Plan) -> None:
         return
     socket = dev.paths.runtime_socket
     view = runtime.Running(socket, len(carried), len(plan.included))
+    backends = [backend for fragment in carried.values() for backend in fragment.backends]
     try:
         running = {}
-        for fragment in carried.values():
+        for backend in backends:
             with contextlib.suppress(runtime.NoSuchBackend):
-                running[fragment.backend] = view.servers(fragment.backend)
-        servers.reconcile(socket, carried, running)
+                running[backend.name] = view.servers(backend.name)
+        servers.reconcile(socket, backends, running)
     except CLIError as exc:
         log.warning("could not check runtime server values after a reload: %s", exc)

@@ -1,8 +1,8 @@
 """A client for HAProxy's CLI sockets: the master CLI (``-S``) and the runtime API (``stats
 socket``). One command per connection, as HAProxy's non-interactive mode expects.
 
-Every socket wait is cut to the driver call's deadline (:mod:`.timing`): when the deadline is
-what ended a command, :class:`~.timing.DriverTimeout` is raised instead of :class:`CLIError`,
+Every socket wait is cut to the driver call's deadline (``lbaas.drivers.deadline``): when the
+deadline is what ended a command, ``DriverTimeout`` is raised instead of :class:`CLIError`,
 so that no caller mistakes it for a refusal and falls back to a (long) reload.
 """
 
@@ -15,7 +15,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbaas.drivers.haproxy.timing import DriverTimeout, budget, expired
+from lbaas.drivers.deadline import budget, expired
+from lbaas.drivers.errors import DriverTimeout
 
 QUERY_TIMEOUT = 2.0
 """Seconds a read-only query of the periodic checks (member health, ``verify``, ``orphans``)
@@ -220,9 +221,9 @@ def frontend_status(runtime_socket: Path, frontend: str, timeout: float = 5.0) -
     return None
 
 
-def frontend_statuses(runtime_socket: Path) -> dict[str, str]:
+def frontend_statuses(runtime_socket: Path, timeout: float = 10.0) -> dict[str, str]:
     """Every frontend's status in one command (``show stat -1 1 -1``: frontends only)."""
-    text = command(runtime_socket, "show stat -1 1 -1", timeout=10.0)
+    text = command(runtime_socket, "show stat -1 1 -1", timeout)
     found = {}
     for line in text.splitlines():
         fields = line.split(",")

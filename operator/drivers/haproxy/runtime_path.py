@@ -2,7 +2,8 @@
 
 A VIP goes this way when the running master is the one the driver last reloaded, no reload is
 pending, ``haproxy.cfg`` is the driver's, and the VIP's new fragment has the structure of the
-one on disk: only servers, weights or admin states differ (``servers`` plans the commands).
+one on disk: only servers, weights or admin states differ, in any of its pools (``servers``
+plans the commands of each backend).
 A deletion goes this way when HAProxy does not serve the VIP (parked, or never applied): only
 its file is removed.
 
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from lbaas.drivers.base import DriverError
+from lbaas.drivers.errors import DriverError
 from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Change
+from lbaas.drivers.haproxy.proxies import Frontend
 from lbaas.drivers.haproxy.render import (
     Fragment,
     fragment_servers,
@@ -31,10 +33,8 @@ from lbaas.drivers.haproxy.render import (
     render_global,
 )
 from lbaas.drivers.haproxy.runtime import CLIError, Running
-from lbaas.drivers.haproxy.store import DriverState, dump_tree, read_text, write_many
-
-if TYPE_CHECKING:
-    from lbaas.drivers.haproxy.converge import Device
+from lbaas.drivers.haproxy.store import DriverState, dump_tree
+from lbaas.drivers.toolkit.files import read_text, write_many
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +96,21 @@ def runtime_batch(
 
 
 def _apply(view: Running, fragment: Fragment, old: str | None) -> list[servers.Op] | None:
-    """Send the runtime commands that make the running VIP match ``fragment`` (``old``: its
-    fragment on disk); None when only a reload can."""
+    """Send the runtime commands that make the running load balancer match ``fragment``
+    (``old``: its fragment on disk), every backend (pool) planned on its own; None when only a
+    reload can."""
     if old is None or fragment_structure(old) != fragment.structure:
         return None
+    written = fragment_servers(old)
+    ops: list[servers.Op] = []
     try:
-        running = view.servers(fragment.backend)
-        ops = servers.plan(fragment, fragment_servers(old), running)
-        if ops is None or not _frontend_state(view, fragment):
+        for backend in fragment.backends:
+            running = view.servers(backend.name)
+            found = servers.plan(backend, written.get(backend.name, {}), running)
+            if found is None:
+                return None
+            ops += found
+        if not all(_frontend_state(view, frontend) for frontend in fragment.frontends):
             return None
         servers.execute(view.socket, ops)
     except CLIError as exc:
@@ -112,13 +119,13 @@ def _apply(view: Running, fragment: Fragment, old: str | None) -> list[servers.O
     return ops
 
 
-def _frontend_state(view: Running, fragment: Fragment) -> bool:
+def _frontend_state(view: Running, frontend: Frontend) -> bool:
     """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
     shut down, or one the file disables that listens)."""
-    status = view.frontend(fragment.frontend)
+    status = view.frontend(frontend.name)
     if status in ("OPEN", "FULL"):
-        return fragment.enabled
-    if status is None or not fragment.enabled:
+        return frontend.enabled
+    if status is None or not frontend.enabled:
         return status is not None
-    runtime.expect_empty(view.socket, f"enable frontend {fragment.frontend}")
+    runtime.expect_empty(view.socket, f"enable frontend {frontend.name}")
     return True

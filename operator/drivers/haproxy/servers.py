@@ -1,9 +1,10 @@
 """Member changes on the running HAProxy without a reload (dynamic servers, HAProxy >= 2.6).
 
-The plan compares three views of one backend: the servers the VIP should have (the rendered
-fragment), the server lines of the fragment on disk (what the running servers were made from)
-and the running servers (``show servers state``). So it repairs, in the same stroke, a change of
-the spec, a half-done earlier apply and a change made on the runtime socket by hand.
+The plan compares three views of one backend (one pool): the servers it should have (the
+rendered fragment), the server lines of the fragment on disk (what the running servers were
+made from) and the running servers (``show servers state``). So it repairs, in the same
+stroke, a change of the spec, a half-done earlier apply and a change made on the runtime
+socket by hand. Each pool of a load balancer is its own backend, planned on its own.
 
 What 2.6 supports and what it does not (checked against 2.6.12):
 
@@ -27,13 +28,13 @@ What 2.6 supports and what it does not (checked against 2.6.12):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbaas.drivers.base import remaining
+from lbaas.drivers.deadline import remaining
 from lbaas.drivers.haproxy import faults, runtime
-from lbaas.drivers.haproxy.render import Fragment, Server
+from lbaas.drivers.haproxy.proxies import Backend, Server
 from lbaas.drivers.haproxy.runtime import CLIError, ServerState
 
 DELETE_RETRY_SECONDS = 0.5
@@ -64,16 +65,17 @@ def _matches(want: Server, written: str | None, running: ServerState) -> bool:
 
 
 def plan(
-    fragment: Fragment, written: Mapping[str, str], running: Mapping[str, ServerState]
+    target: Backend, written: Mapping[str, str], running: Mapping[str, ServerState]
 ) -> list[Op] | None:
-    """The runtime operations that make ``running`` match ``fragment``'s servers, or None
-    when only a reload can (a server must be added or removed on a non-dynamic backend).
+    """The runtime operations that make ``running`` match ``target``'s servers (``written``:
+    its server lines on disk), or None when only a reload can (a server must be added or
+    removed on a non-dynamic backend).
 
     Order: new servers first, then replacements, then removals, so a backend never goes
     through a moment without the servers that stay; weights and states last.
     """
-    backend = fragment.backend
-    wanted = fragment.server_map()
+    backend = target.name
+    wanted = target.server_map()
     adds: list[Op] = []
     replaces: list[Op] = []
     tunes: list[Op] = []
@@ -90,7 +92,7 @@ def plan(
                 tunes.append(Op("state", backend, name, want))
     removes = [Op("delete", backend, name) for name in running if name not in wanted]
     ops = adds + replaces + removes + tunes
-    if not fragment.dynamic and any(op.kind in ("add", "delete") for op in ops):
+    if not target.dynamic and any(op.kind in ("add", "delete") for op in ops):
         return None
     return ops
 
@@ -170,7 +172,7 @@ def _delete(runtime_socket: Path, line: str) -> None:
 
 def reconcile(
     runtime_socket: Path,
-    fragments: Mapping[str, Fragment],
+    backends: Iterable[Backend],
     running: Mapping[str, Mapping[str, ServerState]],
 ) -> int:
     """After a reload: make every backend's ports, weights and states what the files say.
@@ -185,12 +187,12 @@ def reconcile(
     Returns the number of commands sent.
     """
     sent = 0
-    for fragment in fragments.values():
-        have = running.get(fragment.backend, {})
-        ops = plan(fragment, {}, have) or []
+    for backend in backends:
+        have = running.get(backend.name, {})
+        ops = plan(backend, {}, have) or []
         moved = [
-            Op("address", fragment.backend, name, want)
-            for name, want in fragment.server_map().items()
+            Op("address", backend.name, name, want)
+            for name, want in backend.server_map().items()
             if name in have and (have[name].address, have[name].port) != (want.address, want.port)
         ]
         tunes = moved + [op for op in ops if op.kind in ("weight", "state")]

@@ -1,120 +1,32 @@
 """What the driver keeps in a device's state dir, each file replaced atomically.
 
 - ``vips/<namespace>__<name>.json``: each VIP's desired tree, the source of truth: a new
-  operator process renders the whole configuration again from these files.
+  operator process renders the whole configuration again from these files. The tree is the
+  driver data model's document (``documents.to_document``) with a ``version``; files of the 0.1
+  driver are still read (``upgrade``).
 - ``conf.d/<namespace>__<name>.cfg``: what HAProxy loads for each VIP (rendered from the above).
 - ``driver-state.json``: counters, the master pid and reload count seen at the driver's last
   reload (a different one means somebody else reloaded), the VIPs left out of the
   configuration and why, and ``pending_reload``: set *before* any file changes for a reload and
   cleared once the new worker serves, so that a process killed in between leaves a trace that
   the next driver instance acts on.
-- ``owner.json``: the highest fence seen (``DeviceHandle.fence``).
+- ``owner.json``: the highest fence seen (``DeviceHandle.fence``, kept by
+  ``lbaas.drivers.toolkit.fence``).
+
+Every file is replaced atomically (``lbaas.drivers.toolkit.files``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import LoadBalancer, MemberEntry, StaleOwnerError
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True) -> None:
-    """Readers see the old file or the new one, never a torn one (tempfile + os.replace).
-
-    ``durable`` also syncs the data before the rename, so that a power loss cannot leave an
-    empty file behind. A killed process needs no sync (the page cache survives it), and files
-    rendered again at every start (``conf.d``) or kept for counting only skip it.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_many(texts: Mapping[Path, str | None], mode: int = 0o644, durable: bool = True) -> None:
-    """``atomic_write`` of many files (None: remove the file), synced as one batch.
-
-    Every new file is written first, then (``durable``) all are synced, then all are renamed
-    into place: on a journalling file system the first sync commits the whole batch, so a
-    thousand VIP files do not cost a thousand commits one after the other. Each file on its
-    own is still replaced atomically; the files are synced in groups of :data:`SYNC_GROUP`
-    open descriptors (never near the process's limit).
-    """
-    staged: list[tuple[str, Path]] = []
-    unsynced: list[int] = []
-    try:
-        for path, text in texts.items():
-            if text is None:
-                continue
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            staged.append((tmp, path))
-            unsynced.append(fd)
-            with open(fd, "w", closefd=False) as handle:
-                handle.write(text)
-            os.fchmod(fd, mode)
-            if not durable:
-                os.close(unsynced.pop())
-            elif len(unsynced) >= SYNC_GROUP:
-                _sync_and_close(unsynced)
-        _sync_and_close(unsynced)
-        while staged:
-            tmp, path = staged.pop()
-            os.replace(tmp, path)
-    finally:
-        for fd in unsynced:
-            os.close(fd)
-        for tmp, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-    for path, text in texts.items():
-        if text is None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-
-SYNC_GROUP = 128
-
-
-def _sync_and_close(fds: list[int]) -> None:
-    while fds:
-        fd = fds[-1]
-        os.fsync(fd)
-        os.close(fds.pop())
-
-
-def read_text(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
-
-
-def restore(path: Path, text: str | None) -> None:
-    """Put back what ``read_text`` returned before a failed change (None = no file)."""
-    if text is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    else:
-        atomic_write(path, text)
+from lbaas.drivers.documents import from_document, to_document
+from lbaas.drivers.haproxy.upgrade import is_v0, tree_from_v0
+from lbaas.drivers.model import MODEL_VERSION, LoadBalancer
+from lbaas.drivers.toolkit.files import atomic_write, read_text
 
 
 def file_stem(key: str) -> str:
@@ -128,42 +40,32 @@ def key_of(path: Path) -> str:
     return f"{namespace}/{name}"
 
 
-def vip_file(directory: Path, lb: LoadBalancer) -> Path:
-    return directory / f"{file_stem(lb.key)}.json"
+TREE_VERSION = MODEL_VERSION
+"""The ``version`` of a VIP file: the driver data model's (``lbaas.drivers.model``)."""
 
 
 def dump_tree(lb: LoadBalancer) -> str:
-    tree = {
-        "namespace": lb.namespace,
-        "name": lb.name,
-        "address": lb.address,
-        "spec": lb.spec.wire(),
-        "poolName": lb.pool_name,
-        "pool": lb.pool.wire() if lb.pool else None,
-        "members": [{"name": m.name, "spec": m.spec.wire()} for m in lb.members],
-        "monitorName": lb.monitor_name,
-        "monitor": lb.monitor.wire() if lb.monitor else None,
-    }
-    return json.dumps(tree, indent=1, sort_keys=True) + "\n"
+    """A VIP file: ``{"version": 1, "tree": documents.to_document(lb)}`` (no key material: a
+    ``Sensitive`` value is stored as its fingerprint)."""
+    document = {"version": TREE_VERSION, "tree": to_document(lb)}
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def load_tree(text: str) -> LoadBalancer:
-    """Parse and re-validate a stored tree (a file edited by hand is checked like the API)."""
-    tree = json.loads(text)
-    return LoadBalancer(
-        namespace=str(tree["namespace"]),
-        name=str(tree["name"]),
-        address=str(tree["address"]),
-        spec=VIPSpec.model_validate(tree["spec"]),
-        pool_name=tree.get("poolName"),
-        pool=PoolSpec.model_validate(tree["pool"]) if tree.get("pool") else None,
-        members=tuple(
-            MemberEntry(str(m["name"]), MemberSpec.model_validate(m["spec"]))
-            for m in tree.get("members", ())
-        ),
-        monitor_name=tree.get("monitorName"),
-        monitor=HealthMonitorSpec.model_validate(tree["monitor"]) if tree.get("monitor") else None,
-    )
+    """Parse and check a stored tree (a file edited by hand is checked like any document);
+    a file of the 0.1 driver is read as the model (``upgrade``)."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a VIP file holds an object")
+    if is_v0(data):
+        return tree_from_v0(data)
+    if data.get("version") != TREE_VERSION:
+        raise ValueError(
+            f"VIP file version {data.get('version')!r}: this driver reads version {TREE_VERSION}"
+        )
+    tree = from_document(LoadBalancer, data["tree"])
+    assert isinstance(tree, LoadBalancer)
+    return tree
 
 
 class TreeCache:
@@ -190,7 +92,7 @@ class TreeCache:
                     self._entries[path] = cached
             except FileNotFoundError:
                 continue
-            except (ValueError, KeyError, TypeError) as exc:  # pydantic's errors are ValueErrors
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 broken[key_of(path)] = f"unreadable VIP file {path.name}: {exc}"
                 continue
             trees[cached[1].key] = cached[1]
@@ -240,24 +142,3 @@ class DriverState:
     def matches(self, master_pid: int, reloads: int) -> bool:
         """The running master is the one the driver last reloaded, and nobody reloaded it."""
         return (self.master_pid, self.master_reloads) == (master_pid, reloads)
-
-
-def check_fence(path: Path, fence: int, owner: str) -> None:
-    """Refuse a caller older than the newest owner seen; remember a newer one.
-
-    Fence 0 is an unfenced caller (tests, tools): allowed, and remembers nothing. Called under
-    the device's file lock, so the read-compare-write is atomic between processes.
-    """
-    if fence <= 0:
-        return
-    seen, holder = 0, ""
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
-        data = json.loads(read_text(path) or "{}")
-        seen, holder = int(data.get("fence", 0)), str(data.get("owner", ""))
-    if fence < seen:
-        raise StaleOwnerError(
-            f"this agent ({owner or 'unnamed'}, fence {fence}) no longer owns the device:"
-            f" {holder or 'another agent'} has fence {seen}"
-        )
-    if fence > seen:
-        atomic_write(path, json.dumps({"fence": fence, "owner": owner}) + "\n", 0o600)

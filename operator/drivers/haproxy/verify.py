@@ -4,7 +4,8 @@ no VIP asked for (``orphans``).
 ``verify`` runs for every VIP once per resync interval, so it is cheap: the device-level checks
 (a pending reload, the master and its reload count, ``haproxy.cfg``) are cached per device for
 :data:`DEVICE_CHECK_TTL` seconds and dropped by the driver's own applies; the per-VIP checks
-read two small files, render one fragment and send two runtime-API commands.
+read two small files, render one fragment and send one runtime-API command per pool and
+one per listener.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import Drift, DriverError, LoadBalancer
+from lbaas.drivers.contract import Drift
+from lbaas.drivers.errors import DriverError
 from lbaas.drivers.haproxy import runtime
-from lbaas.drivers.haproxy.converge import Device, checked_fragment
+from lbaas.drivers.haproxy.device import Device, checked_fragment
+from lbaas.drivers.haproxy.names import proxy_key
+from lbaas.drivers.haproxy.proxies import Backend
 from lbaas.drivers.haproxy.render import Fragment, render_global
 from lbaas.drivers.haproxy.runtime import CLIError, NoSuchBackend, ServerState
-from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of, load_tree, read_text
+from lbaas.drivers.haproxy.store import DriverState, dump_tree, key_of
+from lbaas.drivers.model import LoadBalancer
+from lbaas.drivers.toolkit.files import read_text
 
 DEVICE_CHECK_TTL = 1.0
 """Seconds the device-level checks are reused. Short against any resync interval (a cached
@@ -84,9 +89,10 @@ def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
     return drifts + runtime_drift(dev, fragment)
 
 
-def _server_problems(fragment: Fragment, running: dict[str, ServerState]) -> list[str]:
+def _server_problems(backend: Backend, running: dict[str, ServerState]) -> list[str]:
     problems = []
-    for name, want in fragment.server_map().items():
+    wanted = backend.server_map()
+    for name, want in wanted.items():
         have = running.get(name)
         if have is None:
             problems.append(f"server {name} is missing")
@@ -99,56 +105,56 @@ def _server_problems(fragment: Fragment, running: dict[str, ServerState]) -> lis
             problems.append(f"server {name} is in {'MAINT' if have.in_maintenance else 'DRAIN'}")
         elif not want.enabled and not have.in_maintenance:
             problems.append(f"server {name} is not in MAINT although its member is admin-down")
-    wanted = fragment.server_map()
     return problems + [f"server {name} is no member" for name in running if name not in wanted]
 
 
 def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
-    """The running process against ``fragment``: servers, weights, states, frontend."""
+    """The running process against ``fragment``: each backend's servers, weights and states,
+    each frontend's state. A missing backend says it all (the fragment is not loaded)."""
     socket = dev.paths.runtime_socket
+    problems: list[str] = []
+    absent: list[str] = []
+    statuses: dict[str, str | None] = {}
     try:
-        running = runtime.servers_state(socket, fragment.backend, runtime.QUERY_TIMEOUT)
-        status = runtime.frontend_status(socket, fragment.frontend, runtime.QUERY_TIMEOUT)
-    except NoSuchBackend:
-        return [Drift("BackendMissing", f"HAProxy runs no backend {fragment.backend}")]
+        for backend in fragment.backends:
+            try:
+                running = runtime.servers_state(socket, backend.name, runtime.QUERY_TIMEOUT)
+            except NoSuchBackend:
+                absent.append(backend.name)
+                continue
+            problems += _server_problems(backend, running)
+        if absent:
+            return [Drift("BackendMissing", f"HAProxy runs no backend {', '.join(absent)}")]
+        for frontend in fragment.frontends:
+            statuses[frontend.name] = runtime.frontend_status(
+                socket, frontend.name, runtime.QUERY_TIMEOUT
+            )
     except CLIError as exc:
         raise DriverError("cannot read HAProxy's runtime state", detail=str(exc)) from exc
     drifts = []
-    if problems := _server_problems(fragment, running):
+    if problems:
         drifts.append(Drift("RuntimeChanged", "; ".join(problems)))
-    if status is None:
-        drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {fragment.frontend}"))
-    elif fragment.enabled != (status in ("OPEN", "FULL")):
-        want = "listening" if fragment.enabled else "disabled"
-        drifts.append(Drift("FrontendStateChanged", f"the frontend is {status}, not {want}"))
+    for frontend in fragment.frontends:
+        status = statuses[frontend.name]
+        if status is None:
+            drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {frontend.name}"))
+        elif frontend.enabled != (status in ("OPEN", "FULL")):
+            want = "listening" if frontend.enabled else "disabled"
+            drifts.append(Drift("FrontendStateChanged", f"{frontend.name} is {status}, not {want}"))
     return drifts
 
 
-def _placeholder(key: str) -> LoadBalancer:
-    """A VIP known only by its key (a fragment or backend without a VIP file): enough for
-    ``delete``, which only uses the key."""
-    namespace, _, name = key.partition("/")
-    return LoadBalancer(namespace, name, "0.0.0.0", VIPSpec(port=1))
-
-
-def orphans(dev: Device, expected: Collection[str]) -> list[LoadBalancer]:
-    """VIPs the device holds (file, fragment or running backend) whose key is not expected."""
-    wanted = set(expected)
-    found: dict[str, LoadBalancer] = {}
-    for path in sorted(dev.paths.vips.glob("*.json")):
-        key = key_of(path)
-        if key not in wanted:
-            try:
-                found[key] = load_tree(path.read_text())
-            except (OSError, ValueError, KeyError, TypeError):
-                found[key] = _placeholder(key)
-    keys = {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
+def orphans(dev: Device, expected: Collection[str]) -> list[str]:
+    """Keys of load balancers the device holds (a VIP file, a fragment, a running frontend or
+    backend) that are not expected."""
+    keys = {key_of(p) for p in dev.paths.vips.glob("*.json")}
+    keys |= {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
     if dev.supervisor.master() is not None:
+        socket = dev.paths.runtime_socket
         try:
-            names = runtime.backends(dev.paths.runtime_socket, runtime.QUERY_TIMEOUT)
+            names = runtime.backends(socket, runtime.QUERY_TIMEOUT)
+            names += list(runtime.frontend_statuses(socket, runtime.QUERY_TIMEOUT))
         except CLIError as exc:
-            raise DriverError("cannot list HAProxy's backends", detail=str(exc)) from exc
-        keys |= {n[3:].replace("__", "/", 1) for n in names if n.startswith("be_") and "__" in n}
-    for key in sorted(keys - wanted - set(found)):
-        found[key] = _placeholder(key)
-    return list(found.values())
+            raise DriverError("cannot list HAProxy's proxies", detail=str(exc)) from exc
+        keys |= {key for key in map(proxy_key, names) if key is not None}
+    return sorted(keys - set(expected))

@@ -1,0 +1,102 @@
+"""Which trees a device will serve after a call, and why the others are not (``_Plan``).
+
+Each tree of the batch is rendered (every value checked, ``render.checks``) and its listeners
+tried (``toolkit.listen``): the address is on the host, the port is free or already the
+device's Envoy's, no other tree of the device has it. The trees already on the device keep
+what they hold: a batch's tree asking for a socket another has gets ``AddressInUse``. A stored
+tree that cannot be served any more (its address left the host, its certificate file is gone)
+is left out (``parked``) with why; the others are served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lbaas.drivers.envoy.device import Device
+from lbaas.drivers.envoy.render.tree import Rendered, Socket
+from lbaas.drivers.errors import DriverError, Reason
+from lbaas.drivers.model import LoadBalancer
+from lbaas.drivers.toolkit import listen
+
+Outcome = dict[str, DriverError | None]
+
+
+def _problem(sock: Socket, held: set[tuple[str, int, bool]], ours: set[int]) -> DriverError | None:
+    if refusal := listen.not_allowed(sock.address):
+        return refusal
+    if (sock.address, sock.port, sock.udp) in held:
+        return listen.address_problem(sock.address, sock.port)
+    return listen.port_problem(sock.address, sock.port, ours, udp=sock.udp)
+
+
+def _held(pid: int | None) -> set[tuple[str, int, bool]]:
+    if pid is None:
+        return set()
+    return {(a, p, udp) for udp in (False, True) for a, p in listen.held_listeners({pid}, udp=udp)}
+
+
+class Plan:
+    """The trees the device will serve after this call, and why the others are not."""
+
+    def __init__(self, dev: Device, changes: Mapping[str, LoadBalancer | None]) -> None:
+        self.outcome: Outcome = {}
+        self.serving: dict[str, Rendered] = {}
+        self.trees: dict[str, LoadBalancer] = {}
+        self.parked: dict[str, str] = {}
+        stored, broken = dev.memo.trees.load_all(dev.paths.trees)
+        self.stored = stored
+        self.parked |= {key: why for key, why in broken.items() if key not in changes}
+        pid = dev.supervisor.pid()
+        held, ours = _held(pid), {pid} if pid else set()
+        claimed: dict[Socket, str] = {}
+        for key, lb in stored.items():
+            if key in changes:
+                continue
+            try:
+                self._claim(dev, key, lb, claimed, held, ours)
+            except DriverError as exc:
+                self.parked[key] = exc.user_message
+        self.accepted: dict[str, LoadBalancer | None] = {}
+        for key, change in changes.items():
+            if change is None:
+                self.accepted[key] = None
+                continue
+            try:
+                self._claim(dev, key, change, claimed, held, ours)
+                self.accepted[key] = change
+            except DriverError as exc:
+                self.outcome[key] = exc
+                if key in stored:  # the device goes on serving what it served for it
+                    try:
+                        self._claim(dev, key, stored[key], claimed, held, ours)
+                    except DriverError as old:
+                        self.parked[key] = old.user_message
+
+    def _claim(self, dev: Device, key: str, lb: LoadBalancer, claimed: dict[Socket, str],
+               held: set[tuple[str, int, bool]], ours: set[int]) -> None:  # fmt: skip
+        rendered = dev.render(lb)
+        for file, text in rendered.secrets.items():
+            if text is None and not (dev.paths.sds / file).exists():
+                raise DriverError(
+                    f"the certificate file {file} is missing and a stored tree holds no key;"
+                    " the load balancer is served again when it is next applied",
+                    retryable=False,
+                    reason=Reason.CERTIFICATE_INVALID,
+                )
+        for sock in rendered.sockets:
+            holder = claimed.get(sock)
+            if holder is not None and holder != key:
+                raise listen.in_use(
+                    sock.address, sock.port, f"held by load balancer {holder}", udp=sock.udp
+                )
+            if problem := _problem(sock, held, ours):
+                raise problem
+        for sock in rendered.sockets:
+            claimed[sock] = key
+        self.serving[key] = rendered
+        self.trees[key] = lb
+
+    def drop(self, key: str, why: str) -> None:
+        self.serving.pop(key, None)
+        self.trees.pop(key, None)
+        self.parked[key] = why

@@ -1,0 +1,42 @@
+"""Names of the Envoy resources and files of a tree.
+
+Every resource a tree owns is named ``<namespace>/<name>/<part>``: Kubernetes names hold no
+``/``, so the tree's key is the name's first two segments (``key_of``), which is how ``orphans``
+and a refusal from Envoy find the tree a resource belongs to. File names replace ``/`` with
+``__`` (a DNS label holds no ``_``: unambiguous).
+"""
+
+from __future__ import annotations
+
+NO_POOL = "lbaas/no-pool"
+"""A cluster no tree defines: a TCP listener without a pool closes its connections."""
+
+
+def listener_name(key: str, listener: str) -> str:
+    return f"{key}/{listener}"
+
+
+def cluster_name(key: str, pool: str) -> str:
+    return f"{key}/{pool}"
+
+
+def secret_name(key: str, listener: str, certificate: str) -> str:
+    return f"{key}/{listener}/{certificate}"
+
+
+def key_of(resource: str) -> str | None:
+    """The tree key of a resource name, or None for a name no tree owns."""
+    parts = resource.split("/")
+    if len(parts) < 3 or not parts[0] or not parts[1]:
+        return None
+    return f"{parts[0]}/{parts[1]}"
+
+
+def stem(name: str) -> str:
+    """A resource name or tree key as a file name."""
+    return name.replace("/", "__")
+
+
+def key_of_stem(file_stem: str) -> str:
+    namespace, _, rest = file_stem.partition("__")
+    return f"{namespace}/{rest.split('__', 1)[0]}"

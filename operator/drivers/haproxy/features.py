@@ -1,0 +1,49 @@
+"""What the HAProxy driver declares it supports (``HAProxyDriver.features``).
+
+Exactly what it implements and its tests exercise, by the names of
+``lbaas.drivers.capabilities.FEATURES``. Not declared (and refused with ``Unsupported``, naming
+the feature, if a tree asks for them anyway): TLS termination and backend TLS (``tls.*``), L7
+routing (``l7.*`` but ``l7.multiple-pools``), UDP, several listeners per load balancer,
+forwarded headers and traffic statistics.
+"""
+
+from __future__ import annotations
+
+FEATURES = frozenset(
+    {
+        # L4
+        "protocol.tcp",
+        "method.round-robin",
+        "method.least-connections",
+        "method.source-ip",
+        "member.weight",
+        "member.backup",
+        "member.admin-state",
+        "member.monitor-address",
+        "pool.admin-state",
+        "listener.connection-limit",
+        "listener.admin-state",
+        "monitor.ping",
+        "monitor.tcp",
+        "persistence.source-ip",
+        # HTTP
+        "protocol.http",
+        "monitor.http",
+        "monitor.https",
+        "persistence.http-cookie",
+        "persistence.app-cookie",
+        # TLS passed through (the device sees TCP)
+        "protocol.https",
+        # One backend per pool, each with its own members and runtime changes
+        "l7.multiple-pools",
+        # How the driver works
+        "ops.batch",
+        "ops.hitless-members",
+        "ops.drain",
+        "ops.member-status",
+        "ops.verify",
+        "ops.orphans",
+        "ops.watch",
+        "ops.fencing",
+    }
+)
