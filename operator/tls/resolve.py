@@ -200,9 +200,13 @@ def _listener_tls(
 
 
 def _backend(namespace: str, tls: BackendTLS, lookup: Lookup | None) -> model.BackendTLS:
+    """A pool's TLS; without ``lookup`` (shapes) its CA bundle is known by name only."""
     ca = None
-    if tls.ca_certificate_refs and lookup is not None:
-        ca = certs.joined([_ca_bundle(_ca(namespace, r), lookup) for r in tls.ca_certificate_refs])
+    refs = tls.ca_certificate_refs or []
+    if refs and lookup is not None:
+        ca = certs.joined([_ca_bundle(_ca(namespace, r), lookup) for r in refs])
+    elif refs:
+        ca = model.CABundle(name=", ".join(r.name for r in refs), pem="", fingerprint="")
     return model.BackendTLS(
         server_name=tls.server_name,
         verify=tls.verify if tls.verify is not None else bool(tls.ca_certificate_refs),

@@ -25,7 +25,6 @@ from lbaas.drivers.haproxy.tokens import UnsafeValueError
 from lbaas.drivers.model import (
     Action,
     ActionType,
-    BackendTLS,
     Certificate,
     HealthMonitor,
     L7Policy,
@@ -199,7 +198,9 @@ def test_features_are_in_the_vocabulary_and_a_tree_of_them_renders() -> None:
     assert set(VOCABULARY) >= FEATURES
     assert HAProxyDriver().capabilities({}) == FEATURES
     assert required_features(two_pools()) <= FEATURES
-    assert not {f for f in FEATURES if f.startswith("tls.")}
+    tls = {"terminate", "sni", "min-version", "cipher-suites", "alpn", "client-validation",
+           "backend", "hitless-rotation"}  # fmt: skip
+    assert {f for f in FEATURES if f.startswith("tls.")} == {f"tls.{name}" for name in tls}
     assert not {f for f in FEATURES if f.startswith("l7.")} - {"l7.multiple-pools"}
     assert {"protocol.udp", "listener.multiple", "http.forwarded-headers"}.isdisjoint(FEATURES)
 
@@ -210,19 +211,10 @@ def _certificate() -> Certificate:
 
 def _asks(feature: str) -> LoadBalancer:
     lb = two_pools()
-    listener, (blue, green) = lb.listeners[0], lb.pools
+    listener = lb.listeners[0]
     forward = Action(ActionType.FORWARD, pools=(WeightedPool("green"),))
     by_path = L7Policy("p", 1, Match(path=PathMatch(PathMatchType.PREFIX, "/api")), forward)
     return {
-        "tls.terminate": replace(
-            lb,
-            listeners=(
-                replace(
-                    listener, protocol=Protocol.TERMINATED_HTTPS, tls=ListenerTLS((_certificate(),))
-                ),
-            ),
-        ),
-        "tls.backend": replace(lb, pools=(replace(blue, tls=BackendTLS()), green)),
         "l7.path": replace(lb, listeners=(replace(listener, policies=(by_path,)),)),
         "protocol.udp": replace(lb, listeners=(replace(listener, protocol=Protocol.UDP),)),
         "listener.multiple": replace(
@@ -237,8 +229,6 @@ def _asks(feature: str) -> LoadBalancer:
 @pytest.mark.parametrize(
     "feature",
     [
-        "tls.terminate",
-        "tls.backend",
         "l7.path",
         "protocol.udp",
         "listener.multiple",

@@ -65,6 +65,7 @@ class HAProxyDeviceConfig(BaseModel):
             config=root / "haproxy.cfg",
             conf_d=root / "conf.d",
             vips=root / "vips",
+            certs=root / "certs",
             pid=root / "haproxy.pid",
             state=root / "driver-state.json",
             server_state=root / "server-state",
@@ -83,6 +84,8 @@ class DevicePaths:
     """one ``<namespace>__<name>.cfg`` per VIP the device serves"""
     vips: Path
     """one ``<namespace>__<name>.json`` per VIP bound to the device: the desired trees"""
+    certs: Path
+    """certificates and CA bundles, one directory per VIP (``certs``; mode 0700)"""
     pid: Path
     state: Path
     server_state: Path

@@ -2,9 +2,8 @@
 
 Exactly what it implements and its tests exercise, by the names of
 ``lbaas.drivers.capabilities.FEATURES``. Not declared (and refused with ``Unsupported``, naming
-the feature, if a tree asks for them anyway): TLS termination and backend TLS (``tls.*``), L7
-routing (``l7.*`` but ``l7.multiple-pools``), UDP, several listeners per load balancer,
-forwarded headers and traffic statistics.
+the feature, if a tree asks for them anyway): L7 routing (``l7.*`` but ``l7.multiple-pools``),
+UDP, several listeners per load balancer, forwarded headers and traffic statistics.
 """
 
 from __future__ import annotations
@@ -34,6 +33,15 @@ FEATURES = frozenset(
         "persistence.app-cookie",
         # TLS passed through (the device sees TCP)
         "protocol.https",
+        # TLS terminated (certs), re-encrypted (servers' ssl), rotated at run time (set ssl cert)
+        "tls.terminate",
+        "tls.sni",
+        "tls.min-version",
+        "tls.cipher-suites",
+        "tls.alpn",
+        "tls.client-validation",
+        "tls.backend",
+        "tls.hitless-rotation",
         # One backend per pool, each with its own members and runtime changes
         "l7.multiple-pools",
         # How the driver works

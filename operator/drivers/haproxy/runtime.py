@@ -28,16 +28,20 @@ class CLIError(Exception):
     """The socket did not answer, or HAProxy refused the command."""
 
 
-def command(path: Path, line: str, timeout: float = 5.0) -> str:
-    """Send one command and return HAProxy's whole answer."""
+def command(path: Path, line: str, timeout: float = 5.0, payload: str | None = None) -> str:
+    """Send one command and return HAProxy's whole answer. ``payload``: lines sent after the
+    command (``<<``), up to an empty line (see :func:`command_payload`)."""
     if "\n" in line or "\r" in line or ";" in line:
         raise CLIError(f"refusing a command that would be several: {line!r}")
     wait = budget(timeout, f"talking to HAProxy ({line.split(' ', 1)[0]} on {path.name})")
+    request = line.encode() + b"\n"
+    if payload is not None:
+        request = line.encode() + b" <<\n" + payload.encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(wait)
         try:
             sock.connect(str(path))
-            sock.sendall(line.encode() + b"\n")
+            sock.sendall(request)
             # The master CLI answers only once it sees the end of the request.
             sock.shutdown(socket.SHUT_WR)
             chunks = []
@@ -48,6 +52,16 @@ def command(path: Path, line: str, timeout: float = 5.0) -> str:
                 raise DriverTimeout(f"waiting for HAProxy's answer to {line!r}") from exc
             raise CLIError(f"{path}: {exc.strerror or exc}") from exc
     return b"".join(chunks).decode(errors="replace")
+
+
+def command_payload(path: Path, line: str, payload: str, timeout: float = 5.0) -> str:
+    """A command with a multi-line payload (``set ssl cert <file> <<`` then the PEM). The
+    payload ends at the first empty line: one inside it would end it early, so it is refused
+    (and the log never sees it: the message names no content)."""
+    lines = payload.rstrip("\n").split("\n")
+    if any(not part.strip() or "\r" in part for part in lines):
+        raise CLIError(f"{line!r}: the payload has an empty line or a carriage return")
+    return command(path, line, timeout, payload="\n".join(lines) + "\n")
 
 
 def expect_empty(path: Path, line: str) -> None:

@@ -3,7 +3,9 @@
 A VIP goes this way when the running master is the one the driver last reloaded, no reload is
 pending, ``haproxy.cfg`` is the driver's, and the VIP's new fragment has the structure of the
 one on disk: only servers, weights or admin states differ, in any of its pools (``servers``
-plans the commands of each backend).
+plans the commands of each backend), or the content of its certificates and CA bundles (a
+fragment names their files: ``certs.swap`` hands HAProxy the new content, then the files are
+written; the certificate rotation without a reload).
 A deletion goes this way when HAProxy does not serve the VIP (parked, or never applied): only
 its file is removed.
 
@@ -22,7 +24,7 @@ import logging
 from pathlib import Path
 
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.haproxy import certs, faults, runtime, servers
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Change
 from lbaas.drivers.haproxy.proxies import Frontend
@@ -47,6 +49,7 @@ def runtime_batch(
     done: set[str] = set()
     trees: dict[Path, str | None] = {}
     fragments: dict[Path, str] = {}
+    certificates: dict[str, tuple[str, str]] = {}
     forgotten: list[str] = []
     updates, error = 0, None
     ours = read_text(dev.paths.config) == render_global(dev.settings)
@@ -57,25 +60,29 @@ def runtime_batch(
         if lb is None or fragment is None:
             if not dev.fragment_path(key).exists():  # not served: its file only, no reload
                 trees[dev.vip_path(key)] = None
+                certs.remove(dev.paths.certs, key)
                 forgotten.append(key)
                 done.add(key)
             continue
         if not ours:
             continue
+        swaps = certs.changed(dev.paths.certs, certs.wanted(lb) or {})
         try:
-            ops = _apply(view, fragment, read_text(dev.fragment_path(key)))
+            ops = _apply(view, fragment, read_text(dev.fragment_path(key)), swaps, dev.paths.certs)
         except DriverError as exc:  # the deadline (CLI refusals are handled in _apply)
             error = exc
             break
         if ops is None:
             continue
+        certificates |= swaps
         done.add(key)
         tree, wrote = dump_tree(lb), False
         if read_text(dev.vip_path(key)) != tree:
             trees[dev.vip_path(key)], wrote = tree, True
         if read_text(dev.fragment_path(key)) != fragment.text:
             fragments[dev.fragment_path(key)], wrote = fragment.text, True
-        updates += bool(ops or wrote)
+        updates += bool(ops or wrote or swaps)
+    certs.write(dev.paths.certs, certificates)  # for the next start: HAProxy has them
     write_many(trees, 0o600)
     for key in done - set(forgotten):
         lb, fragment = batch[key]
@@ -95,15 +102,22 @@ def runtime_batch(
     return done, error
 
 
-def _apply(view: Running, fragment: Fragment, old: str | None) -> list[servers.Op] | None:
+def _apply(
+    view: Running,
+    fragment: Fragment,
+    old: str | None,
+    swaps: dict[str, tuple[str, str]],
+    root: Path,
+) -> list[servers.Op] | None:
     """Send the runtime commands that make the running load balancer match ``fragment``
-    (``old``: its fragment on disk), every backend (pool) planned on its own; None when only a
-    reload can."""
+    (``old``: its fragment on disk; ``swaps``: certificate files whose content changed),
+    every backend (pool) planned on its own; None when only a reload can."""
     if old is None or fragment_structure(old) != fragment.structure:
         return None
     written = fragment_servers(old)
     ops: list[servers.Op] = []
     try:
+        certs.swap(view.socket, root, swaps)
         for backend in fragment.backends:
             running = view.servers(backend.name)
             found = servers.plan(backend, written.get(backend.name, {}), running)

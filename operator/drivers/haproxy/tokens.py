@@ -47,6 +47,17 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 """Keywords chosen by the driver itself (balance algorithm, mode, HTTP method)."""
 _REGEX = re.compile(r"\^\(\?:[0-9\[\]|-]{1,1000}\)\$")
 """The expected-status regex built by :func:`lbaas.drivers.haproxy.render.status_regex`."""
+_CERT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,252}(/[a-z0-9][a-z0-9_.-]{0,252}){1,5}\.pem")
+"""A certificate or CA file below ``crt-base``/``ca-base`` (``lbaas.drivers.haproxy.certs``):
+relative, made of DNS names and the driver's own words, no ``..`` (checked below)."""
+_CIPHERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}(:[A-Za-z0-9][A-Za-z0-9_-]{0,63}){0,31}")
+"""OpenSSL cipher (suite) names joined by ``:``; no cipher-string operators (``!+-@``)."""
+_ALPN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,31}(,[A-Za-z0-9][A-Za-z0-9._/+-]{0,31}){0,7}")
+"""ALPN protocol IDs joined by ``,`` (HAProxy's list separator)."""
+_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""A DNS name (SNI sent to servers, the name verified): lower case, no wildcard."""
+_TLS_VERSION = re.compile(r"TLSv1\.[23]")
 
 
 def _match(kind: str, pattern: re.Pattern[str]) -> Callable[[Any], str]:
@@ -83,6 +94,19 @@ def _ip(value: Any) -> str:
     return f"[{parsed.compressed}]" if parsed.version == 6 else parsed.compressed
 
 
+def _cert(value: Any) -> str:
+    checked = _match("certificate file", _CERT)(value)
+    if ".." in checked.split("/") or "/." in checked:
+        raise UnsafeValueError("certificate file", value, "no dot segments")
+    return checked
+
+
+def _host(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 253:
+        raise UnsafeValueError("host", value)
+    return _match("host", _HOST)(value)
+
+
 def _path(value: Any) -> str:
     """A URL path; ``'`` would open a quoted string, so it is backslash-escaped (verified to
     reach the server unchanged)."""
@@ -96,6 +120,12 @@ _KINDS: dict[str, Callable[[Any], str]] = {
     "cookie": _match("cookie", _COOKIE),
     "word": _match("word", _WORD),
     "regex": _match("regex", _REGEX),
+    "cert": _cert,
+    "ciphers": _match("ciphers", _CIPHERS),
+    "alpn": _match("alpn", _ALPN),
+    "header": _match("header", _HEADER),
+    "host": _host,
+    "tlsver": _match("tls version", _TLS_VERSION),
     "int": _int,
     "port": _port,
     "ip": _ip,
