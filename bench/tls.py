@@ -55,7 +55,7 @@ from lbaas.drivers.model import (  # noqa: E402
 from tlskit import issue, tls_secret  # noqa: E402
 
 ROTATIONS = int(os.environ.get("BENCH_TLS_ROTATIONS", "100"))
-SECONDS = float(os.environ.get("BENCH_TLS_SECONDS", "4"))
+SECONDS = float(os.environ.get("BENCH_TLS_SECONDS", "2.5"))
 ROUNDS = int(os.environ.get("BENCH_TLS_ROUNDS", "8"))
 POOL = "127.0.70.192/28"
 
