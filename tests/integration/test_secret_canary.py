@@ -2,13 +2,18 @@
 nothing the operator writes or says.
 
 Devices of the fake driver name credentials Secrets in the operator's namespace holding
-canary values. The cases: a readable Secret (the driver receives the value: it records its
-SHA-256), a driver that echoes the credential into its error's message and detail (apply and
-probe), a driver that crashes with it in a plain exception, a missing Secret, a Secret
-without the key the driver needs and one that is not UTF-8. Then everything the tests can
-collect is searched: the operator's log (at DEBUG), the statuses of every object of all five
-kinds, every Event in every namespace, the metrics. Tenants see which Secret "cannot be read"
-and nothing else; the redacted echoes show ``***`` where the value was.
+canary values; TLS VIPs name ``kubernetes.io/tls`` Secrets whose private keys are canaries
+too (in PEM, and in base64 as the Secret holds them: ``tlskit.leaked_forms``). The cases: a
+readable Secret (the driver receives the value: it records its SHA-256), a driver that echoes
+the credential into its error's message and detail (apply and probe), a driver that crashes
+with it in a plain exception, a missing Secret, a Secret without the key the driver needs and
+one that is not UTF-8; a private key served, renewed, and one refused (it does not match its
+certificate). Then everything the tests can collect is searched: the operator's log (at
+DEBUG), the statuses of every object of all five kinds, every Event in every namespace, the
+metrics, and every file the fake driver writes (its state file and call log). The HAProxy and
+Envoy drivers' files are searched by ``tests/dataplane/test_tls_canary.py``. Tenants see
+which Secret "cannot be read" and nothing else; the redacted echoes show ``***`` where the
+value was.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from helpers import (
     wait_for,
 )
 from helpers import tree as make_tree
+from tlskit import issue, leaked_forms, tls_secret
 
 pytestmark = pytest.mark.cluster
 OPERATOR_ENV = {"LBAAS_LOG_LEVEL": "DEBUG"}
@@ -137,11 +143,49 @@ def test_the_canary_appears_nowhere(
         ), status
 
     api.wait_phase("Device", good.name, None, "Ready", 20)
+    # Private keys of TLS Secrets: served (the fake device stores the tree), refused (a key
+    # that does not match its certificate: Error, Event), and renewed.
+    keys = tls_vips(api, namespace, good)
     collected = everything(api, operator)
+    collected |= {"fake state file": good.state_file.read_text(),
+                  "fake call log": good.call_log.read_text()}  # fmt: skip
     assert "***" in collected["operator log"]  # the echoes were logged, redacted
     for where, text in collected.items():
         for value in (canary, other):
             assert value not in text, f"a credential in the {where}"
+        for key in keys:
+            for form in leaked_forms(key):
+                assert form not in text, f"a private key in the {where}"
+
+
+def tls_vips(api: Api, namespace: str, device: FakeDevice) -> list[bytes]:
+    """A TERMINATED_HTTPS VIP served from a Secret, renewed once, and one whose Secret holds
+    another certificate's key (refused); the private keys (PEM) they used."""
+    served, renewed, wrong = (issue(n, names=(f"{n}.example.com",)) for n in ("a", "b", "c"))
+    core = api.core
+    core.create_namespaced_secret(namespace, tls_secret("served", served.cert_pem, served.key_pem))
+    core.create_namespaced_secret(namespace, tls_secret("wrong", wrong.cert_pem, served.key_pem))
+    for name in ("served", "wrong"):
+        spec = {"port": 443, "protocol": "TERMINATED_HTTPS", "deviceRef": device.name,
+                "tls": {"certificateRefs": [{"name": name}]}}  # fmt: skip
+        api.create({"kind": "VIP", "metadata": {"name": f"tls-{name}", "namespace": namespace},
+                    "spec": spec})  # fmt: skip
+    api.wait_phase("VIP", "tls-served", namespace, "Active", 30)
+    status = api.wait_phase("VIP", "tls-wrong", namespace, "Error", 30)["status"]
+    assert status["reason"] == "CertificateInvalid", status
+    core.patch_namespaced_secret(
+        "served", namespace, {"data": tls_secret("x", renewed.cert_pem, renewed.key_pem)["data"]}
+    )
+    wait_for(
+        lambda: (
+            api.status("VIP", "tls-served", namespace)["tls"]["certificates"][0]["fingerprint"]
+            == renewed.fingerprint
+        ),
+        20,
+        "the renewed certificate",
+    )
+    wait_for(lambda: api.events(namespace, "tls-wrong"), 10, "the Warning Event")
+    return [served.key_pem, renewed.key_pem, wrong.key_pem]
 
 
 def with_config(device: FakeDevice, config: dict[str, Any]) -> FakeDevice:
