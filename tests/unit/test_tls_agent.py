@@ -19,12 +19,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from lbaas.drivers.capabilities import FEATURES, OPERATIONAL
+from lbaas.drivers.capabilities import FEATURES, OPERATIONAL, why_unsupported
 from lbaas.drivers.contract import DeviceHandle, Driver, ProbeResult, Statuses
 from lbaas.drivers.documents import to_document
 from lbaas.drivers.model import LoadBalancer
 from lbaas.kube.client import Kube
 from lbaas.tls.agent import TreeTLS
+from lbaas.trees import translate
+from lbaas.trees.assemble import build
 from lbaas.trees.loop import Mode, Result
 from tlskit import ca_configmap, issue, leaked_forms, tls_secret
 from unit.fakes import NS, Rig, async_test, eventually
@@ -265,3 +267,41 @@ async def test_only_named_secrets_of_needed_namespaces_are_watched(tmp_path: Pat
         assert store.watching() == [] and store.held() == 0
         status = rig.cluster.status("VIP", "web")
         assert "tls" not in status and not cond(rig, "web"), "no certificate status left"
+
+
+class NoClientValidation(StoringDriver):
+    """A device that terminates TLS but cannot check client certificates."""
+
+    features = StoringDriver.features - {"tls.client-validation"}
+
+
+@async_test
+async def test_a_device_lacking_a_tls_feature_gets_nothing(tmp_path: Path) -> None:
+    """The core refuses a tree asking for a TLS feature the device's driver lacks (the
+    scheduler's question and the reconcile's, with shapes or with material alike): the VIP is
+    Unsupported, naming the feature, and the driver is never called."""
+    api = SecretsApi()
+    api.put("secrets", NS, tls_secret("web", WEB.cert_pem, WEB.key_pem))
+    api.put("configmaps", NS, ca_configmap("clients", WEB.cert_pem))
+    rig, _ = await tls_rig(tmp_path, api)
+    lacking = NoClientValidation()
+    rig.drivers.add("partial", lacking)
+    rig.add_device("partial", driver="partial")
+    await rig.start_worker("partial")
+    async with rig:
+        validation = {"caCertificateRefs": [{"name": "clients", "kind": "ConfigMap"}]}
+        key = rig.add_tree("web", **terminated("web", clientValidation=validation))
+        await rig.bind(key, device="partial")
+        assert await rig.reconcile(key) == Result.BLOCKED
+        status = rig.cluster.status("VIP", "web")
+        assert (status["phase"], status["reason"]) == ("Error", "Unsupported")
+        assert (
+            "lacks feature tls.client-validation (mutual TLS (client certificates))"
+            in (status["message"])
+        )
+        assert lacking.applies == Counter()
+        tree = build(rig.views, key, rig.cluster.get("VIP", "web"), None, "")
+        shaped = translate.load_balancer(tree, "10.0.0.1")  # the scheduler's: no Secret read
+        assert why_unsupported(lacking, {}, shaped) == (
+            "lacks feature tls.client-validation (mutual TLS (client certificates))"
+        )
