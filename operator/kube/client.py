@@ -75,8 +75,11 @@ class Kube:
     def __init__(self, connections: int = 16, config: Any = None) -> None:
         config = config or configuration()
         # + the informers' watch streams (one per watched resource and namespace: nine in
-        # ``run`` mode), so a busy pool never opens and discards connections (TLS handshakes).
-        config.connection_pool_maxsize = connections + 16
+        # ``run`` mode), so a busy pool never opens and discards connections (TLS handshakes);
+        # + the agent's Secret and ConfigMap watches (lbaas.tls.store: up to three per
+        # namespace where it serves TLS trees). Beyond it a watch's connection is discarded
+        # after each request (one a minute), not refused: the size is no limit.
+        config.connection_pool_maxsize = connections + 16 + 48
         self.client = kubernetes.client.ApiClient(config)
         # Audit logs and API priority rules tell the operator's requests from other clients.
         self.client.user_agent = f"lbaas-operator/{__version__}"
