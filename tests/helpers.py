@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from lbaas.drivers.documents import load_balancer
+from lbaas.drivers.model import LoadBalancer, Member
+
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "crds"
 
@@ -314,13 +317,25 @@ class FakeDevice:
         return [json.loads(line) for line in lines if line.strip()]
 
     def listeners(self) -> dict[str, Any]:
+        """``address:port`` → ``{"vip": key, "listener": name, "tree": document}``."""
         return dict(self.state().get("listeners", {}))
 
-    def vip(self, key: str) -> dict[str, Any] | None:
-        for tree in self.listeners().values():
-            if tree["vip"] == key:
-                return dict(tree)
-        return None
+    def vip(self, key: str) -> LoadBalancer | None:
+        """The tree the device stores for load balancer ``key`` (None: it serves none)."""
+        return next((stored(e) for e in self.listeners().values() if e["vip"] == key), None)
+
+
+def stored(entry: dict[str, Any]) -> LoadBalancer:
+    """The tree of one listener entry of the fake device's state file."""
+    return load_balancer(entry["tree"])
+
+
+def stored_members(entry: dict[str, Any] | LoadBalancer | None) -> dict[str, Member]:
+    """Every member of a stored tree (an entry of the state file, or its tree), by name."""
+    if entry is None:
+        return {}
+    lb = entry if isinstance(entry, LoadBalancer) else stored(entry)
+    return {member.name: member for _, member in lb.members()}
 
 
 def tree(

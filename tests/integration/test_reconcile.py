@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Api, FakeDevice, OperatorProcess, tree, wait_for
+from helpers import Api, FakeDevice, OperatorProcess, stored_members, tree, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -57,14 +57,19 @@ def test_full_chain_pending_then_active(
     assert vip["device"] == device.name and vip["address"] == "10.200.0.1"
     assert vip["operatingStatus"] == "ONLINE"
     on_device = device.vip(f"{namespace}/web")
-    assert on_device is not None and sorted(on_device["members"]) == ["web-m0", "web-m1", "web-m2"]
-    assert on_device["monitor"]["type"] == "HTTP"
+    assert on_device is not None and sorted(stored_members(on_device)) == [
+        "web-m0",
+        "web-m1",
+        "web-m2",
+    ]
+    (pool,) = on_device.pools
+    assert pool.monitor is not None and pool.monitor.type == "HTTP"
     # A spec change bumps the generation; it is Pending, then Active at the new generation.
     api.patch_spec("Member", "web-m1", namespace, {"weight": 7})
     api.wait_phase("Member", "web-m1", namespace, "Pending", 10)
     body = api.wait_phase("Member", "web-m1", namespace, "Active", 15)
     assert body["status"]["observedGeneration"] == 2
-    assert device.vip(f"{namespace}/web")["members"]["web-m1"]["weight"] == 7  # type: ignore[index]
+    assert stored_members(device.vip(f"{namespace}/web"))["web-m1"].weight == 7
 
 
 def test_burst_coalesces_into_few_applies(
@@ -259,7 +264,7 @@ def test_children_before_parents(
     assert "VIP late" in pool["status"]["message"]
     api.create(objs[0])  # the VIP, last: everything joins by itself
     wait_tree_active(api, objs)
-    assert len(device.vip(f"{namespace}/late")["members"]) == 3  # type: ignore[index]
+    assert len(stored_members(device.vip(f"{namespace}/late"))) == 3
 
 
 def test_parents_deleted_before_children(
@@ -294,13 +299,18 @@ def test_deleting_a_member_reapplies_without_it(
     api.delete("Member", "shrink-m1", namespace)
     api.wait_gone("Member", "shrink-m1", namespace)
     wait_for(
-        lambda: sorted(device.vip(f"{namespace}/shrink")["members"]) == ["shrink-m0", "shrink-m2"],  # type: ignore[index]
+        lambda: (
+            sorted(stored_members(device.vip(f"{namespace}/shrink"))) == ["shrink-m0", "shrink-m2"]
+        ),
         5,
         "the device drops the member",
     )
     api.delete("HealthMonitor", "shrink", namespace)
     wait_for(
-        lambda: device.vip(f"{namespace}/shrink")["monitor"] is None,  # type: ignore[index]
+        lambda: (
+            [p.monitor for p in device.vip(f"{namespace}/shrink").pools]  # type: ignore[union-attr]
+            == [None]
+        ),
         5,
         "the device drops the monitor",
     )

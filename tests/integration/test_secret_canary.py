@@ -127,11 +127,13 @@ def test_the_canary_appears_nowhere(
     )
     good.control()
 
-    # Unreadable: missing, without the driver's key, not UTF-8. Tenants learn which Secret.
-    for ref, phase, reason in [
-        (missing_ref, "NotReady", "CredentialsUnavailable"),
-        (wrong_ref, "Error", "CredentialsUnavailable"),
-        (binary_ref, "NotReady", "CredentialsUnavailable"),
+    # Unreadable: missing, without the driver's key, not UTF-8. Tenants learn which Secret
+    # (the operator names it; the driver, which sees only the data, names the Device's ref).
+    lacking_key = "the Device's credentialsSecretRef cannot be used: its Secret has no key"
+    for ref, phase, reason, by_driver in [
+        (missing_ref, "NotReady", "CredentialsUnavailable", False),
+        (wrong_ref, "Error", "CredentialsUnavailable", True),
+        (binary_ref, "NotReady", "CredentialsUnavailable", False),
     ]:
         bad = make_device(create=False, credentialsSecretRef=ref)
         bad.body["spec"]["config"].update(config)
@@ -139,7 +141,9 @@ def test_the_canary_appears_nowhere(
         status = api.wait_phase("Device", bad.name, None, phase, 20)["status"]
         assert status["reason"] == reason, status
         assert status["message"].startswith(
-            f"credentials Secret {ref['namespace']}/{ref['name']} cannot be read"
+            lacking_key
+            if by_driver
+            else f"credentials Secret {ref['namespace']}/{ref['name']} cannot be read"
         ), status
 
     api.wait_phase("Device", good.name, None, "Ready", 20)

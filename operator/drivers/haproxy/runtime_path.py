@@ -135,11 +135,14 @@ def _apply(
 
 def _frontend_state(view: Running, frontend: Frontend) -> bool:
     """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
-    shut down, or one the file disables that listens)."""
+    shut down, or one the file disables that listens). HAProxy 2.6 lists no frontend that its
+    file disables: absent is right for a disabled one."""
     status = view.frontend(frontend.name)
     if status in ("OPEN", "FULL"):
         return frontend.enabled
-    if status is None or not frontend.enabled:
-        return status is not None
+    if not frontend.enabled:
+        return True
+    if status is None:
+        return False
     runtime.expect_empty(view.socket, f"enable frontend {frontend.name}")
     return True

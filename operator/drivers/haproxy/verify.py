@@ -158,7 +158,9 @@ def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
     for frontend in fragment.frontends:
         status = statuses[frontend.name]
         if status is None:
-            drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {frontend.name}"))
+            # 2.6 lists no frontend its file disables: absent is what a disabled one looks like.
+            if frontend.enabled:
+                drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {frontend.name}"))
         elif frontend.enabled != (status in ("OPEN", "FULL")):
             want = "listening" if frontend.enabled else "disabled"
             drifts.append(Drift("FrontendStateChanged", f"{frontend.name} is {status}, not {want}"))

@@ -1,0 +1,116 @@
+"""Each declared feature of a tree is accepted: a tree asking for it applies over what the
+device held for its key, applies again (idempotent) and is in sync (``ops.verify``). The
+contract-layer proof of a feature; the traffic layer then proves it works (``test_l4``...).
+
+A sample is one function from the kit to a tree; adding one here is all a new feature's
+contract test takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lbaas.drivers.capabilities import required_features
+from lbaas.drivers.model import (
+    LoadBalancer,
+    Method,
+    MonitorType,
+    Persistence,
+    PersistenceType,
+    Protocol,
+)
+from lbaas_conformance.features import mark, register
+from lbaas_conformance.kit import Kit
+from lbaas_conformance.trees import member, monitor
+
+Sample = Callable[[Kit], LoadBalancer]
+
+
+def _lb(kit: Kit, *, protocol: Protocol | None = None, **pool: Any) -> LoadBalancer:
+    return kit.trees.lb(*kit.slot(), kit.endpoints(2), protocol=protocol, **pool)
+
+
+def _members(kit: Kit, **changes: Any) -> LoadBalancer:
+    """Two members, the second changed."""
+    first, second = kit.endpoints(2)
+    return kit.trees.lb(*kit.slot(), [member(first), member(second, **changes)])
+
+
+def _listener(kit: Kit, **changes: Any) -> LoadBalancer:
+    return kit.trees.lb(*kit.slot(), kit.endpoints(2), listener=changes)
+
+
+def _two_listeners(kit: Kit) -> LoadBalancer:
+    lb = _lb(kit)
+    other = dataclasses.replace(lb.listeners[0], name=f"{lb.name}-2", port=kit.spare_port())
+    return dataclasses.replace(lb, listeners=(lb.listeners[0], other))
+
+
+def _http(kit: Kit, **pool: Any) -> LoadBalancer:
+    return _lb(kit, protocol=Protocol.HTTP, **pool)
+
+
+def _monitor_address(kit: Kit) -> LoadBalancer:
+    first, second = kit.endpoints(2)
+    return kit.trees.lb(
+        *kit.slot(),
+        [member(first), member(second, monitor_port=second.port + 1000)],
+        monitor=monitor(MonitorType.TCP),
+    )
+
+
+SAMPLES: dict[str, Sample] = {
+    "protocol.tcp": lambda kit: _lb(kit, protocol=Protocol.TCP),
+    "method.round-robin": lambda kit: _lb(kit, method=Method.ROUND_ROBIN),
+    "method.least-connections": lambda kit: _lb(kit, method=Method.LEAST_CONNECTIONS),
+    "method.source-ip": lambda kit: _lb(kit, method=Method.SOURCE_IP),
+    "member.weight": lambda kit: _members(kit, weight=3),
+    "member.backup": lambda kit: _members(kit, backup=True),
+    "member.admin-state": lambda kit: _members(kit, admin_state_up=False),
+    "member.monitor-address": _monitor_address,
+    "pool.admin-state": lambda kit: _lb(kit, admin_state_up=False),
+    "listener.connection-limit": lambda kit: _listener(kit, connection_limit=100),
+    "listener.admin-state": lambda kit: _listener(kit, admin_state_up=False),
+    "listener.multiple": _two_listeners,
+    "monitor.tcp": lambda kit: _lb(kit, monitor=monitor(MonitorType.TCP)),
+    "monitor.ping": lambda kit: _lb(kit, monitor=monitor(MonitorType.PING)),
+    "persistence.source-ip": lambda kit: _lb(
+        kit, persistence=Persistence(PersistenceType.SOURCE_IP)
+    ),
+    "protocol.http": lambda kit: _http(kit),
+    "monitor.http": lambda kit: _http(
+        kit, monitor=monitor(MonitorType.HTTP, expected_codes="200-204")
+    ),
+    "monitor.https": lambda kit: _http(kit, monitor=monitor(MonitorType.HTTPS)),
+    "persistence.http-cookie": lambda kit: _http(
+        kit, persistence=Persistence(PersistenceType.HTTP_COOKIE, "SRV")
+    ),
+    "persistence.app-cookie": lambda kit: _http(
+        kit, persistence=Persistence(PersistenceType.APP_COOKIE, "JSESSIONID")
+    ),
+    "http.forwarded-headers": lambda kit: kit.trees.lb(
+        *kit.slot(),
+        kit.endpoints(2),
+        protocol=Protocol.HTTP,
+        listener={"forwarded_headers": True},
+    ),
+}
+
+
+for _name in SAMPLES:
+    register(_name, f"test_accepts::test_a_tree_asking_for_it_is_accepted[{_name}]")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=mark(n), id=n) for n in SAMPLES])
+def test_a_tree_asking_for_it_is_accepted(kit: Kit, name: str) -> None:
+    lb = SAMPLES[name](kit)
+    assert name in required_features(lb), f"the kit's sample for {name} does not ask for it"
+    kit.require(lb)
+    kit.apply(lb)
+    kit.apply(lb)
+    if kit.declares("ops.verify"):
+        assert kit.verify(lb) == [], f"verify finds drift in a tree asking for {name}"
