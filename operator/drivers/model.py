@@ -268,9 +268,7 @@ class ListenerTLS:
     """The first is the default; with several, the device picks by SNI from ``dns_names``."""
     min_version: TLSVersion = TLSVersion.TLS_1_2
     cipher_suites: tuple[str, ...] = ()
-    """Suites by name: OpenSSL's for TLS 1.2 (``ECDHE-RSA-AES128-GCM-SHA256``), IANA's
-    ``TLS_...`` for TLS 1.3 (the API allows only those with ``min_version`` TLS 1.3); empty =
-    the device's defaults."""
+    """OpenSSL names (TLS 1.2), ``TLS_...`` names (TLS 1.3); empty = the device's defaults."""
     alpn: tuple[str, ...] = ()
     client_validation: ClientValidation | None = None
 
