@@ -227,3 +227,32 @@ def test_the_agent_lists_only_tls_secrets_of_served_namespaces(
         10,
         "the watch stopped with the last VIP",
     )
+
+
+def test_a_device_lacking_a_tls_feature_is_not_chosen(
+    api: Api, namespace: str, make_device: Callable[..., FakeDevice], operator: OperatorProcess
+) -> None:
+    """The scheduler places a TLS VIP only where its driver has what the tree asks for (read
+    from its specs: no Secret is needed to know it); a pinned VIP on such a device is
+    Unsupported, naming the feature, and the device gets nothing."""
+    without = ["tls.terminate"]
+    plain = make_device(create=False)
+    plain.body["spec"]["config"]["withoutFeatures"] = without
+    plain.create()
+    cert = issue("x", names=("x.example.com",), issuer=CA)
+    put_secret(api, namespace, "x-tls", cert)
+    refs = {"certificateRefs": [{"name": "x-tls"}]}
+    api.create({"kind": "VIP", "metadata": {"name": "free", "namespace": namespace},
+                "spec": {"port": 443, "protocol": "TERMINATED_HTTPS", "tls": refs}})  # fmt: skip
+    status = api.wait_phase("VIP", "free", namespace, "Error", 30)["status"]
+    assert status["reason"] == "NoEligibleDevice", status
+    assert "tls.terminate" in status["message"], status
+    tls_tree(api, namespace, "pinned", plain, "x-tls")
+    status = api.wait_phase("VIP", "pinned", namespace, "Error", 30)["status"]
+    assert status["reason"] in ("NoEligibleDevice", "Unsupported"), status
+    assert "tls.terminate" in status["message"], status
+    assert not plain.listeners(), "the device got nothing"
+    # A device that has it takes the free VIP by itself.
+    able = make_device()
+    api.wait_phase("VIP", "free", namespace, "Active", 30)
+    assert api.status("VIP", "free", namespace)["device"] == able.name
