@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dataplane.hxsupport import Backends, OperatorDevice, net, wait_applied
+from dataplane.hxsupport import Backends, OperatorDevice, free_port_in, net, wait_applied
 from dataplane.opsupport import deploy
 from dataplane.tlssupport import SteadyClient, https_get, served_fingerprint
 from svcsupport import Svc
@@ -197,7 +197,7 @@ def test_a_service_terminates_tls_on_its_annotated_port(
     cert = issue("svc", names=("svc.example.com",), issuer=CA)
     put_secret(api, namespace, "svc-tls", cert)
     backend = backends.http(1)[0]
-    port = 8443
+    port = free_port_in(device.address_pool)
     svc = Svc(api, namespace, "svc")
     annotations = {
         "lbaas.dev/tls-secret": "svc-tls",
@@ -207,11 +207,16 @@ def test_a_service_terminates_tls_on_its_annotated_port(
     }
     svc.create([{"name": "https", "port": port, "targetPort": backend.port}],
                annotations=annotations)  # fmt: skip
-    svc.set_endpoints([(backend.address, True)], port=backend.port, port_name="https")
-    vip = wait_applied(api, "VIP", f"svc-{port}", namespace)
-    assert vip["spec"]["protocol"] == "TERMINATED_HTTPS"
-    address = vip["status"]["address"]
-    assert served_fingerprint(address, port, "svc.example.com") == cert.fingerprint
-    assert https_get(address, port, "svc.example.com") == (200, backend.name)
-    wait_for(lambda: svc.ingress_ip() == address, 10, "the Service's EXTERNAL-IP")
-    svc.delete()
+    try:
+        svc.set_endpoints([(backend.address, True)], port=backend.port, port_name="https")
+        vip = wait_applied(api, "VIP", f"svc-{port}", namespace)
+        assert vip["spec"]["protocol"] == "TERMINATED_HTTPS"
+        address = vip["status"]["address"]
+        assert served_fingerprint(address, port, "svc.example.com") == cert.fingerprint
+        assert https_get(address, port, "svc.example.com") == (200, backend.name)
+        wait_for(lambda: svc.ingress_ip() == address, 10, "the Service's EXTERNAL-IP")
+    finally:
+        # Gone before the fixture deletes the Device: a Service left would have its VIP
+        # made again, hold the Device (InUse) and its HAProxy be started again.
+        svc.delete()
+        wait_for(lambda: svc.get() is None, 30, "the Service gone (its trees removed)")
