@@ -14,9 +14,11 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
   7. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
   8. multi-tenancy (bench/tenant.py): requests another tenant's VIP loses while the hostile
      battery is applied and retried (goal 0)
-  9. TLS termination (bench/tls.py): handshakes/s and requests/s through a terminated VIP vs
-     a hand-written HAProxy config (ratio >= 0.9); Secret renewed -> served (p95 < 2 s),
-     under load: 0 failures, no reload
+  9. L7 policy change -> traffic through the operator (bench/l7.py): p95 < 150 ms, 0 errors,
+     0 reloads
+  10. TLS termination (bench/tls.py): handshakes/s and requests/s through a terminated VIP vs
+      a hand-written HAProxy config (ratio >= 0.9); Secret renewed -> served (p95 < 2 s),
+      under load: 0 failures, no reload
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
 
@@ -186,12 +188,19 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
     part(8, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy);"
             f" {defaults.settings_note(**tenant_module.TENANT_ENV)}", tenancy)  # fmt: skip
 
+    def l7() -> list[Row]:
+        import l7 as module  # bench/l7.py
+
+        return module.bench_l7()
+
+    part(9, f"L7 policy change -> traffic through the operator (HAProxy); {note}", l7)
+
     def tls() -> list[Row]:
         import tls as module  # bench/tls.py
 
         return module.rows(work)
 
-    part(9, f"TLS termination (HAProxy): throughput vs a minimal config, rotation; {note}", tls)
+    part(10, f"TLS termination (HAProxy): throughput vs a minimal config, rotation; {note}", tls)
 
 
 def main() -> int:

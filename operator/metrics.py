@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+
+from lbaas.traffic import TrafficExporter
 
 RECONCILES = Counter(
     "lbaas_reconcile_total",
@@ -118,3 +120,7 @@ CERTIFICATE_EXPIRY = Gauge(
     " expires (the leaf's notAfter), exported by the agent that serves the VIP",
     ["namespace", "vip", "secret"],
 )
+
+# ---- data-plane traffic of the devices this process owns (lbaas.traffic) ---------------------
+TRAFFIC = TrafficExporter()
+REGISTRY.register(TRAFFIC)

@@ -58,6 +58,7 @@ PLURALS = {
     "Pool": "pools",
     "Member": "members",
     "HealthMonitor": "healthmonitors",
+    "L7Policy": "l7policies",
     "Device": "devices",
 }
 
@@ -177,13 +178,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 class Api:
     """CRUD on our kinds through the kubernetes client (faster than kubectl per call)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kubeconfig: str | None = None) -> None:
+        """The suite's cluster ($KUBECONFIG), or the one of ``kubeconfig`` (a test bed of a
+        test's own: the default configuration of the client is left alone)."""
         import kubernetes
 
-        # Explicit: the client reads $KUBECONFIG only once, when it is first imported.
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        self.custom = kubernetes.client.CustomObjectsApi()
-        self.core = kubernetes.client.CoreV1Api()
+        client = None
+        if kubeconfig is None:
+            # Explicit: the client reads $KUBECONFIG only once, when it is first imported.
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        else:
+            client = kubernetes.config.new_client_from_config(config_file=kubeconfig)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         plural = PLURALS[obj["kind"]]

@@ -37,6 +37,8 @@ MARK = "lbaas_feature"
 
 REGISTRY: dict[str, set[str]] = {}
 """feature → names of the tests that prove it (``module::function``)."""
+LAYER_OF: dict[str, str] = {}
+"""test name → its layer."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,10 +60,11 @@ def mark(name: str, layer: str = CONTRACT_LAYER) -> pytest.MarkDecorator:
     return getattr(pytest.mark, MARK)(name, layer)
 
 
-def register(name: str, test: str) -> None:
-    """Record that ``test`` proves ``name`` (for tests generated per feature)."""
+def register(name: str, test: str, layer: str = CONTRACT_LAYER) -> None:
+    """Record that ``test`` proves ``name`` in ``layer`` (for tests generated per feature)."""
     check_name(name)
     REGISTRY.setdefault(name, set()).add(test)
+    LAYER_OF[test] = layer
 
 
 def feature(name: str, *, layer: str = CONTRACT_LAYER) -> Callable[[F], F]:
@@ -69,7 +72,7 @@ def feature(name: str, *, layer: str = CONTRACT_LAYER) -> Callable[[F], F]:
     check_name(name)
 
     def decorate(test: F) -> F:
-        register(name, f"{test.__module__.rsplit('.', 1)[-1]}::{test.__name__}")
+        register(name, f"{test.__module__.rsplit('.', 1)[-1]}::{test.__name__}", layer)
         marked: F = mark(name, layer)(test)
         return marked
 

@@ -15,6 +15,7 @@ from lbaas.api.meta import (
     IPAddress,
     KindInfo,
     LabelSelector,
+    ObjectName,
     ObjectStatus,
     Port,
     PrinterColumn,
@@ -89,6 +90,10 @@ class OperatingStatus(StrEnum):
 TLS_RULE = "tls is required when protocol is TERMINATED_HTTPS, and allowed only then"
 
 
+HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
+"""Protocols whose requests the device sees (L7 policies, forwarded headers)."""
+
+
 class VIPSpec(WireModel):
     """What clients connect to, and where the operator may put it."""
 
@@ -100,7 +105,14 @@ class VIPSpec(WireModel):
                     " == has(self.tls)",
                     "message": TLS_RULE,
                     "fieldPath": ".tls",
-                }
+                },
+                {
+                    "rule": "!has(self.forwardedHeaders) || !self.forwardedHeaders"
+                    f" || self.protocol in {list(HTTP_PROTOCOLS)}",
+                    "message": "forwardedHeaders needs an HTTP VIP (protocol HTTP or"
+                    " TERMINATED_HTTPS)",
+                    "fieldPath": ".forwardedHeaders",
+                },
             ]
         }
     }
@@ -128,6 +140,18 @@ class VIPSpec(WireModel):
     session_persistence: SessionPersistence | None = Field(
         default=None, description="Keep each client on one member; unset = no persistence."
     )
+    default_pool_ref: ObjectName | None = Field(
+        default=None,
+        description="The Pool (of this VIP) for requests no L7Policy takes; unset = its oldest"
+        " Pool (so a Pool added later takes no traffic from it). Without any: HTTP requests get"
+        " 503, TCP connections are closed.",
+    )
+    forwarded_headers: bool | None = Field(
+        default=None,
+        description="Add X-Forwarded-For, -Proto and -Port to requests (HTTP VIPs). Unset = on"
+        " for HTTP where the device's driver supports it; true = required (a device without"
+        " it cannot serve the VIP); false = off.",
+    )
     device_selector: LabelSelector | None = Field(
         default=None, description="Only Devices whose labels match may take this VIP."
     )
@@ -145,6 +169,14 @@ class VIPSpec(WireModel):
     def _tls_with_terminated_https(self) -> VIPSpec:
         if (self.protocol == Protocol.TERMINATED_HTTPS) != (self.tls is not None):
             raise ValueError(TLS_RULE)
+        return self
+
+    @model_validator(mode="after")
+    def _forwarded_headers_need_http(self) -> VIPSpec:
+        if self.forwarded_headers and str(self.protocol) not in HTTP_PROTOCOLS:
+            raise ValueError(
+                "forwardedHeaders needs an HTTP VIP (protocol HTTP or TERMINATED_HTTPS)"
+            )
         return self
 
 

@@ -45,18 +45,19 @@ def reduced(tmp_path_factory: pytest.TempPathFactory) -> KitRun:
 
 
 def traffic_tested() -> set[str]:
-    """Features with a test beyond the contract layer's acceptance."""
+    """Features with a test in the traffic layer (real requests through the device)."""
+    from lbaas_conformance.features import LAYER_OF, TRAFFIC
+
     found = proven_by_tests().items()
-    return {f for f, tests in found if any(not t.startswith("test_accepts") for t in tests)}
+    return {f for f, tests in found if any(LAYER_OF.get(t) == TRAFFIC for t in tests)}
 
 
-KNOWN_BUGS = {
-    "monitor.tcp": "test_a_member_down_when_its_monitor_goes_serves_once_up: a member that was"
-    " down when its pool's monitor was removed stays DOWN for good (the server-state file"
-    " restores DOWN on the reload and no check ever brings it back; verify says in sync)",
-}
-"""Failures the kit found in the HAProxy driver, reported to its maintainers: each is also an
-expected failure below (strict), which fails the day the bug is fixed, to be removed then."""
+KNOWN_BUGS: dict[str, str] = {}
+"""Failures the kit finds in the HAProxy driver, by feature, until they are fixed (a strict
+expected failure each). None now: the three it found when the driver moved to contract 1 — a
+member DOWN for good once its monitor was removed (monitor.tcp), an admin-down listener seen
+as drift at every resync (listener.admin-state), a removed member's request cut (ops.drain) —
+are fixed, each with a test of its own in tests/dataplane."""
 
 
 def test_haproxy_passes_every_declared_feature_it_has_a_test_for(haproxy: KitRun) -> None:
@@ -81,12 +82,6 @@ def test_haproxy_features_are_proven_in_traffic(haproxy: KitRun) -> None:
         assert "traffic" in entry["layers"], entry
     weight = haproxy.entry("member.weight")["tests"]
     assert any(t["layer"] == "traffic" and t["outcome"] == "passed" for t in weight)
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["monitor.tcp"])
-def test_known_bug_a_member_down_when_its_monitor_goes(haproxy: KitRun) -> None:
-    entry = haproxy.entry("monitor.tcp")
-    assert entry["status"] == "passed", entry.get("reason")
 
 
 def test_the_kit_runs_well_within_its_budget(haproxy: KitRun) -> None:
@@ -147,5 +142,5 @@ def test_the_support_matrix_from_both_reports(
     assert rows["member.weight"] == ["yes", "**FAILED**"]
     assert rows["monitor.http"] == ["yes", "yes"]
     assert rows["method.least-connections"] == ["yes", "-"]
-    assert rows["l7.host"] == ["-", "-"]
+    assert rows["l7.host"] == ["yes", "-"]  # issue 20: HAProxy routes by host
     assert "| reduced | 1 |" in done.stdout

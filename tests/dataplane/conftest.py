@@ -105,7 +105,7 @@ def api(kubeconfig: str) -> Api:
     return Api()
 
 
-TREE_KINDS = ("HealthMonitor", "Member", "Pool", "VIP")
+TREE_KINDS = ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP")
 
 
 @pytest.fixture

@@ -264,7 +264,9 @@ def serves_exactly(device: OperatorDevice, lbs: Sequence[LoadBalancer]) -> None:
     """HAProxy loaded exactly the configuration of ``lbs`` (files, running process, servers),
     and requests reach exactly the members with a weight."""
     settings = GlobalSettings(
-        str(device.state_dir / "haproxy.sock"), str(device.state_dir / "server-state")
+        str(device.state_dir / "haproxy.sock"),
+        str(device.state_dir / "server-state"),
+        state_dir=str(device.state_dir),
     )
     fragments = sorted((render_vip(lb) for lb in lbs), key=lambda f: f.key)
     assert device.config() == render_global(settings) + "".join(f.text for f in fragments)

@@ -169,3 +169,30 @@ def test_a_removed_member_finishes_what_it_serves(device: Device, backends: Back
         (200, served[1]),
     ]
     assert any(isinstance(r, tuple) and r[1] == "b0" for r in results), results
+
+
+def test_health_is_carried_over_a_reload_only_where_it_still_means_something(
+    device: Device, backends: Backends
+) -> None:
+    """A reload carries checked servers' health over (server-state file), but not that of a
+    server left without checks (DOWN would stay for good: nothing brings it back) nor of one
+    moved to another address (a new server)."""
+    a, b, c = backends.http(3)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a, b], monitor=FAST_MONITOR))
+    b.healthy = False
+    wait_for(lambda: device.statuses(make_lb(vip, [a, b]))["b1"] == MemberStatus.ERROR, 10)
+    driver.apply(handle, make_lb(vip, [a, b]))  # the monitor goes: a reload
+    wait_for(lambda: set(spread(*vip, 20)) == {"b0", "b1"}, 5)
+    # Checked again: b1 is down (its check says so, nothing carried it over as UP).
+    driver.apply(handle, make_lb(vip, [a, b], monitor=FAST_MONITOR))
+    wait_for(lambda: set(spread(*vip, 20)) == {"b0"}, 10)
+    # b1 moves to c's address, a healthy backend, in the same apply as a balancing change (a
+    # reload): the DOWN of its old address is not carried over.
+    moved = make_lb(vip, [a, b], monitor=FAST_MONITOR, pool={"method": Method.LEAST_CONNECTIONS},
+                    member_spec={"b1": {"address": c.address, "port": c.port}})  # fmt: skip
+    reloads = device.reloads()
+    driver.apply(handle, moved)
+    assert device.reloads() == reloads + 1
+    wait_for(lambda: set(spread(*vip, 20)) == {"b0", "b2"}, 10)

@@ -127,6 +127,9 @@ def test_orphans_are_found_and_deleted(device: Device, backends: Backends) -> No
     text = (conf_d / "other__by-hand.cfg").read_text().replace("dp__kept", "other__by-hand")
     text = text.replace(f"{kept[0]}:{kept[1]}", f"{by_hand[0]}:{by_hand[1]}")
     (conf_d / "other__by-hand.cfg").write_text(text)
+    for copied in (device.state_dir / "maps").glob("fe_dp__kept__*.map"):  # its L7 maps too
+        target = copied.with_name(copied.name.replace("dp__kept", "other__by-hand"))
+        shutil.copy(copied, target)
     device.master_cli("reload")
     wait_for(lambda: not refused(*by_hand), timeout=5)
 

@@ -21,9 +21,14 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     work = tmp_path_factory.mktemp("fuzz")
     (work / "conf.d").mkdir()
     (work / "certs").mkdir()
+    (work / "maps").mkdir()
     (work / "server-state").write_text("1\n")
     settings = GlobalSettings(
-        str(work / "haproxy.sock"), str(work / "server-state"), 60, str(work / "certs")
+        str(work / "haproxy.sock"),
+        str(work / "server-state"),
+        60,
+        certs_dir=str(work / "certs"),
+        state_dir=str(work),
     )
     (work / "haproxy.cfg").write_text(render_global(settings))
     return binary, work

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from helpers import Api, FakeDevice, OperatorProcess, stored_members, tree, wait_for
+from lbaas.drivers.capabilities import summary
+from lbaas_fake_driver import FakeDriver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -52,6 +54,7 @@ def test_full_chain_pending_then_active(
         expected = {"Programmed": "True", "Ready": "True"}
         if obj["kind"] == "VIP":
             expected["Scheduled"] = "True"  # the controller's condition: the binding
+            expected["DefaultPool"] = "True"  # where requests no L7Policy takes go (issue 20)
         assert conds == expected, obj
     vip = api.status("VIP", "web", namespace)
     assert vip["device"] == device.name and vip["address"] == "10.200.0.1"
@@ -64,6 +67,10 @@ def test_full_chain_pending_then_active(
     ]
     (pool,) = on_device.pools
     assert pool.monitor is not None and pool.monitor.type == "HTTP"
+    # The Device says what its driver supports (kubectl get lbdev: the Features column).
+    device_status = api.status("Device", device.name)
+    assert set(device_status["features"]) == set(FakeDriver.features)
+    assert device_status["featureSummary"] == summary(FakeDriver.features)
     # A spec change bumps the generation; it is Pending, then Active at the new generation.
     api.patch_spec("Member", "web-m1", namespace, {"weight": 7})
     api.wait_phase("Member", "web-m1", namespace, "Pending", 10)
@@ -331,9 +338,13 @@ def test_delete_released_when_device_keeps_failing(
     assert any(e.reason == "DeleteAbandoned" and "orphan check" in e.message for e in events)
 
 
-def test_second_pool_is_a_conflict(
+def test_a_second_pool_is_served_and_the_default_pool_is_said(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
+    """Several pools per VIP (issue 20; before, a second Pool was a Conflict): the second is
+    Active too and takes no traffic from the first, the oldest, which stays the default until
+    defaultPoolRef names another; one naming no pool leaves the VIP without a default: still
+    Active, it says so in its DefaultPool condition and a Warning Event."""
     make_device()
     objs = tree(namespace, "dup", members=1, monitor=False)
     create_all(api, objs)
@@ -345,9 +356,28 @@ def test_second_pool_is_a_conflict(
             "spec": {"vipRef": "dup"},
         }
     )
-    err = api.wait_phase("Pool", "dup-2", namespace, "Error", 15, reason="Conflict")
-    assert "already has pool dup" in err["status"]["message"]
-    assert api.status("VIP", "dup", namespace)["phase"] == "Active"
+    api.wait_phase("Pool", "dup-2", namespace, "Active", 15)
+
+    def default_pool() -> dict[str, Any]:
+        status = api.status("VIP", "dup", namespace)
+        return next(c for c in status.get("conditions") or () if c["type"] == "DefaultPool")
+
+    wait_for(lambda: "the oldest of its pools" in default_pool()["message"], 15, "the oldest")
+    assert default_pool()["reason"] == "Resolved"
+    assert default_pool()["message"].startswith("requests no L7Policy takes go to pool dup ")
+    api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "dup-2"})
+    wait_for(lambda: default_pool()["message"].endswith("pool dup-2"), 15, "the named pool")
+    api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "nowhere"})
+    wait_for(lambda: default_pool()["reason"] == "PoolNotFound", 15, "a missing default pool")
+    vip = api.status("VIP", "dup", namespace)
+    assert vip["phase"] == "Active"
+    assert "requests no L7Policy takes are answered 503" in vip["message"]
+    # It still serves, so the phase is no alarm: a Warning Event is (once).
+    wait_for(
+        lambda: [e for e in api.events(namespace, "dup") if e.reason == "PoolNotFound"],
+        10,
+        "a PoolNotFound Warning Event",
+    )
 
 
 def test_parent_not_found_after_timeout_then_joins(

@@ -3,30 +3,42 @@ nothing the operator writes or says.
 
 Devices of the fake driver name credentials Secrets in the operator's namespace holding
 canary values; TLS VIPs name ``kubernetes.io/tls`` Secrets whose private keys are canaries
-too (in PEM, and in base64 as the Secret holds them: ``tlskit.leaked_forms``). The cases: a
-readable Secret (the driver receives the value: it records its SHA-256), a driver that echoes
-the credential into its error's message and detail (apply and probe), a driver that crashes
-with it in a plain exception, a missing Secret, a Secret without the key the driver needs and
-one that is not UTF-8; a private key served, renewed, and one refused (it does not match its
-certificate). Then everything the tests can collect is searched: the operator's log (at
-DEBUG), the statuses of every object of all five kinds, every Event in every namespace, the
-metrics, and every file the fake driver writes (its state file and call log). The HAProxy and
-Envoy drivers' files are searched by ``tests/dataplane/test_tls_canary.py``. Tenants see
-which Secret "cannot be read" and nothing else; the redacted echoes show ``***`` where the
-value was.
+too. The cases: a readable Secret (the driver receives the value: it records its SHA-256), a
+driver that echoes the credential into its error's message and detail (apply and probe), a
+driver that crashes with it in a plain exception, a missing Secret, a Secret without the key
+the driver needs and one that is not UTF-8; a private key served, renewed, and one refused (it
+does not match its certificate); and a Device of the HAProxy driver given the same Secret,
+serving a VIP. Then every place in :data:`PLACES` is searched for every value in every
+encoding of ``canary.ENCODINGS`` (as is, base64, URL-safe base64, hex; for private keys also
+the parts ``tlskit.leaked_forms`` names: a line of the PEM, the Secret's base64 of it, the DER
+of its PKCS#8 form): the operator's log (at DEBUG), the statuses of every object of all five
+kinds, every Event in every namespace, the metrics, and every file the drivers wrote (the fake
+driver's state and call log, the HAProxy driver's whole state dir). The HAProxy and Envoy
+drivers' files for TLS VIPs are searched by ``tests/dataplane/test_tls_canary.py``. Tenants
+see which Secret "cannot be read" and nothing else; the redacted echoes show ``***`` where
+the value was.
+
+To search for more, add the values to the list ``secrets`` of the test, a place to
+:data:`PLACES`, an encoding to ``canary.ENCODINGS``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from canary import files, leaks
+from dataplane.hxsupport import free_port_in, haproxy_binary, net, stop_haproxy
 
 from helpers import (
     GROUP,
@@ -53,14 +65,52 @@ def secret(api: Api, name: str, data: dict[str, bytes]) -> dict[str, str]:
     return {"namespace": LEASE_NAMESPACE, "name": name}
 
 
-def everything(api: Api, operator: OperatorProcess) -> dict[str, str]:
-    """What the tests can collect, by where it came from."""
-    found = {"operator log": operator.log_path.read_text(), "metrics": operator.metrics()}
+@dataclass
+class Scene:
+    """Where the test's operator and drivers left their traces."""
+
+    api: Api
+    operator: OperatorProcess
+    driver_dirs: list[Path]
+    """Every directory a driver of this test writes in (state files, logs, configuration)."""
+
+
+def _operator(scene: Scene) -> dict[str, str]:
+    return {
+        "operator log": scene.operator.log_path.read_text(),
+        "metrics": scene.operator.metrics(),
+    }
+
+
+def _statuses(scene: Scene) -> dict[str, str]:
+    found = {}
     for kind, plural in PLURALS.items():
-        items = api.custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+        items = scene.api.custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
         found[f"{kind} statuses"] = json.dumps([i.get("status") for i in items])
-    events = api.core.list_event_for_all_namespaces().items
-    found["Events"] = json.dumps([[e.reason, e.message, e.involved_object.name] for e in events])
+    return found
+
+
+def _events(scene: Scene) -> dict[str, str]:
+    events = scene.api.core.list_event_for_all_namespaces().items
+    return {"Events": json.dumps([[e.reason, e.message, e.involved_object.name] for e in events])}
+
+
+def _driver_files(scene: Scene) -> dict[str, bytes]:
+    return files(*scene.driver_dirs)
+
+
+PLACES: list[Callable[[Scene], dict[str, str] | dict[str, bytes]]] = [
+    _operator, _statuses, _events, _driver_files,
+]  # fmt: skip
+"""Where a secret must never be, each a function of the scene → {what: its text}."""
+
+
+def everything(scene: Scene) -> dict[str, bytes]:
+    """What the tests can collect, by where it came from."""
+    found: dict[str, bytes] = {}
+    for place in PLACES:
+        for where, text in place(scene).items():
+            found[where] = text if isinstance(text, bytes) else text.encode()
     return found
 
 
@@ -85,6 +135,7 @@ def test_the_canary_appears_nowhere(
     namespace: str,
     operator: OperatorProcess,
     make_device: Callable[..., FakeDevice],
+    tmp_path: Path,
 ) -> None:
     canary = f"canary-7f3a-{uuid.uuid4().hex}"
     other = f"canary-7f3a-{uuid.uuid4().hex}"
@@ -150,16 +201,25 @@ def test_the_canary_appears_nowhere(
     # Private keys of TLS Secrets: served (the fake device stores the tree), refused (a key
     # that does not match its certificate: Error, Event), and renewed.
     keys = tls_vips(api, namespace, good)
-    collected = everything(api, operator)
-    collected |= {"fake state file": good.state_file.read_text(),
-                  "fake call log": good.call_log.read_text()}  # fmt: skip
-    assert "***" in collected["operator log"]  # the echoes were logged, redacted
-    for where, text in collected.items():
-        for value in (canary, other):
-            assert value not in text, f"a credential in the {where}"
-        for key in keys:
-            for form in leaked_forms(key):
-                assert form not in text, f"a private key in the {where}"
+    hx_dir = haproxy_device(api, namespace, good_ref)
+    try:
+        collected = everything(Scene(api, operator, [tmp_path, hx_dir]))
+    finally:
+        api.delete("VIP", "hx", namespace)
+        with contextlib.suppress(AssertionError):
+            api.wait_gone("VIP", "hx", namespace, 30)
+        api.delete("Device", f"{namespace}-hx")
+        with contextlib.suppress(AssertionError):
+            api.wait_gone("Device", f"{namespace}-hx", None, 30)
+        stop_haproxy(hx_dir)
+        shutil.rmtree(hx_dir, ignore_errors=True)
+    assert b"***" in collected["operator log"]  # the echoes were logged, redacted
+    assert any("calls.jsonl" in where for where in collected), "the fake driver's call log"
+    assert any("/conf.d/" in where for where in collected), "the HAProxy driver's files"
+    secrets = [canary.encode(), other.encode()]
+    for key in keys:
+        secrets += [key, *(form.encode() for form in leaked_forms(key))]
+    assert leaks(secrets, collected) == []
 
 
 def tls_vips(api: Api, namespace: str, device: FakeDevice) -> list[bytes]:
@@ -190,6 +250,24 @@ def tls_vips(api: Api, namespace: str, device: FakeDevice) -> list[bytes]:
     )
     wait_for(lambda: api.events(namespace, "tls-wrong"), 10, "the Warning Event")
     return [served.key_pem, renewed.key_pem, wrong.key_pem]
+
+
+def haproxy_device(api: Api, namespace: str, credentials: dict[str, str]) -> Path:
+    """A Device of the HAProxy driver given the credentials Secret, serving a VIP of
+    ``namespace`` (its VIP is deleted with the namespace's trees); its state dir."""
+    state_dir = Path(tempfile.mkdtemp(prefix="lbcan-", dir="/tmp"))
+    pool = f"{net(62, 0)}/28"
+    config = {"managed": True, "stateDir": str(state_dir), "haproxyBinary": haproxy_binary()}
+    api.create({"kind": "Device", "metadata": {"name": f"{namespace}-hx"}, "spec": {
+        "driver": "haproxy", "config": config, "addressPool": [pool],
+        "allowedNamespaces": [namespace], "credentialsSecretRef": credentials}})  # fmt: skip
+    api.wait_phase("Device", f"{namespace}-hx", None, "Ready", 30)
+    port = free_port_in(pool)
+    for obj in make_tree(namespace, "hx", members=1, monitor=False, port=port,
+                         deviceRef=f"{namespace}-hx"):  # fmt: skip
+        api.create(obj)
+    api.wait_phase("VIP", "hx", namespace, "Active", 30)
+    return state_dir
 
 
 def with_config(device: FakeDevice, config: dict[str, Any]) -> FakeDevice:

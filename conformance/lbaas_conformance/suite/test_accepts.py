@@ -16,12 +16,24 @@ import pytest
 
 from lbaas.drivers.capabilities import required_features
 from lbaas.drivers.model import (
+    Action,
+    ActionType,
+    Header,
+    HeaderChanges,
+    L7Policy,
     LoadBalancer,
+    Match,
     Method,
     MonitorType,
+    PathMatch,
+    PathMatchType,
     Persistence,
     PersistenceType,
     Protocol,
+    Redirect,
+    ValueMatch,
+    ValueMatchType,
+    WeightedPool,
 )
 from lbaas_conformance.features import mark, register
 from lbaas_conformance.kit import Kit
@@ -63,6 +75,19 @@ def _monitor_address(kit: Kit) -> LoadBalancer:
     )
 
 
+def _policy(kit: Kit, match: Match | None = None, action: Action | None = None,
+            **changes: Any) -> LoadBalancer:  # fmt: skip
+    """An HTTP load balancer of two pools (``a`` the default) and one L7 policy: ``match``
+    (every request) forwarding to ``b`` unless ``action`` says otherwise."""
+    pools = (kit.trees.pool(kit.endpoints(1, "a"), name="a"),
+             kit.trees.pool(kit.endpoints(1, "b"), name="b"))  # fmt: skip
+    forward = Action(ActionType.FORWARD, pools=(WeightedPool("b"),))
+    policy = L7Policy("p", 1, match or Match(), action or forward, **changes)
+    return kit.trees.lb(
+        *kit.slot(), protocol=Protocol.HTTP, pools=pools, listener={"policies": (policy,)}
+    )
+
+
 SAMPLES: dict[str, Sample] = {
     "protocol.tcp": lambda kit: _lb(kit, protocol=Protocol.TCP),
     "method.round-robin": lambda kit: _lb(kit, method=Method.ROUND_ROBIN),
@@ -97,6 +122,25 @@ SAMPLES: dict[str, Sample] = {
         kit.endpoints(2),
         protocol=Protocol.HTTP,
         listener={"forwarded_headers": True},
+    ),
+    # L7 (issue 20): one policy asking for the feature (and for l7.multiple-pools)
+    "l7.host": lambda kit: _policy(kit, Match(hostnames=("a.example.com", "*.example.org"))),
+    "l7.path": lambda kit: _policy(kit, Match(path=PathMatch(PathMatchType.PREFIX, "/api"))),
+    "l7.header": lambda kit: _policy(kit, Match(headers=(ValueMatch("X-Canary", "yes"),))),
+    "l7.method": lambda kit: _policy(kit, Match(method="POST")),
+    "l7.query": lambda kit: _policy(kit, Match(query_params=(ValueMatch("v", "2"),))),
+    "l7.regex": lambda kit: _policy(
+        kit, Match(headers=(ValueMatch("X-V", "^v[0-9]+$", ValueMatchType.REGEX),))
+    ),
+    "l7.redirect": lambda kit: _policy(
+        kit, action=Action(ActionType.REDIRECT, redirect=Redirect(scheme="https"))
+    ),
+    "l7.reject": lambda kit: _policy(kit, action=Action(ActionType.REJECT, status_code=403)),
+    "l7.header-modifier": lambda kit: _policy(
+        kit, request_headers=HeaderChanges(set=(Header("X-Set", "1"),), remove=("X-Drop",))
+    ),
+    "l7.weighted-split": lambda kit: _policy(
+        kit, action=Action(ActionType.FORWARD, pools=(WeightedPool("a", 1), WeightedPool("b", 3)))
     ),
 }
 

@@ -72,6 +72,7 @@ class Device:
             server_state_file=str(self.paths.server_state),
             hard_stop_after=self.config.hard_stop_after_seconds,
             certs_dir=str(self.paths.certs),
+            state_dir=str(self.paths.root),
         )
 
     def fragment_path(self, key: str) -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 
 from lbaas.drivers.haproxy import certs
 from lbaas.drivers.haproxy.certs import client_ca_file, crt_file, crt_list_file, pool_ca_file
+from lbaas.drivers.haproxy.l7 import Routing, routing
 from lbaas.drivers.haproxy.monitor import monitor_view
 from lbaas.drivers.haproxy.names import backend_name, frontend_name
 from lbaas.drivers.haproxy.tokens import Token, UnsafeValueError, token
@@ -92,6 +93,8 @@ class Frontend:
     backend: str | None
     """The default pool's backend; None: HTTP answers 503, TCP closes."""
     tls: BindTLS | None = None
+    routing: Routing | None = None
+    """Policies and forwarded headers (``l7``); None for TCP."""
 
     @property
     def listener(self) -> tuple[str, int]:
@@ -195,7 +198,9 @@ def bind_tls(lb: LoadBalancer, listener: Listener, certs_dir: str) -> BindTLS | 
     return BindTLS(Token(" ".join(parts)), certs.crt_list(lb, listener), header)
 
 
-def frontend(lb: LoadBalancer, listener: Listener, certs_dir: str = "") -> Frontend:
+def frontend(lb: LoadBalancer, listener: Listener, index: int = 0, certs_dir: str = "") -> Frontend:
+    """Listener number ``index`` of ``lb``; ``certs_dir``: the device's certificate directory
+    (TERMINATED_HTTPS)."""
     return Frontend(
         name=frontend_name(lb, listener),
         address=address_of(lb).compressed,
@@ -205,6 +210,7 @@ def frontend(lb: LoadBalancer, listener: Listener, certs_dir: str = "") -> Front
         maxconn=listener.connection_limit,
         backend=backend_name(lb, listener.default_pool) if listener.default_pool else None,
         tls=bind_tls(lb, listener, certs_dir),
+        routing=routing(lb, listener, index),
     )
 
 

@@ -27,6 +27,7 @@ from lbaas.drivers.capabilities import missing
 from lbaas.drivers.errors import DriverError, UnsupportedError
 from lbaas.drivers.haproxy.certs import MAX_NAME_BYTES
 from lbaas.drivers.haproxy.features import FEATURES
+from lbaas.drivers.haproxy.l7 import MapFile, policy_problem
 from lbaas.drivers.haproxy.names import check_names
 from lbaas.drivers.haproxy.proxies import (
     Backend,
@@ -58,6 +59,8 @@ class GlobalSettings:
     hard_stop_after: int = 900
     certs_dir: str = "/nonexistent"
     """``crt-base`` and ``ca-base``: fragments name certificate files relative to it."""
+    state_dir: str = ""
+    """Where relative paths (the L7 map files, ``maps/...``) are found (``default-path``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Fragment:
     backends: tuple[Backend, ...]
     structure: str
     text: str
+    maps: tuple[MapFile, ...] = ()
+    """The L7 map files its frontends use (``l7``): runtime-changeable, not in ``structure``."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,10 @@ def unsupported_reason(lb: LoadBalancer) -> str | None:
     if tls := _tls_reason(lb):
         return tls
     protocols = pool_protocols(lb)
+    for listener in lb.listeners:
+        for policy in listener.policies:
+            if problem := policy_problem(lb, listener, policy):
+                return problem
     for pool in lb.pools:
         persistence = pool.persistence
         if persistence is None:
@@ -171,7 +180,9 @@ def _proxies(lb: LoadBalancer, certs_dir: str) -> tuple[tuple[Frontend, ...], tu
         raise UnsupportedError(f"VIP {lb.key}: {reason}")
     address_of(lb)
     protocols = pool_protocols(lb)
-    frontends = tuple(frontend(lb, listener, certs_dir) for listener in lb.listeners)
+    frontends = tuple(
+        frontend(lb, listener, i, certs_dir) for i, listener in enumerate(lb.listeners)
+    )
     return frontends, tuple(backend(lb, pool, protocols[pool.name]) for pool in lb.pools)
 
 
@@ -206,7 +217,8 @@ def render_vip(lb: LoadBalancer, certs_dir: str = "") -> Fragment:
     structure += "".join(f"crt-list {fe.name}\n{fe.tls.crt_list}" for fe in frontends if fe.tls)
     digest = hashlib.sha256(structure.encode()).hexdigest()
     text = f"{HEADER}{digest}\n" + template.render(vip=view, structure_only=False)
-    return Fragment(lb.key, frontends, backends, digest, text)
+    maps = tuple(m for fe in frontends if fe.routing for m in fe.routing.maps)
+    return Fragment(lb.key, frontends, backends, digest, text, maps)
 
 
 def render_global(settings: GlobalSettings) -> str:

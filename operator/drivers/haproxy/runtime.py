@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +29,19 @@ class CLIError(Exception):
     """The socket did not answer, or HAProxy refused the command."""
 
 
-def command(path: Path, line: str, timeout: float = 5.0, payload: str | None = None) -> str:
-    """Send one command and return HAProxy's whole answer. ``payload``: lines sent after the
-    command (``<<``), up to an empty line (see :func:`command_payload`)."""
-    if "\n" in line or "\r" in line or ";" in line:
-        raise CLIError(f"refusing a command that would be several: {line!r}")
+def command(path: Path, line: str, timeout: float = 5.0, payload: list[str] | None = None) -> str:
+    """Send one command and return HAProxy's whole answer. ``payload``: lines sent after
+    ``<<`` (``add map ... <<``), each one line without ``;`` either."""
+    for part in [line, *(payload or ())]:
+        if "\n" in part or "\r" in part or ";" in part or (payload is not None and not part):
+            raise CLIError(f"refusing a command that would be several: {part!r}")
     wait = budget(timeout, f"talking to HAProxy ({line.split(' ', 1)[0]} on {path.name})")
-    request = line.encode() + b"\n"
-    if payload is not None:
-        request = line.encode() + b" <<\n" + payload.encode() + b"\n"
+    text = line if payload is None else "\n".join([f"{line} <<", *payload, ""])
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(wait)
         try:
             sock.connect(str(path))
-            sock.sendall(request)
+            sock.sendall(text.encode() + b"\n")
             # The master CLI answers only once it sees the end of the request.
             sock.shutdown(socket.SHUT_WR)
             chunks = []
@@ -59,9 +59,9 @@ def command_payload(path: Path, line: str, payload: str, timeout: float = 5.0) -
     payload ends at the first empty line: one inside it would end it early, so it is refused
     (and the log never sees it: the message names no content)."""
     lines = payload.rstrip("\n").split("\n")
-    if any(not part.strip() or "\r" in part for part in lines):
-        raise CLIError(f"{line!r}: the payload has an empty line or a carriage return")
-    return command(path, line, timeout, payload="\n".join(lines) + "\n")
+    if any(not part.strip() or "\r" in part or ";" in part for part in lines):
+        raise CLIError(f"{line!r}: the payload has an empty line, a carriage return or a ';'")
+    return command(path, line, timeout, payload=lines)
 
 
 def expect_empty(path: Path, line: str) -> None:
@@ -192,6 +192,29 @@ def servers_state(
     if text.startswith("Can't find backend"):
         raise NoSuchBackend(f"no backend {backend} in the running HAProxy")
     return parse_servers_state(text).get(backend, {})
+
+
+def filter_servers_state(text: str, keep: Callable[[ServerState], bool]) -> str:
+    """``show servers state`` (format 1) with only the rows of the servers ``keep`` accepts
+    (what a reload should carry over); an answer it cannot read becomes an empty file."""
+    try:
+        kept = {
+            (state.backend, state.name)
+            for servers in parse_servers_state(text).values()
+            for state in servers.values()
+            if keep(state)
+        }
+    except CLIError:
+        return "1\n"
+    lines = text.splitlines()
+    columns = lines[1][2:].split()
+    backend, server = columns.index("be_name"), columns.index("srv_name")
+    rows = [
+        line
+        for line in lines[2:]
+        if len(fields := line.split()) == len(columns) and (fields[backend], fields[server]) in kept
+    ]
+    return "\n".join([*lines[:2], *rows]) + "\n"
 
 
 def all_servers_state(

@@ -3,9 +3,11 @@
 A VIP goes this way when the running master is the one the driver last reloaded, no reload is
 pending, ``haproxy.cfg`` is the driver's, and the VIP's new fragment has the structure of the
 one on disk: only servers, weights or admin states differ, in any of its pools (``servers``
-plans the commands of each backend), or the content of its certificates and CA bundles (a
-fragment names their files: ``certs.swap`` hands HAProxy the new content, then the files are
-written; the certificate rotation without a reload).
+plans the commands of each backend), the entries of its L7 map files (``maps``: Forward
+policies by host and path added, changed or removed, weighted splits re-weighted), or the
+content of its certificates and CA bundles (a fragment names their files: ``certs.swap`` hands
+HAProxy the new content, then the files are written; the certificate rotation without a
+reload).
 A deletion goes this way when HAProxy does not serve the VIP (parked, or never applied): only
 its file is removed.
 
@@ -24,7 +26,8 @@ import logging
 from pathlib import Path
 
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import certs, faults, runtime, servers
+from lbaas.drivers.haproxy import certs, faults, maps, runtime, servers
+from lbaas.drivers.haproxy.config import DevicePaths
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Change
 from lbaas.drivers.haproxy.proxies import Frontend
@@ -50,6 +53,7 @@ def runtime_batch(
     trees: dict[Path, str | None] = {}
     fragments: dict[Path, str] = {}
     certificates: dict[str, tuple[str, str]] = {}
+    map_files: dict[Path, str] = {}
     forgotten: list[str] = []
     updates, error = 0, None
     ours = read_text(dev.paths.config) == render_global(dev.settings)
@@ -68,7 +72,14 @@ def runtime_batch(
             continue
         swaps = certs.changed(dev.paths.certs, certs.wanted(lb) or {})
         try:
-            ops = _apply(view, fragment, read_text(dev.fragment_path(key)), swaps, dev.paths.certs)
+            ops = _apply(
+                view,
+                fragment,
+                read_text(dev.fragment_path(key)),
+                swaps=swaps,
+                paths=dev.paths,
+                written=map_files,
+            )
         except DriverError as exc:  # the deadline (CLI refusals are handled in _apply)
             error = exc
             break
@@ -90,7 +101,8 @@ def runtime_batch(
             dev.memo.wrote(dev.vip_path(key), lb, fragment)
     if len(done) > len(forgotten):
         faults.point("after-vip-file")
-    # conf.d is rendered again from the VIP files at every start: no sync needed.
+    # conf.d and maps/ are rendered again from the VIP files at every start: no sync needed.
+    write_many(map_files, 0o644, durable=False)
     write_many(fragments, 0o644, durable=False)
     if len(done) > len(forgotten):
         faults.point("after-config")
@@ -106,31 +118,36 @@ def _apply(
     view: Running,
     fragment: Fragment,
     old: str | None,
+    *,
     swaps: dict[str, tuple[str, str]],
-    root: Path,
-) -> list[servers.Op] | None:
+    paths: DevicePaths,
+    written: dict[Path, str],
+) -> list[servers.Op | Path] | None:
     """Send the runtime commands that make the running load balancer match ``fragment``
     (``old``: its fragment on disk; ``swaps``: certificate files whose content changed),
-    every backend (pool) planned on its own; None when only a reload can."""
+    every backend (pool) planned on its own, then its map files (those to write go to
+    ``written``); None when only a reload can."""
     if old is None or fragment_structure(old) != fragment.structure:
         return None
-    written = fragment_servers(old)
+    on_disk = fragment_servers(old)
     ops: list[servers.Op] = []
     try:
-        certs.swap(view.socket, root, swaps)
+        certs.swap(view.socket, paths.certs, swaps)
         for backend in fragment.backends:
             running = view.servers(backend.name)
-            found = servers.plan(backend, written.get(backend.name, {}), running)
+            found = servers.plan(backend, on_disk.get(backend.name, {}), running)
             if found is None:
                 return None
             ops += found
         if not all(_frontend_state(view, frontend) for frontend in fragment.frontends):
             return None
         servers.execute(view.socket, ops)
+        synced = maps.sync(view.socket, paths.root, fragment.maps)
     except CLIError as exc:
         log.warning("runtime change of %s failed, reloading instead: %s", fragment.key, exc)
         return None
-    return ops
+    written |= synced
+    return [*ops, *synced]
 
 
 def _frontend_state(view: Running, frontend: Frontend) -> bool:

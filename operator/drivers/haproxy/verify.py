@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 from lbaas.drivers.contract import Drift
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import certs, runtime
+from lbaas.drivers.haproxy import certs, maps, runtime
 from lbaas.drivers.haproxy.device import Device, checked_fragment
 from lbaas.drivers.haproxy.names import proxy_key
 from lbaas.drivers.haproxy.proxies import Backend
@@ -84,6 +84,9 @@ def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
         drifts.append(Drift("ConfigMissing", f"conf.d/{name} is missing"))
     elif on_disk != fragment.text:
         drifts.append(Drift("ConfigChanged", f"conf.d/{name} is not what this VIP's spec gives"))
+    elif stale := maps.changed(dev.paths.root, fragment.maps):  # the fragment is right
+        names = ", ".join(m.name for m in stale)
+        drifts.append(Drift("MapFileChanged", f"{names}: not what this VIP's policies give"))
     drifts += certificate_drift(dev, lb)
     if any(d.kind in UNTRUSTED for d in drifts):
         return drifts
@@ -150,11 +153,19 @@ def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
             statuses[frontend.name] = runtime.frontend_status(
                 socket, frontend.name, runtime.QUERY_TIMEOUT
             )
+        maps_changed = [
+            m.name
+            for m in fragment.maps
+            if maps.running(socket, m.name, runtime.QUERY_TIMEOUT) != m.entries
+        ]
     except CLIError as exc:
         raise DriverError("cannot read HAProxy's runtime state", detail=str(exc)) from exc
     drifts = []
     if problems:
         drifts.append(Drift("RuntimeChanged", "; ".join(problems)))
+    if maps_changed:
+        names = ", ".join(maps_changed)
+        drifts.append(Drift("MapChanged", f"HAProxy's maps {names} differ from the policies"))
     for frontend in fragment.frontends:
         status = statuses[frontend.name]
         if status is None:
