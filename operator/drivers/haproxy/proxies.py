@@ -75,8 +75,9 @@ class BindTLS:
     crt_list: str
     """The crt-list's content (``certs.crt_list``): the first certificate is the default, the
     others are picked by SNI from their names. Part of the fragment's structure."""
-    subject_header: str | None
-    """Set to the verified client's subject (removed from what clients send)."""
+    subject_header: Token | None
+    """Set to the verified client's subject (removed from what clients send); a checked
+    ``header`` token already."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ def server_tls(lb: LoadBalancer, pool: Pool) -> Token | None:
     else:
         parts += ["verify", "none"]
     if tls.server_name is not None:
-        name = token(tls.server_name, "host")
+        name = token(tls.server_name, "dnsname")
         parts += ["sni", f"str({name})"]
         if tls.verify:
             parts += ["verifyhost", name]

@@ -54,9 +54,8 @@ _CIPHERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}(:[A-Za-z0-9][A-Za-z0-9_-]
 """OpenSSL cipher (suite) names joined by ``:``; no cipher-string operators (``!+-@``)."""
 _ALPN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,31}(,[A-Za-z0-9][A-Za-z0-9._/+-]{0,31}){0,7}")
 """ALPN protocol IDs joined by ``,`` (HAProxy's list separator)."""
-_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-_HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-"""A DNS name (SNI sent to servers, the name verified): lower case, no wildcard."""
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""A DNS name (SNI sent to servers, the name verified): lower case, no wildcard, no suffix."""
 _TLS_VERSION = re.compile(r"TLSv1\.[23]")
 
 
@@ -101,10 +100,10 @@ def _cert(value: Any) -> str:
     return checked
 
 
-def _host(value: Any) -> str:
+def _dns_name(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 253:
-        raise UnsafeValueError("host", value)
-    return _match("host", _HOST)(value)
+        raise UnsafeValueError("DNS name", value)
+    return _match("DNS name", _DNS_NAME)(value)
 
 
 def _path(value: Any) -> str:
@@ -159,8 +158,7 @@ _KINDS: dict[str, Callable[[Any], str]] = {
     "cert": _cert,
     "ciphers": _match("ciphers", _CIPHERS),
     "alpn": _match("alpn", _ALPN),
-    "header": _match("header", _HEADER),
-    "host": _host,
+    "dnsname": _dns_name,
     "tlsver": _match("tls version", _TLS_VERSION),
     "int": _int,
     "port": _port,
