@@ -77,6 +77,7 @@ def listener(
     vip: VIPSpec,
     default_pool: str | None,
     policies: tuple[model.L7Policy, ...] = (),
+    *,
     tls: model.ListenerTLS | None = None,
 ) -> model.Listener:
     return model.Listener(
@@ -113,7 +114,9 @@ def load_balancer(tree: Tree, address: str, material: Material | None = None) ->
         namespace=tree.namespace,
         name=tree.vip.name,
         address=address,
-        listeners=(listener(tree.vip.name, vip, tree.default.name, policies, material.listener),),
+        listeners=(
+            listener(tree.vip.name, vip, tree.default.name, policies, tls=material.listener),
+        ),
         pools=pools,
     )
 
@@ -190,5 +193,5 @@ def probe(namespace: str, name: str, vip: VIPSpec) -> model.LoadBalancer:
         namespace=namespace,
         name=name,
         address=vip.address or "",
-        listeners=(listener(name, vip, None, shapes(vip, []).listener),),
+        listeners=(listener(name, vip, None, tls=shapes(vip, []).listener),),
     )
