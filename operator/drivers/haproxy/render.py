@@ -17,7 +17,7 @@ import functools
 import hashlib
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import jinja2
@@ -57,6 +57,7 @@ class GlobalSettings:
     runtime_socket: str
     server_state_file: str
     hard_stop_after: int = 900
+    _: KW_ONLY
     certs_dir: str = "/nonexistent"
     """``crt-base`` and ``ca-base``: fragments name certificate files relative to it."""
     state_dir: str = ""
