@@ -240,6 +240,7 @@ def test_shapes_ask_the_same_features_without_any_secret() -> None:
         "tls.client-validation",
         "tls.backend",
         "method.round-robin",
+        "http.forwarded-headers",  # on by default for HTTP and TERMINATED_HTTPS (issue 20)
     }
     full = objects()
     full[Ref("Secret", NS, "c")] = {"data": {"ca.crt": base64.b64encode(CA.cert_pem).decode()}}
