@@ -16,6 +16,9 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
      battery is applied and retried (goal 0)
   9. L7 policy change -> traffic through the operator (bench/l7.py): p95 < 150 ms, 0 errors,
      0 reloads
+  10. TLS termination (bench/tls.py): handshakes/s and requests/s through a terminated VIP vs
+      a hand-written HAProxy config (ratio >= 0.9); Secret renewed -> served (p95 < 2 s),
+      under load: 0 failures, no reload
 
 ``SCALE=200 make bench`` runs a smaller fleet; ``BENCH=2,4 make bench`` only those parts.
 
@@ -191,6 +194,13 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
         return module.bench_l7()
 
     part(9, f"L7 policy change -> traffic through the operator (HAProxy); {note}", l7)
+
+    def tls() -> list[Row]:
+        import tls as module  # bench/tls.py
+
+        return module.rows(work)
+
+    part(10, f"TLS termination (HAProxy): throughput vs a minimal config, rotation; {note}", tls)
 
 
 def main() -> int:

@@ -153,6 +153,14 @@ class OperatorSettings(BaseModel):
         " one log line); true = the operator refuses to start without them; false = off (no"
         " RBAC on them needed).",
     )
+    certificate_expiry_warning_days: float = Field(
+        default=14.0,
+        ge=0,
+        le=3650,
+        description="A served certificate expiring within this many days turns its VIP's"
+        " CertificatesValid condition False (CertificateExpiringSoon), with a Warning Event;"
+        " 0 = never.",
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="Log format.")
     log_level: str = Field(default="INFO", description="Log level.")
     metrics_port: int = Field(default=8000, ge=0, le=65535, description="Metrics port; 0 = off.")

@@ -120,6 +120,12 @@ DRIFT_REPAIRS = Counter(
     "Differences found between a device and its trees, and repaired, by device and kind",
     ["device", "kind"],
 )
+CERTIFICATE_EXPIRY = Gauge(
+    "lbaas_certificate_expiry_timestamp_seconds",
+    "Unix time at which the certificate served from Secret secret (same namespace) by VIP vip"
+    " expires (the leaf's notAfter), exported by the agent that serves the VIP",
+    ["namespace", "vip", "secret"],
+)
 
 # ---- data-plane traffic of the devices this process owns (lbaas.traffic) ---------------------
 TRAFFIC = TrafficExporter()

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer, Obj
 from lbaas.kube.resources import BY_KIND, EVENTS, SERVICES, Resource
-from lbaas.status import merge_conditions, needs_write, now
+from lbaas.status import DROP_CONDITIONS, merge_conditions, needs_write, now
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ class Reporter:
         if not needs_write(current, desired):
             return True
         patch = self._redacted(desired)
-        if "conditions" in patch:
+        drop = tuple(patch.pop(DROP_CONDITIONS, ()))
+        if "conditions" in patch or drop:
             patch["conditions"] = merge_conditions(
-                current.get("conditions") or [], patch["conditions"]
+                current.get("conditions") or [], patch.get("conditions") or [], drop
             )
         meta = obj["metadata"]
         resource = BY_KIND[obj["kind"]]

@@ -26,6 +26,9 @@ READY = "Ready"
 DEFAULT_POOL = "DefaultPool"
 """A VIP's: True when requests no L7Policy takes have a pool to go to."""
 MAX_MESSAGE = 32768
+DROP_CONDITIONS = "$dropConditions"
+"""In a desired status: condition types to remove (no longer true of the object: the certificate
+condition of a VIP that stopped terminating TLS). The reporter applies it, never sends it."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,12 @@ def desired_status(
     generation: int | None,
     conditions: list[Cond],
     extra: Mapping[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The status fields one writer owns, as it should apply them now.
 
     ``phase`` None leaves phase, reason and message out (a writer that does not own them).
-    ``generation`` None leaves ``observedGeneration`` out.
+    ``generation`` None leaves ``observedGeneration`` out. ``drop``: condition types to remove.
     """
     status: dict[str, Any] = {
         "conditions": condition_entries(current.get("conditions") or [], conditions, generation)
@@ -69,6 +73,8 @@ def desired_status(
     if generation is not None:
         status["observedGeneration"] = generation
     status.update(extra or {})
+    if drop:
+        status[DROP_CONDITIONS] = list(drop)
     return status
 
 
@@ -106,7 +112,10 @@ def needs_write(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     a None in ``desired`` asks for the field's removal.
     """
     for key, value in desired.items():
-        if key == "conditions":
+        if key == DROP_CONDITIONS:
+            if any(c.get("type") in value for c in current.get("conditions") or ()):
+                return True
+        elif key == "conditions":
             stored = {c.get("type"): c for c in current.get("conditions") or []}
             for cond in value:
                 if stored.get(cond["type"]) != cond:
@@ -117,12 +126,15 @@ def needs_write(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
 
 
 def merge_conditions(
-    stored: list[Mapping[str, Any]], mine: list[Mapping[str, Any]]
+    stored: list[Mapping[str, Any]], mine: list[Mapping[str, Any]], drop: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
-    """The stored conditions with ``mine`` replacing those of their types (order kept)."""
+    """The stored conditions with ``mine`` replacing those of their types (order kept), those
+    of the types in ``drop`` removed."""
     by_type = {c["type"]: dict(c) for c in mine}
     merged = []
     for cond in stored:
+        if cond.get("type") in drop:
+            continue
         mine_too = by_type.pop(str(cond.get("type")), {})
         merged.append(mine_too or dict(cond))
     return merged + list(by_type.values())

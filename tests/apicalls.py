@@ -14,7 +14,10 @@ Read statically from the package (``operator/``), so that nothing the code can d
 - **Leases**: ``LeaseStore``'s ``CoordinationV1Api`` calls (read → get, list, create,
   replace → update), per ``LeaseStore`` method, wherever a role uses that method;
 - **Secrets**: ``Kube.read_secret`` (get, in the namespace a Device's credentialsSecretRef
-  names).
+  names);
+- **informers built elsewhere** (the agent's watches of the Secrets and ConfigMaps its trees
+  name, ``lbaas.tls.store``): every ``Informer(kube, RESOURCE, ...)`` construction outside
+  ``informers_for``, list + watch in the watched namespaces, by the roles reaching its class.
 
 A call site belongs to the roles whose objects reach its class: the roots are the classes
 ``lbaas.runtime.Process.start`` builds under ``if self.role in (...)``, the edges every
@@ -50,6 +53,7 @@ KUBE_VERBS = {
     "delete": ("delete", ""),
     "read_secret": ("get", ""),
     "discover": ("get", ""),  # /apis/<group>/<version>: discovery, not a resource (no RBAC)
+    "get": ("get", ""),
     "list_page": ("list", ""),
     "watch_lines": ("watch", ""),
 }
@@ -244,6 +248,7 @@ RESOURCE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
         "VIPS", "POOLS", "MEMBERS", "MONITORS", "L7POLICIES"),
     ("lbaas.generated.objects.GeneratedObjects._delete_one", "BY_KIND[obj['kind']].resource"): (
         "VIPS", "POOLS", "MEMBERS", "MONITORS", "L7POLICIES"),
+    ("lbaas.tls.store.ReferenceStore._watch", "resource"): ("SECRETS", "CONFIGMAPS"),
 }  # fmt: skip
 
 
@@ -277,6 +282,31 @@ def informer_calls(settings: OperatorSettings) -> set[Call]:
             for verb in ("list", "watch"):
                 site = f"lbaas.runtime.informers_for({role})"
                 out.add(Call(role, resource.group, resource.plural, verb, where, (), site))
+    return out
+
+
+def built_informer_calls() -> set[Call]:
+    """List + watch of every ``Informer`` the package builds outside ``informers_for`` (in the
+    watched namespaces: such informers watch what the trees there name)."""
+    roles_of = reach()
+    out: set[Call] = set()
+    for module, tree in _modules():
+        if module == "lbaas.runtime":
+            continue
+        for site in _walk(module, tree):
+            node = site.node
+            if not (isinstance(node, ast.Call) and ast.unparse(node.func) == "Informer"):
+                continue
+            if len(node.args) < 2:
+                raise Unresolved(
+                    f"{module}.{site.function}: Informer(kube, RESOURCE, ...) expected"
+                )
+            for role in _roles(roles_of, site):
+                for r in _resources_of(module, site, node.args[1]):
+                    where = "cluster" if not r.namespaced else "watched"
+                    at = f"{module}.{site.function}"
+                    out.update(Call(role, r.group, r.plural, v, where, (), at)
+                               for v in ("list", "watch"))  # fmt: skip
     return out
 
 
@@ -456,7 +486,8 @@ def needed(settings: OperatorSettings) -> set[Call]:
     """Everything the operator's roles send, with these settings (``services=False``: the
     Services controller, lbaas.services, does not run; the writer of generated objects,
     lbaas.generated, runs when a translator does)."""
-    calls = informer_calls(settings) | kube_calls(settings) | lease_calls()
+    calls = informer_calls(settings) | built_informer_calls() | kube_calls(settings)
+    calls |= lease_calls()
     gateway = settings.gateway_api != "false"
     if not settings.services:
         calls = {c for c in calls if not c.site.startswith("lbaas.services.")}

@@ -2,8 +2,9 @@
 
 The doc's tables (``| `name` | type | labels | meaning | cardinality |``) under headings
 ``## 1.`` to ``## 3.`` list what the operator exports now (3: the agents' data-plane traffic,
-``lbaas.traffic``); ``## 4.`` what is planned (certificates). Tests build exporters from the
-planned ones and check the rules and dashboards against them.
+``lbaas.traffic``; the certificates' expiry is in 1); a later section would list what is
+planned (none today). Tests build exporters from the planned ones and check the rules and
+dashboards against them.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from lbaas.agents.transfer import Transfer
@@ -29,7 +30,8 @@ from lbaas.kinds import CHILD_KINDS
 from lbaas.kube.client import Kube
 from lbaas.kube.informer import Change
 from lbaas.reporter import Reporter
-from lbaas.trees.loop import Mode, TreeLoops
+from lbaas.tls.agent import TreeTLS
+from lbaas.trees.loop import Mode, Result, TreeLoops
 from lbaas.trees.reconcile import TreeReconciler
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
@@ -66,17 +68,32 @@ class Agent:
         self.runner = DriverRunner(settings.driver_workers, settings.driver_timeout)
         self.workers: dict[str, DeviceWorker] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
+        self.tls = TreeTLS(
+            kube,
+            warning=timedelta(days=settings.certificate_expiry_warning_days),
+            trigger=lambda key: self.loops.trigger(key, Mode.APPLY),
+        )
         self.reconciler = TreeReconciler(
-            views=views, reporter=reporter, settings=settings, workers=self.workers
+            views=views,
+            reporter=reporter,
+            settings=settings,
+            workers=self.workers,
+            tls=self.tls,
         )
         self.loops = TreeLoops(
-            self.reconciler,
+            self._reconcile,
             debounce=settings.debounce,
             resync_interval=settings.resync_interval,
             backoff_max=settings.retry_backoff_max,
         )
         self.gate: LeaseGate = gate(self)
         views.subscribe(self.on_change)
+
+    async def _reconcile(self, key: VipKey, mode: Mode) -> Result:
+        result = await self.reconciler(key, mode)
+        if result is Result.STOP:
+            self.tls.release(key)  # gone, or not this agent's: its Secrets are not watched
+        return result
 
     # ---- ownership callbacks -----------------------------------------------------------------
 
@@ -135,11 +152,14 @@ class Agent:
             if status_of(self.views.vip(k)).get("device") in (device, None)
         ]
         await asyncio.gather(*(self.loops.stop(k) for k in keys))
+        for key in keys:
+            self.tls.release(key)
         if worker is not None:
             await worker.stop()
 
     async def stop(self) -> None:
         await self.loops.stop_all()
+        self.tls.close()
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
         self.workers.clear()
         self.runner.shutdown()

@@ -19,7 +19,16 @@ from lbaas.api.meta import (
     Resource,
     WireModel,
 )
-from lbaas.api.vip import OperatingStatus, Protocol
+from lbaas.api.tls import BackendTLS
+from lbaas.api.vip import OperatingStatus
+
+
+class Protocol(StrEnum):
+    """What the members speak (TLS to them: ``spec.tls``)."""
+
+    TCP = "TCP"
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
 
 
 class LBMethod(StrEnum):
@@ -44,6 +53,10 @@ class PoolSpec(WireModel):
     )
     admin_state_up: bool = Field(
         default=True, description="false = no member gets traffic (status OFFLINE)."
+    )
+    tls: BackendTLS | None = Field(
+        default=None,
+        description="TLS to the members (re-encryption): CAs to verify them, the SNI to send.",
     )
 
 

@@ -22,12 +22,16 @@ from lbaas.api.meta import (
     Resource,
     WireModel,
 )
+from lbaas.api.tls import ListenerTLS, TLSStatus
 
 
 class Protocol(StrEnum):
     TCP = "TCP"
     HTTP = "HTTP"
     HTTPS = "HTTPS"
+    """TLS passed through to the members (the device sees no request)."""
+    TERMINATED_HTTPS = "TERMINATED_HTTPS"
+    """TLS terminated on the device (``spec.tls``); HTTP to the members, or TLS again."""
 
 
 class PersistenceType(StrEnum):
@@ -83,6 +87,9 @@ class OperatingStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+TLS_RULE = "tls is required when protocol is TERMINATED_HTTPS, and allowed only then"
+
+
 HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
 """Protocols whose requests the device sees (L7 policies, forwarded headers)."""
 
@@ -94,12 +101,18 @@ class VIPSpec(WireModel):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {
+                    "rule": "(has(self.protocol) && self.protocol == 'TERMINATED_HTTPS')"
+                    " == has(self.tls)",
+                    "message": TLS_RULE,
+                    "fieldPath": ".tls",
+                },
+                {
                     "rule": "!has(self.forwardedHeaders) || !self.forwardedHeaders"
                     f" || self.protocol in {list(HTTP_PROTOCOLS)}",
                     "message": "forwardedHeaders needs an HTTP VIP (protocol HTTP or"
                     " TERMINATED_HTTPS)",
                     "fieldPath": ".forwardedHeaders",
-                }
+                },
             ]
         }
     }
@@ -110,7 +123,13 @@ class VIPSpec(WireModel):
     port: Port = Field(description="TCP port clients connect to (1-65535).")
     protocol: Protocol = Field(
         default=Protocol.TCP,
-        description="TCP, HTTP (the device sees requests) or HTTPS (TLS passed through).",
+        description="TCP, HTTP (the device sees requests), HTTPS (TLS passed through) or"
+        " TERMINATED_HTTPS (TLS ends on the device: spec.tls).",
+    )
+    tls: ListenerTLS | None = Field(
+        default=None,
+        description="Certificates and TLS policy of a TERMINATED_HTTPS VIP (required then, and"
+        " only then).",
     )
     connection_limit: int = Field(
         default=-1,
@@ -147,6 +166,12 @@ class VIPSpec(WireModel):
     )
 
     @model_validator(mode="after")
+    def _tls_with_terminated_https(self) -> VIPSpec:
+        if (self.protocol == Protocol.TERMINATED_HTTPS) != (self.tls is not None):
+            raise ValueError(TLS_RULE)
+        return self
+
+    @model_validator(mode="after")
     def _forwarded_headers_need_http(self) -> VIPSpec:
         if self.forwarded_headers and str(self.protocol) not in HTTP_PROTOCOLS:
             raise ValueError(
@@ -169,6 +194,11 @@ class VIPStatus(ObjectStatus):
         description="ONLINE (all members up), DEGRADED (some down), ERROR (none serving),"
         " OFFLINE (admin down, or its device cannot serve), NO_MONITOR, or UNKNOWN (the device"
         " cannot tell its members' health now).",
+    )
+    tls: TLSStatus | None = Field(
+        default=None,
+        description="TERMINATED_HTTPS: the certificates of certificateRefs as last read (names,"
+        " expiry, fingerprints; never keys).",
     )
 
 

@@ -268,7 +268,7 @@ class ListenerTLS:
     """The first is the default; with several, the device picks by SNI from ``dns_names``."""
     min_version: TLSVersion = TLSVersion.TLS_1_2
     cipher_suites: tuple[str, ...] = ()
-    """OpenSSL names (TLS 1.2); empty = the device's defaults."""
+    """OpenSSL names (TLS 1.2), ``TLS_...`` names (TLS 1.3); empty = the device's defaults."""
     alpn: tuple[str, ...] = ()
     client_validation: ClientValidation | None = None
 

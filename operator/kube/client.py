@@ -75,8 +75,11 @@ class Kube:
     def __init__(self, connections: int = 16, config: Any = None) -> None:
         config = config or configuration()
         # + the informers' watch streams (one per watched resource and namespace: nine in
-        # ``run`` mode), so a busy pool never opens and discards connections (TLS handshakes).
-        config.connection_pool_maxsize = connections + 16
+        # ``run`` mode), so a busy pool never opens and discards connections (TLS handshakes);
+        # + the agent's Secret and ConfigMap watches (lbaas.tls.store: up to three per
+        # namespace where it serves TLS trees). Beyond it a watch's connection is discarded
+        # after each request (one a minute), not refused: the size is no limit.
+        config.connection_pool_maxsize = connections + 16 + 48
         self.client = kubernetes.client.ApiClient(config)
         # Audit logs and API priority rules tell the operator's requests from other clients.
         self.client.user_agent = f"lbaas-operator/{__version__}"
@@ -135,17 +138,26 @@ class Kube:
     # ---- reads (informers) ---------------------------------------------------------------
 
     def list_page(
-        self, resource: Resource, namespace: str | None, selector: str, cont: str | None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        selector: str,
+        cont: str | None,
+        fields: str = "",
     ) -> dict[str, Any]:
-        query: dict[str, Any] = {"limit": 500}
-        if selector:
-            query["labelSelector"] = selector
+        query: dict[str, Any] = {"limit": 500, **selectors(selector, fields)}
         if cont:
             query["continue"] = cont
         return dict(self.request("GET", resource.path(namespace), query=query, timeout=120))
 
     def watch_lines(
-        self, resource: Resource, namespace: str | None, selector: str, version: str, timeout: int
+        self,
+        resource: Resource,
+        namespace: str | None,
+        selector: str,
+        version: str,
+        timeout: int,
+        fields: str = "",
     ) -> Iterator[dict[str, Any]]:
         """Watch events from ``version`` on; ends after ``timeout`` s. Raises Gone on 410."""
         query: dict[str, Any] = {
@@ -153,9 +165,8 @@ class Kube:
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": timeout,
+            **selectors(selector, fields),
         }
-        if selector:
-            query["labelSelector"] = selector
         try:
             raw = self.request(
                 "GET",
@@ -300,10 +311,24 @@ class Kube:
             raise
         return {str(r.get("name")) for r in (found or {}).get("resources") or ()}
 
+    async def get(self, resource: Resource, namespace: str | None, name: str) -> Any:
+        """One object by name; None when it does not exist. Raises ApiException otherwise."""
+        try:
+            return await self.call("GET", resource.path(namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded. Raises ApiException (callers hide its text from users)."""
         secret = await self.call("GET", SECRETS.path(namespace, name))
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def selectors(labels: str, fields: str) -> dict[str, str]:
+    """The query parameters of a label and a field selector ("" = none)."""
+    return {k: v for k, v in (("labelSelector", labels), ("fieldSelector", fields)) if v}
 
 
 def path_kind(path: str) -> str:

@@ -75,12 +75,24 @@ class Informer:
         namespace: str | None = None,
         selector: str = "",
         keep_annotations: bool = False,
+        fields: str = "",
+        keep: Callable[[Obj], bool] | None = None,
+        watch_timeout: int = WATCH_TIMEOUT,
     ) -> None:
+        """``selector``/``fields``: label and field selectors of the list and watch. ``keep``:
+        objects it refuses are not cached (nor reported): the cache holds only what the
+        caller needs of what the server sends. ``watch_timeout``: seconds a watch request
+        lasts (also how long the thread may outlive ``stop``)."""
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
         self.selector = selector
+        self.fields = fields
+        self.keep = keep
+        self.watch_timeout = watch_timeout
         self.keep_annotations = keep_annotations
+        self.last_error = ""
+        """The last failure of the list or watch ("" once it works again), for messages."""
         self.cache: dict[Key, Obj] = {}
         self.synced = asyncio.Event()
         self.handlers: list[Handler] = []
@@ -115,8 +127,14 @@ class Informer:
             try:
                 if not version:
                     version = self._list()
+                self.last_error = ""
                 for event in self.kube.watch_lines(
-                    self.resource, self.namespace, self.selector, version, WATCH_TIMEOUT
+                    self.resource,
+                    self.namespace,
+                    self.selector,
+                    version,
+                    self.watch_timeout,
+                    self.fields,
                 ):
                     if self._stop.is_set():
                         return
@@ -133,6 +151,7 @@ class Informer:
             except Exception as exc:  # the API server restarts, a connection breaks
                 if self._stop.is_set():
                     return
+                self.last_error = str(getattr(exc, "reason", "") or exc)[:200]
                 log.warning("%r: watch failed (%s); retrying in %.1fs", self, exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -147,7 +166,9 @@ class Informer:
         items: list[Obj] = []
         cont = None
         while True:
-            page = self.kube.list_page(self.resource, self.namespace, self.selector, cont)
+            page = self.kube.list_page(
+                self.resource, self.namespace, self.selector, cont, self.fields
+            )
             kind = self.resource.kind
             api_version = self.resource.api_version
             for item in page.get("items") or ():
@@ -175,6 +196,8 @@ class Informer:
         seen = set()
         for obj in items:
             key = key_of(obj)
+            if self.keep is not None and not self.keep(obj):
+                continue
             seen.add(key)
             if self._revives(key, obj):
                 continue
@@ -203,6 +226,8 @@ class Informer:
         self._store(key, obj)
 
     def _store(self, key: Key, obj: Obj) -> None:
+        if self.keep is not None and not self.keep(obj):
+            return
         old = self.cache.get(key)
         if old is not None:
             new_version, old_version = version_of(obj), version_of(old)
@@ -239,6 +264,10 @@ class Informer:
         obj.setdefault("kind", self.resource.kind)
         obj.setdefault("apiVersion", self.resource.api_version)
         self._store(key, trim(obj, keep_annotations=self.keep_annotations))
+
+    def forget(self, key: Key) -> None:
+        """Drop ``key`` from the cache, telling no one (the caller no longer needs it)."""
+        self.cache.pop(key, None)
 
     def _revives(self, key: Key, obj: Obj) -> bool:
         """Whether ``obj`` is a copy from before its deletion (which the cache has seen)."""

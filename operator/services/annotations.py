@@ -17,6 +17,11 @@ they are and tells the user through a Warning Event, never applying half a confi
 ``lbaas.dev/health-check-path``        path of http/https checks (default ``/``)
 ``lbaas.dev/health-check-interval``    seconds between checks: ``5`` or ``5s`` (default 5)
 ``lbaas.dev/connection-limit``         concurrent connections per port; -1 = unlimited
+``lbaas.dev/tls-secret``               ``name[,name...]``: terminate TLS with these Secrets
+                                       (type ``kubernetes.io/tls``, same namespace; the
+                                       first is the default, the others by SNI)
+``lbaas.dev/tls-ports``                ``443,8443`` or port names: the ports to terminate
+                                       on (default: every port); HTTP to the endpoints
 =====================================  ==================================================
 """
 
@@ -24,11 +29,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lbaas.api.healthmonitor import URL_PATH_PATTERN
 from lbaas.api.meta import DNS_SUBDOMAIN_PATTERN
+from lbaas.api.tls import MAX_CERTIFICATE_REFS
 
 PREFIX = "lbaas.dev/"
 ADDRESS = PREFIX + "address"
@@ -39,6 +46,8 @@ HEALTH_CHECK_TYPE = PREFIX + "health-check-type"
 HEALTH_CHECK_PATH = PREFIX + "health-check-path"
 HEALTH_CHECK_INTERVAL = PREFIX + "health-check-interval"
 CONNECTION_LIMIT = PREFIX + "connection-limit"
+TLS_SECRET = PREFIX + "tls-secret"
+TLS_PORTS = PREFIX + "tls-ports"
 KNOWN = (
     ADDRESS,
     DEVICE,
@@ -48,6 +57,8 @@ KNOWN = (
     HEALTH_CHECK_PATH,
     HEALTH_CHECK_INTERVAL,
     CONNECTION_LIMIT,
+    TLS_SECRET,
+    TLS_PORTS,
 )
 
 LB_METHODS = ("ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP")
@@ -70,7 +81,14 @@ class Options:
     monitor_path: str = "/"
     monitor_interval: int = 5
     connection_limit: int = -1
+    tls_secrets: tuple[str, ...] = ()
+    """Terminate TLS with these Secrets (empty: no TLS termination)."""
+    tls_ports: frozenset[int] | None = None
+    """The Service ports (numbers) to terminate TLS on; None: every port."""
     notes: tuple[str, ...] = field(default=())  # remarks worth a Normal Event (deprecations)
+
+    def terminates(self, port: int) -> bool:
+        return bool(self.tls_secrets) and (self.tls_ports is None or port in self.tls_ports)
 
 
 def _enum(raw: str, allowed: tuple[str, ...], what: str, problems: list[str]) -> str | None:
@@ -122,10 +140,47 @@ def _address(raw: str, what: str, problems: list[str]) -> str | None:
         return None
 
 
+def _tls_secrets(raw: str, problems: list[str]) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    bad = [n for n in names if not re.match(DNS_SUBDOMAIN_PATTERN, n) or len(n) > 253]
+    if bad or not names:
+        problems.append(f"{TLS_SECRET}: {raw!r} is not a Secret name (or names, comma-separated)")
+        return ()
+    if len(set(names)) != len(names) or len(names) > MAX_CERTIFICATE_REFS:
+        problems.append(f"{TLS_SECRET}: names must be distinct, at most {MAX_CERTIFICATE_REFS}")
+        return ()
+    return names
+
+
+def _tls_ports(
+    raw: str, ports: Sequence[Mapping[str, Any]] | None, problems: list[str]
+) -> frozenset[int] | None:
+    """The port numbers ``raw`` names (numbers or port names of the Service); ``*``: all."""
+    tokens = [t.strip() for t in raw.split(",") if t.strip()]
+    if tokens == ["*"]:
+        return None
+    by_name = {str(p.get("name")): int(p["port"]) for p in ports or () if p.get("name")}
+    numbers = {int(p["port"]) for p in ports or ()}
+    found: set[int] = set()
+    for token in tokens:
+        if token.isdigit() and (ports is None or int(token) in numbers):
+            found.add(int(token))
+        elif token in by_name:
+            found.add(by_name[token])
+        else:
+            problems.append(f"{TLS_PORTS}: {token!r} is not a port of the Service")
+    if not tokens:
+        problems.append(f"{TLS_PORTS}: empty; write port numbers or names, or *")
+    return frozenset(found)
+
+
 def parse(
-    annotations: Mapping[str, str], load_balancer_ip: str | None = None
+    annotations: Mapping[str, str],
+    load_balancer_ip: str | None = None,
+    ports: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[Options, list[str]]:
-    """The Service's options and what is wrong with its annotations (empty: all valid)."""
+    """The Service's options and what is wrong with its annotations (empty: all valid).
+    ``ports``: the Service's ``spec.ports`` (port names in annotations resolve against them)."""
     problems: list[str] = []
     notes: list[str] = []
     ours = {k: str(v) for k, v in annotations.items() if k.startswith(PREFIX)}
@@ -171,6 +226,10 @@ def parse(
     limit = -1
     if CONNECTION_LIMIT in ours:
         limit = _int(ours[CONNECTION_LIMIT], CONNECTION_LIMIT, -1, 10_000_000, problems)
+    secrets = _tls_secrets(ours[TLS_SECRET], problems) if TLS_SECRET in ours else ()
+    tls_ports = _tls_ports(ours[TLS_PORTS], ports, problems) if TLS_PORTS in ours else None
+    if TLS_PORTS in ours and TLS_SECRET not in ours:
+        problems.append(f"{TLS_PORTS} needs {TLS_SECRET} (the certificates to serve)")
     options = Options(
         address=address,
         device=device,
@@ -180,6 +239,8 @@ def parse(
         monitor_path=path,
         monitor_interval=interval,
         connection_limit=limit,
+        tls_secrets=secrets,
+        tls_ports=tls_ports,
         notes=tuple(notes),
     )
     return options, problems

@@ -135,7 +135,8 @@ class ServiceController:
             service = self.views.service(*key) or service
         generated = self._generated(key)
         annotations = meta_of(service).get("annotations") or {}
-        options, problems = parse(annotations, spec_of(service).get("loadBalancerIP"))
+        spec = spec_of(service)
+        options, problems = parse(annotations, spec.get("loadBalancerIP"), spec.get("ports"))
         self.notices.say(key, service, "InvalidAnnotation", _problems(problems))
         for note in options.notes:
             self.notices.say(key, service, "Deprecated", note)

@@ -1,5 +1,9 @@
 """A Service of type LoadBalancer as VIP trees (pure: no API, no cache, no clock).
 
+Ports named by ``lbaas.dev/tls-ports`` (every port, when only ``lbaas.dev/tls-secret`` is given)
+terminate TLS: their VIP is ``TERMINATED_HTTPS`` with the annotation's Secrets, their Pool
+speaks HTTP to the endpoints.
+
 Per TCP port of the Service, one tree named ``<service>-<port>``: a VIP on that port, a Pool,
 a HealthMonitor (unless turned off) and a Member per ready endpoint of the Service's
 EndpointSlices, named ``<service>-<port>-<address>-<targetPort>`` (dots and colons as dashes:
@@ -25,7 +29,9 @@ from lbaas.api.healthmonitor import HealthMonitorSpec, MonitorType
 from lbaas.api.member import MemberSpec
 from lbaas.api.meta import LabelSelector
 from lbaas.api.pool import LBMethod, PoolSpec
-from lbaas.api.vip import PersistenceType, SessionPersistence, VIPSpec
+from lbaas.api.pool import Protocol as PoolProtocol
+from lbaas.api.tls import CertificateRef, ListenerTLS
+from lbaas.api.vip import PersistenceType, Protocol, SessionPersistence, VIPSpec
 from lbaas.generated import owned, sharing
 from lbaas.generated.endpoints import endpoints, member_name
 from lbaas.generated.owned import unchanged
@@ -119,8 +125,13 @@ def desired(
             out.waiting.append(vip)
             continue
         address, device = where
+        terminated = options.terminates(int(port["port"]))
         vip_spec = VIPSpec(
             port=int(port["port"]),
+            protocol=Protocol.TERMINATED_HTTPS if terminated else Protocol.TCP,
+            tls=ListenerTLS(certificate_refs=[CertificateRef(name=n) for n in options.tls_secrets])
+            if terminated
+            else None,
             address=address,
             connection_limit=options.connection_limit,
             session_persistence=SessionPersistence(type=PersistenceType.SOURCE_IP)
@@ -130,7 +141,11 @@ def desired(
             device_ref=device,
         )
         out.objects[("VIP", vip)] = _body("VIP", vip, service, vip_spec)
-        pool = PoolSpec(vip_ref=vip, lb_method=LBMethod(options.lb_method))
+        pool = PoolSpec(
+            vip_ref=vip,
+            lb_method=LBMethod(options.lb_method),
+            protocol=PoolProtocol.HTTP if terminated else PoolProtocol.TCP,
+        )
         out.objects[("Pool", vip)] = _body("Pool", vip, service, pool)
         if options.monitor_type:
             monitor = HealthMonitorSpec(

@@ -8,11 +8,14 @@ The page to read to know what the operator does with a VIP:
    ``delete_attempts`` failures: a ``DeleteAbandoned`` Event, and the finalizer goes anyway;
    the device's orphan check removes what stayed).
 3. Build the tree from the index views, with the device's member policy.
-4. The device cannot take it (address not allowed, device in Error or NotReady, or the tree
+4. Resolve its TLS references (``lbaas.tls``): a certificate that cannot be served makes the
+   tree ``Error`` ``CertificateInvalid``, and nothing of it is sent (the device keeps serving
+   what it had; its other trees are not concerned).
+5. The device cannot take it (address not allowed, device in Error or NotReady, or the tree
    asks for a feature the device's driver lacks: ``Unsupported``, naming it): say so.
-5. Apply when the tree changed or the device drifted (``verify``), through the device worker
+6. Apply when the tree changed or the device drifted (``verify``), through the device worker
    (coalesced with other VIPs of the device). Pending is shown only if that is slow.
-6. Report Active with the members' health, or the driver's error.
+7. Report Active with the members' health (and the certificates), or the driver's error.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ from lbaas.drivers.model import LoadBalancer
 from lbaas.placement.policy import vip_address_problem
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.status import PROGRAMMED, condition
+from lbaas.tls.agent import TreeTLS
+from lbaas.tls.resolve import SECRETS_UNREADABLE
 from lbaas.trees import l7, report, translate
 from lbaas.trees.assemble import build
 from lbaas.trees.loop import Mode, Result
+from lbaas.trees.report import VIPExtra
 from lbaas.trees.tree import Tree
 from lbaas.trees.writer import TreeWriter
 from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
@@ -58,11 +64,13 @@ class TreeReconciler:
         reporter: Reporter,
         settings: OperatorSettings,
         workers: Mapping[str, DeviceWorker],
+        tls: TreeTLS,
     ) -> None:
         self.views = views
         self.reporter = reporter
         self.settings = settings
         self.workers = workers
+        self.tls = tls
         self.out = TreeWriter(views, reporter)
         self._delete_attempts: dict[VipKey, int] = {}
 
@@ -92,7 +100,18 @@ class TreeReconciler:
                 await self._forget(worker, key, tree, self._address(tree, vip))
             await self.out.write(device, report.failed(self.out.fresh(tree), "Error", *refused))
             return Result.BLOCKED
-        lb = fitted(worker, tree, translate.load_balancer(tree, self._address(tree, vip)))
+        resolution = await self.tls.resolve(tree)
+        extra = self.tls.report(resolution)
+        if resolution.problem is not None:
+            # As a refused apply: nothing of this tree is sent, the device keeps what it had.
+            worker.applied.pop(key, None)
+            failed = report.failed(
+                self.out.fresh(tree), "Error", resolution.reason, resolution.problem, vip=extra
+            )
+            await self.out.write(device, failed)
+            return Result.RETRY if resolution.reason == SECRETS_UNREADABLE else Result.BLOCKED
+        address = self._address(tree, vip)
+        lb = fitted(worker, tree, translate.load_balancer(tree, address, resolution.material))
         why = unsupported(worker, lb)
         if why is not None:
             # As a refused apply: the device goes on serving what it had (nothing is sent).
@@ -102,7 +121,7 @@ class TreeReconciler:
             return Result.BLOCKED
         if not worker.ready:
             return await self._device_not_ready(tree, lb, worker)
-        return await self._converge(key, mode, vip, tree, lb, worker)
+        return await self._converge(key, mode, vip, tree, lb, worker, extra)
 
     @staticmethod
     def _address(tree: Tree, vip: Mapping[str, Any]) -> str:
@@ -134,6 +153,7 @@ class TreeReconciler:
         tree: Tree,
         lb: LoadBalancer,
         worker: DeviceWorker,
+        extra: VIPExtra,
     ) -> Result:
         """Apply or verify as ``mode`` asks, then report Active (or the driver's error)."""
         fingerprint = (meta_of(vip).get("uid"), lb, worker.handle_generation, worker.fence)
@@ -174,14 +194,14 @@ class TreeReconciler:
                 await self.out.write(worker.name, failed)
                 return Result.RETRY if error.retryable else Result.BLOCKED
             if drifts:
-                self._repaired(worker, tree, drifts)
+                repaired(self.reporter, worker, tree, drifts)
             health = await worker.health_of(lb)
         else:
             known = worker.health.get(key)
             health = known if known is not None else await worker.health_of(lb)
         worker.applied[key] = fingerprint
         pairs = report.active(
-            self.out.fresh(tree), lb, worker.name, health=health, device_ready=True
+            self.out.fresh(tree), lb, worker.name, health=health, device_ready=True, vip=extra
         )
         if not await self.out.write(worker.name, pairs):
             return Result.RETRY
@@ -220,18 +240,6 @@ class TreeReconciler:
         except DriverError as exc:
             log.info("verify of %s on %s failed: %s", lb.key, worker.name, exc.user_message)
             return []
-
-    def _repaired(self, worker: DeviceWorker, tree: Tree, drifts: list[Drift]) -> None:
-        """A Warning Event and a metric per repaired drift (after the repair succeeded)."""
-        what = "; ".join(f"{d.kind}: {d.message}" for d in drifts[:5])
-        log.info("%s on %s: drift repaired: %s", tree.vip.name, worker.name, what)
-        self.reporter.warn(
-            tree.vip.snap,
-            reason="DriftRepaired",
-            message=f"device {worker.name} differed from the tree and was repaired: {what}",
-        )
-        for drift in drifts:
-            metrics.DRIFT_REPAIRS.labels(worker.name, drift.kind).inc()
 
     async def _device_not_ready(self, tree: Tree, lb: LoadBalancer, worker: DeviceWorker) -> Result:
         """The device cannot serve now: keep the phase, say why, members UNKNOWN."""
@@ -294,6 +302,19 @@ class TreeReconciler:
                     "removing %s/%s from %s failed: %s", *key, worker.name, exc.user_message
                 )
         worker.applied.pop(key, None)
+
+
+def repaired(reporter: Reporter, worker: DeviceWorker, tree: Tree, drifts: list[Drift]) -> None:
+    """A Warning Event and a metric per repaired drift (after the repair succeeded)."""
+    what = "; ".join(f"{d.kind}: {d.message}" for d in drifts[:5])
+    log.info("%s on %s: drift repaired: %s", tree.vip.name, worker.name, what)
+    reporter.warn(
+        tree.vip.snap,
+        reason="DriftRepaired",
+        message=f"device {worker.name} differed from the tree and was repaired: {what}",
+    )
+    for drift in drifts:
+        metrics.DRIFT_REPAIRS.labels(worker.name, drift.kind).inc()
 
 
 def fitted(worker: DeviceWorker, tree: Tree, lb: LoadBalancer) -> LoadBalancer:

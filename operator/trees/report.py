@@ -12,6 +12,7 @@ VIP programmed on a device that went NotReady stays ``Active`` but says ``Ready=
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lbaas.api.member import MemberOperatingStatus as M
@@ -32,6 +33,16 @@ from lbaas.trees.tree import Tree, TreeObject
 Pair = tuple[TreeObject, dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class VIPExtra:
+    """What the VIP's status says besides its phase (the agent's TLS report: ``status.tls``,
+    the ``CertificatesValid`` condition, or their removal)."""
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    conditions: tuple[Cond, ...] = ()
+    drop: tuple[str, ...] = ()
+
+
 def _doc(
     obj: TreeObject,
     phase: str,
@@ -41,7 +52,11 @@ def _doc(
     *,
     extra: Mapping[str, Any] | None = None,
     generation: int | None = None,
+    more: VIPExtra | None = None,
 ) -> Pair:
+    if more is not None:
+        extra = {**(extra or {}), **more.fields}
+        conds = [*conds, *more.conditions]
     return obj, desired_status(
         obj.status,
         phase=phase,
@@ -50,6 +65,7 @@ def _doc(
         generation=generation,
         conditions=conds,
         extra=extra,
+        drop=more.drop if more is not None else (),
     )
 
 
@@ -105,8 +121,10 @@ def failed(
     message: str,
     *,
     children: tuple[str, str, str] | None = None,
+    vip: VIPExtra | None = None,
 ) -> list[Pair]:
-    """The whole tree fails (the driver refused it, the device is in Error...)."""
+    """The whole tree fails (the driver refused it, the device is in Error...). ``vip``: what
+    the VIP says besides."""
     out: list[Pair] = []
     for obj in tree.objects:
         if obj.deleting:
@@ -125,8 +143,18 @@ def failed(
             Cond(READY, False, o_reason, o_message),
         ]
         extra = {"operatingStatus": "OFFLINE"} if BY_KIND[obj.kind].operating_status else None
+        more = vip if obj is tree.vip else None
         out.append(
-            _doc(obj, o_phase, o_reason, o_message, conds, extra=extra, generation=obj.generation)
+            _doc(
+                obj,
+                o_phase,
+                o_reason,
+                o_message,
+                conds,
+                extra=extra,
+                generation=obj.generation,
+                more=more,
+            )
         )
     return out
 
@@ -185,8 +213,10 @@ def active(
     health: Mapping[str, Any] | None,
     device_ready: bool,
     device_message: str = "",
+    vip: VIPExtra | None = None,
 ) -> list[Pair]:
-    """The tree is programmed on ``device``; operating statuses from ``health``."""
+    """The tree is programmed on ``device``; operating statuses from ``health``. ``vip``: what
+    the VIP says besides (its certificates)."""
     members = member_states(lb, health, device_ready)
     admin_up = all(listener.admin_state_up for listener in lb.listeners)
     rollup = vip_operating_status(admin_up, members, device_ready)
@@ -228,7 +258,19 @@ def active(
             extra = {"operatingStatus": pools.get(obj.name, rollup)}
         elif obj.kind == "Member":
             extra = {"operatingStatus": members.get(obj.name, M.OFFLINE)}
-        out.append(_doc(obj, "Active", reason, said, conds, extra=extra, generation=obj.generation))
+        more = vip if obj is tree.vip else None
+        out.append(
+            _doc(
+                obj,
+                "Active",
+                reason,
+                said,
+                conds,
+                extra=extra,
+                generation=obj.generation,
+                more=more,
+            )
+        )
     return out
 
 

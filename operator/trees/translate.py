@@ -6,6 +6,10 @@ one listener, named after the VIP, whose policies are the tree's L7Policies in e
 order and whose default pool is the tree's; its pools keep their names; session persistence,
 set on the VIP in the API, applies to each of its pools. Forwarded headers: as the VIP says,
 on by default for HTTP (``lbaas.trees.l7.fit`` drops the default where the device lacks them).
+
+TLS material (certificates, keys, CA bundles) comes resolved from the Secrets by the agent
+(``lbaas.tls.resolve.Material``). Without it (the controller's questions: which device can take
+this tree?) the TLS parts are shapes: certificates known by name only, never sent to a driver.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.vip import HTTP_PROTOCOLS, VIPSpec
 from lbaas.drivers import model
+from lbaas.tls.resolve import Material, shapes
 from lbaas.trees.tree import PolicyNode, PoolNode, Tree
 
 
@@ -53,7 +58,7 @@ def persistence(vip: VIPSpec) -> model.Persistence | None:
     return model.Persistence(model.PersistenceType(str(found.type)), found.cookie_name)
 
 
-def pool(node: PoolNode, vip: VIPSpec) -> model.Pool:
+def pool(node: PoolNode, vip: VIPSpec, tls: model.BackendTLS | None = None) -> model.Pool:
     spec = node.spec
     return model.Pool(
         name=node.name,
@@ -63,6 +68,7 @@ def pool(node: PoolNode, vip: VIPSpec) -> model.Pool:
         members=tuple(member(name, m) for name, m in node.members),
         monitor=monitor(*node.monitor) if node.monitor is not None else None,
         persistence=persistence(vip),
+        tls=tls,
     )
 
 
@@ -71,6 +77,8 @@ def listener(
     vip: VIPSpec,
     default_pool: str | None,
     policies: tuple[model.L7Policy, ...] = (),
+    *,
+    tls: model.ListenerTLS | None = None,
 ) -> model.Listener:
     return model.Listener(
         name=name,
@@ -81,6 +89,7 @@ def listener(
         default_pool=default_pool,
         policies=policies,
         forwarded_headers=forwarded_headers(vip),
+        tls=tls,
     )
 
 
@@ -91,18 +100,23 @@ def forwarded_headers(vip: VIPSpec) -> bool:
     return str(vip.protocol) in HTTP_PROTOCOLS
 
 
-def load_balancer(tree: Tree, address: str) -> model.LoadBalancer:
-    """The driver's view of ``tree``, served on ``address``. The tree's VIP spec must be valid
-    (``tree.vip_spec`` not None)."""
+def load_balancer(tree: Tree, address: str, material: Material | None = None) -> model.LoadBalancer:
+    """The driver's view of ``tree``, served on ``address``, with the TLS ``material`` the
+    agent resolved (None: shapes only, for questions, never for a driver). The tree's VIP spec
+    must be valid (``tree.vip_spec`` not None)."""
     vip = tree.vip_spec
     assert vip is not None, "a tree with an invalid VIP spec has no load balancer"
-    pools = tuple(pool(node, vip) for node in tree.pools)
+    if material is None:
+        material = shapes(vip, [(node.name, node.spec) for node in tree.pools])
+    pools = tuple(pool(node, vip, material.backends.get(node.name)) for node in tree.pools)
     policies = tuple(policy(node) for node in tree.policies)
     return model.LoadBalancer(
         namespace=tree.namespace,
         name=tree.vip.name,
         address=address,
-        listeners=(listener(tree.vip.name, vip, tree.default.name, policies),),
+        listeners=(
+            listener(tree.vip.name, vip, tree.default.name, policies, tls=material.listener),
+        ),
         pools=pools,
     )
 
@@ -179,5 +193,5 @@ def probe(namespace: str, name: str, vip: VIPSpec) -> model.LoadBalancer:
         namespace=namespace,
         name=name,
         address=vip.address or "",
-        listeners=(listener(name, vip, None),),
+        listeners=(listener(name, vip, None, tls=shapes(vip, []).listener),),
     )

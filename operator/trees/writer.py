@@ -4,8 +4,10 @@ A reconcile builds its tree once; by the time it reports, its own earlier writes
 and the watch have moved the objects on. ``fresh`` points the tree at the newest copies so
 reports keep transition times right; ``write`` sends each object's status (the VIP's only
 while it still names this device) and posts a Warning Event when an object turns Error or
-its error changes, or when a VIP has no default pool (any more): it serves, but answers 503
-to what no policy takes (a second Pool added without ``defaultPoolRef`` does that).
+its error changes; when a VIP has no default pool (any more): it serves, but answers 503 to
+what no policy takes (a second Pool added without ``defaultPoolRef`` does that); or when a
+condition turns to a reason that warns by itself (a certificate expiring soon: the VIP is
+still Active), once per message.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from typing import Any
 
 from lbaas.reporter import Reporter
 from lbaas.status import DEFAULT_POOL, condition
+from lbaas.tls.status import EXPIRING_SOON
 from lbaas.trees.tree import Tree
 from lbaas.views import Views, status_of
+
+WARNING_REASONS = {EXPIRING_SOON}
+"""Condition reasons worth a Warning Event of their own while the object stays Active."""
 
 
 class TreeWriter:
@@ -53,6 +59,14 @@ class TreeWriter:
                 before = condition(status_of(latest), DEFAULT_POOL)
                 if (before.get("status"), before.get("message")) != ("False", default["message"]):
                     self.reporter.warn(latest, reason=default["reason"], message=default["message"])
+            for cond in desired.get("conditions") or ():
+                stored = condition(status_of(latest), cond["type"])
+                turned = (stored.get("reason"), stored.get("message")) != (
+                    cond["reason"],
+                    cond["message"],
+                )
+                if cond["reason"] in WARNING_REASONS and turned:
+                    self.reporter.warn(latest, reason=cond["reason"], message=cond["message"])
             if obj.kind == "VIP":
                 if status_of(latest).get("device") != device:
                     ok = False

@@ -266,6 +266,7 @@ def serves_exactly(device: OperatorDevice, lbs: Sequence[LoadBalancer]) -> None:
     settings = GlobalSettings(
         str(device.state_dir / "haproxy.sock"),
         str(device.state_dir / "server-state"),
+        certs_dir=str(device.state_dir / "certs"),
         state_dir=str(device.state_dir),
     )
     fragments = sorted((render_vip(lb) for lb in lbs), key=lambda f: f.key)

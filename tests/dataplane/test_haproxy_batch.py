@@ -53,8 +53,8 @@ def mark(names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """VIP name → a line appended to its fragment (``bogus-keyword 1``: one HAProxy refuses)."""
     real = device_module.render_vip
 
-    def render(lb: LoadBalancer) -> Fragment:
-        fragment = real(lb)
+    def render(lb: LoadBalancer, certs_dir: str = "") -> Fragment:
+        fragment = real(lb, certs_dir)
         if lb.name not in names:
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + f"    {names[lb.name]}\n")

@@ -36,8 +36,8 @@ def bogus_for(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     the driver's token checks but not HAProxy's parser)."""
     real = device_module.render_vip
 
-    def render(lb: LoadBalancer) -> Fragment:
-        fragment = real(lb)
+    def render(lb: LoadBalancer, certs_dir: str = "") -> Fragment:
+        fragment = real(lb, certs_dir)
         if lb.name != name:
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")

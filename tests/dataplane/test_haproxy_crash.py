@@ -70,6 +70,7 @@ def serves_exactly(device: Device, driver: HAProxyDriver, lbs: list[LoadBalancer
     settings = GlobalSettings(
         str(device.state_dir / "haproxy.sock"),
         str(device.state_dir / "server-state"),
+        certs_dir=str(device.state_dir / "certs"),
         state_dir=str(device.state_dir),
     )
     assert device.config() == render_global(settings) + "".join(f.text for f in fragments)

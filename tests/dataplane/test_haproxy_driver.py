@@ -314,8 +314,8 @@ def test_an_invalid_configuration_is_never_applied(
     reloads = driver.reload_count(handle)
     real_render = device_module.render_vip
 
-    def broken(lb: LoadBalancer) -> Any:
-        fragment = real_render(lb)
+    def broken(lb: LoadBalancer, certs_dir: str = "") -> Any:
+        fragment = real_render(lb, certs_dir)
         if lb.name != "other":
             return fragment
         return dataclasses.replace(fragment, text=fragment.text + "    bogus-keyword 1\n")

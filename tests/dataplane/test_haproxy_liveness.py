@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from dataplane.hxsupport import (
@@ -25,6 +26,7 @@ from lbaas.drivers.deadline import deadline_scope
 from lbaas.drivers.errors import DriverError, StaleOwnerError
 from lbaas.drivers.haproxy import runtime
 from lbaas.drivers.haproxy.process import Supervisor
+from lbaas.drivers.haproxy.runtime import ServerState
 from lbaas.drivers.toolkit.process import children
 
 pytestmark = pytest.mark.haproxy
@@ -125,9 +127,9 @@ def test_a_call_never_outlives_its_deadline(
     # The deadline passes in the middle of a reload: consistent, and the next call finishes.
     real = Supervisor.save_server_state
 
-    def slow(self: Supervisor) -> None:
+    def slow(self: Supervisor, carried: Callable[[ServerState], bool] | None = None) -> None:
         time.sleep(1.3)
-        real(self)
+        real(self, carried)
 
     monkeypatch.setattr(Supervisor, "save_server_state", slow)
     before = runtime.show_proc(device.state_dir / "master.sock").reloads
@@ -137,7 +139,7 @@ def test_a_call_never_outlives_its_deadline(
     assert time.monotonic() - started < 2.5  # the sleep, not a reload wait of up to 15 s
     assert err.value.reason == "DriverTimeout"
     assert runtime.show_proc(device.state_dir / "master.sock").reloads == before  # not sent
-    assert driver.state(handle).pending_reload
+    assert driver.state(handle).pending_reload, err.value.user_message
     monkeypatch.setattr(Supervisor, "save_server_state", real)
     assert [d.kind for d in driver.verify(handle, make_lb(vip, members, connection_limit=5)) or []]
     driver.apply(handle, make_lb(vip, members, connection_limit=5))

@@ -18,11 +18,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 from fuzz.hxl7 import l7_problems
 
+from lbaas.drivers.haproxy.certs import (
+    client_ca_file,
+    crt_file,
+    crt_list,
+    crt_list_file,
+    pool_ca_file,
+)
 from lbaas.drivers.haproxy.l7 import MapFile
 from lbaas.drivers.haproxy.names import backend_name, frontend_name
 from lbaas.drivers.haproxy.render import HEADER
@@ -126,8 +134,9 @@ def _sections(lines: list[list[str]]) -> list[tuple[list[str], list[list[str]]]]
     return found
 
 
-def tenant_problems(lb: LoadBalancer, text: str) -> list[str]:
-    """What is wrong with ``text`` (the fragment of ``lb``), as readable findings."""
+def tenant_problems(lb: LoadBalancer, text: str, certs_dir: str = "") -> list[str]:
+    """What is wrong with ``text`` (the fragment of ``lb``, rendered with ``certs_dir``), as
+    readable findings."""
     problems = _forbidden(text)
     lines = text.splitlines()
     if not lines or not lines[0].startswith(HEADER):
@@ -143,34 +152,82 @@ def tenant_problems(lb: LoadBalancer, text: str) -> list[str]:
     if [header for header, _ in sections] != wanted:
         return [*problems, f"sections {[h for h, _ in sections]} instead of {wanted}"]
     for listener, (_, body) in zip(lb.listeners, sections, strict=False):
-        problems += _frontend_problems(lb, listener, body)
+        problems += _frontend_problems(lb, listener, body, certs_dir)
     for pool, (_, body) in zip(lb.pools, sections[len(lb.listeners) :], strict=True):
         problems += _backend_problems(lb, pool, body)
     return problems
 
 
-def _frontend_problems(lb: LoadBalancer, listener: Listener, body: list[list[str]]) -> list[str]:
+def _bind_words(lb: LoadBalancer, listener: Listener, certs_dir: str) -> list[str]:
+    """The bind line as the tenant's TLS settings must make it, word by word."""
+    found = ["bind", f"{_ip_word(lb.address)}:{listener.port}"]
+    tls = listener.tls
+    if tls is None:
+        return found
+    found += ["ssl", "crt-list", f"{certs_dir}/{crt_list_file(lb.key, listener.name)}"]
+    found += ["ssl-min-ver", str(tls.min_version)]
+    v12 = [c for c in tls.cipher_suites if not c.startswith("TLS_")]
+    v13 = [c for c in tls.cipher_suites if c.startswith("TLS_")]
+    found += ["ciphers", ":".join(v12)] if v12 else []
+    found += ["ciphersuites", ":".join(v13)] if v13 else []
+    found += ["alpn", ",".join(tls.alpn)] if tls.alpn else []
+    if tls.client_validation is not None:
+        found += ["ca-file", client_ca_file(lb.key, listener.name), "verify"]
+        if str(tls.client_validation.mode) == "AllowValidOnly":
+            found += ["required"]
+        else:
+            found += ["optional", "crt-ignore-err", "all", "ca-ignore-err", "all"]
+    return found
+
+
+def _header_lines(listener: Listener) -> list[list[str]] | None:
+    validation = listener.tls.client_validation if listener.tls is not None else None
+    header = validation.subject_header if validation is not None else None
+    if header is None:
+        return None
+    return [
+        ["http-request", "del-header", header],
+        ["http-request", "set-header", header, "%[ssl_c_s_dn(,0,rfc2253)]", "if",
+         "{", "ssl_c_used", "}", "{", "ssl_c_verify", "0", "}"],
+    ]  # fmt: skip
+
+
+def _frontend_problems(
+    lb: LoadBalancer, listener: Listener, body: list[list[str]], certs_dir: str
+) -> list[str]:
+    problems = []
+    subject = _header_lines(listener)
+    if subject is not None:  # right after the bind line, before any L7 rule
+        at = next((i for i, line in enumerate(body) if line[0] == "bind"), 0) + 1
+        if body[at : at + len(subject)] != subject:
+            problems.append(f"{listener.name}: subject header lines {body[at : at + 2]}")
+        else:
+            body = body[:at] + body[at + len(subject) :]
     by_kind: dict[str, list[list[str]]] = {}
     for line in body:
         by_kind.setdefault(line[0], []).append(line)
     expected = {
-        "bind": [["bind", f"{_ip_word(lb.address)}:{listener.port}"]],
+        "bind": [_bind_words(lb, listener, certs_dir)],
         "default_backend": [["default_backend", backend_name(lb, listener.default_pool)]]
         if listener.default_pool
         else None,
     }
     return [
-        f"{listener.name}: {keyword} {by_kind.get(keyword)} instead of {wanted}"
-        for keyword, wanted in expected.items()
-        if by_kind.get(keyword) != wanted
-    ] + l7_problems(listener, body)
+        *problems,
+        *(
+            f"{listener.name}: {keyword} {by_kind.get(keyword)} instead of {wanted}"
+            for keyword, wanted in expected.items()
+            if by_kind.get(keyword) != wanted
+        ),
+        *l7_problems(listener, body),
+    ]
 
 
 def _backend_problems(lb: LoadBalancer, pool: Pool, body: list[list[str]]) -> list[str]:
     by_kind: dict[str, list[list[str]]] = {}
     for line in body:
         by_kind.setdefault(line[0], []).append(line)
-    problems = _server_problems(pool, by_kind.get("server", []))
+    problems = _server_problems(lb, pool, by_kind.get("server", []))
     problems += _persistence_problems(pool, by_kind)
     monitor = pool.monitor
     for line in by_kind.get("option", []):
@@ -182,7 +239,7 @@ def _backend_problems(lb: LoadBalancer, pool: Pool, body: list[list[str]]) -> li
     return problems
 
 
-def _server_problems(pool: Pool, servers: list[list[str]]) -> list[str]:
+def _server_problems(lb: LoadBalancer, pool: Pool, servers: list[list[str]]) -> list[str]:
     problems = []
     expected = {m.name: m for m in pool.members} if pool.admin_state_up else {}
     if sorted(s[1] for s in servers) != sorted(expected):
@@ -206,7 +263,23 @@ def _server_problems(pool: Pool, servers: list[list[str]]) -> list[str]:
             problems.append(f"server {line[1]}: check options without a monitor")
         if "cookie" in line and line[line.index("cookie") + 1] != line[1]:
             problems.append(f"server {line[1]}: cookie {line[line.index('cookie') + 1]!r}")
+        problems += _server_tls_problems(lb, pool, line)
     return problems
+
+
+def _server_tls_problems(lb: LoadBalancer, pool: Pool, line: list[str]) -> list[str]:
+    """The server's TLS words, exactly as the pool's TLS settings must make them."""
+    tls = pool.tls
+    tail = line[line.index("ssl") :] if "ssl" in line else []
+    tail = tail[: tail.index("weight")] if "weight" in tail else tail
+    wanted: list[str] = []
+    if tls is not None:
+        wanted = ["ssl", "verify", "required" if tls.verify else "none"]
+        wanted += ["ca-file", pool_ca_file(lb.key, pool.name)] if tls.verify else []
+        if tls.server_name is not None:
+            wanted += ["sni", f"str({tls.server_name})"]
+            wanted += ["verifyhost", tls.server_name] if tls.verify else []
+    return [f"server {line[1]}: TLS words {tail} instead of {wanted}"] if tail != wanted else []
 
 
 def _persistence_problems(pool: Pool, by_kind: dict[str, list[list[str]]]) -> list[str]:
@@ -229,15 +302,20 @@ def _persistence_problems(pool: Pool, by_kind: dict[str, list[list[str]]]) -> li
 
 
 def haproxy_accepts(
-    haproxy: tuple[str, Path], key: str, text: str, maps: tuple[MapFile, ...] = ()
+    haproxy: tuple[str, Path], lb: LoadBalancer, text: str, maps: tuple[MapFile, ...] = ()
 ) -> None:
     """``haproxy -c`` on the global file and this one fragment, under the file name the
     driver gives it (a name too long for the file system fails here too), with its L7 maps
-    where the driver puts them."""
+    where the driver puts them and the certificate files its TLS listeners and pools name (one
+    test certificate for all)."""
     binary, work = haproxy
     for old in [*(work / "conf.d").iterdir(), *(work / "maps").iterdir()]:
         old.unlink()
-    (work / "conf.d" / f"{file_stem(key)}.cfg").write_text(text)
+    shutil.rmtree(work / "certs", ignore_errors=True)
+    for rel, content in _test_certificates(lb).items():
+        (work / "certs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / "certs" / rel).write_text(content)
+    (work / "conf.d" / f"{file_stem(lb.key)}.cfg").write_text(text)
     for entries in maps:
         (work / entries.name).write_text(entries.text)
     result = subprocess.run(
@@ -247,3 +325,30 @@ def haproxy_accepts(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr + text
+
+
+_PEM: dict[str, str] = {}
+
+
+def _test_certificates(lb: LoadBalancer) -> dict[str, str]:
+    """Relative file → content: every file the fragment of ``lb`` names, with one throw-away
+    certificate (the fuzzed trees carry certificate names, no material)."""
+    if not _PEM:
+        from tlskit import issue  # made once per run
+
+        made = issue("fuzz", names=("fuzz.test",), ca=True)
+        _PEM["crt"] = (made.cert_pem + made.key_pem).decode()
+        _PEM["ca"] = made.cert_pem.decode()
+    files = {}
+    for listener in lb.listeners:
+        if listener.tls is None:
+            continue
+        files[crt_list_file(lb.key, listener.name)] = crt_list(lb, listener)
+        for cert in listener.tls.certificates:
+            files[crt_file(lb.key, listener.name, cert.name)] = _PEM["crt"]
+        if listener.tls.client_validation is not None:
+            files[client_ca_file(lb.key, listener.name)] = _PEM["ca"]
+    for pool in lb.pools:
+        if pool.tls is not None and pool.tls.verify:
+            files[pool_ca_file(lb.key, pool.name)] = _PEM["ca"]
+    return files

@@ -215,4 +215,4 @@ def test_l7_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
     event(f"haproxy: rendered with {len(rules)} rule policies")
     problems = tenant_problems(fitted, fragment.text)
     assert not problems, "\n".join(problems) + "\n" + fragment.text
-    haproxy_accepts(haproxy, fitted.key, fragment.text, fragment.maps)
+    haproxy_accepts(haproxy, fitted, fragment.text, fragment.maps)

@@ -98,9 +98,17 @@ def _snap(kind: str, namespace: str, name: str, spec: Any, n: int, deleting: boo
 
 
 # Built once: a strategy made inside a draw is validated again on every example.
+SHORT = st.builds(lambda n, c: c * n, st.integers(1, 12), st.sampled_from("abcxyz019"))
 VIP_SPECS = specs(
-    "vips", VIPSpec, {".protocol": lambda: st.sampled_from(["HTTP", "HTTP", "TCP", "HTTPS"])}
-)
+    "vips",
+    VIPSpec,
+    {
+        ".protocol": lambda: st.sampled_from(["HTTP", "TCP", "HTTPS", *["TERMINATED_HTTPS"] * 2]),
+        # Mostly names the driver takes (one over 251 characters names no file).
+        ".tls.certificateRefs[].name": lambda: st.one_of(SHORT, SHORT, dns_subdomains()),
+    },
+).map(lambda spec: spec if spec.get("protocol") == "TERMINATED_HTTPS" or "tls" not in spec
+      else {k: v for k, v in spec.items() if k != "tls"})  # fmt: skip
 POOL_SPECS = specs("pools", PoolSpec)
 MEMBER_SPECS = specs("members", MemberSpec)
 # Biased to what gets rendered (an HTTP check, enabled), without leaving the schema's values.
@@ -116,7 +124,6 @@ DEVICE_SPECS = specs("devices", DeviceSpec, {".config": lambda: st.just({})}).ma
     DeviceSpec.model_validate
 )
 NAMES = dns_subdomains()
-SHORT = st.builds(lambda n, c: c * n, st.integers(1, 12), st.sampled_from("abcxyz019"))
 VIP_NAMES = st.one_of(SHORT, SHORT, SHORT, NAMES)
 """Mostly names the driver takes (a VIP key over 228 characters is refused before anything
 is rendered), sometimes the long ones it refuses."""
@@ -157,7 +164,8 @@ def generated(draw: st.DrawFn) -> Generated:
         kind = draw(st.sampled_from(["APP_COOKIE", "HTTP_COOKIE", "APP_COOKIE", "SOURCE_IP"]))
         cookie = {"type": kind, "cookieName": draw(MARKER_COOKIES)}
         vip_spec = _with(vip_spec, VIPSpec, sessionPersistence=cookie)
-        if kind != "SOURCE_IP" and draw(st.integers(0, 3)):
+        terminated = vip_spec.get("protocol") == "TERMINATED_HTTPS"  # HTTP already
+        if kind != "SOURCE_IP" and not terminated and draw(st.integers(0, 3)):
             vip_spec = {**vip_spec, "protocol": "HTTP"}  # cookies need HTTP: mostly render
     vip = _snap("VIP", namespace, vip_name, vip_spec, 0, False)
     names = _unique(draw)
@@ -304,7 +312,7 @@ def test_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
     lb = translate.load_balancer(tree, tree.vip_spec.address or fallback)
     unsupported = DRIVER.supports(lb, {})
     try:
-        fragment = render_vip(lb)
+        fragment = render_vip(lb, str(haproxy[1] / "certs"))
     except UnsupportedError as exc:
         event("refused: unsupported")
         assert unsupported, f"render refused what supports() allows: {exc}"
@@ -327,7 +335,11 @@ def test_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
         event("rendered: several pools")
     if any(p.persistence and p.persistence.cookie_name for p in lb.pools):
         event("rendered: a cookie name")
+    if any(listener.tls is not None for listener in lb.listeners):
+        event("rendered: TLS terminated")
+    if any(p.tls is not None for p in lb.pools):
+        event("rendered: TLS to the members")
     assert unsupported is None, f"supports() refused what render accepted: {unsupported}"
-    problems = tenant_problems(lb, fragment.text)
+    problems = tenant_problems(lb, fragment.text, str(haproxy[1] / "certs"))
     assert not problems, "\n".join(problems) + "\n" + fragment.text
-    haproxy_accepts(haproxy, lb.key, fragment.text, fragment.maps)
+    haproxy_accepts(haproxy, lb, fragment.text, fragment.maps)

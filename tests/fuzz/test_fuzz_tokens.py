@@ -104,7 +104,7 @@ def test_tenant_strings_are_one_escaped_word_or_refused(
         ),
     )
     try:
-        fragment = render_vip(lb)
+        fragment = render_vip(lb, str(haproxy[1] / "certs"))
     except UnsupportedError as exc:
         event("refused: cookie name")
         assert "cookie name" in str(exc) and not re.fullmatch(_COOKIE, cookie), exc
@@ -114,6 +114,6 @@ def test_tenant_strings_are_one_escaped_word_or_refused(
         assert exc.kind == "expectedCodes", exc
         return
     event("rendered" + (" (a marker value)" if re.search(r"['$%;`#]", cookie + path) else ""))
-    problems = tenant_problems(lb, fragment.text)
+    problems = tenant_problems(lb, fragment.text, str(haproxy[1] / "certs"))
     assert not problems, "\n".join(problems) + "\n" + fragment.text
-    haproxy_accepts(haproxy, lb.key, fragment.text, fragment.maps)
+    haproxy_accepts(haproxy, lb, fragment.text, fragment.maps)

@@ -81,6 +81,15 @@ def test_examples_are_accepted(namespace: str) -> None:
         assert result.stdout.count("created (server dry run)") == len(docs)
 
 
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_valid_object_is_accepted(namespace: str, name: str) -> None:
+    obj = copy.deepcopy(VALID[name])
+    if obj["kind"] != "Device":
+        obj["metadata"]["namespace"] = namespace
+    result = kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(obj), check=False)
+    assert result.returncode == 0, (name, result.stderr)
+
+
 @pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
 def test_invalid_object_is_rejected(namespace: str, case: dict[str, Any]) -> None:
     obj = copy.deepcopy(VALID[case["base"]])

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from helpers import Api, FakeDevice, tree, wait_for
+from lbaas.status import condition
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -90,7 +91,16 @@ def test_a_policy_naming_a_missing_pool_then_the_pool(
     assert [p.name for p in listener.policies] == ["to-later"]
     assert listener.policies[0].action.pools[0].pool == "later"
     assert {p.name for p in stored.pools} == {"web", "later"}
-    assert listener.default_pool is None  # two pools, no defaultPoolRef: no default (503)
+    # Two pools, no defaultPoolRef: the oldest is the default (creationTimestamp has whole
+    # seconds: a tie goes by name), and the VIP says which.
+    stamps = {
+        name: (api.get("Pool", name, namespace) or {})["metadata"]["creationTimestamp"]
+        for name in ("web", "later")
+    }
+    oldest = min(stamps, key=lambda name: (stamps[name], name))
+    assert listener.default_pool == oldest
+    said = condition(api.status("VIP", "web", namespace), "DefaultPool")
+    assert said["status"] == "True" and f"go to pool {oldest}" in said["message"], said
 
 
 def test_another_vips_pool_and_a_tcp_vip_are_refused(

@@ -1,21 +1,23 @@
 """Least privilege checked on real processes: what a controller and an agent send to the API
 server while they do their whole job, against what ``apicalls`` derives from the code and what
-the chart grants (issue 10).
+the chart grants (issue 10; the TLS Secrets and ConfigMaps of issue 19).
 
 Two operator processes (``lbaas-operator controller`` and ``lbaas-operator agent``, watching one
 namespace, as the chart's namespaced mode runs them) get a ``sitecustomize`` that records every
 request of the kubernetes client (informers, ``Kube``, ``LeaseStore``) and of kopf's aiohttp
 session before it is sent. The scenario makes them use what they have: a Device with a
-credentials Secret, a VIP tree applied, a Gateway with a TCPRoute (the Gateway API's CRDs
-installed: its class, finalizer, statuses and generated tree), a VIP refused by address policy,
-a driver refusal, an orphan that times out, a Device whose probe fails (Events about a
-cluster-scoped object), deletions (finalizers), then the agent killed (the controller
-reports the Device ``NoAgent``).
+credentials Secret, a VIP tree applied, a TLS VIP whose Secret comes after it and whose client
+CA is a ConfigMap, a Gateway with a TCPRoute (the Gateway API's CRDs installed: its class,
+finalizer, statuses and generated tree), a VIP refused by address policy, a driver refusal, an
+orphan that times out, a Device whose probe fails (Events about a cluster-scoped object),
+deletions (finalizers), then the agent killed (the controller reports the Device ``NoAgent``).
 
 Then: every request is one the static derivation predicts for that role (so the derivation
 misses nothing the code did), every request is granted by the chart rendered for this
-setting, Events about the Device went to the operator's namespace, Secrets were read only
-there; and the figures are printed (requests per role, static calls never exercised).
+setting, Events about the Device went to the operator's namespace, Secrets were read there
+(credentials, by name) and in the served namespace (the TLS VIP's, listed by type, watched,
+read by name) only; and the figures are printed (requests per role, static calls never
+exercised).
 """
 
 from __future__ import annotations
@@ -128,6 +130,27 @@ def observed(path: Path, role: str) -> list[Grant]:
     return out
 
 
+def tls_vip(api: Api, namespace: str, device: FakeDevice) -> None:
+    """A TERMINATED_HTTPS VIP whose Secret comes after it (listed, read by name, watched) and
+    whose client CA is a ConfigMap (listed and watched)."""
+    from tlskit import ca_configmap, issue, tls_secret
+
+    ca = issue("rbac CA", ca=True)
+    api.core.create_namespaced_config_map(namespace, ca_configmap("clients", ca.cert_pem))
+    tls = {
+        "certificateRefs": [{"name": "late-tls"}],
+        "clientValidation": {"caCertificateRefs": [{"name": "clients", "kind": "ConfigMap"}]},
+    }
+    api.create({"kind": "VIP", "metadata": {"name": "tls", "namespace": namespace},
+                "spec": {"port": 443, "protocol": "TERMINATED_HTTPS", "deviceRef": device.name,
+                         "tls": tls}})  # fmt: skip
+    api.wait_phase("VIP", "tls", namespace, "Error", 20, reason="CertificateInvalid")
+    cert = issue("late", names=("late.example.com",), issuer=ca)
+    api.core.create_namespaced_secret(namespace, tls_secret("late-tls", cert.cert_pem,
+                                                            cert.key_pem))  # fmt: skip
+    api.wait_phase("VIP", "tls", namespace, "Active", 20)
+
+
 @pytest.fixture
 def processes(kubeconfig: str, namespace: str, tmp_path: Path) -> Any:
     install_crds()  # before the processes: the Gateway API is decided at start
@@ -195,6 +218,7 @@ def test_what_the_processes_send_is_derived_and_granted(
     for obj in tree(namespace, "bad", members=1, monitor=False):
         api.create(obj)
     api.wait_phase("VIP", "bad", namespace, "Error", 20)
+    tls_vip(api, namespace, device)
     orphan = tree(namespace, "ghost", members=1, monitor=False)[2]
     api.create(orphan)
     api.wait_phase("Member", "ghost-m0", namespace, "Error", 20, reason="ParentNotFound")
@@ -202,7 +226,7 @@ def test_what_the_processes_send_is_derived_and_granted(
     api.wait_phase("Device", device.name, None, "Error", 20)
     device.control()
     api.wait_phase("Device", device.name, None, "Ready", 20)
-    for kind, name in [("VIP", "bad"), ("VIP", "outside"), ("Member", "web-m1")]:
+    for kind, name in [("VIP", "bad"), ("VIP", "outside"), ("Member", "web-m1"), ("VIP", "tls")]:
         api.delete(kind, name, namespace)
     api.wait_gone("VIP", "bad", namespace)
     processes["agent"][0].kill9()
@@ -229,7 +253,11 @@ def test_what_the_processes_send_is_derived_and_granted(
     events = {c.namespace for c in seen if c.resource == "events"}
     assert events == {namespace, LEASE_NAMESPACE}, events  # Device Events: operator namespace
     secrets = {(c.role, c.namespace, c.verb) for c in seen if c.resource == "secrets"}
-    assert secrets == {("agent", LEASE_NAMESPACE, "get")}, secrets
+    assert secrets == {("agent", LEASE_NAMESPACE, "get")} | {
+        ("agent", namespace, verb) for verb in ("get", "list", "watch")
+    }, secrets  # credentials by name; the TLS VIP's Secrets in its namespace only
+    configmaps = {(c.role, c.namespace, c.verb) for c in seen if c.resource == "configmaps"}
+    assert configmaps == {("agent", namespace, verb) for verb in ("list", "watch")}, configmaps
     device_events = [
         e for e in api.core.list_namespaced_event(LEASE_NAMESPACE).items
         if e.involved_object.name == device.name

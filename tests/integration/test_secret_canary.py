@@ -2,19 +2,24 @@
 nothing the operator writes or says.
 
 Devices of the fake driver name credentials Secrets in the operator's namespace holding
-canary values. The cases: a readable Secret (the driver receives the value: it records its
-SHA-256), a driver that echoes the credential into its error's message and detail (apply and
-probe), a driver that crashes with it in a plain exception, a missing Secret, a Secret
-without the key the driver needs and one that is not UTF-8; and a Device of the HAProxy
-driver given the same Secret, serving a VIP. Then every place in :data:`PLACES` is searched
-for every value in every encoding of ``canary.ENCODINGS`` (as is, base64, URL-safe base64,
-hex): the operator's log (at DEBUG), the statuses of every object of all five kinds, every
-Event in every namespace, the metrics, and every file the drivers wrote (the fake driver's
-state and call log, the HAProxy driver's whole state dir). Tenants see which Secret "cannot
-be read" and nothing else; the redacted echoes show ``***`` where the value was.
+canary values; TLS VIPs name ``kubernetes.io/tls`` Secrets whose private keys are canaries
+too. The cases: a readable Secret (the driver receives the value: it records its SHA-256), a
+driver that echoes the credential into its error's message and detail (apply and probe), a
+driver that crashes with it in a plain exception, a missing Secret, a Secret without the key
+the driver needs and one that is not UTF-8; a private key served, renewed, and one refused (it
+does not match its certificate); and a Device of the HAProxy driver given the same Secret,
+serving a VIP. Then every place in :data:`PLACES` is searched for every value in every
+encoding of ``canary.ENCODINGS`` (as is, base64, URL-safe base64, hex; for private keys also
+the parts ``tlskit.leaked_forms`` names: a line of the PEM, the Secret's base64 of it, the DER
+of its PKCS#8 form): the operator's log (at DEBUG), the statuses of every object of all five
+kinds, every Event in every namespace, the metrics, and every file the drivers wrote (the fake
+driver's state and call log, the HAProxy driver's whole state dir). The HAProxy and Envoy
+drivers' files for TLS VIPs are searched by ``tests/dataplane/test_tls_canary.py``. Tenants
+see which Secret "cannot be read" and nothing else; the redacted echoes show ``***`` where
+the value was.
 
-To search for more (the TLS work: private keys), add the values to the list ``secrets``
-of the test, a place to :data:`PLACES`, an encoding to ``canary.ENCODINGS``.
+To search for more, add the values to the list ``secrets`` of the test, a place to
+:data:`PLACES`, an encoding to ``canary.ENCODINGS``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from helpers import (
     wait_for,
 )
 from helpers import tree as make_tree
+from tlskit import issue, leaked_forms, tls_secret
 
 pytestmark = pytest.mark.cluster
 OPERATOR_ENV = {"LBAAS_LOG_LEVEL": "DEBUG"}
@@ -192,6 +198,9 @@ def test_the_canary_appears_nowhere(
         ), status
 
     api.wait_phase("Device", good.name, None, "Ready", 20)
+    # Private keys of TLS Secrets: served (the fake device stores the tree), refused (a key
+    # that does not match its certificate: Error, Event), and renewed.
+    keys = tls_vips(api, namespace, good)
     hx_dir = haproxy_device(api, namespace, good_ref)
     try:
         collected = everything(Scene(api, operator, [tmp_path, hx_dir]))
@@ -208,7 +217,39 @@ def test_the_canary_appears_nowhere(
     assert any("calls.jsonl" in where for where in collected), "the fake driver's call log"
     assert any("/conf.d/" in where for where in collected), "the HAProxy driver's files"
     secrets = [canary.encode(), other.encode()]
+    for key in keys:
+        secrets += [key, *(form.encode() for form in leaked_forms(key))]
     assert leaks(secrets, collected) == []
+
+
+def tls_vips(api: Api, namespace: str, device: FakeDevice) -> list[bytes]:
+    """A TERMINATED_HTTPS VIP served from a Secret, renewed once, and one whose Secret holds
+    another certificate's key (refused); the private keys (PEM) they used."""
+    served, renewed, wrong = (issue(n, names=(f"{n}.example.com",)) for n in ("a", "b", "c"))
+    core = api.core
+    core.create_namespaced_secret(namespace, tls_secret("served", served.cert_pem, served.key_pem))
+    core.create_namespaced_secret(namespace, tls_secret("wrong", wrong.cert_pem, served.key_pem))
+    for name in ("served", "wrong"):
+        spec = {"port": 443, "protocol": "TERMINATED_HTTPS", "deviceRef": device.name,
+                "tls": {"certificateRefs": [{"name": name}]}}  # fmt: skip
+        api.create({"kind": "VIP", "metadata": {"name": f"tls-{name}", "namespace": namespace},
+                    "spec": spec})  # fmt: skip
+    api.wait_phase("VIP", "tls-served", namespace, "Active", 30)
+    status = api.wait_phase("VIP", "tls-wrong", namespace, "Error", 30)["status"]
+    assert status["reason"] == "CertificateInvalid", status
+    core.patch_namespaced_secret(
+        "served", namespace, {"data": tls_secret("x", renewed.cert_pem, renewed.key_pem)["data"]}
+    )
+    wait_for(
+        lambda: (
+            api.status("VIP", "tls-served", namespace)["tls"]["certificates"][0]["fingerprint"]
+            == renewed.fingerprint
+        ),
+        20,
+        "the renewed certificate",
+    )
+    wait_for(lambda: api.events(namespace, "tls-wrong"), 10, "the Warning Event")
+    return [served.key_pem, renewed.key_pem, wrong.key_pem]
 
 
 def haproxy_device(api: Api, namespace: str, credentials: dict[str, str]) -> Path:

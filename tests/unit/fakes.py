@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -38,7 +39,15 @@ from lbaas.kube.client import Kube
 from lbaas.kube.informer import Informer, Obj
 from lbaas.kube.resources import BY_KIND, DEVICES, NAMESPACES, TREE_KINDS, Resource
 from lbaas.reporter import FINALIZER, Redactor, Reporter
-from lbaas.status import SCHEDULED, Cond, desired_status, merge_conditions, needs_write
+from lbaas.status import (
+    DROP_CONDITIONS,
+    SCHEDULED,
+    Cond,
+    desired_status,
+    merge_conditions,
+    needs_write,
+)
+from lbaas.tls.agent import TreeTLS
 from lbaas.trees.loop import Mode, Result, TreeLoops
 from lbaas.trees.reconcile import TreeReconciler
 from lbaas.views import Views
@@ -205,7 +214,12 @@ class Cluster:
         if meta.get("resourceVersion") != stored["metadata"]["resourceVersion"]:
             raise Conflict(f"{obj['kind']} {meta['name']} changed since it was read")
         status = copy.deepcopy(stored.get("status") or {})
+        drop = tuple(desired.get(DROP_CONDITIONS) or ())
+        if drop:
+            status["conditions"] = merge_conditions(status.get("conditions") or [], [], drop)
         for name, value in desired.items():
+            if name == DROP_CONDITIONS:
+                continue
             if name == "conditions":
                 status["conditions"] = merge_conditions(status.get("conditions") or [], value)
             elif value is None:
@@ -366,11 +380,17 @@ class Rig:
         self.runner = DriverRunner(4, self.settings.driver_timeout)
         self.gate = AlwaysHeld()
         self.workers: dict[str, DeviceWorker] = {}
+        self.tls = TreeTLS(
+            cast(Kube, None),
+            warning=timedelta(days=self.settings.certificate_expiry_warning_days),
+            trigger=lambda key: self._trigger(key, Mode.APPLY),
+        )
         self.reconciler = TreeReconciler(
             views=self.views,
             reporter=self.reporter.as_reporter(),
             settings=self.settings,
             workers=self.workers,
+            tls=self.tls,
         )
         self.turns: list[tuple[VipKey, Mode, Result]] = []
         self.loops = TreeLoops(

@@ -128,7 +128,9 @@ AGENT_WATCHED = [
     Rule("lbaas.dev", TREE, ("list", "watch"), "informers"),
     Rule("lbaas.dev", ("vips",), ("patch",), "trees.reconcile: the VIP finalizer"),
     Rule("lbaas.dev", STATUSES, ("patch",), "trees.reconcile: what the device did"),
-]
+    Rule("", ("secrets", "configmaps"), ("get", "list", "watch"),
+         "lbaas.tls.store: the Secrets and ConfigMaps its TLS trees name, watched per namespace"),
+]  # fmt: skip
 AGENT_LEASES = [
     Rule("coordination.k8s.io", ("leases",), ("get", "list", "create", "update"),
          "agents.ownership, agents.presence: lbaas-agent-<id>, lbaas-device-*"),
@@ -295,19 +297,33 @@ def test_run_mode_binds_both_roles_to_one_account(helm: str) -> None:
 )
 def test_nothing_broader_than_needed(helm: str, values: list[str]) -> None:
     docs = render(helm, *values)
+    namespaced = any("config.namespaces" in v for v in values)
+    readable = {"leases", "secrets", "configmaps"}
     for doc in of_kind(docs, "ClusterRole", "Role"):
         where = f"{doc['kind']} {doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}"
         for rule in doc["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], where
-            assert "get" not in rule["verbs"] or set(rule["resources"]) <= {"leases", "secrets"}, (
-                where,
-                rule,
-            )
-            if "secrets" in rule["resources"] or "leases" in rule["resources"]:
-                assert doc["kind"] == "Role", f"{where}: secrets and leases never cluster-wide"
+            assert "get" not in rule["verbs"] or set(rule["resources"]) <= readable, (where, rule)
+            if "leases" in rule["resources"]:
+                assert doc["kind"] == "Role", f"{where}: leases never cluster-wide"
             if "secrets" in rule["resources"]:
-                assert doc["metadata"]["name"] == AGENT, "only agents read credentials"
-                assert rule["verbs"] == ["get"]
+                assert doc["metadata"]["name"] == AGENT, "only agents read Secrets"
+                assert rule["verbs"] in (["get"], ["get", "list", "watch"]), rule
+                if namespaced:
+                    assert doc["kind"] == "Role", f"{where}: Secrets only where the operator serves"
+
+
+def test_secrets_are_listed_only_where_the_operator_serves(helm: str) -> None:
+    """Namespaced: the agent lists and watches Secrets (and ConfigMaps) in each served namespace
+    and nowhere else; elsewhere it only gets Device credentials by name."""
+    docs = render(helm, "--set", "config.namespaces={a,b}", "--set", "rbac.secretNamespaces={c}")
+    listing = sorted(
+        (d["kind"], d["metadata"].get("namespace", ""))
+        for d in of_kind(docs, "ClusterRole", "Role")
+        for rule in d["rules"]
+        if "secrets" in rule["resources"] and "list" in rule["verbs"]
+    )
+    assert listing == [("Role", "a"), ("Role", "b")]
 
 
 def test_secret_namespaces_add_to_the_release_namespace(helm: str) -> None:

@@ -3,7 +3,7 @@ Prometheus.
 
 The Prometheus test: one exporter serves the operator's real metric objects (lbaas.metrics,
 given a sample of label values, and its traffic collector fed counters that grow), another
-the planned certificate series built from docs/metrics.md; a real ``prometheus`` scrapes
+the planned series built from docs/metrics.md (none today); a real ``prometheus`` scrapes
 both every second; then every panel query and template-variable query (Grafana's macros
 expanded) and every alert expression is evaluated through ``/api/v1/query``: none may fail,
 and every dashboard query must return data (a query naming a label the series do not have
@@ -158,7 +158,7 @@ def _traffic(n: int) -> None:
 
 
 def _planned_registry() -> CollectorRegistry:
-    """The planned series of docs/metrics.md (section 4), with samples."""
+    """The planned series of docs/metrics.md (sections after 3; none today), with samples."""
     import time
 
     registry = CollectorRegistry()

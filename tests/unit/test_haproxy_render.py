@@ -621,7 +621,9 @@ def test_everything_at_once_is_accepted_by_haproxy(tmp_path: Path) -> None:
             pools=(Pool("p" * 253, members=(member("m" * 253),)), Pool("q" * 253)),
         ),
     ]
-    settings = GlobalSettings(str(tmp_path / "s.sock"), str(tmp_path / "state"), 60, str(tmp_path))
+    settings = GlobalSettings(
+        str(tmp_path / "s.sock"), str(tmp_path / "state"), 60, state_dir=str(tmp_path)
+    )
     (tmp_path / "state").write_text("1\n")
     path = tmp_path / "haproxy.cfg"
     rendered = render(lbs, settings)

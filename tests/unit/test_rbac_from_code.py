@@ -130,7 +130,7 @@ def test_a_mutated_chart_or_code_is_caught(helm: str) -> None:
     agent["rules"] = [r for r in agent["rules"] if r["resources"] != ["devices/status"]]
     with pytest.raises(AssertionError, match=r"Missing[\s\S]*devices/status"):
         compare(calls, docs, [], [])
-    agent["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]})
+    agent["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]})
     with pytest.raises(AssertionError, match=r"Extra[\s\S]*secrets"):
         compare(calls, docs, [], [])
     fewer = {c for c in calls if not (c.role == "controller" and c.resource == "leases")}
@@ -138,15 +138,30 @@ def test_a_mutated_chart_or_code_is_caught(helm: str) -> None:
         compare(fewer, render(helm, "--set", "config.services=false"), [], [])
 
 
-def test_secrets_only_in_the_operator_namespace_by_default(helm: str) -> None:
-    docs = render(helm)
+def test_secrets_only_where_served_and_by_agents(helm: str) -> None:
+    """Cluster-wide, the operator serves every namespace: its agents' ClusterRole reads Secrets
+    (TLS trees name them anywhere); credentials by name in the release namespace. Namespaced:
+    Roles only, in the served namespaces. The controller never reads a Secret."""
     holders = [
-        (d["kind"], d["metadata"].get("namespace"))
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"], tuple(rule["verbs"]))
+        for d in of_kind(render(helm), "ClusterRole", "Role")
+        for rule in d["rules"]
+        if "secrets" in rule["resources"]
+    ]
+    agent = "lbaas-operator-agent"
+    assert sorted(holders) == [
+        ("ClusterRole", None, agent, ("get", "list", "watch")),
+        ("Role", NAMESPACE, agent, ("get",)),
+    ]
+    docs = render(helm, "--set", "config.namespaces={team-a}")
+    holders = [
+        (d["kind"], d["metadata"].get("namespace"), tuple(rule["verbs"]))
         for d in of_kind(docs, "ClusterRole", "Role")
         for rule in d["rules"]
         if "secrets" in rule["resources"]
     ]
-    assert holders == [("Role", NAMESPACE)]
+    listing = ("get", "list", "watch")
+    assert sorted(holders) == [("Role", NAMESPACE, ("get",)), ("Role", "team-a", listing)]
 
 
 def test_device_events_go_to_the_namespace_the_chart_allows(helm: str) -> None:

@@ -220,6 +220,9 @@ def test_annotations_and_affinity_reach_the_specs() -> None:
         ({"lbaas.dev/device-selector": "tier"}, "not label=value"),
         ({"lbaas.dev/device": "Not_A_Name"}, "not a Device name"),
         ({"lbaas.dev/lb-methd": "round-robin"}, "unknown annotation lbaas.dev/lb-methd"),
+        ({"lbaas.dev/tls-secret": "Web_TLS"}, "lbaas.dev/tls-secret: 'Web_TLS' is not a Secret"),
+        ({"lbaas.dev/tls-secret": "a,a"}, "names must be distinct"),
+        ({"lbaas.dev/tls-ports": "443"}, "lbaas.dev/tls-ports needs lbaas.dev/tls-secret"),
     ],
 )
 def test_invalid_annotations_are_named(annotations: dict[str, str], fragment: str) -> None:
@@ -329,3 +332,32 @@ def test_services_can_be_turned_off() -> None:
         OperatorSettings(load_balancer_class="not a class/")
     with pytest.raises(ValueError):
         OperatorSettings(load_balancer_class="")
+
+
+def test_tls_annotations_terminate_the_named_ports() -> None:
+    ports = [
+        {"name": "https", "port": 443, "targetPort": 8080},
+        {"name": "alt", "port": 8443, "targetPort": 8080},
+        {"name": "plain", "port": 80, "targetPort": 8080},
+    ]
+    annotations = {
+        "lbaas.dev/tls-secret": "web-tls,api-tls",
+        "lbaas.dev/tls-ports": "https,8443",
+        "lbaas.dev/address": "10.9.0.1",  # every port at once, none waits for the first
+    }
+    options, problems = parse(annotations, None, ports)
+    assert problems == []
+    assert (options.tls_secrets, options.tls_ports) == (("web-tls", "api-tls"), {443, 8443})
+    want = desired(service(*ports), [], options)
+    for port in (443, 8443):
+        vip = want.objects[("VIP", f"web-{port}")]["spec"]
+        assert vip["protocol"] == "TERMINATED_HTTPS"
+        assert vip["tls"]["certificateRefs"] == [{"name": "web-tls"}, {"name": "api-tls"}]
+        assert want.objects[("Pool", f"web-{port}")]["spec"]["protocol"] == "HTTP"
+    plain = want.objects[("VIP", "web-80")]["spec"]
+    assert plain["protocol"] == "TCP" and "tls" not in plain
+    # Only the Secret: every port; a port the Service does not have is a problem.
+    options, _ = parse({"lbaas.dev/tls-secret": "web-tls"}, None, ports)
+    assert all(options.terminates(p["port"]) for p in ports)
+    _, problems = parse({**annotations, "lbaas.dev/tls-ports": "444"}, None, ports)
+    assert problems == ["lbaas.dev/tls-ports: '444' is not a port of the Service"]

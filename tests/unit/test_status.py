@@ -192,3 +192,28 @@ def test_long_messages_are_cut_to_the_schema_limit() -> None:
     st = status({}, Cond("Ready", False, "R", "y" * 40000), message="x" * 40000)
     assert len(st["message"]) == 32768
     assert len(st["conditions"][0]["message"]) == 32768
+
+
+def test_dropped_conditions_are_removed_and_only_then_written() -> None:
+    """A VIP that stops terminating TLS loses its CertificatesValid condition: the removal is a
+    write when the stored status has it, and nothing when it does not."""
+    from lbaas.status import DROP_CONDITIONS, merge_conditions
+
+    stored = [
+        {"type": "Ready", "status": "True", "reason": "Ready"},
+        {"type": "CertificatesValid", "status": "True", "reason": "Valid"},
+    ]
+    desired = desired_status(
+        {"conditions": stored},
+        phase=None,
+        reason=None,
+        message=None,
+        generation=None,
+        conditions=[],
+        drop=("CertificatesValid",),
+    )
+    assert desired[DROP_CONDITIONS] == ["CertificatesValid"]
+    assert needs_write({"conditions": stored}, desired)
+    assert not needs_write({"conditions": stored[:1]}, desired)
+    merged = merge_conditions(stored, [], ("CertificatesValid",))
+    assert [c["type"] for c in merged] == ["Ready"]

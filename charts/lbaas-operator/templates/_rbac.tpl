@@ -170,6 +170,12 @@ holds the expected rules.
 - apiGroups: ["lbaas.dev"]
   resources: ["vips/status", "pools/status", "members/status", "healthmonitors/status", "l7policies/status"]
   verbs: ["patch"]
+# TLS termination: the Secrets (certificateRefs, CA bundles) and ConfigMaps (CA bundles) its VIP
+# trees name. lbaas.tls.store watches them per namespace where it serves such a tree (Secrets by
+# fieldSelector type), keeps only the named ones and reads a name wanted after its list (get).
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{- /* ---- agent: the release namespace ---- */ -}}

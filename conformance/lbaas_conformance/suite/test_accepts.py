@@ -18,9 +18,13 @@ from lbaas.drivers.capabilities import required_features
 from lbaas.drivers.model import (
     Action,
     ActionType,
+    BackendTLS,
+    ClientValidation,
+    ClientValidationMode,
     Header,
     HeaderChanges,
     L7Policy,
+    ListenerTLS,
     LoadBalancer,
     Match,
     Method,
@@ -31,12 +35,14 @@ from lbaas.drivers.model import (
     PersistenceType,
     Protocol,
     Redirect,
+    TLSVersion,
     ValueMatch,
     ValueMatchType,
     WeightedPool,
 )
 from lbaas_conformance.features import mark, register
 from lbaas_conformance.kit import Kit
+from lbaas_conformance.tls import bundle, certificate, issue
 from lbaas_conformance.trees import member, monitor
 
 Sample = Callable[[Kit], LoadBalancer]
@@ -88,6 +94,30 @@ def _policy(kit: Kit, match: Match | None = None, action: Action | None = None,
     )
 
 
+def _terminated(kit: Kit, *names: str, backend: BackendTLS | None = None,
+                **tls: Any) -> LoadBalancer:  # fmt: skip
+    """A TERMINATED_HTTPS load balancer with a certificate per name (``tls``: the rest of its
+    ListenerTLS), HTTP to its members unless ``backend`` says TLS."""
+    ca = issue("Conformance sample CA", ca=True)
+    found = tuple(
+        certificate(f"sample{i}", issue(f"sample{i}", name, issuer=ca))
+        for i, name in enumerate(names or ("sample.conformance.test",))
+    )
+    pool = kit.trees.pool(kit.endpoints(2), protocol=Protocol.HTTP, tls=backend)
+    return kit.trees.lb(
+        *kit.slot(),
+        protocol=Protocol.TERMINATED_HTTPS,
+        listener={"tls": ListenerTLS(found, **tls)},
+        pools=(pool,),
+    )
+
+
+def _client_validation(kit: Kit) -> LoadBalancer:
+    clients = bundle("sample-clients", issue("Conformance sample clients", ca=True))
+    check = ClientValidation(clients, ClientValidationMode.ALLOW_VALID_ONLY, "X-Client-Subject")
+    return _terminated(kit, client_validation=check)
+
+
 SAMPLES: dict[str, Sample] = {
     "protocol.tcp": lambda kit: _lb(kit, protocol=Protocol.TCP),
     "method.round-robin": lambda kit: _lb(kit, method=Method.ROUND_ROBIN),
@@ -123,6 +153,17 @@ SAMPLES: dict[str, Sample] = {
         protocol=Protocol.HTTP,
         listener={"forwarded_headers": True},
     ),
+    # TLS (issue 19): passed through, or terminated with the setting asked for
+    "protocol.https": lambda kit: _lb(kit, protocol=Protocol.HTTPS),
+    "tls.terminate": lambda kit: _terminated(kit),
+    "tls.sni": lambda kit: _terminated(kit, "a.conformance.test", "*.b.conformance.test"),
+    "tls.min-version": lambda kit: _terminated(kit, min_version=TLSVersion.TLS_1_3),
+    "tls.cipher-suites": lambda kit: _terminated(
+        kit, cipher_suites=("ECDHE-ECDSA-AES128-GCM-SHA256",)
+    ),
+    "tls.alpn": lambda kit: _terminated(kit, alpn=("h2", "http/1.1")),
+    "tls.client-validation": _client_validation,
+    "tls.backend": lambda kit: _terminated(kit, backend=BackendTLS(None, False, None)),
     # L7 (issue 20): one policy asking for the feature (and for l7.multiple-pools)
     "l7.host": lambda kit: _policy(kit, Match(hostnames=("a.example.com", "*.example.org"))),
     "l7.path": lambda kit: _policy(kit, Match(path=PathMatch(PathMatchType.PREFIX, "/api"))),

@@ -17,7 +17,8 @@ Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys a
 State dir: ``haproxy.cfg`` (global, defaults; ``default-path origin <stateDir>``),
 ``conf.d/<ns>__<name>.cfg`` (one per load balancer served: a change rewrites one small file
 however many the device holds), ``maps/fe_<ns>__<name>__l<n>...map`` (the L7 map files of its
-HTTP listeners, see ``l7``),
+HTTP listeners, see ``l7``), ``certs/<ns>__<name>/`` (certificates with their keys, CA
+bundles, crt-lists: mode 0600 in 0700 directories, removed with the VIP; see ``certs``),
 ``vips/<ns>__<name>.json`` (each load balancer's desired tree, ``documents.to_document`` with a
 version, from which a new operator renders everything again; files of the 0.1 driver are read
 too, see ``upgrade``), ``driver-state.json`` (counters, the pending-reload intent, the master
@@ -26,14 +27,15 @@ seen at the last reload, trees left out and why), ``owner.json`` (highest fence 
 
 Contract 1 (``lbaas.drivers.contract``): the driver receives the driver data model
 (``lbaas.drivers.model``) and imports nothing of the API. Its features are
-``features.FEATURES``: TCP, HTTP and HTTPS passed through, every balancing method, member,
-pool and listener options, every monitor and persistence type, several pools per load
-balancer, L7 policies (every match, Forward with weighted splits, Redirect, Reject, header
-changes) and forwarded headers, and the operational promises (batch, hitless members, drain,
-member status, verify, orphans, watch, fencing). A tree asking for anything else (TLS
-termination, UDP, several listeners) is refused with ``Unsupported`` naming the feature; so is
-a policy with a header or query parameter name holding ``'`` (``supports``: the core leaves
-that policy out alone).
+``features.FEATURES``: TCP, HTTP and HTTPS passed through, TLS terminated (SNI, minimum
+version, cipher suites, ALPN, client validation) and re-encrypted to the members, every
+balancing method, member, pool and listener options, every monitor and persistence type,
+several pools per load balancer, L7 policies (every match, Forward with weighted splits,
+Redirect, Reject, header changes) and forwarded headers, and the operational promises (batch,
+hitless members, drain, member status, verify, orphans, watch, fencing, certificate rotation
+without a reload). A tree asking for anything else (UDP, several listeners) is refused with
+``Unsupported`` naming the feature; so is a policy with a header or query parameter name
+holding ``'`` (``supports``: the core leaves that policy out alone).
 
 Mapping of the driver data model to HAProxy (``proxies``, ``templates/*.j2``):
 
@@ -49,6 +51,21 @@ LoadBalancer address + port     ``bind <addr>:<port>`` (IPv6 as ``[addr]``); uns
 protocol TCP / HTTP / HTTPS     ``mode tcp`` / ``mode http`` / ``mode tcp`` (TLS passthrough)
                                 for the frontend and its default pool's backend; a pool no
                                 listener uses takes the first listener's mode
+TERMINATED_HTTPS + ListenerTLS  ``mode http``, ``bind ... ssl crt-list <certs>/<ns>__<name>/
+                                l/<listener>/crt-list`` (a line per certificate, each file
+                                the leaf, its chain and its key: the first is the default,
+                                the others are picked by SNI from their names)
+min_version                     ``ssl-min-ver TLSv1.2|TLSv1.3``
+cipher_suites                   ``ciphers a:b`` (TLS 1.2 names), ``ciphersuites TLS_..``
+                                (TLS 1.3); only suites OpenSSL enables by default (a VIP
+                                narrows them, never adds a weak one: else Unsupported)
+alpn                            ``alpn h2,http/1.1``
+client_validation               ``ca-file <bundle> verify required`` (AllowValidOnly), or
+                                ``verify optional crt-ignore-err all ca-ignore-err all``;
+                                subject_header: ``http-request del-header`` then
+                                ``set-header <h> %[ssl_c_s_dn(,0,rfc2253)]`` when verified
+Pool.tls (re-encryption)        on each server: ``ssl verify required ca-file <bundle>``
+                                or ``ssl verify none``, ``sni str(<name>) verifyhost <name>``
 connection_limit N (None)       frontend ``maxconn N`` (omitted: unlimited)
 listener admin_state_up false   frontend ``disabled``: the port stops listening
 default_pool                    ``default_backend be_<ns>__<name>__<pool>``; None: no
@@ -92,9 +109,6 @@ monitor max_retries / ..._down  ``rise`` / ``fall`` per server
 monitor None or admin-down      servers without ``check`` (reported NO_MONITOR)
 ==============================  ==========================================================
 
-TLS termination (certificates on the ``bind`` line) has its place in the frontend template;
-it is not rendered yet.
-
 Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``, ``reload``):
 
 - **No reload, no** ``haproxy -c``: L7 Forward policies by host and path added, changed or
@@ -107,6 +121,11 @@ Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``
   is planned on its own). The fragment is still written, so the next reload keeps them.
   Not with HTTP_COOKIE persistence: ``add server`` has no ``cookie`` keyword in 2.6, so adding
   or removing such a member reloads (its weight and state stay runtime changes).
+- **No reload for a renewed certificate** (same name, new content: the fragment names files,
+  not their content): ``set ssl cert <file>`` with the new PEM and ``commit ssl cert <file>``
+  (CA bundles: ``set/commit ssl ca-file``), then the file is written for the next start; the
+  same worker serves the new certificate to the next handshake. A certificate added, removed
+  or reordered changes the crt-list: a hitless reload.
 - **Hitless reload** (master CLI ``reload``) for anything else: a VIP created or deleted, a
   listener, mode, limit, default pool, balancing, persistence or monitor change, a pool added
   or removed, an L7 policy that is a rule (headers, method, query, regex, Redirect, Reject,
@@ -142,12 +161,13 @@ marks each step for the crash tests). Every wait ends by the call's deadline
 ``verify`` drift kinds: ``PendingReload``, ``NotRunning``, ``ReloadedOutsideOperator`` (the
 master's pid or reload count is not the one of the driver's last reload),
 ``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment),
-``ConfigMissing``, ``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed``
-(left out, with why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``,
-``FrontendMissing``, ``FrontendStateChanged``, ``MapChanged`` (an L7 map's running entries),
-``MapFileChanged``. ``orphans``: keys of VIP files, fragments and running frontends and
-backends the operator does not expect. ``watch``: a pidfd on the master
-(``toolkit.deathwatch``).
+``ConfigMissing``, ``CertificateMissing``, ``CertificateChanged`` (a certificate or CA file
+missing or not the tree's), ``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``,
+``NotServed`` (left out, with why), ``RuntimeChanged`` (servers, weights, states),
+``BackendMissing``, ``FrontendMissing``, ``FrontendStateChanged``, ``MapChanged`` (an L7 map's
+running entries), ``MapFileChanged``. ``orphans``: keys of VIP files, fragments, certificate
+directories and running frontends and backends the operator does not expect. ``watch``: a
+pidfd on the master (``toolkit.deathwatch``).
 
 Member status (``member_statuses``: one ``show servers state`` per device, by member name):
 maintenance -> OFFLINE, stopped -> ERROR, drain, stopping or weight 0 -> DRAINING, running

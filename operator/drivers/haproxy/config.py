@@ -66,6 +66,7 @@ class HAProxyDeviceConfig(BaseModel):
             conf_d=root / "conf.d",
             maps=root / "maps",
             vips=root / "vips",
+            certs=root / "certs",
             pid=root / "haproxy.pid",
             state=root / "driver-state.json",
             server_state=root / "server-state",
@@ -86,6 +87,8 @@ class DevicePaths:
     """the L7 map files of the VIPs served (``l7``; their names are relative to ``root``)"""
     vips: Path
     """one ``<namespace>__<name>.json`` per VIP bound to the device: the desired trees"""
+    certs: Path
+    """certificates and CA bundles, one directory per VIP (``certs``; mode 0700)"""
     pid: Path
     state: Path
     server_state: Path

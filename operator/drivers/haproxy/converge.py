@@ -32,6 +32,7 @@ import time
 from collections.abc import Mapping
 
 from lbaas.drivers.errors import DriverError, DriverTimeout, deferred
+from lbaas.drivers.haproxy import certs
 from lbaas.drivers.haproxy.device import Device, checked_fragment, in_sync
 from lbaas.drivers.haproxy.plan import Change, Plan, blame, make_plan, validate
 from lbaas.drivers.haproxy.process import ConfigRejected, ReloadFailed
@@ -68,7 +69,7 @@ def _converge(dev: Device, changes: Mapping[str, LoadBalancer | None]) -> Outcom
     batch: dict[str, Change] = {}
     for key, lb in changes.items():
         try:
-            batch[key] = (lb, checked_fragment(lb) if lb is not None else None)
+            batch[key] = (lb, checked_fragment(lb, dev.memo.certs_dir) if lb is not None else None)
         except DriverError as exc:
             outcome[key] = exc
     if changes and not batch:
@@ -160,16 +161,20 @@ def _reload_apply(dev: Device, state: DriverState, master: ProcInfo | None,
     try:
         changed, removed, staging = validate(dev, plan)
     except ConfigRejected as exc:
+        plan.certs.undo_all()
         raise _Unattributed(exc, plan, {}) from exc
     outcome: Outcome = {**plan.refused, **dict.fromkeys(plan.accepted)}
     try:
         if plan.void:
+            plan.certs.undo_all()
             return outcome
         # A tree to apply here had its runtime path declined although the files may match
         # (the runtime API refused a command): only a reload brings the servers back to them.
         applies = any(lb is not None for lb in plan.accepted.values())
         if sync and not changed and not removed and not applies:
             write_many({dev.vip_path(key): None for key in plan.accepted})  # deletions only
+            for key in plan.accepted:
+                certs.remove(dev.paths.certs, key)
             if plan.parked != state.parked:
                 state.parked = plan.parked
                 state.save(dev.paths.state)

@@ -28,6 +28,8 @@ class Memo:
     """What one driver instance remembers about one device between calls (never needed for
     correctness: a new instance starts empty). The locks are the driver's ``DeviceDir``."""
 
+    certs_dir: str = ""
+    """The device's certificate directory (fragments of TLS listeners name their crt-list)."""
     trees: TreeCache = field(default_factory=TreeCache)
     rendered: dict[int, tuple[LoadBalancer, Fragment]] = field(default_factory=dict)
     device_drift: tuple[float, list[Drift]] | None = None
@@ -38,7 +40,7 @@ class Memo:
         cached = self.rendered.get(id(lb))
         if cached is not None and cached[0] is lb:
             return cached[1]
-        fragment = render_vip(lb)
+        fragment = render_vip(lb, self.certs_dir)
         if len(self.rendered) > 4096:
             self.rendered.clear()
         self.rendered[id(lb)] = (lb, fragment)
@@ -69,6 +71,7 @@ class Device:
             runtime_socket=str(self.paths.runtime_socket),
             server_state_file=str(self.paths.server_state),
             hard_stop_after=self.config.hard_stop_after_seconds,
+            certs_dir=str(self.paths.certs),
             state_dir=str(self.paths.root),
         )
 
@@ -79,10 +82,10 @@ class Device:
         return self.paths.vips / f"{file_stem(key)}.json"
 
 
-def checked_fragment(lb: LoadBalancer) -> Fragment:
+def checked_fragment(lb: LoadBalancer, certs_dir: str) -> Fragment:
     """``render_vip`` with its refusals as the driver's non-retryable errors."""
     try:
-        return render_vip(lb)
+        return render_vip(lb, certs_dir)
     except UnsafeValueError as exc:
         raise DriverError(str(exc), retryable=False, reason="InvalidConfiguration") from exc
 

@@ -243,10 +243,11 @@ class HAProxyDriver(Driver):
         config = parse_config(device.config)
         paths = config.paths()
         with self._guard:
-            memo = self._memos.setdefault(config.state_dir, Memo())
+            memo = self._memos.setdefault(config.state_dir, Memo(certs_dir=str(paths.certs)))
         try:
             paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
             paths.conf_d.mkdir(exist_ok=True, mode=0o755)
+            paths.certs.mkdir(exist_ok=True, mode=0o700)
             paths.maps.mkdir(exist_ok=True, mode=0o755)
         except OSError as exc:
             raise DriverError(

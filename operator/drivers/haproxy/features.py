@@ -2,9 +2,9 @@
 
 Exactly what it implements and its tests exercise, by the names of
 ``lbaas.drivers.capabilities.FEATURES``. Not declared (and refused with ``Unsupported``, naming
-the feature, if a tree asks for them anyway): TLS termination and backend TLS (``tls.*``),
-UDP and several listeners per load balancer. L7 routing and forwarded headers: ``l7``;
-traffic statistics: ``stats``.
+the feature, if a tree asks for them anyway): UDP and several listeners per load balancer.
+TLS termination, backend TLS and rotation: ``certs``; L7 routing and forwarded headers:
+``l7``; traffic statistics: ``stats``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ FEATURES = frozenset(
         "persistence.app-cookie",
         # TLS passed through (the device sees TCP)
         "protocol.https",
+        # TLS terminated (certs), re-encrypted (servers' ssl), rotated at run time (set ssl cert)
+        "tls.terminate",
+        "tls.sni",
+        "tls.min-version",
+        "tls.cipher-suites",
+        "tls.alpn",
+        "tls.client-validation",
+        "tls.backend",
+        "tls.hitless-rotation",
         "http.forwarded-headers",
         # One backend per pool, each with its own members and runtime changes
         "l7.multiple-pools",

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lbaas.drivers.errors import DriverError, UnsupportedError
-from lbaas.drivers.haproxy import maps
+from lbaas.drivers.haproxy import certs, maps
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.names import keys_in
 from lbaas.drivers.haproxy.preflight import Preflight
@@ -59,6 +59,8 @@ class Plan:
         self.parked: dict[str, str] = {}
         self.accepted: dict[str, LoadBalancer | None] = {}
         self.refused: dict[str, DriverError] = {}
+        self.certs = certs.CertWriter(dev.paths.certs)
+        """The batch's certificate files, written for ``haproxy -c`` (put back if refused)."""
         self._preflight = Preflight(dev.paths.root, master.master_pid if master else None)
         self._owners: dict[tuple[str, int], str] = {}
         self._old: dict[str, LoadBalancer] = {}
@@ -111,6 +113,7 @@ class Plan:
             return
         del self.accepted[key]
         self.refused[key] = error
+        self.certs.undo(key)
         if key in self._old:
             self.serve_file(key, self._old[key])
         elif key in self._old_broken:
@@ -134,6 +137,8 @@ def make_plan(dev: Device, batch: Mapping[str, Change], master: ProcInfo | None)
         plan.accepted[key] = lb
         if fragment is not None and (problem := plan.admit(key, fragment)):
             plan.leave_out(key, problem)
+        elif lb is not None and (files := certs.wanted(lb)):
+            plan.certs.write(key, files)  # haproxy -c loads them
     return plan
 
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lbaas.drivers.deadline import budget
-from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.errors import DriverError
+from lbaas.drivers.haproxy import certs, faults, runtime, servers
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Plan, Staging
 from lbaas.drivers.haproxy.process import MIN_RELOAD_BUDGET, ReloadFailed
@@ -39,7 +40,11 @@ def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
     trees = {dev.vip_path(k): dump_tree(lb) if lb else None for k, lb in plan.accepted.items()}
     previous = {path: read_text(path) for path in [*changed, *removed, *trees]}
     if master is not None:  # not enough time left: refuse before any file changes
-        budget(dev.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
+        try:
+            budget(dev.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
+        except DriverError:
+            plan.certs.undo_all()
+            raise
     old_parked = dict(state.parked)
     state.pending_reload, state.parked = True, plan.parked
     state.save(paths.state)
@@ -63,6 +68,7 @@ def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
         except ReloadFailed:
             write_many({path: previous[path] for path in trees}, 0o600)
             write_many({path: previous[path] for path in [*changed, *removed]}, 0o644)
+            plan.certs.undo_all()
             after = supervisor.master()
             state.pending_reload, state.parked = after is None, old_parked
             if after is not None:
@@ -76,12 +82,24 @@ def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
             info = supervisor.replace(master) if master is not None else supervisor.start()
         state.starts += 1
     faults.point("after-reload")
+    _settle_certificates(dev, plan)
     state.pending_reload = False
     state.master_pid, state.master_reloads = info.master_pid, info.reloads
     state.save(paths.state)
     new = {key for key in plan.included if previous.get(dev.fragment_path(key), "") is None}
     with dev.memo.pace.fixed_part():
         reconcile(dev, {key: f for key, f in plan.included.items() if key not in new}, plan)
+
+
+def _settle_certificates(dev: Device, plan: Plan) -> None:
+    """The reload took the batch's certificate files: keep them, drop those no tree names
+    any more, and the files of the VIPs it deleted."""
+    plan.certs.keep()
+    for key, lb in plan.accepted.items():
+        if lb is None:
+            certs.remove(dev.paths.certs, key)
+        elif key in plan.included and (files := certs.wanted(lb)) is not None:
+            certs.prune(dev.paths.certs, key, files)
 
 
 def carried_health(plan: Plan) -> Callable[[ServerState], bool]:

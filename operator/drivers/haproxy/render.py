@@ -13,9 +13,11 @@ only in what the runtime API can change, so the driver applies the difference wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import jinja2
@@ -23,6 +25,7 @@ import jinja2
 from lbaas.drivers.capabilities import FEATURES as VOCABULARY
 from lbaas.drivers.capabilities import missing
 from lbaas.drivers.errors import DriverError, UnsupportedError
+from lbaas.drivers.haproxy.certs import MAX_NAME_BYTES
 from lbaas.drivers.haproxy.features import FEATURES
 from lbaas.drivers.haproxy.l7 import MapFile, policy_problem
 from lbaas.drivers.haproxy.names import check_names
@@ -54,6 +57,9 @@ class GlobalSettings:
     runtime_socket: str
     server_state_file: str
     hard_stop_after: int = 900
+    _: KW_ONLY
+    certs_dir: str = "/nonexistent"
+    """``crt-base`` and ``ca-base``: fragments name certificate files relative to it."""
     state_dir: str = ""
     """Where relative paths (the L7 map files, ``maps/...``) are found (``default-path``)."""
 
@@ -79,6 +85,36 @@ class Rendered:
     fragments: tuple[Fragment, ...]
 
 
+@functools.cache
+def known_cipher_suites() -> frozenset[str]:
+    """The cipher suites OpenSSL enables by default here (the HAProxy of a managed device runs
+    on the agent's host, with its OpenSSL): a VIP's ``cipherSuites`` may narrow them, never add
+    a weak one (``eNULL``, ``aNULL``, export suites) nor name a group (``ALL``, ``HIGH``)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers("DEFAULT")
+    return frozenset(str(c["name"]) for c in context.get_ciphers())
+
+
+def _tls_reason(lb: LoadBalancer) -> str | None:
+    for listener in lb.listeners:
+        tls = listener.tls
+        for cert in tls.certificates if tls is not None else ():
+            if len(cert.name.encode()) > MAX_NAME_BYTES:
+                return (
+                    f"certificate {cert.name[:40]}... has a name of {len(cert.name)} characters;"
+                    f" the haproxy driver names its file after it and takes at most"
+                    f" {MAX_NAME_BYTES}: use a shorter Secret name"
+                )
+        unknown = [c for c in tls.cipher_suites if c not in known_cipher_suites()] if tls else []
+        if unknown:
+            return (
+                f"cipher suite {unknown[0]!r} of listener {listener.name} is not one this"
+                " device's OpenSSL enables (a VIP may narrow the default suites, not add"
+                f" others): use some of {', '.join(sorted(known_cipher_suites())[:6])}, ..."
+            )
+    return None
+
+
 def unsupported_reason(lb: LoadBalancer) -> str | None:
     """What of ``lb`` this driver cannot express beyond its features (a key too long for its
     file names, cookies it cannot see or parse), or None."""
@@ -90,6 +126,8 @@ def unsupported_reason(lb: LoadBalancer) -> str | None:
                 f" names its files after them and takes at most {MAX_KEY_BYTES - 2}: use a"
                 " shorter VIP name"
             )
+    if tls := _tls_reason(lb):
+        return tls
     protocols = pool_protocols(lb)
     for listener in lb.listeners:
         for policy in listener.policies:
@@ -101,7 +139,7 @@ def unsupported_reason(lb: LoadBalancer) -> str | None:
             continue
         kind, protocol = str(persistence.type), protocols[pool.name]
         cookies = (PersistenceType.HTTP_COOKIE, PersistenceType.APP_COOKIE)
-        if kind in cookies and protocol != Protocol.HTTP:
+        if kind in cookies and protocol not in (Protocol.HTTP, Protocol.TERMINATED_HTTPS):
             return (
                 f"session persistence {kind} of pool {pool.name} needs protocol HTTP: {protocol}"
                 " is passed through as TCP and HAProxy cannot see its cookies"
@@ -135,7 +173,7 @@ def _check_features(lb: LoadBalancer) -> None:
         )
 
 
-def _proxies(lb: LoadBalancer) -> tuple[tuple[Frontend, ...], tuple[Backend, ...]]:
+def _proxies(lb: LoadBalancer, certs_dir: str) -> tuple[tuple[Frontend, ...], tuple[Backend, ...]]:
     check_names(lb)
     _check_features(lb)
     reason = unsupported_reason(lb)
@@ -143,7 +181,9 @@ def _proxies(lb: LoadBalancer) -> tuple[tuple[Frontend, ...], tuple[Backend, ...
         raise UnsupportedError(f"VIP {lb.key}: {reason}")
     address_of(lb)
     protocols = pool_protocols(lb)
-    frontends = tuple(frontend(lb, listener, i) for i, listener in enumerate(lb.listeners))
+    frontends = tuple(
+        frontend(lb, listener, i, certs_dir) for i, listener in enumerate(lb.listeners)
+    )
     return frontends, tuple(backend(lb, pool, protocols[pool.name]) for pool in lb.pools)
 
 
@@ -164,16 +204,18 @@ def _environment() -> jinja2.Environment:
 _ENV = _environment()
 
 
-def render_vip(lb: LoadBalancer) -> Fragment:
-    """The ``conf.d`` fragment of one load balancer.
+def render_vip(lb: LoadBalancer, certs_dir: str = "") -> Fragment:
+    """The ``conf.d`` fragment of one load balancer; ``certs_dir``: the device's certificate
+    directory (``GlobalSettings.certs_dir``; needed by TLS listeners, whose crt-list it holds).
 
     Raises ``UnsafeValueError`` for a value that fails its token check and
     ``UnsupportedError`` for what HAProxy (or this driver) cannot express.
     """
-    frontends, backends = _proxies(lb)
+    frontends, backends = _proxies(lb, certs_dir)
     view = {"frontends": frontends, "backends": backends}
     template = _ENV.get_template("vip.cfg.j2")
     structure = template.render(vip=view, structure_only=True)
+    structure += "".join(f"crt-list {fe.name}\n{fe.tls.crt_list}" for fe in frontends if fe.tls)
     digest = hashlib.sha256(structure.encode()).hexdigest()
     text = f"{HEADER}{digest}\n" + template.render(vip=view, structure_only=False)
     maps = tuple(m for fe in frontends if fe.routing for m in fe.routing.maps)
@@ -218,7 +260,7 @@ def render(lbs: Iterable[LoadBalancer], settings: GlobalSettings) -> Rendered:
     """The whole configuration for ``lbs`` as one text (in key order), as the device loads it
     from its files. Raises like :func:`render_vip`, and ``AddressInUse`` when two listeners
     ask for one address:port."""
-    fragments = [render_vip(lb) for lb in sorted(lbs, key=lambda lb: lb.key)]
+    fragments = [render_vip(lb, settings.certs_dir) for lb in sorted(lbs, key=lambda lb: lb.key)]
     seen: dict[tuple[str, int], str] = {}
     for fragment in fragments:
         for fe in fragment.frontends:

@@ -54,6 +54,16 @@ def command(path: Path, line: str, timeout: float = 5.0, payload: list[str] | No
     return b"".join(chunks).decode(errors="replace")
 
 
+def command_payload(path: Path, line: str, payload: str, timeout: float = 5.0) -> str:
+    """A command with a multi-line payload (``set ssl cert <file> <<`` then the PEM). The
+    payload ends at the first empty line: one inside it would end it early, so it is refused
+    (and the log never sees it: the message names no content)."""
+    lines = payload.rstrip("\n").split("\n")
+    if any(not part.strip() or "\r" in part or ";" in part for part in lines):
+        raise CLIError(f"{line!r}: the payload has an empty line, a carriage return or a ';'")
+    return command(path, line, timeout, payload=lines)
+
+
 def expect_empty(path: Path, line: str) -> None:
     """A command that answers nothing when it succeeds (``set server``, ``enable health``)."""
     answer = command(path, line).strip()

@@ -3,8 +3,11 @@
 A VIP goes this way when the running master is the one the driver last reloaded, no reload is
 pending, ``haproxy.cfg`` is the driver's, and the VIP's new fragment has the structure of the
 one on disk: only servers, weights or admin states differ, in any of its pools (``servers``
-plans the commands of each backend), or the entries of its L7 map files (``maps``: Forward
-policies by host and path added, changed or removed, weighted splits re-weighted).
+plans the commands of each backend), the entries of its L7 map files (``maps``: Forward
+policies by host and path added, changed or removed, weighted splits re-weighted), or the
+content of its certificates and CA bundles (a fragment names their files: ``certs.swap`` hands
+HAProxy the new content, then the files are written; the certificate rotation without a
+reload).
 A deletion goes this way when HAProxy does not serve the VIP (parked, or never applied): only
 its file is removed.
 
@@ -23,7 +26,8 @@ import logging
 from pathlib import Path
 
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import faults, maps, runtime, servers
+from lbaas.drivers.haproxy import certs, faults, maps, runtime, servers
+from lbaas.drivers.haproxy.config import DevicePaths
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Change
 from lbaas.drivers.haproxy.proxies import Frontend
@@ -48,6 +52,7 @@ def runtime_batch(
     done: set[str] = set()
     trees: dict[Path, str | None] = {}
     fragments: dict[Path, str] = {}
+    certificates: dict[str, tuple[str, str]] = {}
     map_files: dict[Path, str] = {}
     forgotten: list[str] = []
     updates, error = 0, None
@@ -59,27 +64,36 @@ def runtime_batch(
         if lb is None or fragment is None:
             if not dev.fragment_path(key).exists():  # not served: its file only, no reload
                 trees[dev.vip_path(key)] = None
+                certs.remove(dev.paths.certs, key)
                 forgotten.append(key)
                 done.add(key)
             continue
         if not ours:
             continue
+        swaps = certs.changed(dev.paths.certs, certs.wanted(lb) or {})
         try:
             ops = _apply(
-                view, fragment, read_text(dev.fragment_path(key)), dev.paths.root, map_files
+                view,
+                fragment,
+                read_text(dev.fragment_path(key)),
+                swaps=swaps,
+                paths=dev.paths,
+                written=map_files,
             )
         except DriverError as exc:  # the deadline (CLI refusals are handled in _apply)
             error = exc
             break
         if ops is None:
             continue
+        certificates |= swaps
         done.add(key)
         tree, wrote = dump_tree(lb), False
         if read_text(dev.vip_path(key)) != tree:
             trees[dev.vip_path(key)], wrote = tree, True
         if read_text(dev.fragment_path(key)) != fragment.text:
             fragments[dev.fragment_path(key)], wrote = fragment.text, True
-        updates += bool(ops or wrote)
+        updates += bool(ops or wrote or swaps)
+    certs.write(dev.paths.certs, certificates)  # for the next start: HAProxy has them
     write_many(trees, 0o600)
     for key in done - set(forgotten):
         lb, fragment = batch[key]
@@ -101,16 +115,24 @@ def runtime_batch(
 
 
 def _apply(
-    view: Running, fragment: Fragment, old: str | None, root: Path, written: dict[Path, str]
+    view: Running,
+    fragment: Fragment,
+    old: str | None,
+    *,
+    swaps: dict[str, tuple[str, str]],
+    paths: DevicePaths,
+    written: dict[Path, str],
 ) -> list[servers.Op | Path] | None:
     """Send the runtime commands that make the running load balancer match ``fragment``
-    (``old``: its fragment on disk), every backend (pool) planned on its own, then its map
-    files (those to write go to ``written``); None when only a reload can."""
+    (``old``: its fragment on disk; ``swaps``: certificate files whose content changed),
+    every backend (pool) planned on its own, then its map files (those to write go to
+    ``written``); None when only a reload can."""
     if old is None or fragment_structure(old) != fragment.structure:
         return None
     on_disk = fragment_servers(old)
     ops: list[servers.Op] = []
     try:
+        certs.swap(view.socket, paths.certs, swaps)
         for backend in fragment.backends:
             running = view.servers(backend.name)
             found = servers.plan(backend, on_disk.get(backend.name, {}), running)
@@ -120,7 +142,7 @@ def _apply(
         if not all(_frontend_state(view, frontend) for frontend in fragment.frontends):
             return None
         servers.execute(view.socket, ops)
-        synced = maps.sync(view.socket, root, fragment.maps)
+        synced = maps.sync(view.socket, paths.root, fragment.maps)
     except CLIError as exc:
         log.warning("runtime change of %s failed, reloading instead: %s", fragment.key, exc)
         return None

@@ -47,6 +47,16 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 """Keywords chosen by the driver itself (balance algorithm, mode, HTTP method)."""
 _REGEX = re.compile(r"\^\(\?:[0-9\[\]|-]{1,1000}\)\$")
 """The expected-status regex built by :func:`lbaas.drivers.haproxy.render.status_regex`."""
+_CERT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,252}(/[a-z0-9][a-z0-9_.-]{0,252}){1,5}\.pem")
+"""A certificate or CA file below ``crt-base``/``ca-base`` (``lbaas.drivers.haproxy.certs``):
+relative, made of DNS names and the driver's own words, no ``..`` (checked below)."""
+_CIPHERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}(:[A-Za-z0-9][A-Za-z0-9_-]{0,63}){0,31}")
+"""OpenSSL cipher (suite) names joined by ``:``; no cipher-string operators (``!+-@``)."""
+_ALPN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,31}(,[A-Za-z0-9][A-Za-z0-9._/+-]{0,31}){0,7}")
+"""ALPN protocol IDs joined by ``,`` (HAProxy's list separator)."""
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""A DNS name (SNI sent to servers, the name verified): lower case, no wildcard, no suffix."""
+_TLS_VERSION = re.compile(r"TLSv1\.[23]")
 
 
 def _match(kind: str, pattern: re.Pattern[str]) -> Callable[[Any], str]:
@@ -81,6 +91,19 @@ def _ip(value: Any) -> str:
     except ValueError as exc:
         raise UnsafeValueError("address", value, "not an IP address") from exc
     return f"[{parsed.compressed}]" if parsed.version == 6 else parsed.compressed
+
+
+def _cert(value: Any) -> str:
+    checked = _match("certificate file", _CERT)(value)
+    if ".." in checked.split("/") or "/." in checked:
+        raise UnsafeValueError("certificate file", value, "no dot segments")
+    return checked
+
+
+def _dns_name(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 253:
+        raise UnsafeValueError("DNS name", value)
+    return _match("DNS name", _DNS_NAME)(value)
 
 
 def _path(value: Any) -> str:
@@ -132,6 +155,11 @@ _KINDS: dict[str, Callable[[Any], str]] = {
     "cookie": _match("cookie", _COOKIE),
     "word": _match("word", _WORD),
     "regex": _match("regex", _REGEX),
+    "cert": _cert,
+    "ciphers": _match("ciphers", _CIPHERS),
+    "alpn": _match("alpn", _ALPN),
+    "dnsname": _dns_name,
+    "tlsver": _match("tls version", _TLS_VERSION),
     "int": _int,
     "port": _port,
     "ip": _ip,

@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 from lbaas.drivers.contract import Drift
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import maps, runtime
+from lbaas.drivers.haproxy import certs, maps, runtime
 from lbaas.drivers.haproxy.device import Device, checked_fragment
 from lbaas.drivers.haproxy.names import proxy_key
 from lbaas.drivers.haproxy.proxies import Backend
@@ -72,7 +72,7 @@ def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
     elif stored != dump_tree(lb):
         drifts.append(Drift("VIPFileOutdated", "the device's file for this VIP is not its spec"))
     try:
-        fragment = checked_fragment(lb)
+        fragment = checked_fragment(lb, dev.memo.certs_dir)
     except DriverError as exc:
         return [*drifts, Drift("NotApplicable", exc.user_message)]
     parked = DriverState.load(dev.paths.state).parked.get(lb.key)
@@ -87,9 +87,30 @@ def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
     elif stale := maps.changed(dev.paths.root, fragment.maps):  # the fragment is right
         names = ", ".join(m.name for m in stale)
         drifts.append(Drift("MapFileChanged", f"{names}: not what this VIP's policies give"))
+    drifts += certificate_drift(dev, lb)
     if any(d.kind in UNTRUSTED for d in drifts):
         return drifts
     return drifts + runtime_drift(dev, fragment)
+
+
+def certificate_drift(dev: Device, lb: LoadBalancer) -> list[Drift]:
+    """Certificate and CA files missing or not what the tree holds (the tree has its keys:
+    the operator's; a tree without them says nothing about the files)."""
+    missing, differ = [], []
+    for rel, (_, content) in (certs.wanted(lb) or {}).items():
+        found = read_text(dev.paths.certs / rel)
+        if found is None:
+            missing.append(rel)
+        elif found != content:
+            differ.append(rel)
+    drifts = []
+    if missing:
+        drifts.append(Drift("CertificateMissing", f"certs/{', certs/'.join(missing)} missing"))
+    if differ:
+        drifts.append(
+            Drift("CertificateChanged", f"certs/{', certs/'.join(differ)} not the tree's")
+        )
+    return drifts
 
 
 def _server_problems(backend: Backend, running: dict[str, ServerState]) -> list[str]:
@@ -162,6 +183,7 @@ def orphans(dev: Device, expected: Collection[str]) -> list[str]:
     backend) that are not expected."""
     keys = {key_of(p) for p in dev.paths.vips.glob("*.json")}
     keys |= {key_of(p) for p in dev.paths.conf_d.glob("*.cfg")}
+    keys |= {key_of(p) for p in dev.paths.certs.glob("*__*") if p.is_dir()}
     if dev.supervisor.master() is not None:
         socket = dev.paths.runtime_socket
         try:

@@ -24,6 +24,8 @@ Device ``spec.config``:
   ``time.monotonic()``, the same clock for every process of the host): the proof that two
   agents' calls on one device never overlap.
 - ``pick`` (optional): ``select_device`` chooses this device whenever it is eligible.
+- ``withoutFeatures`` (optional): features this device lacks (a driver that cannot do them:
+  the scheduler's and the core's refusals, end to end).
 - ``credentialsKey`` (optional): the key its credentials (the Device's credentialsSecretRef)
   must have; without it every call fails ``CredentialsUnavailable``. The state file records
   the keys it received and the SHA-256 of each value (``credentials``), never a value.
@@ -136,6 +138,9 @@ def entries(lb: LoadBalancer) -> dict[str, dict[str, Any]]:
 
 class FakeDriver(Driver):
     features: ClassVar[frozenset[str]] = FEATURES
+
+    def capabilities(self, config: Mapping[str, Any]) -> frozenset[str]:
+        return self.features - frozenset(config.get("withoutFeatures") or ())
 
     def validate_config(self, config: Mapping[str, Any]) -> None:
         if not isinstance(config.get("stateFile"), str) or not config["stateFile"]:
