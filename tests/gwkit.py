@@ -95,9 +95,10 @@ def grant(
     from_namespace: str,
     from_kind: str = "TCPRoute",
     to_name: str | None = None,
+    to_kind: str = "Service",
     name: str = "g",
 ) -> dict[str, Any]:
-    to: dict[str, Any] = {"group": "", "kind": "Service"}
+    to: dict[str, Any] = {"group": "", "kind": to_kind}
     if to_name:
         to["name"] = to_name
     return {

@@ -21,6 +21,7 @@ from lbaas.views import is_deleting, status_of
 HTTP_CORE = frozenset(
     {
         "protocol.http",
+        "tls.terminate",
         "l7.host",
         "l7.path",
         "l7.header",
@@ -31,8 +32,9 @@ HTTP_CORE = frozenset(
         "l7.multiple-pools",
     }
 )
-"""What the core of HTTPRoute asks: routing by host, path and header, weighted backends,
-redirects, request header changes, and the 404/500 answers the API prescribes."""
+"""What the core of HTTPRoute asks: HTTP and HTTPS listeners (TLS terminated), routing by
+host, path and header, weighted backends, redirects, request header changes, and the 404/500
+answers the API prescribes."""
 
 ROUTE_FEATURES: dict[str, frozenset[str]] = {
     "HTTPRoute": HTTP_CORE,

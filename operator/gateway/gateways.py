@@ -92,7 +92,7 @@ class GatewayReconciler:
         name = str(spec_of(gateway).get("gatewayClassName"))
         gateway_class = self.world.get("GatewayClass", "", name) or {}
         params = parameters(gateway_class, self.world, self.namespace)
-        verdicts = listeners.verdicts(gateway, self.world.route_kinds)
+        verdicts = listeners.verdicts(gateway, self.world.route_kinds, self.world)
         address = (
             translate.requested_address(gateway, params) if isinstance(params, Parameters) else None
         )

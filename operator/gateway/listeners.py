@@ -6,8 +6,9 @@ devices can do decide its conditions:
 
 - protocols: ``TCP`` → VIP ``TCP``, ``TLS`` with ``mode: Passthrough`` → VIP ``HTTPS``
   (TLS passed through), ``HTTP`` → VIP ``HTTP``, ``UDP`` → VIP ``UDP`` when the VIP API has it;
-  anything else is ``Accepted=False`` ``UnsupportedProtocol`` (``HTTPS`` listeners, which
-  terminate TLS, included until TLS termination is in) and TLS ``mode: Terminate`` is
+  ``HTTPS`` (``tls.mode: Terminate``) → VIP ``TERMINATED_HTTPS`` naming its Secrets
+  (:mod:`lbaas.gateway.certificates`); anything else is ``Accepted=False``
+  ``UnsupportedProtocol``, and TLS ``mode: Terminate`` and ``tls.options`` are
   ``UnsupportedValue``;
 - listeners of different protocols on one port are all ``Conflicted`` (``ProtocolConflict``)
   and none is accepted (the Gateway API forbids picking a winner);
@@ -23,8 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lbaas.gateway.certificates import certificates
 from lbaas.gateway.features import UDP_VIPS
 from lbaas.gateway.spec import GROUP, Listener, listeners
+from lbaas.gateway.world import World
 from lbaas.generated.owned import bounded
 from lbaas.status import Cond
 from lbaas.views import meta_of
@@ -46,7 +49,9 @@ ROUTE_KINDS = {
     "HTTPS": ("HTTPRoute",),
 }
 """The route kinds each protocol takes (that this operator translates)."""
-VIP_PROTOCOL = {"TCP": "TCP", "TLS": "HTTPS", "HTTP": "HTTP", "UDP": "UDP"}
+VIP_PROTOCOL = {
+    "TCP": "TCP", "TLS": "HTTPS", "HTTP": "HTTP", "HTTPS": "TERMINATED_HTTPS", "UDP": "UDP",
+}  # fmt: skip
 HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
 """VIP protocols whose requests the device sees: their routes are HTTPRoutes."""
 
@@ -62,7 +67,9 @@ class Verdict:
     kinds: tuple[str, ...]
     """Route kinds it takes (its ``supportedKinds``)."""
     vip: str | None
-    """The VIP serving it; None when not accepted."""
+    """The VIP serving it; None when not accepted (or an HTTPS one without a certificate)."""
+    certificates: tuple[str, ...] = ()
+    """HTTPS: the Secrets (of the Gateway's namespace) its VIP names."""
 
     @property
     def ok(self) -> bool:
@@ -89,6 +96,13 @@ def _unsupported(listener: Listener) -> Cond | None:
             UNSUPPORTED_VALUE,
             "TLS listeners are served with mode Passthrough only (the device passes TLS"
             " through to the backends)",
+        )
+    if listener.tls_options:
+        return Cond(
+            ACCEPTED,
+            False,
+            UNSUPPORTED_VALUE,
+            "tls.options are not supported (TLS settings come from the VIP's defaults)",
         )
     if protocol == "UDP" and not UDP_VIPS:
         return Cond(
@@ -125,9 +139,13 @@ def _kinds(listener: Listener, served: frozenset[str]) -> tuple[tuple[str, ...],
     return valid, Cond(RESOLVED_REFS, True, RESOLVED_REFS)
 
 
-def verdicts(gateway: Mapping[str, Any], route_kinds: frozenset[str]) -> list[Verdict]:
-    """The verdict on each listener of ``gateway``, in spec order."""
+def verdicts(
+    gateway: Mapping[str, Any], route_kinds: frozenset[str], world: World | None = None
+) -> list[Verdict]:
+    """The verdict on each listener of ``gateway``, in spec order (``world``: where the
+    ReferenceGrants of certificateRefs are read; None: none is)."""
     name = str(meta_of(gateway)["name"])
+    namespace = str(meta_of(gateway).get("namespace") or "")
     found = listeners(gateway)
     conflicted: dict[int, str] = {}
     taken: dict[tuple[int, str], Listener] = {}  # the first listener of each port + transport
@@ -157,6 +175,12 @@ def verdicts(gateway: Mapping[str, Any], route_kinds: frozenset[str]) -> list[Ve
                 " need routing by SNI, which these devices do not do",
             )
         accepted = accepted or Cond(ACCEPTED, True, ACCEPTED)
+        served = accepted.ok
+        names: tuple[str, ...] = ()
+        if listener.protocol == "HTTPS":
+            names, refused = certificates(listener, namespace, world)
+            resolved = refused or resolved
+            served = served and bool(names)
         out.append(
             Verdict(
                 listener=listener,
@@ -166,7 +190,8 @@ def verdicts(gateway: Mapping[str, Any], route_kinds: frozenset[str]) -> list[Ve
                 else Cond(CONFLICTED, False, NO_CONFLICTS),
                 resolved=resolved,
                 kinds=kinds,
-                vip=vip_name(name, listener.port, listener.protocol) if accepted.ok else None,
+                vip=vip_name(name, listener.port, listener.protocol) if served else None,
+                certificates=names,
             )
         )
     return out

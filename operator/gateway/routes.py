@@ -59,7 +59,7 @@ class StatusWriter:
             if gateway is None or not self._ours(gateway):
                 continue
             if key not in bound:
-                verdicts = listeners.verdicts(gateway, self.world.route_kinds)
+                verdicts = listeners.verdicts(gateway, self.world.route_kinds, self.world)
                 bound[key] = bind(gateway, verdicts, self.routes_of(key), self.world)
             attachment = next(
                 (a for a in bound[key].attachments.get(ref, ()) if a.parent == parent), None

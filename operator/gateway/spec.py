@@ -51,6 +51,8 @@ class Listener:
     hostname: str | None
     tls_mode: str | None
     certificate_refs: tuple[Mapping[str, Any], ...]
+    tls_options: bool
+    """Its ``tls.options`` are set (implementation-specific: none is supported)."""
     routes_from: str  # Same | All | Selector
     routes_selector: LabelSelector | None
     kinds: tuple[tuple[str, str], ...] | None  # (group, kind); None: the protocol's defaults
@@ -72,6 +74,7 @@ def listeners(gateway: Mapping[str, Any]) -> list[Listener]:
                 hostname=raw.get("hostname") or None,
                 tls_mode=(tls.get("mode") or "Terminate") if raw.get("tls") else None,
                 certificate_refs=tuple(tls.get("certificateRefs") or ()),
+                tls_options=bool(tls.get("options")),
                 routes_from=str(namespaces.get("from") or "Same"),
                 routes_selector=selector(namespaces.get("selector")),
                 kinds=None

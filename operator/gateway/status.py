@@ -36,6 +36,8 @@ LISTENERS_NOT_RESOLVED = "ListenersNotResolved"
 _NO_RESOURCES = {"NoEligibleDevice", "QuotaExceeded"}
 _ADDRESS = {"AddressNotAllowed", "AddressInUse", "AddressNotAvailable"}
 _PORT = {"AddressInUse", "PortNotPermitted"}
+CERTIFICATE_INVALID = "CertificateInvalid"
+INVALID_CERTIFICATE_REF = "InvalidCertificateRef"
 
 
 def _vip_state(vip: Mapping[str, Any] | None, name: str, policy_errors: Sequence[str] = ()) -> Cond:
@@ -73,8 +75,10 @@ def listener_entries(
     for verdict in verdicts:
         name = verdict.listener.name
         accepted = verdict.accepted
+        resolved = verdict.resolved
         if verdict.vip is None:
-            programmed = Cond(PROGRAMMED, False, INVALID, "the listener is not accepted")
+            why = "it is not accepted" if not accepted.ok else "no certificate can be served"
+            programmed = Cond(PROGRAMMED, False, INVALID, why)
         else:
             errors = policy_errors.get(verdict.vip, ())
             programmed = _vip_state(vips.get(verdict.vip), verdict.vip, errors)
@@ -83,7 +87,9 @@ def listener_entries(
                 accepted = replace(
                     accepted, ok=False, reason=PORT_UNAVAILABLE, message=programmed.message
                 )
-        conds = [accepted, programmed, verdict.resolved, verdict.conflicted]
+            if reason == CERTIFICATE_INVALID:  # the agent could not serve a Secret
+                resolved = Cond(RESOLVED_REFS, False, INVALID_CERTIFICATE_REF, programmed.message)
+        conds = [accepted, programmed, resolved, verdict.conflicted]
         previous = (before.get(name) or {}).get("conditions") or []
         out.append(
             {

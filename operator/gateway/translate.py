@@ -187,6 +187,9 @@ def desired(
             "deviceRef": where[1],
             "deviceSelector": params.device_selector,
         }
+        if protocol == "TERMINATED_HTTPS":  # the Secrets of every HTTPS listener of the port
+            names = dict.fromkeys(n for v in verdicts if v.vip == vip for n in v.certificates)
+            spec["tls"] = {"certificateRefs": [{"name": n} for n in names]}
         add("VIP", vip, VIPSpec.model_validate(spec))
         if protocol in HTTP_PROTOCOLS:
             made = httproutes.plan(vip, namespace, bindings.on_vip.get(vip, ()), world)

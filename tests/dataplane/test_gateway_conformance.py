@@ -708,3 +708,75 @@ def _gateway(
     name: str, namespace: str, cls: str, *listeners: dict[str, Any], **spec: Any
 ) -> dict[str, Any]:
     return gateway(name, namespace, *listeners, cls=cls, **spec)
+
+
+# ---- HTTPS listeners --------------------------------------------------------------------------
+
+
+def test_gateway_invalid_tls_configuration_and_missing_reference_grant(
+    gw: Gw, infra: Infra
+) -> None:
+    """GatewayInvalidTLSConfiguration (a missing Secret, a wrong group, a wrong kind, a
+    malformed Secret) and GatewaySecretMissingReferenceGrant: each listener's ResolvedRefs."""
+    import base64
+
+    hello = base64.b64encode(b"Hello world\n").decode()
+    infra.gw.api.core.create_namespaced_secret(
+        infra.namespace,
+        {
+            "metadata": {"name": "malformed-certificate"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": hello, "tls.key": hello},
+        },
+    )
+    cases = {
+        "gateway-certificate-nonexistent-secret": (
+            {"group": "", "kind": "Secret", "name": "nonexistent-certificate"},
+            "InvalidCertificateRef",
+        ),
+        "gateway-certificate-unsupported-group": (
+            {"group": "wrong.group.company.io", "kind": "Secret", "name": "x"},
+            "InvalidCertificateRef",
+        ),
+        "gateway-certificate-unsupported-kind": (
+            {"group": "", "kind": "WrongKind", "name": "x"},
+            "InvalidCertificateRef",
+        ),
+        "gateway-certificate-malformed-secret": (
+            {"group": "", "kind": "Secret", "name": "malformed-certificate"},
+            "InvalidCertificateRef",
+        ),
+        "gateway-secret-missing-reference-grant": (
+            {
+                "group": "",
+                "kind": "Secret",
+                "name": "certificate",
+                "namespace": "gateway-conformance-web-backend",
+            },
+            "RefNotPermitted",
+        ),
+    }
+    for i, (name, (ref, _)) in enumerate(cases.items()):
+        tls = {"mode": "Terminate", "certificateRefs": [ref]}
+        gw.create(
+            _gateway(
+                name,
+                infra.namespace,
+                infra.cls,
+                listener("https", infra.port + i, "HTTPS", tls=tls),
+            )
+        )
+    for name, (_, reason) in cases.items():
+        gw.wait_condition(
+            "Gateway",
+            infra.namespace,
+            name,
+            "ResolvedRefs",
+            "False",
+            reason,
+            listener="https",
+            timeout=60,
+        )
+        assert gw.listener(infra.namespace, name, "https")["supportedKinds"] == [
+            {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}
+        ]

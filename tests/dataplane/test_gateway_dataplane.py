@@ -421,3 +421,107 @@ def test_http_routes_split_by_host_path_and_header_and_redirect(
     assert not any(gw.everything(namespace, "gw").values()), "no generated object left"
     with pytest.raises(OSError):
         ask_http(address, port, "shop.example.com")
+
+
+# ---- HTTPS listeners: TLS terminated on the device ---------------------------------------------
+
+
+def https_get(address: str, port: int, host: str, ca: Path, path: str = "/") -> tuple[int, str]:
+    """A GET over TLS with SNI ``host``, verifying the device's certificate against ``ca``."""
+    import http.client
+
+    context = ssl.create_default_context(cafile=str(ca))
+    conn = http.client.HTTPSConnection(address, port, timeout=3, context=context)
+    conn.sock = context.wrap_socket(
+        socket.create_connection((address, port), timeout=3), server_hostname=host
+    )
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_https_listener_terminates_tls_and_routes_like_http(
+    gw: Gw, cls: str, namespace: str, device: OperatorDevice, pods: Backends, tmp_path: Path
+) -> None:
+    shop, api = pods.http(2)
+    shop.name, api.name = "shop1", "api1"
+    for service, pod in (("shop", shop), ("api", api)):
+        gw.service(namespace, service, {"name": "http", "port": 80, "targetPort": "http"})
+        gw.endpoints(
+            namespace,
+            service,
+            [pod.address],
+            pod.port,
+            port_name="http",
+            slice_name=f"{service}-{pod.name}",
+        )
+    cert, key = certificate(tmp_path, "shop.example.com")
+    kubectl(
+        "create", "secret", "tls", "shop-cert", f"--cert={cert}", f"--key={key}", "-n", namespace
+    )
+    port, plain = free_port_in(device.address_pool), free_port_in(device.address_pool)
+    refs = [{"group": "", "kind": "Secret", "name": "shop-cert"}]
+    gw.create(
+        gateway(
+            "gw",
+            namespace,
+            listener("web", plain, "HTTP"),
+            listener("secure", port, "HTTPS", tls={"mode": "Terminate", "certificateRefs": refs}),
+            listener(
+                "broken",
+                port + 1,
+                "HTTPS",
+                tls={"mode": "Terminate", "certificateRefs": [{**refs[0], "name": "missing"}]},
+            ),
+            cls=cls,
+        )
+    )
+    gw.create(
+        http_route(
+            "r",
+            namespace,
+            ["shop.example.com"],
+            to(backend("api", 80), prefix="/api"),
+            to(backend("shop", 80)),
+        )
+    )
+    gw.wait_condition("Gateway", namespace, "gw", "ResolvedRefs", "True", listener="secure")
+    cond = gw.wait_condition(
+        "Gateway",
+        namespace,
+        "gw",
+        "ResolvedRefs",
+        "False",
+        "InvalidCertificateRef",
+        listener="broken",
+        timeout=60,
+    )
+    assert "missing" in cond["message"], cond
+    address = str(
+        wait_for(
+            lambda: (gw.get("Gateway", namespace, "gw") or {}).get("status", {}).get("addresses"),
+            60,
+            "an address",
+        )[0]["value"]
+    )
+    vips = gw.generated(namespace, "gw", "VIP")
+    assert vips[f"gw-{port}"]["spec"]["tls"]["certificateRefs"] == [{"name": "shop-cert"}]
+    # The device's certificate verifies against the Secret's (TLS ends on the device), and
+    # the route's policies serve behind it once they reached the device (each awaited).
+    for path, want in (("/", (200, "shop1")), ("/api/x", (200, "api1"))):
+        wait_for(
+            lambda p=path, w=want: (
+                _try(lambda: https_get(address, port, "shop.example.com", cert, p)) == w
+            ),
+            30,
+            f"HTTPS {path}: TLS terminated by the device, the route behind it",
+        )
+    wait_for(
+        lambda: get(address, plain, "/", headers={"Host": "shop.example.com"})[1] == "shop1",
+        20,
+        "the same route on the HTTP listener",
+    )
+    assert gw.listener(namespace, "gw", "secure")["attachedRoutes"] == 1

@@ -37,14 +37,12 @@ def test_served_protocols_get_a_vip_per_port() -> None:
 def test_what_cannot_be_served_is_refused_with_the_api_reasons() -> None:
     found = by_name(
         listener("terminate", 8443, "TLS", tls={"mode": "Terminate", "certificateRefs": [{}]}),
-        listener("https", 443, "HTTPS", tls={"mode": "Terminate"}),
         listener("dns", 53, "UDP"),
         listener("odd", 7000, "example.com/Quic"),
     )
     reasons = {n: (v.accepted.ok, v.accepted.reason) for n, v in found.items()}
     assert reasons == {
         "terminate": (False, "UnsupportedValue"),
-        "https": (False, "UnsupportedProtocol"),
         "dns": (False, "UnsupportedProtocol"),  # no UDP VIPs in this version
         "odd": (False, "UnsupportedProtocol"),
     }
@@ -121,3 +119,52 @@ def test_vip_names_stay_object_names() -> None:
     assert verdict.vip is not None and len(verdict.vip) <= 253
     (other,) = verdicts(gateway(long, "ns", listener("tcp", 65534, "TCP")), KINDS)
     assert other.vip != verdict.vip
+
+
+def https(name: str, port: int, *refs: dict, **extra: object) -> dict:
+    return listener(
+        name, port, "HTTPS", tls={"mode": "Terminate", "certificateRefs": list(refs)}, **extra
+    )
+
+
+def secret(name: str, **extra: str) -> dict:
+    return {"group": "", "kind": "Secret", "name": name, **extra}
+
+
+def test_https_listeners_name_the_secrets_of_their_namespace() -> None:
+    from gwkit import DictWorld, grant
+
+    world = DictWorld().add(
+        grant("certs", from_namespace="ns", from_kind="Gateway", to_kind="Secret")
+    )
+    gw = gateway(
+        "gw",
+        "ns",
+        https("good", 443, secret("a"), secret("b"), secret("a")),
+        https("mixed", 8443, secret("a"), {"group": "x.io", "kind": "Cert", "name": "c"}),
+        https("elsewhere", 9443, secret("s", namespace="other")),
+        https("granted", 10443, secret("s", namespace="certs")),
+        https("options", 11443, secret("a")),
+    )
+    gw["spec"]["listeners"][4]["tls"]["options"] = {"example.com/ciphers": "x"}
+    found = {v.listener.name: v for v in verdicts(gw, KINDS, world)}
+    good = found["good"]
+    assert (good.accepted.ok, good.resolved.ok, good.vip, good.certificates) == (
+        True,
+        True,
+        "gw-443",
+        ("a", "b"),
+    )
+    mixed = found["mixed"]
+    assert mixed.vip == "gw-8443" and mixed.certificates == ("a",), "served with what is valid"
+    assert (mixed.resolved.ok, mixed.resolved.reason) == (False, "InvalidCertificateRef")
+    elsewhere = found["elsewhere"]
+    assert (elsewhere.resolved.reason, elsewhere.vip) == ("RefNotPermitted", None)
+    assert elsewhere.accepted.ok, "accepted, but nothing to serve"
+    granted = found["granted"]
+    assert (granted.resolved.reason, granted.vip) == ("InvalidCertificateRef", None)
+    assert "copy it to ns" in granted.resolved.message
+    assert (found["options"].accepted.ok, found["options"].accepted.reason) == (
+        False,
+        "UnsupportedValue",
+    )

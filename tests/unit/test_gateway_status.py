@@ -286,3 +286,32 @@ def test_discovery_turns_the_feature_on_off_or_refuses_to_start(
     assert "Gateway API off" in record.getMessage(), "one log line"
     with pytest.raises(discovery.GatewayAPIMissing, match="LBAAS_GATEWAY_API=true"):
         served(none, "true")
+
+
+def test_a_certificate_the_agent_cannot_serve_is_an_invalid_certificate_ref() -> None:
+    gw = gateway(
+        "gw",
+        "shop",
+        listener(
+            "https",
+            443,
+            "HTTPS",
+            tls={
+                "mode": "Terminate",
+                "certificateRefs": [{"group": "", "kind": "Secret", "name": "x"}],
+            },
+        ),
+    )
+    vips = {
+        "gw-443": vip("gw-443", "Error", "CertificateInvalid", message="Secret shop/x: not found")
+    }
+    status = gateway_status(
+        gw, accepted=OK, verdicts=verdicts(gw, KINDS), vips=vips, attached={}, placement=HERE
+    )
+    (entry,) = status["listeners"]
+    got = conditions(entry["conditions"])
+    assert got["ResolvedRefs"] == ("False", "InvalidCertificateRef")
+    assert got["Programmed"] == ("False", "Invalid")
+    assert "not found" in next(
+        c["message"] for c in entry["conditions"] if c["type"] == "ResolvedRefs"
+    )

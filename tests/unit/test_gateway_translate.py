@@ -234,3 +234,23 @@ def test_cross_namespace_routes_get_their_own_pool_names_and_class_parameters_ap
     }
     assert not any(k == "HealthMonitor" for k, _ in made.objects)
     assert {o["metadata"]["namespace"] for o in made.objects.values()} == {"shop"}
+
+
+def test_https_listeners_sharing_a_port_share_one_terminating_vip() -> None:
+    def https(name: str, host: str, *secrets: str) -> dict[str, Any]:
+        refs = [{"group": "", "kind": "Secret", "name": s} for s in secrets]
+        return listener(
+            name, 443, "HTTPS", hostname=host, tls={"mode": "Terminate", "certificateRefs": refs}
+        )
+
+    gw = gateway(
+        "gw",
+        "shop",
+        https("a", "a.example.com", "a-cert"),
+        https("b", "b.example.com", "b-cert", "a-cert"),
+    )
+    made = desired(gw, [])
+    vip = made.objects[("VIP", "gw-443")]["spec"]
+    assert vip["protocol"] == "TERMINATED_HTTPS"
+    assert vip["tls"]["certificateRefs"] == [{"name": "a-cert"}, {"name": "b-cert"}]
+    assert ("L7Policy", "gw-443-not-found") in made.objects, "HTTPRoutes are served there too"
