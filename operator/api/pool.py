@@ -32,7 +32,9 @@ class PoolSpec(WireModel):
 
     vip_ref: ObjectName = Field(description="Name of the VIP (same namespace) this pool serves.")
     protocol: Protocol = Field(
-        default=Protocol.TCP, description="Protocol to the members (TCP, HTTP or HTTPS)."
+        default=Protocol.TCP,
+        description="Protocol to the members (TCP, HTTP, HTTPS or UDP); UDP"
+        " if and only if its VIP is UDP.",
     )
     lb_method: LBMethod = Field(
         default=LBMethod.ROUND_ROBIN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from lbaas.api.meta import (
     AGE,
@@ -27,6 +27,7 @@ class Protocol(StrEnum):
     TCP = "TCP"
     HTTP = "HTTP"
     HTTPS = "HTTPS"
+    UDP = "UDP"
 
 
 class PersistenceType(StrEnum):
@@ -82,16 +83,42 @@ class OperatingStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+COOKIE_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
+"""Protocols whose requests the device reads: the only ones a cookie can keep on a member."""
+COOKIE_RULE_MESSAGE = (
+    "cookie persistence (HTTP_COOKIE, APP_COOKIE) needs protocol HTTP (the device reads no"
+    " cookie of TCP, HTTPS or UDP traffic); use SOURCE_IP"
+)
+UDP_LIMIT_MESSAGE = "a UDP VIP has no connections to limit: connectionLimit must be -1"
+
+_VIP_RULES: list[JsonValue] = [
+    {
+        "rule": "!has(self.sessionPersistence) || self.sessionPersistence.type == 'SOURCE_IP'"
+        f" || self.protocol in {list(COOKIE_PROTOCOLS)}",
+        "message": COOKIE_RULE_MESSAGE,
+        "fieldPath": ".sessionPersistence",
+    },
+    {
+        "rule": "self.protocol != 'UDP' || self.connectionLimit == -1",
+        "message": UDP_LIMIT_MESSAGE,
+        "fieldPath": ".connectionLimit",
+    },
+]
+
+
 class VIPSpec(WireModel):
     """What clients connect to, and where the operator may put it."""
+
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": _VIP_RULES}}
 
     address: IPAddress | None = Field(
         default=None, description="Fixed address; empty = allocated from the device's addressPool."
     )
-    port: Port = Field(description="TCP port clients connect to (1-65535).")
+    port: Port = Field(description="TCP or UDP port clients connect to (1-65535).")
     protocol: Protocol = Field(
         default=Protocol.TCP,
-        description="TCP, HTTP (the device sees requests) or HTTPS (TLS passed through).",
+        description="TCP, HTTP (the device sees requests), HTTPS (TLS passed through) or UDP"
+        " (datagrams; only on devices whose driver declares protocol.udp).",
     )
     connection_limit: int = Field(
         default=-1,
@@ -114,6 +141,20 @@ class VIPSpec(WireModel):
     admin_state_up: bool = Field(
         default=True, description="false = the address stops listening (status OFFLINE)."
     )
+
+    @model_validator(mode="after")
+    def _protocol_rules(self) -> VIPSpec:
+        """The CEL rules of ``_VIP_RULES``, for objects the API server did not check."""
+        persistence = self.session_persistence
+        if (
+            persistence is not None
+            and persistence.type != PersistenceType.SOURCE_IP
+            and str(self.protocol) not in COOKIE_PROTOCOLS
+        ):
+            raise ValueError(COOKIE_RULE_MESSAGE)
+        if self.protocol == Protocol.UDP and self.connection_limit != -1:
+            raise ValueError(UDP_LIMIT_MESSAGE)
+        return self
 
 
 class VIPStatus(ObjectStatus):

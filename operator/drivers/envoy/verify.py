@@ -93,14 +93,15 @@ def _key_fingerprint(text: str) -> str | None:
 
 def _running_drifts(view: RunningView, lb: LoadBalancer, rendered: Rendered) -> list[Drift]:
     drifts = []
-    for kind, running, wanted in (("Listener", view.listeners, rendered.listeners),
-                                  ("Cluster", view.clusters, rendered.clusters)):  # fmt: skip
+    kinds = (("ListenerMissing", view.listeners, rendered.listeners),
+             ("ClusterMissing", view.clusters, rendered.clusters))  # fmt: skip
+    for missing, running, wanted in kinds:
         for resource in wanted:
             name = resource["name"]
             if name in view.refused:
                 drifts.append(Drift("Refused", f"Envoy refused {name}: {view.refused[name]}"))
             elif name not in running:
-                drifts.append(Drift(f"{kind}Missing", f"Envoy does not run {name}"))
+                drifts.append(Drift(missing, f"Envoy does not run {name}"))
             elif running[name] != stamp_of(resource):
                 drifts.append(Drift("RuntimeChanged", f"Envoy runs another version of {name}"))
     for resource in rendered.clusters:
