@@ -184,9 +184,10 @@ class Binder:
 
     def _probe(self, key: VipKey, vip: Mapping[str, Any], spec: VIPSpec) -> LoadBalancer:
         """The VIP's tree as a driver would get it (its children as the cache holds them now),
-        so that only a device whose driver supports what the tree asks for is chosen."""
+        so that only a device whose driver supports what the tree asks for is chosen. A VIP
+        without a pool yet is the VIP alone, its session persistence kept (``probe``)."""
         tree = build(self.views, key, vip, None, "")
-        if tree.vip_spec is None:
+        if tree.vip_spec is None or not tree.pools:
             return translate.probe(key[0], key[1], spec)
         return translate.load_balancer(tree, spec.address or "")
 

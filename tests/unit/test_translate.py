@@ -60,6 +60,22 @@ def test_probe_is_the_vip_alone() -> None:
     assert alone.listeners[0].default_pool is None
 
 
+def test_the_probe_carries_the_vips_persistence() -> None:
+    """Persistence is the VIP's in the API and a pool's in the model: the scheduler's probe
+    keeps it (on an empty pool), so a device whose driver cannot keep it is not chosen."""
+    spec = VIPSpec(port=80, protocol="HTTP",
+                   session_persistence={"type": "APP_COOKIE", "cookieName": "sess'id"})  # fmt: skip
+    alone = probe(NS, "web", spec)
+    (pool,) = alone.pools
+    assert pool.persistence == m.Persistence(m.PersistenceType.APP_COOKIE, "sess'id")
+    assert pool.members == () and alone.listeners[0].default_pool == pool.name
+    assert "persistence.app-cookie" in capabilities.required_features(alone)
+    from lbaas.drivers.haproxy import HAProxyDriver
+
+    why = capabilities.why_unsupported(HAProxyDriver(), {}, alone)
+    assert why is not None and 'cookie name "sess\'id" cannot be used by HAProxy' in why
+
+
 def test_a_udp_vip_asks_for_protocol_udp() -> None:
     alone = probe(NS, "dns", VIPSpec(port=53, protocol="UDP"))
     assert alone.listeners[0].protocol == m.Protocol.UDP
