@@ -154,3 +154,24 @@ def test_sni_names_go_to_the_first_certificate_that_has_them() -> None:
     again = render_tree(stored, eds_dir=Path("/e"), sds_dir=Path("/s"))
     assert set(again.secrets.values()) == {None}  # a stored tree keeps the files on disk
     assert again.listeners == rendered.listeners
+
+
+def test_names_too_long_for_file_names_are_refused_before_any_file() -> None:
+    from lbaas.drivers.envoy import EnvoyDriver
+    from lbaas.drivers.envoy.render.names import MAX_FILE_NAME, file_names
+
+    def lb(name: str, pool: str) -> LoadBalancer:
+        return LoadBalancer("ns", name, "127.0.0.1",
+                            listeners=(Listener("l", 80, Protocol.HTTP, default_pool=pool),),
+                            pools=(Pool(pool),))  # fmt: skip
+
+    # ns__<name>__<pool>.json: 2 + 2 + 2 + 5 bytes besides the names.
+    fits = lb("n" * 117, "p" * (MAX_FILE_NAME - 128))
+    assert max(len(n) for n in file_names(fits)) == MAX_FILE_NAME
+    assert EnvoyDriver().supports(fits, {}) is None
+    render_tree(fits, eds_dir=Path("/eds"), sds_dir=Path("/sds"))
+    over = lb("n" * 118, "p" * (MAX_FILE_NAME - 128))
+    why = EnvoyDriver().supports(over, {})
+    assert why is not None and f"{MAX_FILE_NAME + 1} bytes, at most {MAX_FILE_NAME}" in why
+    with pytest.raises(checks.InvalidValue, match="use shorter names"):
+        render_tree(over, eds_dir=Path("/eds"), sds_dir=Path("/sds"))

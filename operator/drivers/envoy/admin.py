@@ -109,3 +109,18 @@ def failures(path: Path, resource: str, timeout: float = TIMEOUT) -> dict[str, s
             detail = str(state.get("details", ""))
             found[name] = detail.rsplit("\n", 1)[-1].strip() or detail.strip()
     return found
+
+
+def listeners(path: Path, timeout: float = TIMEOUT) -> dict[str, tuple[str, int]]:
+    """``/listeners?format=json``: the name of every listener Envoy runs → its address:port
+    (a few bytes per listener, unlike the config dump)."""
+    try:
+        data = json.loads(get(path, "/listeners?format=json", timeout))
+    except ValueError as exc:
+        raise AdminError(f"Envoy's listener list is not JSON: {exc}") from exc
+    found = {}
+    for status in data.get("listener_statuses", []):
+        address = (status.get("local_address") or {}).get("socket_address") or {}
+        if isinstance(status.get("name"), str) and "address" in address:
+            found[status["name"]] = (str(address["address"]), int(address.get("port_value", 0)))
+    return found

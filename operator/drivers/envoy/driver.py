@@ -22,6 +22,7 @@ from lbaas.drivers.envoy.converge import converge
 from lbaas.drivers.envoy.device import Device, Memo
 from lbaas.drivers.envoy.process import Supervisor
 from lbaas.drivers.envoy.render.bootstrap import render_bootstrap
+from lbaas.drivers.envoy.render.names import too_long
 from lbaas.drivers.envoy.status import lb_statuses
 from lbaas.drivers.envoy.store import DriverState
 from lbaas.drivers.envoy.view import read_view
@@ -62,6 +63,13 @@ class EnvoyDriver(Driver):
 
     def validate_config(self, config: Mapping[str, Any]) -> None:
         parse_config(config)
+
+    def supports(self, lb: LoadBalancer, config: Mapping[str, Any]) -> str | None:
+        """Names too long for the files they name (the scheduler then picks another device)."""
+        try:
+            return too_long(lb)
+        except Exception as exc:  # never raises: a tree it cannot read is one it cannot serve
+            return f"the envoy driver cannot read this load balancer: {exc}"
 
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         """A batch of one (``apply_many``): the same path, the same outcome."""

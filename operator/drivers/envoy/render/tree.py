@@ -22,7 +22,7 @@ from lbaas.drivers.documents import StoredKey
 from lbaas.drivers.envoy.render import checks
 from lbaas.drivers.envoy.render.clusters import check_pool, render_cluster, render_endpoints
 from lbaas.drivers.envoy.render.listeners import check_listener, render_listener, render_secret
-from lbaas.drivers.envoy.render.names import cluster_name, secret_name, stem
+from lbaas.drivers.envoy.render.names import cluster_name, secret_name, stem, too_long
 from lbaas.drivers.model import LoadBalancer, Protocol
 
 
@@ -84,6 +84,8 @@ def check_tree(lb: LoadBalancer) -> None:
     checks.name("load balancer namespace", lb.namespace)
     checks.name("load balancer name", lb.name)
     checks.ip("load balancer address", lb.address)
+    if why := too_long(lb):
+        raise checks.InvalidValue("load balancer", why)
     if len({listener.name for listener in lb.listeners}) != len(lb.listeners):
         raise checks.InvalidValue("listeners", "two listeners have the same name")
     if len({pool.name for pool in lb.pools}) != len(lb.pools):
