@@ -21,9 +21,10 @@ from typing import Any
 
 from lbaas.api.vip import VIPSpec
 from lbaas.config import OperatorSettings
+from lbaas.device_index import transport
 from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
-from lbaas.placement.candidates import CandidateView
+from lbaas.placement.candidates import CandidateView, Reservations
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
 from lbaas.trees import report, translate
@@ -51,7 +52,7 @@ class Binder:
         self.reporter = reporter
         self.drivers = drivers
         self.settings = settings
-        self.reserved: dict[VipKey, tuple[str, str, int]] = {}  # device, address, port
+        self.reserved: Reservations = {}  # device, address, port, transport
         self.unscheduled: set[VipKey] = set()
         self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
         self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
@@ -176,7 +177,7 @@ class Binder:
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, reason, message)
             return False
-        self.reserved[key] = (chosen.name, address, spec.port)
+        self.reserved[key] = (chosen.name, address, spec.port, transport(spec.protocol))
         try:
             return await self._write_binding(key, vip, chosen.name, address, leaving)
         finally:
