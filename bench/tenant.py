@@ -63,7 +63,8 @@ def rows() -> list[Row]:
     backends = [hx.Backend(f"b{i}", f"127.0.61.{i + 101}") for i in range(3)]
     try:
         targets = [(b.address, b.port) for b in backends]
-        with battery.staged(Api(), haproxy, operator.metrics_port, targets) as stage:
+        plane = battery.plane("haproxy")
+        with battery.staged(Api(), plane, operator.metrics_port, targets) as stage:
             cases = battery.load_cases(stage.values)
             run = battery.Battery(stage, cases)
             problems: list[str] = []

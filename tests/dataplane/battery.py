@@ -1,10 +1,13 @@
 """The hostile input battery (issue 10): ``tests/data/hostile_specs.yaml`` against a real
-operator, a real HAProxy Device shared by tenants, and tenant A's VIP under load.
+operator, a real Device shared by tenants (any data plane: ``planes``), and tenant A's VIP
+under load.
 
 Used by ``test_hostile_battery.py`` (asserts) and ``bench/tenant.py`` (figures). ``Tenancy``
 sets the stage: namespaces A (its VIP ``web`` with two members, the one under load), B (the
-hostile tenant, owner of the VIP tree ``victim`` the Member cases join) and the HAProxy
-Device they share, with an addressPool and memberNetworks as an operator would set them.
+hostile tenant, owner of the VIP tree ``victim`` the Member cases join) and the Device of the
+plane's driver they share, with an addressPool and memberNetworks as an operator would set
+them. A case's ``expect`` holds for every driver unless the case says otherwise under the
+driver's name (``envoy: {...}``: what that driver does differently).
 ``Battery.round`` then applies every case: the rejected ones must come back from the API
 server with their message; the others are created together and must each reach their phase,
 reason and message, with a Warning Event; the quota case last, once B's VIPs are bound.
@@ -39,6 +42,7 @@ DATA = HERE.parent / "data" / "hostile_specs.yaml"
 POOL = "127.0.60.0/25"
 MEMBER_NETWORK = "127.0.61.0/24"
 QUOTA = 4
+"""B's VIPs on the device (maxVIPsPerNamespace) when no VIP case is served (``quota_for``)."""
 BASES = {  # YAML, filled like the cases
     "VIP": "{port: <<port>>, protocol: HTTP}",
     "Pool": "{vipRef: victim}",
@@ -75,7 +79,15 @@ def fill(text: str, values: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(one, text)
 
 
-def load_cases(values: dict[str, Any]) -> list[Case]:
+def quota_for(driver: str) -> int:
+    """``QUOTA`` plus one per VIP case ``driver`` serves (each takes a place of B's)."""
+    raw = yaml.safe_load(_PLACEHOLDER.sub("0", DATA.read_text()))
+    served = [e for e in raw if e["kind"] == "VIP" and e.get(driver, e["expect"]).get("phase")
+              == "Active"]  # fmt: skip
+    return QUOTA + len(served)
+
+
+def load_cases(values: dict[str, Any], driver: str = "haproxy") -> list[Case]:
     raw = yaml.safe_load(fill(DATA.read_text(), values))
     cases = []
     for index, entry in enumerate(raw):
@@ -85,7 +97,8 @@ def load_cases(values: dict[str, Any]) -> list[Case]:
         if name is None:
             name = f"{values['device_prefix']}-h{index}" if kind == "Device" else f"h{index}"
         parent, quota = entry.get("parent"), bool(entry.get("quota"))
-        cases.append(Case(index, entry["name"], kind, name, spec, entry["expect"], parent, quota))
+        expect = entry.get(driver, entry["expect"])
+        cases.append(Case(index, entry["name"], kind, name, spec, expect, parent, quota))
     return cases
 
 
@@ -94,18 +107,20 @@ def load_cases(values: dict[str, Any]) -> list[Case]:
 
 @dataclass
 class Tenancy:
-    """Tenants A and B on one HAProxy Device; ``values`` fill the cases' placeholders."""
+    """Tenants A and B on one Device of ``plane`` (``planes.Plane``); ``values`` fill the
+    cases' placeholders."""
 
     api: Api
-    haproxy: str
+    plane: Any
     metrics_port: int
     a: str = field(default_factory=lambda: f"ta-{uuid.uuid4().hex[:6]}")
     b: str = field(default_factory=lambda: f"tb-{uuid.uuid4().hex[:6]}")
-    device: str = field(default_factory=lambda: f"hx-shared-{uuid.uuid4().hex[:6]}")
+    device: str = field(default_factory=lambda: f"dp-shared-{uuid.uuid4().hex[:6]}")
     state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lbten-")))
     values: dict[str, Any] = field(default_factory=dict)
     web: tuple[str, int] = ("", 0)
     squatter: socket.socket | None = None
+    quota: int = QUOTA
 
     def create(self, kind: str, name: str, namespace: str | None, spec: dict[str, Any]) -> None:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
@@ -132,11 +147,11 @@ class Tenancy:
     def start(self, backends: list[tuple[str, int]]) -> Tenancy:
         for namespace in (self.a, self.b):
             kubectl("create", "namespace", namespace)
-        config = {"managed": True, "stateDir": str(self.state_dir), "haproxyBinary": self.haproxy}
         spec = {
-            "driver": "haproxy", "config": config, "addressPool": [POOL],
+            "driver": self.plane.driver, "config": self.plane.config(self.state_dir),
+            "addressPool": [POOL],
             "memberNetworks": [MEMBER_NETWORK], "allowedNamespaces": [self.a, self.b],
-            "capacity": {"maxVIPs": 50, "maxVIPsPerNamespace": QUOTA},
+            "capacity": {"maxVIPs": 50, "maxVIPsPerNamespace": self.quota},
         }  # fmt: skip
         self.create("Device", self.device, None, spec)
         self.api.wait_phase("Device", self.device, None, "Ready", 30)
@@ -164,18 +179,19 @@ class Tenancy:
             "a_port": port, "port": port, "squatter_address": "127.0.60.120",
             "squatter_port": self.squatter.getsockname()[1], "metrics_port": self.metrics_port,
             "backend": backends[2][0], "backend_port": backends[2][1],
-            "device_prefix": self.device, "state_file": str(self.state_dir / "fake.json"),
+            "device_prefix": self.device, "quota": self.quota,
+            "state_file": str(self.state_dir / "fake.json"),
             "device_name_253": (self.device + "-" + "d" * 253)[:253],
             "pool65": ", ".join(f'"10.250.{i}.0/24"' for i in range(65)),
         }  # fmt: skip
         return self
 
     def reloads(self) -> int:
-        path = self.state_dir / "driver-state.json"
-        return int(json.loads(path.read_text()).get("reloads", 0)) if path.exists() else 0
+        """The device's disruptions (HAProxy reloads, Envoy rounds of LDS/CDS files)."""
+        return int(self.plane.disruptions(self.state_dir))
 
     def stop(self) -> None:
-        """Trees, then Devices (ours and the cases'), then HAProxy and the state dir."""
+        """Trees, then Devices (ours and the cases'), then the data plane and the state dir."""
         with contextlib.suppress(Exception):
             for namespace in (self.b, self.a):
                 for kind in ("HealthMonitor", "Member", "Pool", "VIP"):
@@ -189,21 +205,30 @@ class Tenancy:
             wait_for(lambda: not device_names(self.api, self.device), 30, "devices gone")
         if self.squatter is not None:
             self.squatter.close()
-        hxsupport().stop_haproxy(self.state_dir)
+        self.plane.stop(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def hxsupport() -> ModuleType:
-    """``hxsupport.py`` beside this file, loaded by path: bench/tenant.py uses this module
-    too, and there ``dataplane`` names bench/dataplane.py, not this package."""
-    name = "lbaas_battery_hxsupport"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "hxsupport.py")
+def _by_path(name: str) -> ModuleType:
+    """A module beside this file, loaded by path: bench/tenant.py uses this module too, and
+    there ``dataplane`` names bench/dataplane.py, not this package."""
+    key = f"lbaas_battery_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[key] = module
         spec.loader.exec_module(module)
-    return sys.modules[name]
+    return sys.modules[key]
+
+
+def hxsupport() -> ModuleType:
+    return _by_path("hxsupport")
+
+
+def plane(driver: str) -> Any:
+    """The ``planes`` adapter of ``driver`` (for bench/: tests take the ``plane`` fixture)."""
+    return _by_path("planes").PLANES[driver]
 
 
 def names(api: Api, kind: str, namespace: str) -> list[str]:
@@ -317,7 +342,7 @@ class Battery:
             n for n in names(stage.api, "VIP", b)
             if stage.api.status("VIP", n, b).get("device") == stage.device
         ]  # fmt: skip
-        for i in range(QUOTA - len(bound)):
+        for i in range(stage.quota - len(bound)):
             name = f"filler{i}"
             stage.create("VIP", name, b, {"port": stage.values["port"]})
             self.created.append(("VIP", name, b))
@@ -357,9 +382,9 @@ def pick(status: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def staged(
-    api: Api, haproxy: str, metrics_port: int, backends: list[tuple[str, int]]
+    api: Api, plane: Any, metrics_port: int, backends: list[tuple[str, int]]
 ) -> Iterator[Tenancy]:
-    stage = Tenancy(api, haproxy, metrics_port)
+    stage = Tenancy(api, plane, metrics_port, quota=quota_for(plane.driver))
     try:
         yield stage.start(backends)
     finally:
