@@ -175,3 +175,56 @@ def test_names_too_long_for_file_names_are_refused_before_any_file() -> None:
     assert why is not None and f"{MAX_FILE_NAME + 1} bytes, at most {MAX_FILE_NAME}" in why
     with pytest.raises(checks.InvalidValue, match="use shorter names"):
         render_tree(over, eds_dir=Path("/eds"), sds_dir=Path("/sds"))
+
+
+def _tls_lb(tls: ListenerTLS) -> LoadBalancer:
+    listener = Listener("l", 443, Protocol.TERMINATED_HTTPS, default_pool="p", tls=tls)
+    return LoadBalancer("ns", "web", "127.0.0.1", listeners=(listener,), pools=(Pool("p"),))
+
+
+def test_client_validation_renders_the_ca_and_the_subject_header_and_refuses_fallback() -> None:
+    from lbaas.drivers.model import CABundle, ClientValidation, ClientValidationMode
+
+    ca = CABundle("ca", PEM, "f")
+    cert = Certificate("c", PEM, Sensitive(KEY), ("a.test",))
+    tls = ListenerTLS((cert,), client_validation=ClientValidation(ca, subject_header="X-Sub"))
+    rendered = render_tree(_tls_lb(tls),
+                           eds_dir=Path("/eds"), sds_dir=Path("/sds"))  # fmt: skip
+    (listener,) = rendered.listeners
+    context = listener["default_filter_chain"]["transport_socket"]["typed_config"]
+    assert context["require_client_certificate"] is True
+    assert context["common_tls_context"]["validation_context"]["trusted_ca"] == {
+        "inline_string": PEM
+    }
+    hcm = listener["default_filter_chain"]["filters"][0]["typed_config"]
+    assert hcm["route_config"]["request_headers_to_add"] == [
+        {"header": {"key": "X-Sub", "value": "%DOWNSTREAM_PEER_SUBJECT%"},
+         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    ]  # fmt: skip
+    assert listener["stat_prefix"] == "ns/web/l"
+    fallback = ClientValidation(ca, ClientValidationMode.ALLOW_INSECURE_FALLBACK)
+    with pytest.raises(checks.InvalidValue, match="AllowInsecureFallback cannot be served"):
+        render_tree(
+            _tls_lb(ListenerTLS((cert,), client_validation=fallback)),
+            eds_dir=Path("/eds"), sds_dir=Path("/sds"),
+        )  # fmt: skip
+
+
+def test_traffic_stats_are_found_by_name() -> None:
+    from lbaas.drivers.envoy.stats import lb_stats
+
+    lb = _lb()
+    values = {"http.ns/web/l.downstream_rq_total": 7, "http.ns/web/l.downstream_rq_2xx": 6,
+              "http.ns/web/l.downstream_rq_5xx": 1, "http.ns/web/l.downstream_cx_active": 2,
+              "connection_limit.ns/web/l.limited_connections": 3,
+              "cluster.ns/web/p.upstream_rq_total": 7, "cluster.ns/web/p.upstream_rq_2xx": 6,
+              "http.other/web/l.downstream_rq_total": 99}  # fmt: skip
+    clusters = [{"name": "ns/web/p", "host_statuses": [
+        {"hostname": "m", "stats": [{"name": "rq_total", "value": "7"},
+                                    {"name": "cx_active", "value": "1"}]}]}]  # fmt: skip
+    stats = lb_stats([lb], values, clusters)[lb.key]
+    listener = stats.listeners["l"]
+    assert (listener.requests, listener.current_sessions, listener.connection_errors) == (7, 2, 3)
+    assert listener.responses == {"1xx": 0, "2xx": 6, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert stats.pools["p"].requests == 7 and stats.pools["p"].responses["2xx"] == 6
+    assert (stats.members["m"].requests, stats.members["m"].current_sessions) == (7, 1)

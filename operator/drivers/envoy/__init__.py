@@ -51,6 +51,11 @@ Listener admin_state_up false   left out of LDS: the port stops listening (drain
 default_pool None               TCP: a cluster that does not exist (closed); HTTP: 503
 forwarded_headers               ``use_remote_address`` + ``append_x_forwarded_port``
 TLS min_version / ciphers/alpn  ``tls_params`` / ``cipher_suites`` / ``alpn_protocols``
+client_validation               ``validation_context`` (the CA, inline) +
+                                ``require_client_certificate`` (AllowValidOnly only);
+                                ``subject_header``: ``%DOWNSTREAM_PEER_SUBJECT%``, set last
+Pool tls (backend TLS)          cluster ``transport_socket``: ``UpstreamTlsContext``, SNI
+                                ``server_name``, CA and subject alt name verified
 Pool                            EDS cluster, its members in its own EDS file
 ROUND_ROBIN / LEAST_CONNECTIONS ``ROUND_ROBIN`` / ``LEAST_REQUEST``
 SOURCE_IP, any persistence      ``MAGLEV`` + hash policy (source IP, or the cookie)
@@ -99,7 +104,9 @@ restarts a dead managed Envoy from its files.
 
 ``verify`` drift kinds: see ``verify``. ``orphans``: keys of tree files, and of resources in
 the files or running in Envoy, that the operator does not expect. Member status: see
-``status``.
+``status``. ``traffic_stats``: Envoy's counters per listener, pool and member (``stats``).
+``supports`` refuses names too long for the files they name and client validation
+``AllowInsecureFallback``.
 """
 
 from lbaas.drivers.envoy.driver import EnvoyDriver
