@@ -228,3 +228,18 @@ def test_traffic_stats_are_found_by_name() -> None:
     assert listener.responses == {"1xx": 0, "2xx": 6, "3xx": 0, "4xx": 0, "5xx": 1}
     assert stats.pools["p"].requests == 7 and stats.pools["p"].responses["2xx"] == 6
     assert (stats.members["m"].requests, stats.members["m"].current_sessions) == (7, 1)
+
+
+def test_inline_endpoints_make_a_static_cluster_and_no_eds_file() -> None:
+    lb = _lb()
+    files = render_tree(lb, eds_dir=Path("/eds"), sds_dir=Path("/sds"))
+    inline = render_tree(lb, eds_dir=Path("/eds"), sds_dir=Path("/sds"), inline=True)
+    assert list(files.endpoints) == ["ns__web__p.json"] and inline.endpoints == {}
+    (eds,), (static,) = files.clusters, inline.clusters
+    assert eds["type"] == "EDS" and "load_assignment" not in eds
+    assert static["type"] == "STATIC" and "eds_cluster_config" not in static
+    assert static["load_assignment"]["cluster_name"] == "ns/web/p"
+    assert "@type" not in static["load_assignment"]
+    lb_endpoints = static["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["hostname"] for e in lb_endpoints] == ["m"]
+    assert files.assignments == inline.assignments  # the members Envoy must run, either way

@@ -26,6 +26,9 @@ Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys a
   finish (``--drain-time-s``; ``--drain-strategy immediate`` asks them to close at once).
 - ``startTimeoutSeconds`` (10), ``updateTimeoutSeconds`` (10): how long Envoy may take to
   start, and to take a new file (never longer than the call's deadline).
+- ``endpoints`` (``files``): a pool's members in an EDS file of their own (one inotify
+  instance each, counted against the host's limit: ``inotify``), or ``inline`` in its cluster
+  (no instance; a member change rebuilds the cluster): see ``render.clusters``.
 
 State dir: ``bootstrap.json``, ``xds/lds/lds.json`` (every listener), ``xds/cds/cds.json``
 (every cluster), ``xds/eds/<ns>__<name>__<pool>.json`` (a pool's members),

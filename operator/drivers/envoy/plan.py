@@ -11,9 +11,9 @@ is left out (``parked``) with why; the others are served.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from lbaas.drivers.envoy import admin
+from lbaas.drivers.envoy import admin, inotify
 from lbaas.drivers.envoy.admin import AdminError
 from lbaas.drivers.envoy.device import Device
 from lbaas.drivers.envoy.render.tree import Rendered, Socket
@@ -22,6 +22,13 @@ from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.toolkit import listen
 
 Outcome = dict[str, DriverError | None]
+Running = dict[str, tuple[str, int]] | None
+"""Envoy's listeners: name → address:port (None: Envoy down or silent)."""
+
+
+def watched(rendered: Iterable[Rendered]) -> int:
+    """The files Envoy watches for these trees: LDS, CDS, EDS and SDS files."""
+    return 2 + sum(len(r.endpoints) + len(r.secrets) for r in rendered)
 
 
 def _problem(sock: Socket, held: bool, ours: set[int]) -> DriverError | None:
@@ -93,6 +100,31 @@ class Plan:
                         self._claim(dev, key, stored[key], claimed, running, ours)
                     except DriverError as old:
                         self.parked[key] = old.user_message
+        self._fit_watches(dev, pid, claimed, running, ours)
+
+    def _fit_watches(self, dev: Device, pid: int | None, claimed: dict[Socket, str],
+                     running: Running, ours: set[int]) -> None:  # fmt: skip
+        """Refuse the batch's trees, last first, while Envoy would watch more files than the
+        host lets it (``inotify``); each refused one keeps what the device served for it."""
+        needed = watched(self.serving.values())
+        if needed <= (inotify.instances(pid) if pid else 0):
+            return  # no more than Envoy watches now: no need to look at the host
+        available = inotify.budget(pid)
+        for key in reversed([k for k, lb in self.accepted.items() if lb is not None]):
+            if needed <= available:
+                return
+            self.outcome[key] = inotify.over(needed, available)
+            del self.accepted[key]
+            self.serving.pop(key, None)
+            self.trees.pop(key, None)
+            for sock in [s for s, holder in claimed.items() if holder == key]:
+                del claimed[sock]
+            if key in self.stored:
+                try:
+                    self._claim(dev, key, self.stored[key], claimed, running, ours)
+                except DriverError as old:
+                    self.parked[key] = old.user_message
+            needed = watched(self.serving.values())
 
     def _claim(self, dev: Device, key: str, lb: LoadBalancer, claimed: dict[Socket, str],
                running: dict[str, tuple[str, int]] | None, ours: set[int]) -> None:  # fmt: skip

@@ -108,7 +108,7 @@ def _running_drifts(view: RunningView, lb: LoadBalancer, rendered: Rendered) -> 
         hosts = view.hosts.get(resource["name"])
         if hosts is None:
             continue
-        endpoints = json.loads(rendered.endpoints[f"{resource['name'].replace('/', '__')}.json"])
+        assignment = rendered.assignments[resource["name"]]
         members = {
             e["endpoint"]["hostname"]: (
                 e["endpoint"]["address"]["socket_address"]["address"],
@@ -116,7 +116,7 @@ def _running_drifts(view: RunningView, lb: LoadBalancer, rendered: Rendered) -> 
                 e["load_balancing_weight"],
                 level.get("priority", 0),
             )
-            for level in endpoints["resources"][0]["endpoints"]
+            for level in assignment["endpoints"]
             for e in level["lb_endpoints"]
         }
         have = {n: (h.address, h.port, h.weight, h.priority) for n, h in hosts.items()}
