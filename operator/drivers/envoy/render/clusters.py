@@ -15,6 +15,10 @@ still open on the old one) and checks its members' health again before it serves
   (Envoy drains a removed host's connection pools).
 - ``healthy_panic_threshold`` 0: Envoy never sends traffic to members it knows are down (it
   would, by default, once fewer than half are up).
+- ``update_merge_window`` 0: a health change reaches the load balancer at once. Envoy merges
+  them for 1 s by default, and a member added with a health check is added unhealthy until its
+  first check passes: it got its first request a second after the apply (measured: 1,013 ms
+  p50 over 20 adds; with 0: see ``make bench`` part 9).
 - Backup members are priority 1; an ``overprovisioning_factor`` of :data:`OVERPROVISIONING`
   keeps every request on priority 0 while any of its members is up.
 - Circuit breakers are lifted (Envoy's default is 1,024 connections and requests per cluster):
@@ -202,7 +206,7 @@ def render_cluster(lb: LoadBalancer, pool: Pool, eds_path: str | None,
         "connect_timeout": "5s",
         **_lb_policy(pool),
         "ignore_health_on_host_removal": True,
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"},
         "circuit_breakers": {
             "thresholds": [
                 {
