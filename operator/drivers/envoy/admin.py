@@ -20,6 +20,10 @@ class AdminError(Exception):
     """Envoy's admin API did not answer (or answered an error)."""
 
 
+class AdminBusy(AdminError):
+    """Envoy did not answer in time: its main thread is busy (a big update), not gone."""
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: Path, timeout: float) -> None:
         super().__init__("envoy-admin", timeout=timeout)
@@ -43,6 +47,8 @@ def get(path: Path, url: str, timeout: float = TIMEOUT, *, method: str = "GET") 
         conn.request(method, url)
         response = conn.getresponse()
         body = response.read().decode(errors="replace")
+    except TimeoutError as exc:
+        raise AdminBusy(f"Envoy's admin socket {path} does not answer in time: {exc}") from exc
     except (OSError, http.client.HTTPException) as exc:
         raise AdminError(f"Envoy's admin socket {path} does not answer: {exc}") from exc
     finally:
