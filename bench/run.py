@@ -14,7 +14,9 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
   7. Services of type LoadBalancer: EndpointSlice change -> traffic (bench/services.py)
   8. multi-tenancy (bench/tenant.py): requests another tenant's VIP loses while the hostile
      battery is applied and retried (goal 0)
-  9. HAProxy and Envoy side by side (bench/sidebyside.py), driver level: member add -> its
+  9. L7 policy change -> traffic through the operator (bench/l7.py): p95 < 150 ms, 0 errors,
+     0 reloads
+ 10. HAProxy and Envoy side by side (bench/sidebyside.py), driver level: member add -> its
      first answer p50/p95, requests/s through one VIP, apply of 1,000 VIPs into an empty
      device, the data plane's memory at 1,000 VIPs
 
@@ -186,12 +188,19 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
     part(8, "multi-tenancy: the hostile battery vs another tenant's VIP (HAProxy);"
             f" {defaults.settings_note(**tenant_module.TENANT_ENV)}", tenancy)  # fmt: skip
 
+    def l7() -> list[Row]:
+        import l7 as module  # bench/l7.py
+
+        return module.bench_l7()
+
+    part(9, f"L7 policy change -> traffic through the operator (HAProxy); {note}", l7)
+
     def side_by_side() -> list[Row]:
         import sidebyside  # bench/sidebyside.py
 
         return sidebyside.rows()
 
-    part(9, "HAProxy and Envoy side by side, driver level (no operator)", side_by_side)
+    part(10, "HAProxy and Envoy side by side, driver level (no operator)", side_by_side)
 
 
 def main() -> int:

@@ -67,6 +67,11 @@ class OperatorSettings(BaseModel):
     member_status_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reads of member health from devices."
     )
+    traffic_metrics: Literal["member", "pool", "off"] = Field(
+        default="member",
+        description="Data-plane traffic series the agents export (docs/metrics.md, section"
+        " 3): member = per VIP, pool and member; pool = no member series; off = none.",
+    )
     resync_interval: float = Field(
         default=60.0,
         gt=0,

@@ -135,8 +135,9 @@ class Controller:
             self.binder.needs_binding(new)
             or (is_deleting(new) and not new_device)
             or key in self.binder.unscheduled
+            or (new_device and spec_of(new).get("deviceRef") not in (None, new_device))
         ):
-            self.binder.trigger(key)
+            self.binder.trigger(key)  # the last: a bound VIP whose deviceRef names another
         if old is None and new is not None:
             self.orphans.check_children_of("VIP", *key)
         if old_device and (new is None or old_device != new_device or is_deleting(new)):

@@ -105,14 +105,16 @@ Span = tuple[int, int, int]  # IP version, first, last (as integers)
 
 @functools.lru_cache(maxsize=1024)
 def _spans(pool: tuple[str, ...]) -> tuple[Span, ...]:
-    """Every entry of an addressPool as an integer range (a CIDR whole, a range as written)."""
+    """Every entry of an addressPool as an integer range (a CIDR whole, a range from its
+    lower end to its higher, as written in either order)."""
     spans = []
     for entry in pool:
         try:
             if "-" in entry:
                 start, _, end = entry.partition("-")
                 first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
-                spans.append((first.version, int(first), int(last)))
+                low, high = sorted((int(first), int(last)))
+                spans.append((first.version, low, high))
             else:
                 net = ipaddress.ip_network(entry, strict=False)
                 spans.append((net.version, int(net.network_address), int(net.broadcast_address)))

@@ -6,6 +6,7 @@ kinds in ``if`` chains, so a new kind of the tree is one entry::
 
     VIP ─┬─ Pool (spec.vipRef) ─┬─ Member (spec.poolRef)
          │                      └─ HealthMonitor (spec.poolRef)
+         └─ L7Policy (spec.vipRef; names Pools of its VIP in its action)
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.l7policy import L7PolicySpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
-from lbaas.kube.resources import MEMBERS, MONITORS, POOLS, VIPS, Resource
+from lbaas.kube.resources import L7POLICIES, MEMBERS, MONITORS, POOLS, VIPS, Resource
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ VIP = TreeKind("VIP", VIPS, VIPSpec, operating_status=True)
 POOL = TreeKind("Pool", POOLS, PoolSpec, "VIP", "vipRef", operating_status=True)
 MEMBER = TreeKind("Member", MEMBERS, MemberSpec, "Pool", "poolRef", operating_status=True)
 HEALTH_MONITOR = TreeKind("HealthMonitor", MONITORS, HealthMonitorSpec, "Pool", "poolRef")
+L7_POLICY = TreeKind("L7Policy", L7POLICIES, L7PolicySpec, "VIP", "vipRef")
 
-TREE: tuple[TreeKind, ...] = (VIP, POOL, MEMBER, HEALTH_MONITOR)
+TREE: tuple[TreeKind, ...] = (VIP, POOL, MEMBER, HEALTH_MONITOR, L7_POLICY)
 BY_KIND: dict[str, TreeKind] = {k.kind: k for k in TREE}
 CHILD_KINDS: dict[str, TreeKind] = {k.kind: k for k in TREE if k.parent is not None}
 """Every kind but the VIP, by name."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+
+from lbaas.traffic import TrafficExporter
 
 RECONCILES = Counter(
     "lbaas_reconcile_total",
@@ -112,3 +114,7 @@ DRIFT_REPAIRS = Counter(
     "Differences found between a device and its trees, and repaired, by device and kind",
     ["device", "kind"],
 )
+
+# ---- data-plane traffic of the devices this process owns (lbaas.traffic) ---------------------
+TRAFFIC = TrafficExporter()
+REGISTRY.register(TRAFFIC)

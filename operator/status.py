@@ -23,6 +23,8 @@ from lbaas.api.vip import OperatingStatus as V
 SCHEDULED = "Scheduled"
 PROGRAMMED = "Programmed"
 READY = "Ready"
+DEFAULT_POOL = "DefaultPool"
+"""A VIP's: True when requests no L7Policy takes have a pool to go to."""
 MAX_MESSAGE = 32768
 
 

@@ -55,8 +55,8 @@ KUBE_VERBS = {
 """What each public ``Kube`` method sends: (verb, subresource)."""
 KUBE_INTERNAL = {"request", "call", "close"}
 LEASE_VERBS = {"read": "get", "list": "list", "create": "create", "replace": "update"}
-TREE = ("VIP", "Pool", "Member", "HealthMonitor")
-CHILDREN = ("Pool", "Member", "HealthMonitor")
+TREE = ("VIP", "Pool", "Member", "HealthMonitor", "L7Policy")
+CHILDREN = ("Pool", "Member", "HealthMonitor", "L7Policy")
 REPORTER_WRITES = ("status", "finalizer", "warn", "info", "event", "service_load_balancer")
 SITE_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
     # (function, reporter method) → kinds of the objects it passes, where the name says nothing

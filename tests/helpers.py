@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from lbaas.drivers.documents import load_balancer
+from lbaas.drivers.model import LoadBalancer, Member
+
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "crds"
 
@@ -55,6 +58,7 @@ PLURALS = {
     "Pool": "pools",
     "Member": "members",
     "HealthMonitor": "healthmonitors",
+    "L7Policy": "l7policies",
     "Device": "devices",
 }
 
@@ -174,13 +178,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 class Api:
     """CRUD on our kinds through the kubernetes client (faster than kubectl per call)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kubeconfig: str | None = None) -> None:
+        """The suite's cluster ($KUBECONFIG), or the one of ``kubeconfig`` (a test bed of a
+        test's own: the default configuration of the client is left alone)."""
         import kubernetes
 
-        # Explicit: the client reads $KUBECONFIG only once, when it is first imported.
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        self.custom = kubernetes.client.CustomObjectsApi()
-        self.core = kubernetes.client.CoreV1Api()
+        client = None
+        if kubeconfig is None:
+            # Explicit: the client reads $KUBECONFIG only once, when it is first imported.
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        else:
+            client = kubernetes.config.new_client_from_config(config_file=kubeconfig)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         plural = PLURALS[obj["kind"]]
@@ -314,13 +324,25 @@ class FakeDevice:
         return [json.loads(line) for line in lines if line.strip()]
 
     def listeners(self) -> dict[str, Any]:
+        """``address:port`` → ``{"vip": key, "listener": name, "tree": document}``."""
         return dict(self.state().get("listeners", {}))
 
-    def vip(self, key: str) -> dict[str, Any] | None:
-        for tree in self.listeners().values():
-            if tree["vip"] == key:
-                return dict(tree)
-        return None
+    def vip(self, key: str) -> LoadBalancer | None:
+        """The tree the device stores for load balancer ``key`` (None: it serves none)."""
+        return next((stored(e) for e in self.listeners().values() if e["vip"] == key), None)
+
+
+def stored(entry: dict[str, Any]) -> LoadBalancer:
+    """The tree of one listener entry of the fake device's state file."""
+    return load_balancer(entry["tree"])
+
+
+def stored_members(entry: dict[str, Any] | LoadBalancer | None) -> dict[str, Member]:
+    """Every member of a stored tree (an entry of the state file, or its tree), by name."""
+    if entry is None:
+        return {}
+    lb = entry if isinstance(entry, LoadBalancer) else stored(entry)
+    return {member.name: member for _, member in lb.members()}
 
 
 def tree(

@@ -1,9 +1,9 @@
 """docs/metrics.md as data, and the operator's registered metrics, for tests that compare them.
 
 The doc's tables (``| `name` | type | labels | meaning | cardinality |``) under headings
-``## 1.`` and ``## 2.`` list what the operator exports now; ``## 3.`` and ``## 4.`` what is
-planned (data plane, certificates). Tests build exporters from them and check the rules and
-dashboards against them.
+``## 1.`` to ``## 3.`` list what the operator exports now (3: the agents' data-plane traffic,
+``lbaas.traffic``); ``## 4.`` what is planned (certificates). Tests build exporters from the
+planned ones and check the rules and dashboards against them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from helpers import ROOT
 
 DOC = ROOT / "docs" / "metrics.md"
 ROW = re.compile(r"^\| `(?P<name>lbaas_\w+)` \| (?P<type>\w+) \|(?P<labels>[^|]*)\|")
-NOW_SECTIONS = ("1", "2")
+NOW_SECTIONS = ("1", "2", "3")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def documented(path: Path = DOC) -> dict[str, Documented]:
 
 
 def registered() -> dict[str, Documented]:
-    """Every metric object of ``lbaas.metrics``, named as queried."""
+    """Every metric object of ``lbaas.metrics`` and every family of its traffic collector
+    (``lbaas.traffic``), named as queried."""
     from lbaas import metrics
 
     found = {}
@@ -57,6 +58,10 @@ def registered() -> dict[str, Documented]:
             kind = value._type
             name = value._name + ("_total" if kind == "counter" else "")
             found[name] = Documented(name, kind, tuple(value._labelnames), planned=False)
+    for family in metrics.TRAFFIC.describe():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = tuple(getattr(family, "_labelnames", ()))
+        found[name] = Documented(name, family.type, labels, planned=False)
     return found
 
 

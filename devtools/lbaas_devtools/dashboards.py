@@ -223,12 +223,16 @@ def traffic() -> dict[str, Any]:
                 ts("Pool connection errors per second", Q(f"sum by (namespace, vip, pool) (rate(lbaas_pool_connection_errors_total{v}[{RATE}]))", "{{namespace}}/{{vip}} {{pool}}"), unit="ops"),  # noqa: E501
                 ts("Pool response time", Q(f"max by (namespace, vip, pool) (lbaas_pool_response_time_seconds{v})", "{{namespace}}/{{vip}} {{pool}}"), unit="s"),  # noqa: E501
                 ts("Pool sessions", Q(f"sum by (namespace, vip, pool) (lbaas_pool_current_sessions{v})", "{{namespace}}/{{vip}} {{pool}}")),  # noqa: E501
+                ts("Pool responses by class", Q(f"sum by (namespace, vip, pool, class) (rate(lbaas_pool_responses_total{v}[{RATE}]))", "{{namespace}}/{{vip}} {{pool}} {{class}}"), unit="reqps"),  # noqa: E501
+                ts("Pool bytes in / out", Q(f"sum by (namespace, vip, pool) (rate(lbaas_pool_bytes_in_total{v}[{RATE}]))", "{{vip}} {{pool}} in"), Q(f"-sum by (namespace, vip, pool) (rate(lbaas_pool_bytes_out_total{v}[{RATE}]))", "{{vip}} {{pool}} out"), unit="Bps"),  # noqa: E501
             ]),
             ("Members (when the agents export member series)", [
                 ts("Member requests per second", Q(f"sum by (namespace, vip, pool, member) (rate(lbaas_member_requests_total{v}[{RATE}]))", "{{vip}} {{pool}} {{member}}"), unit="reqps"),  # noqa: E501
                 ts("Member 5xx per second", Q(f"sum by (namespace, vip, pool, member) (rate(lbaas_member_responses_total{v5}[{RATE}]))", "{{vip}} {{pool}} {{member}}"), unit="reqps"),  # noqa: E501
                 ts("Member connection errors per second", Q(f"sum by (namespace, vip, pool, member) (rate(lbaas_member_connection_errors_total{v}[{RATE}]))", "{{vip}} {{pool}} {{member}}"), unit="ops"),  # noqa: E501
                 ts("Member response time", Q(f"max by (namespace, vip, pool, member) (lbaas_member_response_time_seconds{v})", "{{vip}} {{pool}} {{member}}"), unit="s"),  # noqa: E501
+                ts("Member sessions", Q(f"sum by (namespace, vip, pool, member) (lbaas_member_current_sessions{v})", "{{vip}} {{pool}} {{member}}")),  # noqa: E501
+                ts("Member bytes in / out", Q(f"sum by (namespace, vip, pool, member) (rate(lbaas_member_bytes_in_total{v}[{RATE}]))", "{{vip}} {{member}} in"), Q(f"-sum by (namespace, vip, pool, member) (rate(lbaas_member_bytes_out_total{v}[{RATE}]))", "{{vip}} {{member}} out"), unit="Bps"),  # noqa: E501
             ]),
         ],
         [
@@ -250,6 +254,7 @@ def agents() -> dict[str, Any]:
                 st("Device owner changes (range)", "sum(max by (device) (max_over_time(lbaas_device_lease_transitions[$__range]) - min_over_time(lbaas_device_lease_transitions[$__range])))"),  # noqa: E501
                 ts("Devices held per agent", Q("max by (agent) (lbaas_agent_devices)", "{{agent}}")),  # noqa: E501
                 ts("Device Lease transitions (owners so far)", Q("max by (device) (lbaas_device_lease_transitions)", "{{device}}")),  # noqa: E501
+                ts("Age of the traffic counters per device (seconds since the owner's last read)", Q("time() - max by (device) (lbaas_traffic_stats_timestamp_seconds)", "{{device}}"), unit="s"),  # noqa: E501
                 ts("Controller leader", Q("max by (instance) (lbaas_leader)", "{{instance}}")),
                 ts("Leader changes", Q(f"sum by (transition) (increase(lbaas_leader_changes_total[{RATE}]))", "{{transition}}")),  # noqa: E501
             ]),

@@ -8,7 +8,7 @@ driver call of the device, each within the Lease (``gate.may_start`` gives the d
   the device changed (a supervised HAProxy died), and writes the Device's status;
 - applies trees for the VIP loops, coalescing what waits into one ``apply_many`` call;
 - reads member health for all its VIPs with one ``member_statuses`` call per interval and
-  wakes the loops whose health changed;
+  wakes the loops whose health changed; and their traffic counters (``agents.traffic``);
 - removes orphans (VIPs the device holds that no VIP of the cluster is bound to) once per
   resync interval.
 """
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from lbaas.agents.cleanup import remove_orphans
 from lbaas.agents.device_status import device_status, open_device
 from lbaas.agents.health import MemberHealth
+from lbaas.agents.traffic import TrafficCounters
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.config import OperatorSettings
 from lbaas.drivers.batcher import Batcher
@@ -88,6 +89,7 @@ class DeviceWorker:
         self.message = ""
         self.members = MemberHealth(self.name, self.call, trigger, unreadable=self._probe_soon)
         self.health = self.members.values
+        self.traffic = TrafficCounters(name, self.call, level=settings.traffic_metrics)
         self.applied: dict[VipKey, tuple[Any, ...]] = {}
         self._probe_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,6 +124,7 @@ class DeviceWorker:
         self._stop_watch()
         self._applier.cancel()
         self.members.cancel()
+        self.traffic.forget()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -247,10 +250,12 @@ class DeviceWorker:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.member_status_interval)
-            if not self.ready or not self.applied:
+            if not self.ready:
                 continue
             lbs = [entry[1] for entry in self.applied.values()]
-            await self.members.read(lbs)
+            if lbs:
+                await self.members.read(lbs)
+            await self.traffic.read(lbs)
 
     async def _orphan_loop(self) -> None:
         while True:

@@ -1,7 +1,8 @@
-"""The API: pydantic models of the five kinds, the single source of the CRD schemas."""
+"""The API: pydantic models of the six kinds, the single source of the CRD schemas."""
 
 from lbaas.api.device import Device, DeviceSpec, DeviceStatus
 from lbaas.api.healthmonitor import HealthMonitor, HealthMonitorSpec, HealthMonitorStatus
+from lbaas.api.l7policy import L7Policy, L7PolicySpec, L7PolicyStatus
 from lbaas.api.member import Member, MemberSpec, MemberStatus
 from lbaas.api.meta import KindInfo
 from lbaas.api.pool import Pool, PoolSpec, PoolStatus
@@ -13,6 +14,7 @@ KINDS: tuple[KindInfo, ...] = (
     Pool.kind_info,
     Member.kind_info,
     HealthMonitor.kind_info,
+    L7Policy.kind_info,
 )
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
     "HealthMonitorSpec",
     "HealthMonitorStatus",
     "KindInfo",
+    "L7Policy",
+    "L7PolicySpec",
+    "L7PolicyStatus",
     "Member",
     "MemberSpec",
     "MemberStatus",

@@ -1,4 +1,5 @@
-"""Pool: the backend group of a VIP (one pool per VIP)."""
+"""Pool: a backend group of a VIP (a VIP has any number: its default, and those its
+L7Policies forward to)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ class LBMethod(StrEnum):
 class PoolSpec(WireModel):
     """How traffic of a VIP is spread over the members."""
 
-    vip_ref: ObjectName = Field(description="Name of the VIP (same namespace) this pool serves.")
+    vip_ref: ObjectName = Field(
+        description="Name of the VIP (same namespace) this pool serves (one of its pools: its"
+        " defaultPoolRef, or one its L7Policies forward to)."
+    )
     protocol: Protocol = Field(
         default=Protocol.TCP,
         description="Protocol to the members (TCP, HTTP, HTTPS or UDP); UDP"

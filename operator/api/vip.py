@@ -15,6 +15,7 @@ from lbaas.api.meta import (
     IPAddress,
     KindInfo,
     LabelSelector,
+    ObjectName,
     ObjectStatus,
     Port,
     PrinterColumn,
@@ -83,18 +84,25 @@ class OperatingStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
-COOKIE_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
-"""Protocols whose requests the device reads: the only ones a cookie can keep on a member."""
+HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
+"""Protocols whose requests the device sees (L7 policies, forwarded headers, cookies)."""
 COOKIE_RULE_MESSAGE = (
     "cookie persistence (HTTP_COOKIE, APP_COOKIE) needs protocol HTTP (the device reads no"
     " cookie of TCP, HTTPS or UDP traffic); use SOURCE_IP"
 )
 UDP_LIMIT_MESSAGE = "a UDP VIP has no connections to limit: connectionLimit must be -1"
+FORWARDED_MESSAGE = "forwardedHeaders needs an HTTP VIP (protocol HTTP or TERMINATED_HTTPS)"
 
 _VIP_RULES: list[JsonValue] = [
     {
+        "rule": "!has(self.forwardedHeaders) || !self.forwardedHeaders"
+        f" || self.protocol in {list(HTTP_PROTOCOLS)}",
+        "message": FORWARDED_MESSAGE,
+        "fieldPath": ".forwardedHeaders",
+    },
+    {
         "rule": "!has(self.sessionPersistence) || self.sessionPersistence.type == 'SOURCE_IP'"
-        f" || self.protocol in {list(COOKIE_PROTOCOLS)}",
+        f" || self.protocol in {list(HTTP_PROTOCOLS)}",
         "message": COOKIE_RULE_MESSAGE,
         "fieldPath": ".sessionPersistence",
     },
@@ -129,6 +137,17 @@ class VIPSpec(WireModel):
     session_persistence: SessionPersistence | None = Field(
         default=None, description="Keep each client on one member; unset = no persistence."
     )
+    default_pool_ref: ObjectName | None = Field(
+        default=None,
+        description="The Pool (of this VIP) for requests no L7Policy takes; unset = its only"
+        " Pool when it has one, else none: HTTP requests get 503, TCP connections are closed.",
+    )
+    forwarded_headers: bool | None = Field(
+        default=None,
+        description="Add X-Forwarded-For, -Proto and -Port to requests (HTTP VIPs). Unset = on"
+        " for HTTP where the device's driver supports it; true = required (a device without"
+        " it cannot serve the VIP); false = off.",
+    )
     device_selector: LabelSelector | None = Field(
         default=None, description="Only Devices whose labels match may take this VIP."
     )
@@ -145,11 +164,13 @@ class VIPSpec(WireModel):
     @model_validator(mode="after")
     def _protocol_rules(self) -> VIPSpec:
         """The CEL rules of ``_VIP_RULES``, for objects the API server did not check."""
+        if self.forwarded_headers and str(self.protocol) not in HTTP_PROTOCOLS:
+            raise ValueError(FORWARDED_MESSAGE)
         persistence = self.session_persistence
         if (
             persistence is not None
             and persistence.type != PersistenceType.SOURCE_IP
-            and str(self.protocol) not in COOKIE_PROTOCOLS
+            and str(self.protocol) not in HTTP_PROTOCOLS
         ):
             raise ValueError(COOKIE_RULE_MESSAGE)
         if self.protocol == Protocol.UDP and self.connection_limit != -1:

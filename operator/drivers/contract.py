@@ -93,6 +93,10 @@ class TrafficStats:
     connection_errors: int = 0
     response_time_ms: float | None = None
     """Average over the device's recent requests, where it knows it."""
+    restarts: int = 0
+    """How often the device's counters started again from zero so far (a reload or restart
+    of the data plane), as the driver knows it: the exporter keeps counters monotonic across
+    them (it also treats any counter that went down as a restart)."""
 
 
 @dataclass(frozen=True)

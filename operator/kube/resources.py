@@ -38,6 +38,7 @@ VIPS = Resource(GROUP, VERSION, "vips", "VIP", True)
 POOLS = Resource(GROUP, VERSION, "pools", "Pool", True)
 MEMBERS = Resource(GROUP, VERSION, "members", "Member", True)
 MONITORS = Resource(GROUP, VERSION, "healthmonitors", "HealthMonitor", True)
+L7POLICIES = Resource(GROUP, VERSION, "l7policies", "L7Policy", True)
 DEVICES = Resource(GROUP, VERSION, "devices", "Device", False)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
 SECRETS = Resource("", "v1", "secrets", "Secret", True)
@@ -47,6 +48,7 @@ ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "Endpoint
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 
 BY_KIND = {
-    r.kind: r for r in (VIPS, POOLS, MEMBERS, MONITORS, DEVICES, NAMESPACES, SERVICES, LEASES)
+    r.kind: r
+    for r in (VIPS, POOLS, MEMBERS, MONITORS, L7POLICIES, DEVICES, NAMESPACES, SERVICES, LEASES)
 }
-TREE_KINDS = (VIPS, POOLS, MEMBERS, MONITORS)
+TREE_KINDS = (VIPS, POOLS, MEMBERS, MONITORS, L7POLICIES)

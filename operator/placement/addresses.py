@@ -15,13 +15,14 @@ _LIMITED_BROADCAST = int(ipaddress.IPv4Address("255.255.255.255"))
 
 
 def _bounds(entry: str) -> tuple[int, int, int]:
-    """(IP version, first, last) of the addresses an entry hands out, as integers: a range as
-    written; a CIDR like ``hosts()`` (IPv4 without network and broadcast, IPv6 without the
-    subnet-router anycast address; /31, /32, /127, /128: every address)."""
+    """(IP version, first, last) of the addresses an entry hands out, as integers: a range
+    from its lower end to its higher (written in either order); a CIDR like ``hosts()`` (IPv4
+    without network and broadcast, IPv6 without the subnet-router anycast address; /31, /32,
+    /127, /128: every address)."""
     if "-" in entry:
         start, _, end = entry.partition("-")
         first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
-        return first.version, int(first), int(last)
+        return first.version, min(int(first), int(last)), max(int(first), int(last))
     network = ipaddress.ip_network(entry, strict=False)
     low, high = int(network.network_address), int(network.broadcast_address)
     if network.version == 4 and network.prefixlen <= 30:
@@ -117,9 +118,8 @@ def pool_contains(pool: Iterable[str], address: IPAddr | str) -> bool:
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     for entry in pool:
         if "-" in entry:
-            start, _, end = entry.partition("-")
-            first, last = ipaddress.ip_address(start), ipaddress.ip_address(end)
-            if first.version == ip.version and int(first) <= int(ip) <= int(last):
+            version, low, high = _bounds(entry)
+            if version == ip.version and low <= int(ip) <= high:
                 return True
             continue
         network = ipaddress.ip_network(entry, strict=False)

@@ -20,14 +20,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from lbaas.api.vip import VIPSpec
+from lbaas.background import spawn
 from lbaas.config import OperatorSettings
 from lbaas.device_index import transport
 from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.placement.candidates import CandidateView, Reservations
+from lbaas.placement.moves import spec_excludes
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
-from lbaas.trees import report, translate
+from lbaas.trees import l7, report, translate
 from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, spec_of, status_of
 from lbaas.workqueue import KeyedQueue
@@ -54,7 +56,6 @@ class Binder:
         self.settings = settings
         self.reserved: Reservations = {}  # device, address, port, transport
         self.unscheduled: set[VipKey] = set()
-        self.moving: dict[VipKey, str] = {}  # VIP → device it leaves (failover)
         self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
         self.inventory_version = 0
         self._queue: KeyedQueue[VipKey] = KeyedQueue(self.bind, name="binder")
@@ -120,21 +121,31 @@ class Binder:
             if not status_of(vip).get("device"):
                 await self.reporter.finalizer(vip, present=False)
             return False
-        if leaving is None and not self.needs_binding(vip):
-            self.unscheduled.discard(key)
-            return True
         try:
             spec = VIPSpec.model_validate(spec_of(vip))
         except ValueError as exc:
+            if leaving is None and not self.needs_binding(vip):
+                return True  # bound already: its agent says what is wrong with the spec
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, "InvalidSpec", f"spec is invalid: {exc}")
             return False
+        move = None if leaving is not None else self._excluded(vip, spec)
+        if move is not None:
+            leaving = str(status_of(vip)["device"])
+        elif leaving is None and not self.needs_binding(vip):
+            self.unscheduled.discard(key)
+            return True
         if leaving is not None and spec.device_ref == leaving:
             self._stuck(key, vip, leaving, "it is pinned to that device by spec.deviceRef")
             return False
         seen = self.inventory_version
         probe = self._probe(key, vip, spec)
         decision = self.candidates.decide(key, spec, leaving, probe)
+        if not decision.eligible and (lean := l7.essential(probe, spec)) != probe:
+            # No device serves all of it: one that serves the VIP without what may be left
+            # out (a policy, default forwarded headers) will do, those then say Unsupported;
+            # and if none does, why is about what the VIP needs (capacity, an address...).
+            probe, decision = lean, self.candidates.decide(key, spec, leaving, lean)
         if self.candidates.awaiting_probe(key, spec, leaving):
             # Devices that would take it have not been probed yet (a cold start): their
             # first status wakes this VIP. Binding now would pile every VIP onto the first
@@ -169,7 +180,7 @@ class Binder:
             else:
                 reason, message = decision.reason, decision.explain()
             if leaving is not None:
-                self._stuck(key, vip, leaving, message)
+                self._stuck(key, vip, leaving, message, move=move)
                 return False
             self.unscheduled.add(key)
             if self.inventory_version != seen:
@@ -179,7 +190,7 @@ class Binder:
             return False
         self.reserved[key] = (chosen.name, address, spec.port, transport(spec.protocol))
         try:
-            return await self._write_binding(key, vip, chosen.name, address, leaving)
+            return await self._write_binding(key, vip, chosen.name, address, leaving, move)
         finally:
             self.reserved.pop(key, None)
 
@@ -192,30 +203,51 @@ class Binder:
             return translate.probe(key[0], key[1], spec)
         return translate.load_balancer(tree, spec.address or "")
 
-    def _stuck(self, key: VipKey, vip: Mapping[str, Any], leaving: str, message: str) -> None:
-        """A failover with nowhere to go: the VIP stays bound to ``leaving``.
+    def _excluded(self, vip: Mapping[str, Any], spec: VIPSpec) -> str | None:
+        """Why a bound VIP's spec no longer allows its device (it moves), or None."""
+        device = status_of(vip).get("device")
+        if not device or self.views.device(str(device)) is None or is_deleting(vip):
+            return None
+        return spec_excludes(spec, str(device))
 
-        Unbinding it would report it unscheduled, take its configuration off the device once
-        that is back (an orphan) and give it a new address: worse than waiting. The failover
-        loop tries again every second; a Warning Event says why, once per reason.
+    def _stuck(
+        self, key: VipKey, vip: Mapping[str, Any], leaving: str, message: str, *,
+        move: str | None = None,
+    ) -> None:  # fmt: skip
+        """A move with nowhere to go: the VIP stays bound to ``leaving`` (and serves there).
+
+        Unbinding it would report it unscheduled, take its configuration off the device (an
+        orphan) and give it a new address: worse than waiting. A failover tries again every
+        second; a move asked by the spec (``move``: why) when the inventory changes, and its
+        ``Scheduled`` condition says why it waits. A Warning Event says why, once per reason.
         """
+        why = move or "NotReady"
+        text = (
+            f"cannot move off device {leaving} ({why}): {message}; it stays there and moves"
+            " as soon as another device can take it"
+        )
+        if move is not None:
+            self.unscheduled.add(key)  # the next inventory change tries again
+            condition = Cond(SCHEDULED, False, "MovePending", text)
+            spawn(self.reporter.status(dict(vip), desired_status(
+                status_of(vip), phase=None, reason=None, message=None, generation=None,
+                conditions=[condition])))  # fmt: skip
         if self.stuck.get(key) == message:
             return
         self.stuck[key] = message
-        self.reporter.warn(
-            vip,
-            reason="FailoverPending",
-            message=f"cannot move off device {leaving} (NotReady): {message}; it stays there"
-            " and moves as soon as another device can take it",
-        )
+        reason = "MovePending" if move is not None else "FailoverPending"
+        self.reporter.warn(vip, reason=reason, message=text)
 
     async def _write_binding(
-        self, key: VipKey, vip: Mapping[str, Any], device: str, address: str, leaving: str | None
-    ) -> bool:
+        self, key: VipKey, vip: Mapping[str, Any], device: str, address: str,
+        leaving: str | None, move: str | None = None,
+    ) -> bool:  # fmt: skip
         if not await self.reporter.finalizer(dict(vip), present=True):
             return False
         latest = self.views.vip(key) or vip
-        if leaving:
+        if leaving and move:
+            reason, message = "Moved", f"moved from device {leaving} to {device}: {move}"
+        elif leaving:
             reason, message = "FailedOver", f"moved from device {leaving} (NotReady) to {device}"
         else:
             reason, message = "Scheduled", f"bound to device {device}, address {address}"

@@ -18,11 +18,13 @@ import time
 
 from lbaas.api.device import DevicePhase
 from lbaas.config import OperatorSettings
+from lbaas.drivers.capabilities import described, missing
+from lbaas.drivers.model import LoadBalancer
 from lbaas.kube.informer import Informer
 from lbaas.leases import LeaseRecord, Observer
 from lbaas.reporter import Reporter
 from lbaas.status import PROGRAMMED, READY, Cond, condition, desired_status, now
-from lbaas.trees import report, translate
+from lbaas.trees import l7, report, translate
 from lbaas.trees.assemble import build
 from lbaas.views import Views, is_deleting, meta_of, status_of
 
@@ -115,6 +117,7 @@ class Ownerless:
             )
             if await self.reporter.status(device, desired):
                 self.reporter.warn(device, reason=NO_AGENT, message=message)
+        features: list[str] | None = status.get("features")
         for key in sorted(self.views.bound_vips(name)):
             vip = self.views.vip(key)
             if vip is None:
@@ -124,6 +127,8 @@ class Ownerless:
                 continue
             address = str(tree.vip_spec.address or status_of(vip).get("address") or "")
             lb = translate.load_balancer(tree, address)
+            if features is not None:  # what its agent left out for lack of them, say so again
+                lb = l7.fit(tree, lb, lambda trial: _lacking(trial, features), device=name)
             # Programmed and every object's status written for its current spec: the device
             # held this tree when its agent went. A spec changed since was never applied (its
             # agent may have died applying it): Pending, never Active at the new generation.
@@ -137,3 +142,9 @@ class Ownerless:
                 pairs = report.failed(tree, "Pending", "DeviceNotReady", why)
             for obj, desired_doc in pairs:
                 await self.reporter.status(obj.snap, desired_doc)
+
+
+def _lacking(lb: LoadBalancer, features: list[str]) -> str | None:
+    """What ``lb`` asks for beyond ``features`` (a Device's status.features), as a reason."""
+    lacking = missing(lb, features)
+    return f"lacks {described(lacking)}" if lacking else None

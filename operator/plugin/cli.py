@@ -108,6 +108,9 @@ def status_text(tree: dict[str, Any], *, full: bool) -> str:
                     f"{m['address']} w={m['weight']}",
                 ]
             )
+    for policy in tree.get("policies", []):
+        detail = f"priority {policy['priority']} {policy['action']}"
+        rows.append([f"  L7Policy/{policy['name']}", policy["phase"], "", policy["reason"], detail])
     device = tree["device"]
     if device is None:
         rows.append(["Device", "-", "", "", "not bound to a device"])
@@ -127,9 +130,11 @@ def status_text(tree: dict[str, Any], *, full: bool) -> str:
 
 
 def _messages(tree: dict[str, Any]) -> str:
-    objects = [tree["vip"]] + [
-        o for p in tree["pools"] for o in [p, *p["healthMonitors"], *p["members"]]
-    ]
+    objects = (
+        [tree["vip"]]
+        + [o for p in tree["pools"] for o in [p, *p["healthMonitors"], *p["members"]]]
+        + list(tree.get("policies", []))
+    )
     if tree["device"] and tree["device"].get("found"):
         objects.append(tree["device"])
     lines = ["Messages:"]

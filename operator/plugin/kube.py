@@ -31,6 +31,9 @@ PLURALS = {
     "healthmonitors": "healthmonitors",
     "hm": "healthmonitors",
     "lbhm": "healthmonitors",
+    "l7policy": "l7policies",
+    "l7policies": "l7policies",
+    "l7p": "l7policies",
     "device": "devices",
     "devices": "devices",
     "lbdev": "devices",
@@ -40,6 +43,7 @@ KINDS = {
     "pools": "Pool",
     "members": "Member",
     "healthmonitors": "HealthMonitor",
+    "l7policies": "L7Policy",
     "devices": "Device",
 }
 

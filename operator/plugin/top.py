@@ -38,9 +38,9 @@ COUNTERS = {
 }
 GAUGES = {"sessions": "lbaas_vip_current_sessions", "rt": "lbaas_vip_response_time_seconds"}
 NO_TRAFFIC = (
-    "traffic: the agents export no per-VIP traffic series yet (lbaas_vip_*, docs/metrics.md"
-    " section 3: they come with the data-plane metrics, issue 22 part 2); shown: the"
-    " operator's view only"
+    "traffic: the agents export no per-VIP traffic series for these VIPs (lbaas_vip_*,"
+    " docs/metrics.md section 3: only drivers with the feature ops.traffic-stats read them, and"
+    " config.trafficMetrics may be off); shown: the operator's view only"
 )
 
 VipKey = tuple[str, str]

@@ -111,12 +111,13 @@ def gather(
     monitors = [
         m for m in reader.objects("healthmonitors", namespace) if _ref(m, "poolRef") in pool_names
     ]
+    policies = [p for p in reader.objects("l7policies", namespace) if _ref(p, "vipRef") == name]
     status = vip.get("status") or {}
     spec = vip.get("spec") or {}
     device_name = str(status.get("device") or "")
     device = reader.get("devices", device_name, None) if device_name else None
     happened: list[dict[str, Any]] = []
-    for obj in [vip, *pools, *members, *monitors]:
+    for obj in [vip, *pools, *members, *monitors, *policies]:
         happened += [event(e) for e in reader.events(obj, namespace)]
     if device is not None:
         happened += [event(e) for e in reader.events(device, operator_namespace)]
@@ -149,9 +150,22 @@ def gather(
                 ],
             }
         )
+    tree["policies"] = [policy_row(p) for p in sorted(policies, key=_policy_order)]
     if reader.notes:
         tree["notes"] = list(dict.fromkeys(reader.notes))
     return tree
+
+
+def policy_row(policy: Mapping[str, Any]) -> dict[str, Any]:
+    spec = policy.get("spec") or {}
+    row = summary(policy)
+    row.update(priority=spec.get("priority", 1000), action=(spec.get("action") or {}).get("type"))
+    return row
+
+
+def _policy_order(policy: Mapping[str, Any]) -> tuple[int, str]:
+    """Evaluation order: priority, then name."""
+    return int((policy.get("spec") or {}).get("priority", 1000)), _name(policy)
 
 
 def health(tree: Mapping[str, Any]) -> str:

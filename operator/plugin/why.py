@@ -20,6 +20,7 @@ PARENT = {
     "members": ("pools", "poolRef"),
     "healthmonitors": ("pools", "poolRef"),
     "pools": ("vips", "vipRef"),
+    "l7policies": ("vips", "vipRef"),
 }
 SCHEDULING = ("NoEligibleDevice", "AddressNotAllowed", "AddressInUse", "QuotaExceeded")
 

@@ -52,7 +52,9 @@ from lbaas.workqueue import KeyedQueue
 log = logging.getLogger(__name__)
 
 MANAGER = "lbaas-services"
-WAVES = waves()
+GENERATES = ("VIP", "Pool", "Member", "HealthMonitor")
+"""The kinds a Service's tree has (no L7Policy: a Service routes by port, not by request)."""
+WAVES = [wave for wave in (tuple(k for k in w if k in GENERATES) for w in waves()) if wave]
 
 
 class ServiceController:
@@ -229,8 +231,13 @@ class ServiceController:
 
     def _generated(self, key: Key) -> list[Obj]:
         """The objects generated for the Service: labelled for it and owned by a Service of
-        that name (a hand-made object that only carries the label is never deleted)."""
-        return [o for o in self.views.generated(*key) if translate.generated_for(o, key[1])]
+        that name (a hand-made object that only carries the label is never deleted), of the
+        kinds it generates."""
+        return [
+            o
+            for o in self.views.generated(*key)
+            if o["kind"] in GENERATES and translate.generated_for(o, key[1])
+        ]
 
     async def _status(self, key: Key, service: Obj) -> None:
         vips = {meta_of(o)["name"]: o for o in self._generated(key) if o["kind"] == "VIP"}

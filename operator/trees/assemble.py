@@ -12,8 +12,9 @@ from typing import Any
 from lbaas.api.device import DeviceSpec
 from lbaas.api.member import MemberSpec
 from lbaas.placement.policy import member_address_problem
+from lbaas.trees import l7
 from lbaas.trees.tree import Tree, build_tree
-from lbaas.views import Views
+from lbaas.views import Views, spec_of
 
 VipKey = tuple[str, str]
 
@@ -43,4 +44,10 @@ def build(
                     return "MemberAddressNotAllowed", problem
         return None
 
-    return build_tree(vip, pools, members_of, monitors_of, member_check)
+    def pool_owner(name: str) -> str | None:
+        found = views.pool(namespace, name)
+        return None if found is None else str(spec_of(found).get("vipRef") or "")
+
+    tree = build_tree(vip, pools, members_of, monitors_of, member_check, pool_owner)
+    policies = views.children("L7Policy", namespace, key[1])
+    return l7.attach(tree, policies, pool_owner)

@@ -77,11 +77,12 @@ class Orphans:
         if missing is None:
             return
         status = status_of(obj)
-        if status.get("reason") == "ParentNotFound":
+        current = status.get("observedGeneration") == meta_of(obj).get("generation")
+        if status.get("reason") == "ParentNotFound" and current:
             return
         since = None
         cond = condition(status, PROGRAMMED)
-        if cond.get("reason") == "WaitingForParent":
+        if cond.get("reason") == "WaitingForParent" and current:
             since = cond.get("lastTransitionTime")
         waited = _seconds_since(since) if since else 0.0
         if waited >= self.timeout:

@@ -33,7 +33,7 @@ from lbaas.drivers.model import LoadBalancer
 from lbaas.placement.policy import vip_address_problem
 from lbaas.reporter import FINALIZER, Reporter
 from lbaas.status import PROGRAMMED, condition
-from lbaas.trees import report, translate
+from lbaas.trees import l7, report, translate
 from lbaas.trees.assemble import build
 from lbaas.trees.loop import Mode, Result
 from lbaas.trees.tree import Tree
@@ -72,6 +72,7 @@ class TreeReconciler:
             self._delete_attempts.pop(key, None)
             return Result.STOP
         device = str(status_of(vip).get("device") or "")
+        await leave_others(self.workers, key, device)
         worker = self.workers.get(device)
         if worker is None:
             return Result.STOP
@@ -91,7 +92,7 @@ class TreeReconciler:
                 await self._forget(worker, key, tree, self._address(tree, vip))
             await self.out.write(device, report.failed(self.out.fresh(tree), "Error", *refused))
             return Result.BLOCKED
-        lb = translate.load_balancer(tree, self._address(tree, vip))
+        lb = fitted(worker, tree, translate.load_balancer(tree, self._address(tree, vip)))
         why = unsupported(worker, lb)
         if why is not None:
             # As a refused apply: the device goes on serving what it had (nothing is sent).
@@ -295,6 +296,17 @@ class TreeReconciler:
         worker.applied.pop(key, None)
 
 
+def fitted(worker: DeviceWorker, tree: Tree, lb: LoadBalancer) -> LoadBalancer:
+    """``lb`` without the policies (and default forwarded headers) its device cannot serve,
+    those policies marked ``Unsupported`` in ``tree`` (``lbaas.trees.l7.fit``)."""
+    driver, handle = worker.driver, worker.handle
+    if driver is None or handle is None:
+        return lb
+    return l7.fit(
+        tree, lb, lambda trial: why_unsupported(driver, handle.config, trial), device=worker.name
+    )
+
+
 def unsupported(worker: DeviceWorker, lb: LoadBalancer) -> str | None:
     """Why the device cannot serve ``lb`` at all (a feature its driver lacks, or the
     driver's own refusal), naming the feature; None when it can."""
@@ -315,3 +327,16 @@ def _said(error: DriverError) -> str:
     if feature and feature not in error.user_message:
         return f"{error.user_message} (feature {feature})"
     return error.user_message
+
+
+async def leave_others(workers: Mapping[str, DeviceWorker], key: VipKey, device: str) -> None:
+    """Take ``key`` off the devices of this agent that served it before it moved to ``device``
+    (a deviceRef changed, a failover): not one resync later, when their orphan check would."""
+    for name, other in list(workers.items()):
+        if name == device or key not in other.applied:
+            continue
+        other.applied.pop(key, None)
+        try:
+            await other.delete(key)
+        except DriverError as exc:  # its orphan check removes it later
+            log.info("%s/%s left device %s, not removed yet: %s", *key, name, exc.user_message)

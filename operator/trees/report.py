@@ -18,6 +18,7 @@ from lbaas.api.member import MemberOperatingStatus as M
 from lbaas.drivers.model import LoadBalancer
 from lbaas.kinds import BY_KIND
 from lbaas.status import (
+    DEFAULT_POOL,
     PROGRAMMED,
     READY,
     SCHEDULED,
@@ -68,7 +69,8 @@ def _invalid(obj: TreeObject) -> Pair:
 
 
 def waiting(obj: TreeObject, why: str) -> Pair:
-    """A child whose parent is missing or going away."""
+    """A child whose parent is missing or going away (what its spec names now: the status
+    describes this generation)."""
     return _doc(
         obj,
         "Pending",
@@ -78,6 +80,7 @@ def waiting(obj: TreeObject, why: str) -> Pair:
             Cond(PROGRAMMED, False, "WaitingForParent", why),
             Cond(READY, False, "WaitingForParent", why),
         ],
+        generation=obj.generation,
     )
 
 
@@ -91,6 +94,7 @@ def parent_not_found(obj: TreeObject, message: str) -> Pair:
             Cond(PROGRAMMED, False, "ParentNotFound", message),
             Cond(READY, False, "ParentNotFound", message),
         ],
+        generation=obj.generation,
     )
 
 
@@ -211,23 +215,20 @@ def active(
             out.append(_invalid(obj))
             continue
         extra: dict[str, Any] = {}
+        conds, said = [programmed, ready], message
         if obj.kind == "VIP":
             extra = {"operatingStatus": rollup}
+            default = tree.default
+            conds.append(
+                Cond(DEFAULT_POOL, default.name is not None, default.reason, default.message)
+            )
+            if default.name is None:
+                said = f"{message}; {default.message}"
         elif obj.kind == "Pool":
             extra = {"operatingStatus": pools.get(obj.name, rollup)}
         elif obj.kind == "Member":
             extra = {"operatingStatus": members.get(obj.name, M.OFFLINE)}
-        out.append(
-            _doc(
-                obj,
-                "Active",
-                reason,
-                message,
-                [programmed, ready],
-                extra=extra,
-                generation=obj.generation,
-            )
-        )
+        out.append(_doc(obj, "Active", reason, said, conds, extra=extra, generation=obj.generation))
     return out
 
 

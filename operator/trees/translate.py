@@ -2,17 +2,20 @@
 
 The only place where the API's specs become what drivers see (``lbaas.drivers.model``): a
 change of ``v1alpha1`` reaches drivers only through here. The VIP is one load balancer with
-one listener, named after the VIP; its pools keep their names; session persistence, set on the
-VIP in the API, applies to each of its pools.
+one listener, named after the VIP, whose policies are the tree's L7Policies in evaluation
+order and whose default pool is the tree's; its pools keep their names; session persistence,
+set on the VIP in the API, applies to each of its pools. Forwarded headers: as the VIP says,
+on by default for HTTP (``lbaas.trees.l7.fit`` drops the default where the device lacks them).
 """
 
 from __future__ import annotations
 
+from lbaas.api import l7match, l7policy
 from lbaas.api.healthmonitor import HealthMonitorSpec
 from lbaas.api.member import MemberSpec
-from lbaas.api.vip import VIPSpec
+from lbaas.api.vip import HTTP_PROTOCOLS, VIPSpec
 from lbaas.drivers import model
-from lbaas.trees.tree import PoolNode, Tree
+from lbaas.trees.tree import PolicyNode, PoolNode, Tree
 
 
 def member(name: str, spec: MemberSpec) -> model.Member:
@@ -63,7 +66,12 @@ def pool(node: PoolNode, vip: VIPSpec) -> model.Pool:
     )
 
 
-def listener(name: str, vip: VIPSpec, default_pool: str | None) -> model.Listener:
+def listener(
+    name: str,
+    vip: VIPSpec,
+    default_pool: str | None,
+    policies: tuple[model.L7Policy, ...] = (),
+) -> model.Listener:
     return model.Listener(
         name=name,
         port=vip.port,
@@ -71,7 +79,16 @@ def listener(name: str, vip: VIPSpec, default_pool: str | None) -> model.Listene
         connection_limit=None if vip.connection_limit == -1 else vip.connection_limit,
         admin_state_up=vip.admin_state_up,
         default_pool=default_pool,
+        policies=policies,
+        forwarded_headers=forwarded_headers(vip),
     )
+
+
+def forwarded_headers(vip: VIPSpec) -> bool:
+    """As the VIP says; unset: on for HTTP VIPs."""
+    if vip.forwarded_headers is not None:
+        return vip.forwarded_headers
+    return str(vip.protocol) in HTTP_PROTOCOLS
 
 
 def load_balancer(tree: Tree, address: str) -> model.LoadBalancer:
@@ -80,13 +97,78 @@ def load_balancer(tree: Tree, address: str) -> model.LoadBalancer:
     vip = tree.vip_spec
     assert vip is not None, "a tree with an invalid VIP spec has no load balancer"
     pools = tuple(pool(node, vip) for node in tree.pools)
-    default = pools[0].name if pools else None
+    policies = tuple(policy(node) for node in tree.policies)
     return model.LoadBalancer(
         namespace=tree.namespace,
         name=tree.vip.name,
         address=address,
-        listeners=(listener(tree.vip.name, vip, default),),
+        listeners=(listener(tree.vip.name, vip, tree.default.name, policies),),
         pools=pools,
+    )
+
+
+# ---- L7 policies ------------------------------------------------------------------------------
+
+
+def policy(node: PolicyNode) -> model.L7Policy:
+    spec = node.spec
+    return model.L7Policy(
+        name=node.name,
+        priority=spec.priority,
+        match=match(spec.match),
+        action=action(spec.action),
+        request_headers=header_changes(spec.request_headers),
+        response_headers=header_changes(spec.response_headers),
+    )
+
+
+def match(spec: l7match.Match) -> model.Match:
+    path = spec.path
+    return model.Match(
+        hostnames=tuple(dict.fromkeys(spec.hostnames or ())),
+        path=model.PathMatch(model.PathMatchType(str(path.type)), path.value) if path else None,
+        headers=tuple(_value_match(h) for h in spec.headers or ()),
+        method=str(spec.method) if spec.method else None,
+        query_params=tuple(_value_match(q) for q in spec.query_params or ()),
+    )
+
+
+def _value_match(spec: l7match.HeaderMatch | l7match.QueryParamMatch) -> model.ValueMatch:
+    return model.ValueMatch(spec.name, spec.value, model.ValueMatchType(str(spec.type)))
+
+
+def action(spec: l7policy.Action) -> model.Action:
+    kind = model.ActionType(str(spec.type))
+    if kind == model.ActionType.FORWARD:
+        pools = tuple(
+            model.WeightedPool(p.pool_ref, p.weight) for p in spec.pools or () if p.weight
+        )
+        return model.Action(kind, pools=pools)
+    if kind == model.ActionType.REDIRECT:
+        found = spec.redirect
+        assert found is not None, "the model refuses a Redirect without redirect"
+        path = found.path
+        return model.Action(
+            kind,
+            redirect=model.Redirect(
+                scheme=found.scheme,
+                hostname=found.hostname,
+                port=found.port,
+                replace_full_path=path.replace_full_path if path else None,
+                replace_prefix_match=path.replace_prefix_match if path else None,
+                status_code=found.status_code,
+            ),
+        )
+    return model.Action(kind, status_code=spec.reject.status_code if spec.reject else 403)
+
+
+def header_changes(spec: l7policy.HeaderChanges | None) -> model.HeaderChanges | None:
+    if spec is None:
+        return None
+    return model.HeaderChanges(
+        set=tuple(model.Header(h.name, h.value) for h in spec.set or ()),
+        add=tuple(model.Header(h.name, h.value) for h in spec.add or ()),
+        remove=tuple(spec.remove or ()),
     )
 
 

@@ -1,9 +1,11 @@
 """Building the desired tree of one VIP from what the indices hold.
 
-A tree is the VIP, its pools, each pool's members and health monitor. Objects being deleted
-are left out of the desired state (so the driver removes them) but kept in ``objects`` so
-their deletion can be confirmed. A second pool for the same VIP (or a second monitor for the
-same pool) is a conflict: the oldest wins and the others are reported, never silently merged.
+A tree is the VIP, its pools, each pool's members and health monitor, and its L7 policies
+(``lbaas.trees.l7`` adds those). Objects being deleted are left out of the desired state (so
+the driver removes them) but kept in ``objects`` so their deletion can be confirmed. Every
+valid pool of the VIP is in the tree; the default pool (requests no policy takes) is the one
+``spec.defaultPoolRef`` names, else the only pool. A second monitor for the same pool is a
+conflict: the oldest wins and the others are reported, never silently merged.
 ``translate`` turns a tree into the driver data model.
 """
 
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from lbaas.api.healthmonitor import HealthMonitorSpec
+from lbaas.api.l7policy import L7PolicySpec
 from lbaas.api.member import MemberSpec
 from lbaas.api.pool import PoolSpec
 from lbaas.api.vip import VIPSpec
@@ -27,6 +30,9 @@ Snapshot = Mapping[str, Any]
 
 MemberCheck = Callable[[MemberSpec], tuple[str, str] | None]
 """Why a member may not be used on the tree's device: (reason, message), or None."""
+PoolOwner = Callable[[str], str | None]
+"""The VIP a Pool of the tree's namespace names (``vipRef``), by the Pool's name; None when
+no such Pool exists (to tell a missing pool from another VIP's)."""
 
 
 def name_of(snap: Snapshot) -> str:
@@ -86,11 +92,39 @@ class PoolNode:
 
 
 @dataclass
+class PolicyNode:
+    """An L7 policy that may go to the device: valid, its pools in the tree, no conflict."""
+
+    obj: TreeObject
+    spec: L7PolicySpec
+
+    @property
+    def name(self) -> str:
+        return self.obj.name
+
+
+@dataclass(frozen=True)
+class DefaultPool:
+    """Where requests no policy takes go, and why (for the VIP's ``DefaultPool`` condition).
+
+    ``reason``: ``Resolved`` (``name`` is set), ``NoDefaultPool`` (no pool, or several and
+    none named), ``PoolNotFound`` / ``PoolNotInVIP`` (``defaultPoolRef`` names no pool of the
+    VIP)."""
+
+    name: str | None
+    reason: str
+    message: str
+
+
+@dataclass
 class Tree:
     vip: TreeObject
     vip_spec: VIPSpec | None
     objects: list[TreeObject]  # every object of the tree, VIP first
     pools: list[PoolNode]  # the pools in use, oldest first
+    default: DefaultPool = DefaultPool(None, "NoDefaultPool", "the VIP has no pool")
+    policies: list[PolicyNode] = field(default_factory=list)
+    """The policies in use, in evaluation order (priority, then name)."""
 
     @property
     def namespace(self) -> str:
@@ -106,7 +140,9 @@ class Tree:
         )
 
 
-def _parse(model: type[M], obj: TreeObject) -> M | None:
+def parse(model: type[M], obj: TreeObject) -> M | None:
+    """``obj``'s spec as ``model``; None (and ``obj`` marked InvalidSpec) when it does not
+    validate."""
     try:
         return model.model_validate(obj.snap.get("spec") or {})
     except ValidationError as exc:
@@ -164,35 +200,37 @@ def build_tree(
     members_of: Mapping[str, Iterable[Snapshot]],
     monitors_of: Mapping[str, Iterable[Snapshot]],
     member_check: MemberCheck | None = None,
+    pool_owner: PoolOwner | None = None,
 ) -> Tree:
     """Assemble a VIP's tree. ``members_of``/``monitors_of`` map a pool name to its children.
 
     ``member_check`` (the device's member policy) leaves refused members out of the desired
-    state, marked with its reason; the rest of the pool keeps serving.
+    state, marked with its reason; the rest of the pool keeps serving. ``pool_owner`` tells
+    a ``defaultPoolRef`` to another VIP's pool from one to no pool at all.
     """
     vip_obj = TreeObject(vip)
-    vip_spec = _parse(VIPSpec, vip_obj)
+    vip_spec = parse(VIPSpec, vip_obj)
     objects = [vip_obj]
-    pool_obj, pool_objs = _pick_one(pools, "pool", f"VIP {vip_obj.name}")
+    pool_objs = [TreeObject(s) for s in sorted(pools, key=_age_key)]
     objects += pool_objs
-    pool_spec = _parse(PoolSpec, pool_obj) if pool_obj else None
-    mismatch = (
-        _protocol_mismatch(vip_obj.name, vip_spec, pool_spec)
-        if pool_obj is not None and pool_spec is not None and vip_spec is not None
-        else None
-    )
-    if pool_obj is not None and mismatch:
-        pool_obj.problem_reason, pool_obj.problem = PROTOCOL_MISMATCH, mismatch
-        pool_spec = None
     nodes: list[PoolNode] = []
     for pool in pool_objs:
+        pool_spec = None if pool.deleting else parse(PoolSpec, pool)
+        mismatch = (
+            _protocol_mismatch(vip_obj.name, vip_spec, pool_spec)
+            if pool_spec is not None and vip_spec is not None
+            else None
+        )
+        if mismatch:
+            pool.problem_reason, pool.problem = PROTOCOL_MISMATCH, mismatch
+            pool_spec = None
         member_objs = [TreeObject(s) for s in sorted(members_of.get(pool.name, ()), key=_age_key)]
         objects += member_objs
         mon_obj, mon_objs = _pick_one(
             monitors_of.get(pool.name, ()), "health monitor", f"pool {pool.name}"
         )
         objects += mon_objs
-        if pool is not pool_obj or pool_spec is None:
+        if pool_spec is None:
             for child in member_objs + mon_objs:
                 if child.problem:
                     continue
@@ -202,22 +240,84 @@ def build_tree(
                     child.problem_reason = "ParentConflict"
                     child.problem = f"its pool {pool.name} is not in use: {pool.problem}"
             continue
-        node = PoolNode(pool, pool_spec)
-        for m in member_objs:
-            spec = _parse(MemberSpec, m)
-            if spec is None or m.deleting:
-                continue
-            refused = member_check(spec) if member_check else None
-            if refused:
-                m.problem_reason, m.problem = refused
-                continue
-            node.members.append((m.name, spec))
-        if mon_obj is not None:
-            monitor_spec = _parse(HealthMonitorSpec, mon_obj)
-            why = monitor_spec and _monitor_mismatch(pool.name, pool_spec, monitor_spec)
-            if why:
-                mon_obj.problem_reason, mon_obj.problem = PROTOCOL_MISMATCH, why
-            elif monitor_spec is not None:
-                node.monitor = (mon_obj.name, monitor_spec)
-        nodes.append(node)
-    return Tree(vip=vip_obj, vip_spec=vip_spec, objects=objects, pools=nodes)
+        nodes.append(_pool_node(pool, pool_spec, member_objs, mon_obj, member_check))
+    tree = Tree(vip=vip_obj, vip_spec=vip_spec, objects=objects, pools=nodes)
+    if vip_spec is not None:
+        tree.default = default_pool(tree, vip_spec, pool_owner)
+    return tree
+
+
+def _pool_node(
+    pool: TreeObject,
+    spec: PoolSpec,
+    member_objs: list[TreeObject],
+    mon_obj: TreeObject | None,
+    member_check: MemberCheck | None,
+) -> PoolNode:
+    node = PoolNode(pool, spec)
+    for m in member_objs:
+        member_spec = parse(MemberSpec, m)
+        if member_spec is None or m.deleting:
+            continue
+        refused = member_check(member_spec) if member_check else None
+        if refused:
+            m.problem_reason, m.problem = refused
+            continue
+        node.members.append((m.name, member_spec))
+    if mon_obj is not None:
+        monitor_spec = parse(HealthMonitorSpec, mon_obj)
+        why = monitor_spec and _monitor_mismatch(pool.name, spec, monitor_spec)
+        if why:
+            mon_obj.problem_reason, mon_obj.problem = PROTOCOL_MISMATCH, why
+        elif monitor_spec is not None:
+            node.monitor = (mon_obj.name, monitor_spec)
+    return node
+
+
+def default_pool(tree: Tree, spec: VIPSpec, pool_owner: PoolOwner | None = None) -> DefaultPool:
+    """The pool for requests no policy takes: ``defaultPoolRef``'s, else the only pool."""
+    in_use = [node.name for node in tree.pools]
+    named = spec.default_pool_ref
+    if named is None and len(in_use) == 1:
+        named = in_use[0]
+    if named in in_use:
+        return DefaultPool(named, "Resolved", f"requests no L7Policy takes go to pool {named}")
+    if str(spec.protocol) == "TCP":
+        answer = "connections are closed"
+    else:
+        answer = "requests no L7Policy takes are answered 503"
+    if named is not None:
+        reason, why = pool_problem(tree, named, pool_owner, what="spec.defaultPoolRef")
+        return DefaultPool(None, reason, f"{why}: {answer}")
+    if not in_use:
+        return DefaultPool(None, "NoDefaultPool", f"the VIP has no pool: {answer}")
+    return DefaultPool(
+        None,
+        "NoDefaultPool",
+        f"the VIP has {len(in_use)} pools and no spec.defaultPoolRef: {answer}",
+    )
+
+
+def pool_problem(
+    tree: Tree, name: str, pool_owner: PoolOwner | None, *, what: str
+) -> tuple[str, str]:
+    """Why the pool ``name`` that ``what`` names is not one of the tree's pools in use:
+    (``PoolNotFound`` | ``PoolNotInVIP``, message)."""
+    vip = tree.vip.name
+    obj = next((o for o in tree.objects if o.kind == "Pool" and o.name == name), None)
+    if obj is not None and obj.deleting:
+        return "PoolNotFound", f"{what} names Pool {name}, which is being deleted"
+    if obj is not None:
+        return "PoolNotFound", f"{what} names Pool {name}, which cannot be used: {obj.problem}"
+    owner = pool_owner(name) if pool_owner is not None else None
+    if owner is not None and owner != vip:
+        return (
+            "PoolNotInVIP",
+            f"{what} names Pool {name}, which belongs to VIP {owner}: only pools of VIP {vip}"
+            " may be used",
+        )
+    return (
+        "PoolNotFound",
+        f"{what} names Pool {name}, which does not exist; create it (vipRef: {vip}) or fix"
+        " the name",
+    )

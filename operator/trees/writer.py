@@ -4,7 +4,8 @@ A reconcile builds its tree once; by the time it reports, its own earlier writes
 and the watch have moved the objects on. ``fresh`` points the tree at the newest copies so
 reports keep transition times right; ``write`` sends each object's status (the VIP's only
 while it still names this device) and posts a Warning Event when an object turns Error or
-its error changes.
+its error changes, or when a VIP has no default pool (any more): it serves, but answers 503
+to what no policy takes (a second Pool added without ``defaultPoolRef`` does that).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lbaas.reporter import Reporter
+from lbaas.status import DEFAULT_POOL, condition
 from lbaas.trees.tree import Tree
 from lbaas.views import Views, status_of
 
@@ -46,6 +48,11 @@ class TreeWriter:
             was = (status_of(latest).get("phase"), status_of(latest).get("message"))
             if desired.get("phase") == "Error" and was != ("Error", desired.get("message")):
                 self.reporter.warn(latest, reason=desired["reason"], message=desired["message"])
+            default = condition(desired, DEFAULT_POOL)
+            if default.get("status") == "False":
+                before = condition(status_of(latest), DEFAULT_POOL)
+                if (before.get("status"), before.get("message")) != ("False", default["message"]):
+                    self.reporter.warn(latest, reason=default["reason"], message=default["message"])
             if obj.kind == "VIP":
                 if status_of(latest).get("device") != device:
                     ok = False

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import ipaddress
 import itertools
+import json
 import os
 import re
 import shutil
@@ -88,6 +89,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {}
             if url.path == "/login":
                 headers["Set-Cookie"] = f"JSESSIONID={backend.name}-{backend.hits}; Path=/"
+            if "echo" in query:  # what reached the member (L7 tests: header changes, XFF)
+                seen = [[k.lower(), v] for k, v in self.headers.items()]
+                body = json.dumps({"name": backend.name, "path": self.path, "headers": seen})
+                self._reply(200, body.encode(), {"Server": "member", "X-Secret": "s"})
+                return
             self._reply(200, backend.name.encode(), headers)
         finally:
             with backend.lock:

@@ -49,7 +49,7 @@ from lbaas.trees.tree import build_tree
 BACKEND_THIRD = 71
 """Backends listen on ``<net>.71.x``."""
 VIP_PREFIX = "127.0.70."
-TREE_KINDS = ("HealthMonitor", "Member", "Pool", "VIP")
+TREE_KINDS = ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP")
 """Deleted in this order at teardown."""
 
 
@@ -330,7 +330,9 @@ def serves_exactly(device: OperatorDevice, lbs: Sequence[LoadBalancer]) -> None:
     """HAProxy loaded exactly the configuration of ``lbs`` (files, running process, servers),
     and requests reach exactly the members with a weight."""
     settings = GlobalSettings(
-        str(device.state_dir / "haproxy.sock"), str(device.state_dir / "server-state")
+        str(device.state_dir / "haproxy.sock"),
+        str(device.state_dir / "server-state"),
+        state_dir=str(device.state_dir),
     )
     fragments = sorted((render_vip(lb) for lb in lbs), key=lambda f: f.key)
     assert device.config() == render_global(settings) + "".join(f.text for f in fragments)

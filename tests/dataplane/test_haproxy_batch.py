@@ -223,11 +223,11 @@ def test_a_failure_naming_no_vip_is_narrowed_down_to_its_vip(
             raise ConfigRejected("rejected", detail="", alerts=["Fatal errors found."])
         real_check(self, files)
 
-    def reload(self: Supervisor) -> object:
+    def reload(self: Supervisor, carried: object = None) -> object:
         calls["reload"] += 1
         if where == "reload" and _poisoned(list((device.state_dir / "conf.d").glob("*.cfg"))):
             raise ReloadFailed("HAProxy failed to load the new configuration", alerts=[])
-        return real_reload(self)
+        return real_reload(self, carried)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Supervisor, "check", check)
     monkeypatch.setattr(Supervisor, "reload", reload)

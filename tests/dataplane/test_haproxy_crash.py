@@ -68,7 +68,9 @@ def run_killed(device: Device, method: str, lb: LoadBalancer, point: str) -> Non
 def serves_exactly(device: Device, driver: HAProxyDriver, lbs: list[LoadBalancer]) -> None:
     fragments = sorted((render_vip(lb) for lb in lbs), key=lambda f: f.key)
     settings = GlobalSettings(
-        str(device.state_dir / "haproxy.sock"), str(device.state_dir / "server-state")
+        str(device.state_dir / "haproxy.sock"),
+        str(device.state_dir / "server-state"),
+        state_dir=str(device.state_dir),
     )
     assert device.config() == render_global(settings) + "".join(f.text for f in fragments)
     assert driver.in_sync(device.handle) and not driver.state(device.handle).pending_reload

@@ -458,8 +458,14 @@ def test_a_master_started_by_an_older_driver_is_replaced_without_a_gap(
     members, vip = backends.http(1), free_vip()
     lb = make_lb(vip, members)
     state = device.state_dir
-    settings = GlobalSettings(str(state / "haproxy.sock"), str(state / "server-state"))
-    (state / "haproxy.cfg").write_text(render([lb], settings).text)
+    settings = GlobalSettings(
+        str(state / "haproxy.sock"), str(state / "server-state"), state_dir=str(state)
+    )
+    rendered = render([lb], settings)
+    (state / "haproxy.cfg").write_text(rendered.text)
+    (state / "maps").mkdir()
+    for entries in rendered.fragments[0].maps:  # an HTTP listener's L7 maps (issue 20)
+        (state / entries.name).write_text(entries.text)
     (state / "server-state").write_text("1\n")
     (state / "vips").mkdir()
     (state / "vips" / "dp__web.json").write_text(dump_tree(lb))

@@ -21,6 +21,7 @@ from dataplane.hxsupport import (
     within,
 )
 
+from lbaas.drivers.haproxy.servers import DRAIN_SECONDS
 from lbaas.drivers.model import MemberStatus, Method, Persistence, PersistenceType
 
 pytestmark = pytest.mark.haproxy
@@ -133,29 +134,65 @@ def test_http_cookie_members_are_added_by_reload(device: Device, backends: Backe
     assert spread(*vip, 10) == {"b0": 10}
 
 
-def test_a_member_delete_closes_its_connections(device: Device, backends: Backends) -> None:
-    """``del server`` needs the server without connections: they are shut down (a reload
-    would let them finish; drain with weight 0 first for that)."""
+def test_a_removed_member_finishes_what_it_serves(device: Device, backends: Backends) -> None:
+    """``del server`` needs the server without connections: it is drained first; a request
+    still in flight when the drain wait ends is not cut (the member goes by a reload, whose old
+    worker finishes it) — one that ends within the wait costs no reload."""
     a, b = backends.http(2)
     vip = free_vip()
     driver, handle = device.driver, device.handle
     driver.apply(handle, make_lb(vip, [a, b]))
     results: list[object] = []
 
-    def slow() -> None:
+    def slow(seconds: float) -> None:
         try:
-            results.append(get(*vip, "/?sleep=2", timeout=5))
+            results.append(get(*vip, f"/?sleep={seconds}", timeout=10))
         except OSError as exc:
             results.append(exc)
 
-    threads = [threading.Thread(target=slow) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: a.active == 1 and b.active == 1, timeout=2)
-    reloads = device.reloads()
-    driver.apply(handle, make_lb(vip, [a]))
-    assert device.reloads() == reloads
-    for thread in threads:
-        thread.join()
-    assert spread(*vip, 10) == {"b0": 10}
+    served = []
+    for seconds, more_reloads in ((DRAIN_SECONDS / 4, 0), (DRAIN_SECONDS + 1.5, 1)):
+        driver.apply(handle, make_lb(vip, [a, b]))
+        request = threading.Thread(target=slow, args=(seconds,))
+        request.start()
+        wait_for(lambda: a.active + b.active == 1, timeout=2)
+        busy, kept = (a, b) if a.active else (b, a)
+        served.append(busy.name)
+        reloads = device.reloads()
+        driver.apply(handle, make_lb(vip, [kept]))
+        # Ended within the drain wait: no reload; still serving at its end: one.
+        assert device.reloads() == reloads + more_reloads
+        request.join()
+        assert spread(*vip, 10) == {kept.name: 10}
+    assert [r[:2] if isinstance(r, tuple) else r for r in results] == [
+        (200, served[0]),
+        (200, served[1]),
+    ]
     assert any(isinstance(r, tuple) and r[1] == "b0" for r in results), results
+
+
+def test_health_is_carried_over_a_reload_only_where_it_still_means_something(
+    device: Device, backends: Backends
+) -> None:
+    """A reload carries checked servers' health over (server-state file), but not that of a
+    server left without checks (DOWN would stay for good: nothing brings it back) nor of one
+    moved to another address (a new server)."""
+    a, b, c = backends.http(3)
+    vip = free_vip()
+    driver, handle = device.driver, device.handle
+    driver.apply(handle, make_lb(vip, [a, b], monitor=FAST_MONITOR))
+    b.healthy = False
+    wait_for(lambda: device.statuses(make_lb(vip, [a, b]))["b1"] == MemberStatus.ERROR, 10)
+    driver.apply(handle, make_lb(vip, [a, b]))  # the monitor goes: a reload
+    wait_for(lambda: set(spread(*vip, 20)) == {"b0", "b1"}, 5)
+    # Checked again: b1 is down (its check says so, nothing carried it over as UP).
+    driver.apply(handle, make_lb(vip, [a, b], monitor=FAST_MONITOR))
+    wait_for(lambda: set(spread(*vip, 20)) == {"b0"}, 10)
+    # b1 moves to c's address, a healthy backend, in the same apply as a balancing change (a
+    # reload): the DOWN of its old address is not carried over.
+    moved = make_lb(vip, [a, b], monitor=FAST_MONITOR, pool={"method": Method.LEAST_CONNECTIONS},
+                    member_spec={"b1": {"address": c.address, "port": c.port}})  # fmt: skip
+    reloads = device.reloads()
+    driver.apply(handle, moved)
+    assert device.reloads() == reloads + 1
+    wait_for(lambda: set(spread(*vip, 20)) == {"b0", "b2"}, 10)

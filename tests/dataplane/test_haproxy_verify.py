@@ -127,6 +127,9 @@ def test_orphans_are_found_and_deleted(device: Device, backends: Backends) -> No
     text = (conf_d / "other__by-hand.cfg").read_text().replace("dp__kept", "other__by-hand")
     text = text.replace(f"{kept[0]}:{kept[1]}", f"{by_hand[0]}:{by_hand[1]}")
     (conf_d / "other__by-hand.cfg").write_text(text)
+    for copied in (device.state_dir / "maps").glob("fe_dp__kept__*.map"):  # its L7 maps too
+        target = copied.with_name(copied.name.replace("dp__kept", "other__by-hand"))
+        shutil.copy(copied, target)
     device.master_cli("reload")
     wait_for(lambda: not refused(*by_hand), timeout=5)
 
@@ -208,3 +211,25 @@ def test_a_member_moved_in_a_reloading_apply_serves_at_once(device: Device) -> N
         for server in backends.started:
             server.shutdown()
             server.server_close()
+
+
+def test_an_admin_down_listener_is_in_sync_and_its_members_change_at_run_time(
+    device: Device, backends: Backends
+) -> None:
+    """HAProxy 2.6 lists no frontend its file disables: absent is what the tree asks for, not
+    a drift (the operator would re-apply it and post DriftRepaired at every resync)."""
+    a, b = backends.http(2)
+    vip = free_vip()
+    down = make_lb(vip, [a], admin_state_up=False)
+    device.driver.apply(device.handle, down)
+    assert device.driver.verify(device.handle, down) == []
+    assert refused(*vip)
+    reloads = device.reloads()
+    more = make_lb(vip, [a, b], admin_state_up=False)
+    device.driver.apply(device.handle, more)
+    assert device.driver.verify(device.handle, more) == []
+    assert device.reloads() == reloads  # a member added at run time, no reload
+    up = make_lb(vip, [a, b])
+    device.driver.apply(device.handle, up)
+    assert device.driver.verify(device.handle, up) == []
+    assert set(spread(*vip, 20)) == {"b0", "b1"}

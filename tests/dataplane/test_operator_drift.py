@@ -209,6 +209,9 @@ def test_abandoned_and_hand_made_vips_are_removed(
         (conf_d / "other__by-hand.cfg").read_text().replace(f"{namespace}__kept", "other__by-hand")
     )
     (conf_d / "other__by-hand.cfg").write_text(text.replace(f":{kept.port}", f":{by_hand[1]}"))
+    for copied in (device.state_dir / "maps").glob(f"fe_{namespace}__kept__*.map"):  # L7 maps
+        name = copied.name.replace(f"{namespace}__kept", "other__by-hand")
+        shutil.copy(copied, copied.with_name(name))
     master_cli(device, "reload")
     wait_for(lambda: not refused(*by_hand), 5, "the hand-made frontend up")
     started = time.monotonic()

@@ -20,7 +20,10 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     assert binary is not None
     work = tmp_path_factory.mktemp("fuzz")
     (work / "conf.d").mkdir()
+    (work / "maps").mkdir()
     (work / "server-state").write_text("1\n")
-    settings = GlobalSettings(str(work / "haproxy.sock"), str(work / "server-state"), 60)
+    settings = GlobalSettings(
+        str(work / "haproxy.sock"), str(work / "server-state"), 60, state_dir=str(work)
+    )
     (work / "haproxy.cfg").write_text(render_global(settings))
     return binary, work

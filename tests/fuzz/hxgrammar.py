@@ -6,11 +6,12 @@ separate words, ``#`` outside quotes starts a comment, a backslash escapes the n
 
 ``tenant_problems`` reads a load balancer's fragment back word by word, section by section
 (a frontend per listener, a backend per pool), and checks that every value a tenant chose
-(namespace, names, addresses, ports, cookie name, URL path) is exactly one word in its
-expected place and, once HAProxy has unquoted it, equal to what the tenant asked for:
-so a value can neither add a word, a line or a comment, nor be changed on its way. Lines must
-start with a keyword the template writes; no quote, backslash (but the ``\\'`` that escapes a
-path's quote), control or non-ASCII character may appear anywhere in the text.
+(namespace, names, addresses, ports, cookie name, URL path, and the L7 policies' strings:
+``hxl7``) is exactly one word in its expected place and, once HAProxy has unquoted it, equal to
+what the tenant asked for: so a value can neither add a word, a line or a comment, nor be
+changed on its way. Lines must start with a keyword the template writes; no quote but an
+escaped one, no backslash but one escaping a character HAProxy's parser reads (space, ``#``,
+a quote, a backslash), no control or non-ASCII character may appear anywhere in the text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import re
 import subprocess
 from pathlib import Path
 
+from fuzz.hxl7 import l7_problems
+
+from lbaas.drivers.haproxy.l7 import MapFile
 from lbaas.drivers.haproxy.names import backend_name, frontend_name
 from lbaas.drivers.haproxy.render import HEADER
 from lbaas.drivers.haproxy.store import file_stem
@@ -30,9 +34,30 @@ KEYWORDS = frozenset(
         *("frontend", "backend", "mode", "bind", "maxconn", "disabled", "default_backend"),
         *("balance", "hash-type", "stick-table", "stick", "cookie", "timeout", "option"),
         *("http-check", "server"),
+        *("acl", "http-request", "http-after-response", "use_backend"),  # L7 (issue 20)
     }
 )
-_FORBIDDEN = re.compile(r"[\"`\x00-\x08\x0b-\x1f\x7f-\U0010ffff]|\\(?!')")
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\U0010ffff]")
+"""Control and non-ASCII characters."""
+_ESCAPABLE = " #'\"\\"
+"""What a backslash may escape: what HAProxy's parser reads (blank, comment, quotes, itself)."""
+
+
+def _forbidden(text: str) -> list[str]:
+    """Forbidden characters, a double quote that is not escaped (it would quote), a backslash
+    that escapes nothing the parser reads."""
+    found = [f"forbidden character {m[0]!r} at {m.start()}" for m in _FORBIDDEN.finditer(text)]
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            if i + 1 >= len(text) or text[i + 1] not in _ESCAPABLE:
+                found.append(f"a backslash escaping {text[i + 1 : i + 2]!r} at {i}")
+            i += 2
+            continue
+        if text[i] == '"':
+            found.append(f"an unescaped double quote at {i}")
+        i += 1
+    return found
 
 
 class Unparsable(ValueError):
@@ -103,9 +128,7 @@ def _sections(lines: list[list[str]]) -> list[tuple[list[str], list[list[str]]]]
 
 def tenant_problems(lb: LoadBalancer, text: str) -> list[str]:
     """What is wrong with ``text`` (the fragment of ``lb``), as readable findings."""
-    problems = []
-    for match in _FORBIDDEN.finditer(text):
-        problems.append(f"forbidden character {match[0]!r} at {match.start()}")
+    problems = _forbidden(text)
     lines = text.splitlines()
     if not lines or not lines[0].startswith(HEADER):
         return [*problems, "the fragment does not start with its header"]
@@ -140,7 +163,7 @@ def _frontend_problems(lb: LoadBalancer, listener: Listener, body: list[list[str
         f"{listener.name}: {keyword} {by_kind.get(keyword)} instead of {wanted}"
         for keyword, wanted in expected.items()
         if by_kind.get(keyword) != wanted
-    ]
+    ] + l7_problems(listener, body)
 
 
 def _backend_problems(lb: LoadBalancer, pool: Pool, body: list[list[str]]) -> list[str]:
@@ -205,13 +228,18 @@ def _persistence_problems(pool: Pool, by_kind: dict[str, list[list[str]]]) -> li
     return problems
 
 
-def haproxy_accepts(haproxy: tuple[str, Path], key: str, text: str) -> None:
+def haproxy_accepts(
+    haproxy: tuple[str, Path], key: str, text: str, maps: tuple[MapFile, ...] = ()
+) -> None:
     """``haproxy -c`` on the global file and this one fragment, under the file name the
-    driver gives it (a name too long for the file system fails here too)."""
+    driver gives it (a name too long for the file system fails here too), with its L7 maps
+    where the driver puts them."""
     binary, work = haproxy
-    for old in (work / "conf.d").iterdir():
+    for old in [*(work / "conf.d").iterdir(), *(work / "maps").iterdir()]:
         old.unlink()
     (work / "conf.d" / f"{file_stem(key)}.cfg").write_text(text)
+    for entries in maps:
+        (work / entries.name).write_text(entries.text)
     result = subprocess.run(
         [binary, "-c", "-q", "-f", str(work / "haproxy.cfg"), "-f", str(work / "conf.d")],
         capture_output=True,

@@ -201,7 +201,11 @@ def from_schema(
 
 
 def accepted(model: type[BaseModel]) -> Callable[[Any], bool]:
-    """True for values ``model`` accepts: the cross-field rules the schema states in CEL."""
+    """True for values ``model`` accepts: the cross-field rules the schema states in CEL.
+
+    What this drops must be what the API server refuses too: a spec the server accepts and a
+    model refuses is a mismatch, which ``test_fuzz_schema_agreement.py`` reports (and fails
+    on) by sending the unfiltered specs to the real API server."""
 
     def check(value: Any) -> bool:
         try:

@@ -208,8 +208,13 @@ class StubViews:
     def children(self, kind: str, namespace: str, parent: str) -> list[Mapping[str, Any]]:
         if kind == "Pool":
             return [p for p in self.g.pools if p["spec"]["vipRef"] == parent]
+        if kind == "L7Policy":
+            return []  # fuzz/test_fuzz_l7.py
         found = self.g.members if kind == "Member" else self.g.monitors
         return list(found.get(parent, []))
+
+    def pool(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return next((p for p in self.g.pools if p["metadata"]["name"] == name), None)
 
 
 # ---- the properties ----------------------------------------------------------------------------
@@ -325,4 +330,4 @@ def test_rendered_config_passes_haproxy_and_escapes_every_tenant_value(
     assert unsupported is None, f"supports() refused what render accepted: {unsupported}"
     problems = tenant_problems(lb, fragment.text)
     assert not problems, "\n".join(problems) + "\n" + fragment.text
-    haproxy_accepts(haproxy, lb.key, fragment.text)
+    haproxy_accepts(haproxy, lb.key, fragment.text, fragment.maps)

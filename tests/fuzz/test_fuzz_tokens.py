@@ -116,4 +116,4 @@ def test_tenant_strings_are_one_escaped_word_or_refused(
     event("rendered" + (" (a marker value)" if re.search(r"['$%;`#]", cookie + path) else ""))
     problems = tenant_problems(lb, fragment.text)
     assert not problems, "\n".join(problems) + "\n" + fragment.text
-    haproxy_accepts(haproxy, lb.key, fragment.text)
+    haproxy_accepts(haproxy, lb.key, fragment.text, fragment.maps)

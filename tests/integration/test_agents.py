@@ -155,7 +155,8 @@ def test_agents_spread_take_over_and_hand_over(
     )
     api.wait_phase("Pool", target, namespace, "Active", 15)
     device = by_name[vips_on(api, namespace)[target]]
-    assert (device.vip(f"{namespace}/{target}") or {}).get("pool") is not None
+    on_device = device.vip(f"{namespace}/{target}")
+    assert on_device is not None and on_device.pool(target) is not None
 
     # SIGTERM of another agent: leases released at once, handover within the bound.
     leaving = next(a for a in ("a2", "a3") if a in owners(api, devices).values())

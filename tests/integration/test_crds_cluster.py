@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cluster
 DATA = Path(__file__).resolve().parent.parent / "data"
 VALID: dict[str, dict[str, Any]] = yaml.safe_load((DATA / "valid_objects.yaml").read_text())
 INVALID: list[dict[str, Any]] = yaml.safe_load((DATA / "invalid_objects.yaml").read_text())
-KIND_NAMES = ["devices", "vips", "pools", "members", "healthmonitors"]
+KIND_NAMES = ["devices", "vips", "pools", "members", "healthmonitors", "l7policies"]
 
 
 def test_all_crds_established(kubeconfig: str) -> None:
@@ -41,6 +41,7 @@ def test_category_and_short_names(namespace: str) -> None:
         ("lbpool", "pools"),
         ("lbmember", "members"),
         ("hm", "healthmonitors"),
+        ("l7p", "l7policies"),
         ("lbdev", "devices"),
     ]:
         result = kubectl("get", short, "-n", namespace, check=False)
@@ -58,6 +59,8 @@ def test_explain_vip_spec(kubeconfig: str) -> None:
         "deviceSelector",
         "deviceRef",
         "adminStateUp",
+        "defaultPoolRef",
+        "forwardedHeaders",
     ):
         assert field in out
     assert "allocated from the device's addressPool" in out

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Api, FakeDevice, tree, wait_for
+from helpers import Api, FakeDevice, stored_members, tree, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -93,7 +93,7 @@ def test_a_child_deleted_while_its_tree_cannot_be_applied_leaves_the_device_late
     all_active(api, objs)
 
     def members_on_device() -> list[str]:
-        return sorted((device.vip(f"{namespace}/web") or {}).get("members", {}))
+        return sorted(stored_members(device.vip(f"{namespace}/web")))
 
     # The device fails every apply: the deletion is retried until it goes through.
     device.control(fail={"apply": {"message": "device busy", "retryable": True}})

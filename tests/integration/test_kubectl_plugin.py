@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from helpers import GROUP, LEASE_NAMESPACE, VERSION, free_port, kubectl
 
 BIN = Path(sys.executable).parent
-NO_TRAFFIC = "the agents export no per-VIP traffic series yet"
+NO_TRAFFIC = "the agents export no per-VIP traffic series for these VIPs"
 
 
 def plugin(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

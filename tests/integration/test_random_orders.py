@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import Api, FakeDevice, OperatorProcess, kubectl, tree, wait_for
+from helpers import Api, FakeDevice, OperatorProcess, kubectl, stored_members, tree, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -90,10 +90,8 @@ def test_any_order_converges(
                 return False
             want_members = members if chain else []
             want_monitor = chain and "HM" in alive
-            return (
-                sorted(on["members"]) == want_members
-                and (on["monitor"] is not None) == want_monitor
-            )
+            monitors = [p.monitor for p in on.pools if p.monitor is not None]
+            return sorted(stored_members(on)) == want_members and bool(monitors) == want_monitor
 
         wait_for(device_matches, 30, "device to hold exactly the surviving tree")
     else:

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from helpers import Api, FakeDevice, OperatorProcess, tree, wait_for
+from helpers import Api, FakeDevice, OperatorProcess, stored_members, tree, wait_for
+from lbaas.drivers.capabilities import summary
+from lbaas_fake_driver import FakeDriver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -52,19 +54,29 @@ def test_full_chain_pending_then_active(
         expected = {"Programmed": "True", "Ready": "True"}
         if obj["kind"] == "VIP":
             expected["Scheduled"] = "True"  # the controller's condition: the binding
+            expected["DefaultPool"] = "True"  # where requests no L7Policy takes go (issue 20)
         assert conds == expected, obj
     vip = api.status("VIP", "web", namespace)
     assert vip["device"] == device.name and vip["address"] == "10.200.0.1"
     assert vip["operatingStatus"] == "ONLINE"
     on_device = device.vip(f"{namespace}/web")
-    assert on_device is not None and sorted(on_device["members"]) == ["web-m0", "web-m1", "web-m2"]
-    assert on_device["monitor"]["type"] == "HTTP"
+    assert on_device is not None and sorted(stored_members(on_device)) == [
+        "web-m0",
+        "web-m1",
+        "web-m2",
+    ]
+    (pool,) = on_device.pools
+    assert pool.monitor is not None and pool.monitor.type == "HTTP"
+    # The Device says what its driver supports (kubectl get lbdev: the Features column).
+    device_status = api.status("Device", device.name)
+    assert set(device_status["features"]) == set(FakeDriver.features)
+    assert device_status["featureSummary"] == summary(FakeDriver.features)
     # A spec change bumps the generation; it is Pending, then Active at the new generation.
     api.patch_spec("Member", "web-m1", namespace, {"weight": 7})
     api.wait_phase("Member", "web-m1", namespace, "Pending", 10)
     body = api.wait_phase("Member", "web-m1", namespace, "Active", 15)
     assert body["status"]["observedGeneration"] == 2
-    assert device.vip(f"{namespace}/web")["members"]["web-m1"]["weight"] == 7  # type: ignore[index]
+    assert stored_members(device.vip(f"{namespace}/web"))["web-m1"].weight == 7
 
 
 def test_burst_coalesces_into_few_applies(
@@ -285,7 +297,7 @@ def test_children_before_parents(
     assert "VIP late" in pool["status"]["message"]
     api.create(objs[0])  # the VIP, last: everything joins by itself
     wait_tree_active(api, objs)
-    assert len(device.vip(f"{namespace}/late")["members"]) == 3  # type: ignore[index]
+    assert len(stored_members(device.vip(f"{namespace}/late"))) == 3
 
 
 def test_parents_deleted_before_children(
@@ -320,13 +332,18 @@ def test_deleting_a_member_reapplies_without_it(
     api.delete("Member", "shrink-m1", namespace)
     api.wait_gone("Member", "shrink-m1", namespace)
     wait_for(
-        lambda: sorted(device.vip(f"{namespace}/shrink")["members"]) == ["shrink-m0", "shrink-m2"],  # type: ignore[index]
+        lambda: (
+            sorted(stored_members(device.vip(f"{namespace}/shrink"))) == ["shrink-m0", "shrink-m2"]
+        ),
         5,
         "the device drops the member",
     )
     api.delete("HealthMonitor", "shrink", namespace)
     wait_for(
-        lambda: device.vip(f"{namespace}/shrink")["monitor"] is None,  # type: ignore[index]
+        lambda: (
+            [p.monitor for p in device.vip(f"{namespace}/shrink").pools]  # type: ignore[union-attr]
+            == [None]
+        ),
         5,
         "the device drops the monitor",
     )
@@ -347,9 +364,12 @@ def test_delete_released_when_device_keeps_failing(
     assert any(e.reason == "DeleteAbandoned" and "orphan check" in e.message for e in events)
 
 
-def test_second_pool_is_a_conflict(
+def test_a_second_pool_is_served_and_the_default_pool_is_said(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
+    """Several pools per VIP (issue 20; before, a second Pool was a Conflict): the second is
+    Active too; with two pools and no defaultPoolRef the VIP says requests no policy takes get
+    503 (still Active); naming one makes it the default."""
     make_device()
     objs = tree(namespace, "dup", members=1, monitor=False)
     create_all(api, objs)
@@ -361,8 +381,30 @@ def test_second_pool_is_a_conflict(
             "spec": {"vipRef": "dup"},
         }
     )
-    err = api.wait_phase("Pool", "dup-2", namespace, "Error", 15, reason="Conflict")
-    assert "already has pool dup" in err["status"]["message"]
+    api.wait_phase("Pool", "dup-2", namespace, "Active", 15)
+
+    def default_pool() -> dict[str, Any]:
+        status = api.status("VIP", "dup", namespace)
+        return next(c for c in status.get("conditions") or () if c["type"] == "DefaultPool")
+
+    wait_for(lambda: default_pool()["reason"] == "NoDefaultPool", 15, "NoDefaultPool said")
+    vip = api.status("VIP", "dup", namespace)
+    assert vip["phase"] == "Active"
+    assert (
+        "2 pools and no spec.defaultPoolRef: requests no L7Policy takes are answered 503"
+        in (vip["message"])
+    )
+    # It still serves, so the phase is no alarm: a Warning Event is (once).
+    wait_for(
+        lambda: [e for e in api.events(namespace, "dup") if e.reason == "NoDefaultPool"],
+        10,
+        "a NoDefaultPool Warning Event",
+    )
+    api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "dup"})
+    wait_for(lambda: default_pool()["reason"] == "Resolved", 15, "the named default pool")
+    assert default_pool()["message"] == "requests no L7Policy takes go to pool dup"
+    api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "nowhere"})
+    wait_for(lambda: default_pool()["reason"] == "PoolNotFound", 15, "a missing default pool")
     assert api.status("VIP", "dup", namespace)["phase"] == "Active"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Api, FakeDevice, OperatorProcess, tree, wait_for
+from helpers import Api, FakeDevice, OperatorProcess, stored, stored_members, tree, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -57,6 +57,6 @@ def test_kill9_mid_apply_then_restart_converges(
     ]
     for i in range(TREES):
         status = api.status("VIP", f"v{i}", namespace)
-        on_device = next(t for t in listeners.values() if t["vip"] == f"{namespace}/v{i}")
-        assert on_device["address"] == status["address"]
-        assert sorted(on_device["members"]) == [f"v{i}-m{j}" for j in range(3)]
+        entry = next(t for t in listeners.values() if t["vip"] == f"{namespace}/v{i}")
+        assert stored(entry).address == status["address"]
+        assert sorted(stored_members(entry)) == [f"v{i}-m{j}" for j in range(3)]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from svcsupport import Svc, delete_services
 
-from helpers import Api, FakeDevice, OperatorProcess, wait_for
+from helpers import Api, FakeDevice, OperatorProcess, stored_members, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -44,9 +44,9 @@ def diff(after: dict[tuple[str, str], float], before: dict[tuple[str, str], floa
 def on_device(device: FakeDevice, namespace: str) -> dict[str, list[str]]:
     """VIP name → its member names, as the device holds them."""
     return {
-        tree["vip"].split("/", 1)[1]: sorted(tree["members"])
-        for tree in device.listeners().values()
-        if tree["vip"].startswith(f"{namespace}/")
+        entry["vip"].split("/", 1)[1]: sorted(stored_members(entry))
+        for entry in device.listeners().values()
+        if entry["vip"].startswith(f"{namespace}/")
     }
 
 
@@ -215,8 +215,8 @@ def test_invalid_annotation_warns_and_changes_nothing(
     )
     wait_for(
         lambda: (
-            (device.vip(f"{namespace}/web-80") or {}).get("pool", {}).get("lbMethod")
-            == "LEAST_CONNECTIONS"
+            [p.method for p in getattr(device.vip(f"{namespace}/web-80"), "pools", ())]
+            == ["LEAST_CONNECTIONS"]
         ),
         10,
         "the device has the new method",

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from helpers import stored, stored_members
 from lbaas.agents.worker import DeviceWorker
 from lbaas.config import OperatorSettings
+from lbaas.drivers.model import LoadBalancer, Member
 from lbaas.drivers.registry import DriverRegistry
 from lbaas.drivers.runner import DriverRunner
 from lbaas.kube.client import Kube
@@ -415,7 +417,16 @@ class Rig:
         return dict(json.loads(path.read_text())) if path.exists() else {}
 
     def listeners(self, device: str) -> dict[str, Any]:
+        """``address:port`` → ``{"vip": key, "listener": name, "tree": document}``."""
         return dict(self.device_state(device).get("listeners") or {})
+
+    def stored(self, device: str, where: str = "10.0.0.1:80") -> LoadBalancer:
+        """The tree the device stores for its listener ``where``."""
+        return stored(self.listeners(device)[where])
+
+    def members(self, device: str, where: str = "10.0.0.1:80") -> dict[str, Member]:
+        """The members the device stores behind its listener ``where``, by name."""
+        return stored_members(self.listeners(device)[where])
 
     def add_device(self, name: str = "dev", **spec: Any) -> Obj:
         config = {

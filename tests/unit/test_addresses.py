@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbaas.placement.addresses import allocate, has_free, pool_addresses, pool_size
+from lbaas.placement.addresses import allocate, has_free, pool_addresses, pool_contains, pool_size
 
 
 def test_ipv4_subnet_skips_network_and_broadcast() -> None:
@@ -225,3 +225,11 @@ def test_allocation_skips_addresses_no_vip_may_have(pool: list[str], first: str 
 
 def test_allocation_steps_over_the_multicast_block() -> None:
     assert allocate(["223.255.255.255-240.0.0.1"], ["223.255.255.255"]) == "240.0.0.0"
+
+
+def test_a_range_written_high_to_low_is_the_same_range() -> None:
+    """``b-a`` is every address from a to b (the schema checks only the family)."""
+    assert list(pool_addresses(["10.0.0.3-10.0.0.1"])) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert pool_contains(["fd00::9-fd00::1"], "fd00::5")
+    assert not pool_contains(["fd00::9-fd00::1"], "fd00::a")
+    assert allocate(["10.0.0.9-10.0.0.8"], ["10.0.0.8"]) == "10.0.0.9"

@@ -17,7 +17,9 @@ from chartkit import CHART, NAMESPACE, RELEASE, Doc, of_kind, one, render, requi
 
 from lbaas import leases
 
-TREE = ("vips", "pools", "members", "healthmonitors")
+GENERATED = ("vips", "pools", "members", "healthmonitors")
+"""The kinds the Services controller writes."""
+TREE = (*GENERATED, "l7policies")
 STATUSES = tuple(f"{kind}/status" for kind in TREE)
 CONTROLLER = f"{RELEASE}-controller"
 AGENT = f"{RELEASE}-agent"
@@ -47,8 +49,10 @@ CONTROLLER_CLUSTER = [
     Rule("", ("namespaces",), ("list", "watch"), "Namespaces informer: namespaceSelector"),
 ]  # fmt: skip
 CONTROLLER_WATCHED = [
-    Rule("lbaas.dev", TREE, ("list", "watch", "create", "patch", "delete"),
+    Rule("lbaas.dev", GENERATED, ("list", "watch", "create", "patch", "delete"),
          "informers; Services controller's VIP trees; placement.binder's VIP finalizer"),
+    Rule("lbaas.dev", ("l7policies",), ("list", "watch"),
+         "informer (the Services controller writes no L7Policy)"),
     Rule("lbaas.dev", STATUSES, ("patch",), "placement.binder (VIP), trees.orphans (children)"),
     Rule("", ("services",), ("list", "watch", "patch"), "Services controller; its finalizer"),
     Rule("", ("services/status",), ("patch",), "Reporter.service_load_balancer"),
@@ -57,7 +61,7 @@ CONTROLLER_WATCHED = [
 CONTROLLER_WATCHED_WITHOUT_SERVICES = [
     Rule("lbaas.dev", TREE, ("list", "watch"), "informers"),
     Rule("lbaas.dev", ("vips",), ("patch",), "placement.binder: the VIP finalizer"),
-    CONTROLLER_WATCHED[1],
+    CONTROLLER_WATCHED[2],
 ]
 CONTROLLER_LEASES = [
     Rule("coordination.k8s.io", ("leases",), ("create",), "agents.election creates its Lease"),

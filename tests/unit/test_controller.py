@@ -229,6 +229,24 @@ async def test_an_orphan_waits_then_turns_parent_not_found(tmp_path: Path) -> No
 
 
 @async_test
+async def test_an_orphan_reports_the_generation_it_describes(tmp_path: Path) -> None:
+    """A child moved to another missing parent says so, for its new generation (its status
+    kept the first parent's message and generation: a status describing an old spec)."""
+    async with leading(tmp_path, parent_timeout=0.3) as env:
+        env.cluster.create("Pool", "lonely", tree_spec("Pool", vipRef="nowhere"))
+        await eventually(lambda: env.reason("lonely", "Pool") == "ParentNotFound", timeout=3)
+        assert env.status("lonely", "Pool")["observedGeneration"] == 1
+        env.cluster.update_spec("Pool", "lonely", vipRef="elsewhere")
+
+        def moved() -> bool:
+            status = env.status("lonely", "Pool")
+            return status.get("observedGeneration") == 2 and "elsewhere" in status["message"]
+
+        await eventually(moved, timeout=3)
+        assert env.status("lonely", "Pool")["reason"] in ("WaitingForParent", "ParentNotFound")
+
+
+@async_test
 async def test_a_parent_that_appears_in_time_stops_the_timer(tmp_path: Path) -> None:
     async with leading(tmp_path, parent_timeout=0.4) as env:
         env.cluster.create("Pool", "web", tree_spec("Pool", vipRef="web"))
@@ -283,3 +301,34 @@ async def test_a_device_without_agent_never_reports_an_unapplied_spec_active(
     status = await _no_agent_report(tmp_path, change_spec=True)
     assert status["observedGeneration"] == 2, status
     assert status["phase"] == "Pending" and status["reason"] == "DeviceNotReady", status
+
+
+@async_test
+async def test_a_changed_device_ref_moves_a_bound_vip_or_says_why_it_waits(tmp_path: Path) -> None:
+    """Without the move a bound VIP stayed Active on a device its spec no longer named."""
+    async with leading(tmp_path) as env:
+        env.device("a", addressPool=["10.0.0.0/29"])
+        env.device("b", addressPool=["10.0.0.0/28"])
+        env.vip("web", deviceRef="a")
+        assert await eventually(lambda: env.bound("web")) == ("a", "10.0.0.1")
+        env.cluster.update_spec("VIP", "web", deviceRef="b")
+        # b's pool holds the address: it is kept (clients keep it too).
+        assert await eventually(lambda: env.bound("web") == ("b", "10.0.0.1"))
+        (moved,) = env.reporter.events_of("VIP", "web", "Moved")
+        assert "moved from device a to b: spec.deviceRef names device b" in moved.message
+        scheduled = next(c for c in env.status("web")["conditions"] if c["type"] == "Scheduled")
+        assert (scheduled["status"], scheduled["reason"]) == ("True", "Moved")
+        # Pinned to a device that does not exist: it stays on b, serving, and says why.
+        env.cluster.update_spec("VIP", "web", deviceRef="c")
+
+        def waiting() -> dict[str, Any]:
+            conds = env.status("web").get("conditions") or []
+            return next((c for c in conds if c["type"] == "Scheduled"), {})
+
+        await eventually(lambda: waiting().get("reason") == "MovePending")
+        assert waiting()["status"] == "False" and env.bound("web") == ("b", "10.0.0.1")
+        assert "cannot move off device b (spec.deviceRef names device c)" in waiting()["message"]
+        assert "pinned by deviceRef but no Device c exists" in waiting()["message"]
+        assert len(env.reporter.events_of("VIP", "web", "MovePending")) == 1
+        env.device("c", addressPool=["10.0.2.0/29"])  # c appears: the inventory wakes it
+        assert await eventually(lambda: env.bound("web") == ("c", "10.0.2.1"))

@@ -102,10 +102,14 @@ def test_model_refuses_addresses_isip_refuses(address: str) -> None:
 @pytest.mark.parametrize(
     ("entry", "ok"),
     [("10.0.0.1/8", True), ("0.0.0.0/0", True), ("10.0.0.0", False), ("::ffff:10.0.0.0/104", False),
-     ("10.0.0.9-10.0.0.1", False), ("10.0.0.1-fd00::1", False), ("10.0.0.1-10.0.0.9", True)],
+     ("10.0.0.9-10.0.0.1", True), ("10.0.0.1-fd00::1", False), ("10.0.0.1-10.0.0.9", True),
+     ("fd00::9-fd00::1", True), ("fd00::1-10.0.0.1", False)],
 )  # fmt: skip
 def test_model_pool_and_networks_as_iscidr(entry: str, ok: bool) -> None:
-    """isCIDR accepts host bits set, never a bare address or an IPv4-mapped prefix."""
+    """isCIDR accepts host bits set, never a bare address or an IPv4-mapped prefix; a range is
+    two addresses of one family in either order (the API server's CEL rule can check the
+    family, not the order of two IPv6 addresses: the fuzz found the model refusing reversed
+    ranges the server accepted)."""
     spec = {"driver": "fake", "addressPool": [entry]}
     if "-" not in entry:
         spec["memberNetworks"] = [entry]
@@ -142,7 +146,7 @@ def test_member_and_device_model_rules() -> None:
         {"driver": "fake", "addressPool": ["10.0.0.0/24", "10.1.0.1-10.1.0.9"]}
     )
     assert ok.capacity.max_vips == 100
-    for bad in ("10.0.0.0/33", "10.1.0.9-10.1.0.1", "10.1.0.1-::1", "x"):
+    for bad in ("10.0.0.0/33", "10.1.0.1-::1", "x"):
         with pytest.raises(ValidationError):
             DeviceSpec.model_validate({"driver": "fake", "addressPool": [bad]})
 

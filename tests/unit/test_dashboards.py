@@ -2,11 +2,12 @@
 Prometheus.
 
 The Prometheus test: one exporter serves the operator's real metric objects (lbaas.metrics,
-given a sample of label values), another the planned data-plane and certificate series built
-from docs/metrics.md; a real ``prometheus`` scrapes both every second; then every panel query
-and template-variable query (Grafana's macros expanded) and every alert expression is
-evaluated through ``/api/v1/query``: none may fail, and every dashboard query must return data
-(a query naming a label the series do not have returns nothing, and fails here).
+given a sample of label values, and its traffic collector fed counters that grow), another
+the planned certificate series built from docs/metrics.md; a real ``prometheus`` scrapes
+both every second; then every panel query and template-variable query (Grafana's macros
+expanded) and every alert expression is evaluated through ``/api/v1/query``: none may fail,
+and every dashboard query must return data (a query naming a label the series do not have
+returns nothing, and fails here).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from promkit import Prometheus, alerts, grafana_expr, render_rules
 
 from helpers import free_port
 from lbaas import metrics
+from lbaas.drivers.contract import LoadBalancerStats, TrafficStats
+from lbaas.drivers.model import Listener, LoadBalancer, Member, Pool, Protocol
 from lbaas_devtools import dashboards
 
 BOARDS = sorted((CHART / "dashboards").glob("*.json"))
@@ -134,8 +137,28 @@ def _fill_operator_metrics() -> None:
     metrics.IS_LEADER.set(1)
 
 
+TRAFFIC_LB = LoadBalancer(
+    "namespace-1", "vip-1", "10.0.0.1",
+    listeners=(Listener("listener-1", 80, Protocol.HTTP, default_pool="pool-1"),),
+    pools=(Pool("pool-1", protocol=Protocol.HTTP,
+                members=(Member("member-1", "10.0.0.2", 80),)),),
+)  # fmt: skip
+
+
+def _traffic(n: int) -> None:
+    """The agents' traffic collector (the real one), as after its ``n``-th read of a device."""
+    import time
+
+    counters = TrafficStats(requests=10 * n, responses={"2xx": 9 * n, "5xx": n},
+                            bytes_in=100 * n, bytes_out=1000 * n, current_sessions=2,
+                            connection_errors=n, response_time_ms=25.0)  # fmt: skip
+    stats = LoadBalancerStats(listeners={"listener-1": counters}, pools={"pool-1": counters},
+                              members={"member-1": counters})  # fmt: skip
+    metrics.TRAFFIC.update("device-1", [TRAFFIC_LB], {TRAFFIC_LB.key: stats}, time.time())
+
+
 def _planned_registry() -> CollectorRegistry:
-    """The planned series of docs/metrics.md (sections 3 and 4), with samples."""
+    """The planned series of docs/metrics.md (section 4), with samples."""
     import time
 
     registry = CollectorRegistry()
@@ -158,6 +181,7 @@ def _planned_registry() -> CollectorRegistry:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     _fill_operator_metrics()
+    _traffic(1)
     ports = [free_port("127.0.0.1"), free_port("127.0.0.1")]
     servers = [
         start_http_server(ports[0], "127.0.0.1", REGISTRY),
@@ -166,9 +190,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     stop = threading.Event()
 
     def tick() -> None:  # counters that move, so rates are not all zero
+        n = 1
         while not stop.wait(0.5):
+            n += 1
             metrics.RECONCILES.labels("VIP", "ok").inc()
             metrics.DRIVER_CALLS.labels("driver-1", "device-1", "apply", "error").inc()
+            _traffic(n)
 
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()

@@ -203,7 +203,7 @@ def test_a_listener_without_default_pool_has_no_backend(protocol: Protocol) -> N
     """HAProxy answers 503 (HTTP) or closes the connection (TCP) without a backend: as the
     0.1 driver's empty backend did for a VIP without a pool."""
     config = text(make_lb(no_pool=True, protocol=protocol))
-    assert "default_backend" not in config and "backend " not in config
+    assert "default_backend" not in config and "\nbackend " not in config
     assert f"    mode {protocol.lower()}\n" in section(config, FE)
 
 
@@ -621,10 +621,15 @@ def test_everything_at_once_is_accepted_by_haproxy(tmp_path: Path) -> None:
             pools=(Pool("p" * 253, members=(member("m" * 253),)), Pool("q" * 253)),
         ),
     ]
-    settings = GlobalSettings(str(tmp_path / "s.sock"), str(tmp_path / "state"), 60)
+    settings = GlobalSettings(str(tmp_path / "s.sock"), str(tmp_path / "state"), 60, str(tmp_path))
     (tmp_path / "state").write_text("1\n")
     path = tmp_path / "haproxy.cfg"
-    path.write_text(render(lbs, settings).text)
+    rendered = render(lbs, settings)
+    path.write_text(rendered.text)
+    (tmp_path / "maps").mkdir()
+    for fragment in rendered.fragments:  # the L7 map files every HTTP listener has
+        for entries in fragment.maps:
+            (tmp_path / entries.name).write_text(entries.text)
     result = subprocess.run(
         [binary, "-c", "-f", str(path)],
         capture_output=True,

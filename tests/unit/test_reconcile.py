@@ -161,7 +161,7 @@ async def test_device_not_ready_keeps_the_phase_and_says_why(tmp_path: Path) -> 
         await worker.probe()
         assert (KEY, Mode.VERIFY) in rig.triggered
         assert await rig.reconcile(KEY, Mode.VERIFY) == Result.DONE
-        assert rig.listeners("dev")["10.0.0.1:80"]["members"]["m2"]["port"] == 9090
+        assert rig.members("dev")["m2"].port == 9090
         member = rig.cluster.status("Member", "m2")
         assert (member["phase"], member["observedGeneration"]) == ("Active", 2)
         assert rig.cluster.status("VIP", "web")["operatingStatus"] == "ONLINE"
@@ -263,7 +263,7 @@ async def test_a_member_the_device_may_not_reach_is_left_out(tmp_path: Path) -> 
         rig.add_tree(members={"m1": "10.1.0.1", "meta": "169.254.169.254"})
         await rig.bind(KEY)
         assert await rig.reconcile() == Result.DONE
-        assert list(rig.listeners("dev")["10.0.0.1:80"]["members"]) == ["m1"]
+        assert list(rig.members("dev")) == ["m1"]
         refused = rig.cluster.status("Member", "meta")
         assert (refused["phase"], refused["reason"]) == ("Error", "MemberAddressNotAllowed")
         assert "link-local" in refused["message"]
@@ -302,7 +302,7 @@ async def test_apply_sends_a_changed_tree(tmp_path: Path) -> None:
         rig.cluster.update_spec("Member", "m1", weight=5)
         assert await rig.reconcile(KEY, Mode.APPLY) == Result.DONE
         assert rig.applies() == applies + 1
-        assert rig.listeners("dev")["10.0.0.1:80"]["members"]["m1"]["weight"] == 5
+        assert rig.members("dev")["m1"].weight == 5
         assert rig.cluster.status("Member", "m1")["observedGeneration"] == 2
 
 
@@ -313,12 +313,13 @@ async def test_verify_repairs_drift_and_says_so(tmp_path: Path) -> None:
         assert await rig.reconcile(KEY, Mode.VERIFY) == Result.DONE
         assert rig.applies() == applies, "no drift, no apply"
         state = rig.device_state("dev")
-        state["listeners"]["10.0.0.1:80"]["members"]["m1"]["port"] = 1  # changed by hand
+        (pool,) = state["listeners"]["10.0.0.1:80"]["tree"]["pools"]
+        next(m for m in pool["members"] if m["name"] == "m1")["port"] = 1  # changed by hand
         rig.state_file("dev").write_text(json.dumps(state))
         writes = len(rig.reporter.writes)
         assert await rig.reconcile(KEY, Mode.VERIFY) == Result.DONE
         assert rig.applies() == applies + 1
-        assert rig.listeners("dev")["10.0.0.1:80"]["members"]["m1"]["port"] == 8080
+        assert rig.members("dev")["m1"].port == 8080
         (event,) = rig.reporter.events_of("VIP", "web", "DriftRepaired")
         assert event.type == "Warning" and "ConfigChanged" in event.message
         assert len(rig.reporter.writes) == writes, "the statuses were right all along"

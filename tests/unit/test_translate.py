@@ -34,6 +34,7 @@ def test_vip_options_become_the_listener_and_persistence_goes_to_every_pool() ->
         connection_limit=100,
         admin_state_up=False,
         default_pool="p",
+        forwarded_headers=True,  # on by default for HTTP VIPs (issue 20)
     )
     (p,) = lb.pools
     assert p.method == m.Method.SOURCE_IP and p.protocol == m.Protocol.HTTP

@@ -153,7 +153,9 @@ def test_deleting_monitor_does_not_conflict_with_its_replacement() -> None:
     assert problems(tree)["new"] is None
 
 
-def test_second_pool_is_a_conflict_and_the_oldest_wins() -> None:
+def test_every_pool_is_in_the_tree_oldest_first() -> None:
+    # Several pools per VIP (issue 20): no Conflict any more; none is the default unless the
+    # VIP names one.
     young = pool("a-young", created="2024-03-01T00:00:00Z")
     old = pool("z-old", created="2024-01-01T00:00:00Z")
     tree = build_tree(
@@ -165,27 +167,26 @@ def test_second_pool_is_a_conflict_and_the_oldest_wins() -> None:
         },
         {"a-young": [monitor("hm-a-young", "a-young")]},
     )
-    assert pool_names(tree) == ["z-old"]
+    assert pool_names(tree) == ["z-old", "a-young"]
+    assert all(o.problem is None for o in tree.objects)
     lb = load_balancer(tree, "192.0.2.10")
-    assert [m.name for _, m in lb.members()] == ["m-old"]
-    assert [p.monitor for p in lb.pools] == [None]
-    by_name = {o.name: o for o in tree.objects}
-    assert by_name["a-young"].problem_reason == "Conflict"
-    assert "VIP web already has pool z-old" in (by_name["a-young"].problem or "")
-    assert by_name["z-old"].problem is None
-    assert by_name["m-old"].problem is None
-    for child in ("m-a-young", "hm-a-young"):
-        assert by_name[child].problem_reason == "ParentConflict"
-        assert "its pool a-young is not in use" in (by_name[child].problem or "")
+    assert [(p.name, [m.name for m in p.members]) for p in lb.pools] == [
+        ("z-old", ["m-old"]),
+        ("a-young", ["m-a-young"]),
+    ]
+    assert [p.monitor.name if p.monitor else None for p in lb.pools] == [None, "hm-a-young"]
+    assert lb.listeners[0].default_pool is None
+    assert (tree.default.reason, tree.default.name) == ("NoDefaultPool", None)
+    assert "2 pools and no spec.defaultPoolRef: connections are closed" in tree.default.message
 
 
-def test_same_creation_time_is_broken_by_name() -> None:
+def test_same_creation_time_is_ordered_by_name() -> None:
     tree = build_tree(vip(), [pool("b"), pool("a")], {}, {})
-    assert pool_names(tree) == ["a"]
-    assert problems(tree)["b"] == "Conflict"
+    assert pool_names(tree) == ["a", "b"]
+    assert problems(tree) == {"web": None, "a": None, "b": None}
 
 
-def test_deleting_older_pool_does_not_win() -> None:
+def test_deleting_pool_is_left_out_and_its_children_wait() -> None:
     tree = build_tree(
         vip(),
         [
@@ -199,6 +200,43 @@ def test_deleting_older_pool_does_not_win() -> None:
     assert member_names(tree) == ["m-new"]
     assert all(o.problem is None for o in tree.objects)
     assert ("Member", "m-old") in names(tree.objects)
+    waiting = {o.name: o.waiting for o in tree.objects}
+    assert waiting["m-old"] == "its Pool old is being deleted"
+    assert tree.default.name == "new"  # the only pool in use is the default
+
+
+def test_default_pool_is_the_one_named() -> None:
+    tree = build_tree(vip(defaultPoolRef="b"), [pool("a"), pool("b")], {}, {})
+    assert tree.default.name == "b" and tree.default.reason == "Resolved"
+    assert load_balancer(tree, "192.0.2.10").listeners[0].default_pool == "b"
+
+
+def test_default_pool_named_but_missing_is_said() -> None:
+    tree = build_tree(vip(defaultPoolRef="gone"), [pool("a")], {}, {})
+    assert tree.default.name is None  # not the only pool: the VIP named another one
+    assert tree.default.reason == "PoolNotFound"
+    assert "spec.defaultPoolRef names Pool gone, which does not exist" in tree.default.message
+    assert load_balancer(tree, "192.0.2.10").listeners[0].default_pool is None
+
+
+def test_default_pool_of_another_vip_is_said() -> None:
+    tree = build_tree(
+        vip(defaultPoolRef="theirs", protocol="HTTP"),
+        [pool("a")],
+        {},
+        {},
+        pool_owner=lambda name: {"theirs": "other", "a": "web"}.get(name),
+    )
+    assert tree.default.reason == "PoolNotInVIP"
+    assert "Pool theirs, which belongs to VIP other" in tree.default.message
+    assert tree.default.message.endswith("requests no L7Policy takes are answered 503")
+
+
+def test_default_pool_named_but_invalid_is_said() -> None:
+    bad = snap("Pool", "p", {"vipRef": "web", "lbMethod": "RANDOM"})
+    tree = build_tree(vip(defaultPoolRef="p"), [bad], {}, {})
+    assert tree.default.reason == "PoolNotFound"
+    assert "Pool p, which cannot be used: spec is invalid" in tree.default.message
 
 
 def test_second_monitor_is_a_conflict() -> None:

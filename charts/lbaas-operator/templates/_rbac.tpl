@@ -34,10 +34,14 @@ holds the expected rules.
 - apiGroups: ["lbaas.dev"]
   resources: ["vips", "pools", "members", "healthmonitors"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-{{- else }}
-# VIPs, pools, members, health monitors: informers list and watch them.
+# L7 policies: informers list and watch them (the Services controller generates none).
 - apiGroups: ["lbaas.dev"]
-  resources: ["vips", "pools", "members", "healthmonitors"]
+  resources: ["l7policies"]
+  verbs: ["list", "watch"]
+{{- else }}
+# VIPs, pools, members, health monitors, L7 policies: informers list and watch them.
+- apiGroups: ["lbaas.dev"]
+  resources: ["vips", "pools", "members", "healthmonitors", "l7policies"]
   verbs: ["list", "watch"]
 # The VIP finalizer: placement.binder (Reporter.finalizer: server-side apply, PATCH).
 - apiGroups: ["lbaas.dev"]
@@ -45,9 +49,9 @@ holds the expected rules.
   verbs: ["patch"]
 {{- end }}
 # Statuses: the VIP's binding (placement.binder), Error ParentNotFound of orphaned pools,
-# members and monitors (trees.orphans); Reporter.status, PATCH /status.
+# members, monitors and L7 policies (trees.orphans); Reporter.status, PATCH /status.
 - apiGroups: ["lbaas.dev"]
-  resources: ["vips/status", "pools/status", "members/status", "healthmonitors/status"]
+  resources: ["vips/status", "pools/status", "members/status", "healthmonitors/status", "l7policies/status"]
   verbs: ["patch"]
 {{- if .Values.config.services }}
 # Services of type LoadBalancer: watched; the Services controller keeps its finalizer on them
@@ -98,9 +102,9 @@ holds the expected rules.
 
 {{- /* ---- agent: the watched namespaces ---- */ -}}
 {{- define "lbaas-operator.rules.agent.watched" -}}
-# VIPs, pools, members, health monitors: the agent's informers list and watch them.
+# VIPs, pools, members, health monitors, L7 policies: the agent's informers list and watch them.
 - apiGroups: ["lbaas.dev"]
-  resources: ["vips", "pools", "members", "healthmonitors"]
+  resources: ["vips", "pools", "members", "healthmonitors", "l7policies"]
   verbs: ["list", "watch"]
 # The VIP finalizer (the device's config goes first): trees.reconcile (server-side apply, PATCH).
 - apiGroups: ["lbaas.dev"]
@@ -108,7 +112,7 @@ holds the expected rules.
   verbs: ["patch"]
 # What the device did with each object: trees.reconcile -> Reporter.status (PATCH /status).
 - apiGroups: ["lbaas.dev"]
-  resources: ["vips/status", "pools/status", "members/status", "healthmonitors/status"]
+  resources: ["vips/status", "pools/status", "members/status", "healthmonitors/status", "l7policies/status"]
   verbs: ["patch"]
 {{- end }}
 

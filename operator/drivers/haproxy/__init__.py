@@ -14,8 +14,10 @@ Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys a
   (never longer than the call's deadline).
 - ``hardStopAfterSeconds`` (900): old workers still draining are stopped after this.
 
-State dir: ``haproxy.cfg`` (global, defaults), ``conf.d/<ns>__<name>.cfg`` (one per load
-balancer served: a change rewrites one small file however many the device holds),
+State dir: ``haproxy.cfg`` (global, defaults; ``default-path origin <stateDir>``),
+``conf.d/<ns>__<name>.cfg`` (one per load balancer served: a change rewrites one small file
+however many the device holds), ``maps/fe_<ns>__<name>__l<n>...map`` (the L7 map files of its
+HTTP listeners, see ``l7``),
 ``vips/<ns>__<name>.json`` (each load balancer's desired tree, ``documents.to_document`` with a
 version, from which a new operator renders everything again; files of the 0.1 driver are read
 too, see ``upgrade``), ``driver-state.json`` (counters, the pending-reload intent, the master
@@ -25,10 +27,13 @@ seen at the last reload, trees left out and why), ``owner.json`` (highest fence 
 Contract 1 (``lbaas.drivers.contract``): the driver receives the driver data model
 (``lbaas.drivers.model``) and imports nothing of the API. Its features are
 ``features.FEATURES``: TCP, HTTP and HTTPS passed through, every balancing method, member,
-pool and listener options, every monitor and persistence type, several pools per load balancer
-and the operational promises (batch, hitless members, drain, member status, verify, orphans,
-watch, fencing). A tree asking for anything else (TLS termination, L7 routing, UDP, several
-listeners) is refused with ``Unsupported`` naming the feature.
+pool and listener options, every monitor and persistence type, several pools per load
+balancer, L7 policies (every match, Forward with weighted splits, Redirect, Reject, header
+changes) and forwarded headers, and the operational promises (batch, hitless members, drain,
+member status, verify, orphans, watch, fencing). A tree asking for anything else (TLS
+termination, UDP, several listeners) is refused with ``Unsupported`` naming the feature; so is
+a policy with a header or query parameter name holding ``'`` (``supports``: the core leaves
+that policy out alone).
 
 Mapping of the driver data model to HAProxy (``proxies``, ``templates/*.j2``):
 
@@ -48,6 +53,15 @@ connection_limit N (None)       frontend ``maxconn N`` (omitted: unlimited)
 listener admin_state_up false   frontend ``disabled``: the port stops listening
 default_pool                    ``default_backend be_<ns>__<name>__<pool>``; None: no
                                 backend (HTTP answers 503, TCP closes the connection)
+policies (HTTP listener)        ``l7``: Forward by host/path = entries of map files
+                                (``map_reg`` over ``<host><path>``, in priority order),
+                                changed at run time; other policies = ``acl`` +
+                                ``http-request`` rules (set-var, redirect, deny, header
+                                changes), ``http-after-response`` for response headers;
+                                ``use_backend %[var(txn.l7t)]`` before ``default_backend``
+weighted split                  a split map (``map_str``): 100 buckets by weight, the
+                                request's bucket ``rand(100)`` (1 % resolution)
+forwarded_headers               ``option forwardfor`` + ``X-Forwarded-Proto``/``-Port``
 Pool                            ``backend be_<ns>__<name>__<pool>``
 pool admin_state_up false       backend without servers; its members report OFFLINE
 method ROUND_ROBIN              ``balance roundrobin``
@@ -78,13 +92,14 @@ monitor max_retries / ..._down  ``rise`` / ``fall`` per server
 monitor None or admin-down      servers without ``check`` (reported NO_MONITOR)
 ==============================  ==========================================================
 
-TLS termination (certificates on the ``bind`` line) and L7 routing (``use_backend`` rules
-before ``default_backend``) have their places in the frontend template; neither is rendered
-yet.
+TLS termination (certificates on the ``bind`` line) has its place in the frontend template;
+it is not rendered yet.
 
 Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``, ``reload``):
 
-- **No reload, no** ``haproxy -c``: member create (``add server``, ``enable health``, then
+- **No reload, no** ``haproxy -c``: L7 Forward policies by host and path added, changed or
+  removed and weighted splits re-weighted (``prepare map``/``add map``/``commit map``: the
+  map files' entries, atomically; ``maps``), member create (``add server``, ``enable health``, then
   ``set server ... state ready``: UP at once, like a server read from the file), member delete
   (``state maint``, ``shutdown sessions server``, ``del server``: its open connections are
   closed), a member's address, port, backup or check options (delete + add), weight and admin
@@ -94,8 +109,10 @@ Runtime API or reload (see ``converge``, ``runtime_path``, ``servers``, ``plan``
   or removing such a member reloads (its weight and state stay runtime changes).
 - **Hitless reload** (master CLI ``reload``) for anything else: a VIP created or deleted, a
   listener, mode, limit, default pool, balancing, persistence or monitor change, a pool added
-  or removed. Health and admin state survive it through the ``server-state`` file; weights
-  and states a person set by hand are put back to the files' right after.
+  or removed, an L7 policy that is a rule (headers, method, query, regex, Redirect, Reject,
+  header changes) added, changed or removed. Health and admin state survive it through the
+  ``server-state`` file; weights and states a person set by hand are put back to the files'
+  right after.
 
 Batches: ``apply`` is ``apply_many`` of one VIP, and ``apply_many`` (what the operator sends
 for whatever waits for a device: a cold start, a new owner, a burst) costs what one apply costs:
@@ -124,10 +141,11 @@ marks each step for the crash tests). Every wait ends by the call's deadline
 
 ``verify`` drift kinds: ``PendingReload``, ``NotRunning``, ``ReloadedOutsideOperator`` (the
 master's pid or reload count is not the one of the driver's last reload),
-``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment), ``ConfigMissing``,
-``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed`` (left out, with
-why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``, ``FrontendMissing``,
-``FrontendStateChanged``. ``orphans``: keys of VIP files, fragments and running frontends and
+``OutdatedCommandLine``, ``ConfigChanged`` (haproxy.cfg or the VIP's fragment),
+``ConfigMissing``, ``VIPFileMissing``, ``VIPFileOutdated``, ``NotApplicable``, ``NotServed``
+(left out, with why), ``RuntimeChanged`` (servers, weights, states), ``BackendMissing``,
+``FrontendMissing``, ``FrontendStateChanged``, ``MapChanged`` (an L7 map's running entries),
+``MapFileChanged``. ``orphans``: keys of VIP files, fragments and running frontends and
 backends the operator does not expect. ``watch``: a pidfd on the master
 (``toolkit.deathwatch``).
 

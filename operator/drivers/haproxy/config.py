@@ -64,6 +64,7 @@ class HAProxyDeviceConfig(BaseModel):
             root=root,
             config=root / "haproxy.cfg",
             conf_d=root / "conf.d",
+            maps=root / "maps",
             vips=root / "vips",
             pid=root / "haproxy.pid",
             state=root / "driver-state.json",
@@ -81,6 +82,8 @@ class DevicePaths:
     """global and defaults; the VIPs are in ``conf_d``"""
     conf_d: Path
     """one ``<namespace>__<name>.cfg`` per VIP the device serves"""
+    maps: Path
+    """the L7 map files of the VIPs served (``l7``; their names are relative to ``root``)"""
     vips: Path
     """one ``<namespace>__<name>.json`` per VIP bound to the device: the desired trees"""
     pid: Path

@@ -69,6 +69,7 @@ class Device:
             runtime_socket=str(self.paths.runtime_socket),
             server_state_file=str(self.paths.server_state),
             hard_stop_after=self.config.hard_stop_after_seconds,
+            state_dir=str(self.paths.root),
         )
 
     def fragment_path(self, key: str) -> Path:

@@ -13,9 +13,16 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from lbaas.drivers.contract import DeviceHandle, Drift, Driver, ProbeResult, Statuses
+from lbaas.drivers.contract import (
+    DeviceHandle,
+    Drift,
+    Driver,
+    LoadBalancerStats,
+    ProbeResult,
+    Statuses,
+)
 from lbaas.drivers.errors import DriverError, StaleOwnerError
-from lbaas.drivers.haproxy import runtime, verify
+from lbaas.drivers.haproxy import runtime, stats, verify
 from lbaas.drivers.haproxy.config import parse_config
 from lbaas.drivers.haproxy.converge import converge
 from lbaas.drivers.haproxy.device import Device, Memo, in_sync
@@ -155,6 +162,21 @@ class HAProxyDriver(Driver):
         found = {lb.key: lb_statuses(lb, running) for lb in lbs}
         return {key: statuses for key, statuses in found.items() if statuses is not None}
 
+    def traffic_stats(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, LoadBalancerStats]:
+        """One ``show stat`` for the whole device (``stats``)."""
+        with self._device(device) as dev:
+            try:
+                text = runtime.command(dev.paths.runtime_socket, "show stat", runtime.QUERY_TIMEOUT)
+            except CLIError as exc:
+                raise DriverError(
+                    "cannot read traffic counters: HAProxy's runtime API does not answer",
+                    detail=str(exc),
+                ) from exc
+            state = DriverState.load(dev.paths.state)
+        return stats.device_stats(lbs, text, state.reloads + state.starts)
+
     def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
         with self._device(device) as dev:
             return verify.verify(dev, lb)
@@ -225,6 +247,7 @@ class HAProxyDriver(Driver):
         try:
             paths.vips.mkdir(parents=True, exist_ok=True, mode=0o700)
             paths.conf_d.mkdir(exist_ok=True, mode=0o755)
+            paths.maps.mkdir(exist_ok=True, mode=0o755)
         except OSError as exc:
             raise DriverError(
                 f"cannot create stateDir {paths.root}: {exc.strerror}",

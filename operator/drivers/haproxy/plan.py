@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lbaas.drivers.errors import DriverError, UnsupportedError
+from lbaas.drivers.haproxy import maps
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.names import keys_in
 from lbaas.drivers.haproxy.preflight import Preflight
@@ -37,7 +38,7 @@ from lbaas.drivers.haproxy.runtime import ProcInfo
 from lbaas.drivers.haproxy.store import key_of
 from lbaas.drivers.haproxy.tokens import UnsafeValueError
 from lbaas.drivers.model import LoadBalancer
-from lbaas.drivers.toolkit.files import read_text
+from lbaas.drivers.toolkit.files import atomic_write, read_text
 
 Change = tuple[LoadBalancer | None, Fragment | None]
 """One VIP of a batch: its new tree and fragment, or (None, None) to delete it."""
@@ -137,11 +138,15 @@ def make_plan(dev: Device, batch: Mapping[str, Change], master: ProcInfo | None)
 
 
 def files(dev: Device, plan: Plan) -> tuple[dict[Path, str], list[Path]]:
-    """(files to write → text, files to remove) for ``plan``."""
+    """(files to write → text, files to remove) for ``plan``: the global file, the fragments
+    and their L7 map files."""
     desired = {dev.paths.config: render_global(dev.settings)}
     desired |= {dev.fragment_path(k): f.text for k, f in plan.included.items()}
+    for fragment in plan.included.values():
+        desired |= maps.files(dev.paths.root, fragment.maps)
     changed = {path: text for path, text in desired.items() if read_text(path) != text}
     removed = [p for p in dev.paths.conf_d.glob("*.cfg") if p not in desired]
+    removed += [p for p in dev.paths.maps.glob("*.map") if p not in desired]
     return changed, removed
 
 
@@ -214,6 +219,9 @@ def validate(dev: Device, plan: Plan) -> tuple[dict[Path, str], list[Path], Stag
         if plan.void or (not changed and not removed):
             return changed, removed, Staging({})
         staging = Staging(changed)
+        for path, text in changed.items():  # new maps: the check reads them where they go
+            if path.parent == dev.paths.maps and not path.exists():
+                atomic_write(path, text, 0o644)
         final = [dev.paths.config, *sorted(dev.fragment_path(k) for k in plan.included)]
         try:
             with dev.memo.pace.fixed_part():

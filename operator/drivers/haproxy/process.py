@@ -29,13 +29,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lbaas.drivers.deadline import budget
 from lbaas.drivers.errors import DriverError, DriverTimeout
 from lbaas.drivers.haproxy import runtime
 from lbaas.drivers.haproxy.config import HAProxyDeviceConfig
-from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
+from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo, ServerState
 from lbaas.drivers.toolkit.files import atomic_write
 from lbaas.drivers.toolkit.process import children, pid_alive, read_pid, spawn, terminate
 
@@ -243,13 +244,16 @@ class Supervisor:
             + ")"
         )
 
-    def save_server_state(self) -> None:
-        """Dump health and admin state so new workers do not start every server as UP."""
+    def save_server_state(self, carried: Callable[[ServerState], bool] | None = None) -> None:
+        """Dump health state so new workers do not start every checked server as UP; only the
+        servers ``carried`` accepts (the others start as their configuration line says)."""
         text = ""
         with contextlib.suppress(CLIError):
             text = runtime.command(self.paths.runtime_socket, "show servers state", 10.0)
         if not text.startswith("1\n"):
             text = "1\n"
+        elif carried is not None:
+            text = runtime.filter_servers_state(text, carried)
         atomic_write(self.paths.server_state, text, 0o600)
 
     def replace(self, old: ProcInfo) -> ProcInfo:
@@ -261,17 +265,18 @@ class Supervisor:
             os.kill(old.master_pid, signal.SIGUSR1)
         return info
 
-    def reload(self) -> ProcInfo:
+    def reload(self, carried: Callable[[ServerState], bool] | None = None) -> ProcInfo:
         """Reload through the master CLI and wait until a new worker serves (or it failed).
 
-        Health and admin state carry over through the server-state file dumped first.
+        Health state carries over through the server-state file dumped first (of the servers
+        ``carried`` accepts: see :meth:`save_server_state`).
         """
         budget(self.config.reload_timeout_seconds, "reloading HAProxy", MIN_RELOAD_BUDGET)
         try:
             before = runtime.show_proc(self.paths.master_socket)
         except CLIError as exc:
             raise DriverError(f"HAProxy master socket does not answer: {exc}") from exc
-        self.save_server_state()
+        self.save_server_state(carried)
         if self._log_offset() > MAX_LOG_BYTES:
             # The master appends (O_APPEND), so truncating in place is safe.
             os.truncate(self.paths.log, 0)

@@ -20,6 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from lbaas.drivers.haproxy.l7 import Routing, routing
 from lbaas.drivers.haproxy.monitor import monitor_view
 from lbaas.drivers.haproxy.names import backend_name, frontend_name
 from lbaas.drivers.haproxy.tokens import Token, UnsafeValueError, token
@@ -56,7 +57,7 @@ class Server:
 
 @dataclass(frozen=True)
 class Frontend:
-    """One listener. Later: TLS options of its bind line, L7 rules (``use_backend``)."""
+    """One listener, with its L7 routing (HTTP). Later: TLS options of its bind line."""
 
     name: str
     address: str
@@ -67,6 +68,8 @@ class Frontend:
     maxconn: int | None
     backend: str | None
     """The default pool's backend; None: HTTP answers 503, TCP closes."""
+    routing: Routing | None = None
+    """Policies and forwarded headers (``l7``); None for TCP."""
 
     @property
     def listener(self) -> tuple[str, int]:
@@ -128,7 +131,7 @@ def address_of(lb: LoadBalancer) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         raise UnsafeValueError("address", lb.address) from exc
 
 
-def frontend(lb: LoadBalancer, listener: Listener) -> Frontend:
+def frontend(lb: LoadBalancer, listener: Listener, index: int = 0) -> Frontend:
     return Frontend(
         name=frontend_name(lb, listener),
         address=address_of(lb).compressed,
@@ -137,6 +140,7 @@ def frontend(lb: LoadBalancer, listener: Listener) -> Frontend:
         enabled=bool(listener.admin_state_up),
         maxconn=listener.connection_limit,
         backend=backend_name(lb, listener.default_pool) if listener.default_pool else None,
+        routing=routing(lb, listener, index),
     )
 
 

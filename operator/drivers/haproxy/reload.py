@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from lbaas.drivers.deadline import budget
@@ -23,7 +24,7 @@ from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Plan, Staging
 from lbaas.drivers.haproxy.process import MIN_RELOAD_BUDGET, ReloadFailed
 from lbaas.drivers.haproxy.render import Fragment
-from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo
+from lbaas.drivers.haproxy.runtime import CLIError, ProcInfo, ServerState
 from lbaas.drivers.haproxy.store import DriverState, dump_tree
 from lbaas.drivers.toolkit.files import atomic_write, read_text, write_many
 
@@ -58,7 +59,7 @@ def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
         faults.point("before-reload")
         try:
             with dev.memo.pace.fixed_part(reload=True):
-                info = supervisor.reload()
+                info = supervisor.reload(carried_health(plan))
         except ReloadFailed:
             write_many({path: previous[path] for path in trees}, 0o600)
             write_many({path: previous[path] for path in [*changed, *removed]}, 0o644)
@@ -81,6 +82,20 @@ def reload(dev: Device, state: DriverState, master: ProcInfo | None, plan: Plan,
     new = {key for key in plan.included if previous.get(dev.fragment_path(key), "") is None}
     with dev.memo.pace.fixed_part():
         reconcile(dev, {key: f for key, f in plan.included.items() if key not in new}, plan)
+
+
+def carried_health(plan: Plan) -> Callable[[ServerState], bool]:
+    """Which running servers' health a reload carries over: those that stay checked at the same
+    address and port. A server without checks has no health to carry (restoring DOWN would keep
+    it out for good: nothing would bring it back), and one moved elsewhere is a new server."""
+    checked = {
+        (backend.name, server.name): (server.address, server.port)
+        for fragment in plan.included.values()
+        for backend in fragment.backends
+        for server in backend.servers
+        if server.check
+    }
+    return lambda s: checked.get((s.backend, s.name)) == (s.address, s.port)
 
 
 def reconcile(dev: Device, carried: dict[str, Fragment], plan: Plan) -> None:

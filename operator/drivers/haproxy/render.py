@@ -24,6 +24,7 @@ from lbaas.drivers.capabilities import FEATURES as VOCABULARY
 from lbaas.drivers.capabilities import missing
 from lbaas.drivers.errors import DriverError, UnsupportedError
 from lbaas.drivers.haproxy.features import FEATURES
+from lbaas.drivers.haproxy.l7 import MapFile, policy_problem
 from lbaas.drivers.haproxy.names import check_names
 from lbaas.drivers.haproxy.proxies import (
     Backend,
@@ -53,6 +54,8 @@ class GlobalSettings:
     runtime_socket: str
     server_state_file: str
     hard_stop_after: int = 900
+    state_dir: str = ""
+    """Where relative paths (the L7 map files, ``maps/...``) are found (``default-path``)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Fragment:
     backends: tuple[Backend, ...]
     structure: str
     text: str
+    maps: tuple[MapFile, ...] = ()
+    """The L7 map files its frontends use (``l7``): runtime-changeable, not in ``structure``."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,10 @@ def unsupported_reason(lb: LoadBalancer) -> str | None:
                 " shorter VIP name"
             )
     protocols = pool_protocols(lb)
+    for listener in lb.listeners:
+        for policy in listener.policies:
+            if problem := policy_problem(lb, listener, policy):
+                return problem
     for pool in lb.pools:
         persistence = pool.persistence
         if persistence is None:
@@ -134,7 +143,7 @@ def _proxies(lb: LoadBalancer) -> tuple[tuple[Frontend, ...], tuple[Backend, ...
         raise UnsupportedError(f"VIP {lb.key}: {reason}")
     address_of(lb)
     protocols = pool_protocols(lb)
-    frontends = tuple(frontend(lb, listener) for listener in lb.listeners)
+    frontends = tuple(frontend(lb, listener, i) for i, listener in enumerate(lb.listeners))
     return frontends, tuple(backend(lb, pool, protocols[pool.name]) for pool in lb.pools)
 
 
@@ -167,7 +176,8 @@ def render_vip(lb: LoadBalancer) -> Fragment:
     structure = template.render(vip=view, structure_only=True)
     digest = hashlib.sha256(structure.encode()).hexdigest()
     text = f"{HEADER}{digest}\n" + template.render(vip=view, structure_only=False)
-    return Fragment(lb.key, frontends, backends, digest, text)
+    maps = tuple(m for fe in frontends if fe.routing for m in fe.routing.maps)
+    return Fragment(lb.key, frontends, backends, digest, text, maps)
 
 
 def render_global(settings: GlobalSettings) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +29,19 @@ class CLIError(Exception):
     """The socket did not answer, or HAProxy refused the command."""
 
 
-def command(path: Path, line: str, timeout: float = 5.0) -> str:
-    """Send one command and return HAProxy's whole answer."""
-    if "\n" in line or "\r" in line or ";" in line:
-        raise CLIError(f"refusing a command that would be several: {line!r}")
+def command(path: Path, line: str, timeout: float = 5.0, payload: list[str] | None = None) -> str:
+    """Send one command and return HAProxy's whole answer. ``payload``: lines sent after
+    ``<<`` (``add map ... <<``), each one line without ``;`` either."""
+    for part in [line, *(payload or ())]:
+        if "\n" in part or "\r" in part or ";" in part or (payload is not None and not part):
+            raise CLIError(f"refusing a command that would be several: {part!r}")
     wait = budget(timeout, f"talking to HAProxy ({line.split(' ', 1)[0]} on {path.name})")
+    text = line if payload is None else "\n".join([f"{line} <<", *payload, ""])
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(wait)
         try:
             sock.connect(str(path))
-            sock.sendall(line.encode() + b"\n")
+            sock.sendall(text.encode() + b"\n")
             # The master CLI answers only once it sees the end of the request.
             sock.shutdown(socket.SHUT_WR)
             chunks = []
@@ -178,6 +182,29 @@ def servers_state(
     if text.startswith("Can't find backend"):
         raise NoSuchBackend(f"no backend {backend} in the running HAProxy")
     return parse_servers_state(text).get(backend, {})
+
+
+def filter_servers_state(text: str, keep: Callable[[ServerState], bool]) -> str:
+    """``show servers state`` (format 1) with only the rows of the servers ``keep`` accepts
+    (what a reload should carry over); an answer it cannot read becomes an empty file."""
+    try:
+        kept = {
+            (state.backend, state.name)
+            for servers in parse_servers_state(text).values()
+            for state in servers.values()
+            if keep(state)
+        }
+    except CLIError:
+        return "1\n"
+    lines = text.splitlines()
+    columns = lines[1][2:].split()
+    backend, server = columns.index("be_name"), columns.index("srv_name")
+    rows = [
+        line
+        for line in lines[2:]
+        if len(fields := line.split()) == len(columns) and (fields[backend], fields[server]) in kept
+    ]
+    return "\n".join([*lines[:2], *rows]) + "\n"
 
 
 def all_servers_state(

@@ -3,7 +3,8 @@
 A VIP goes this way when the running master is the one the driver last reloaded, no reload is
 pending, ``haproxy.cfg`` is the driver's, and the VIP's new fragment has the structure of the
 one on disk: only servers, weights or admin states differ, in any of its pools (``servers``
-plans the commands of each backend).
+plans the commands of each backend), or the entries of its L7 map files (``maps``: Forward
+policies by host and path added, changed or removed, weighted splits re-weighted).
 A deletion goes this way when HAProxy does not serve the VIP (parked, or never applied): only
 its file is removed.
 
@@ -22,7 +23,7 @@ import logging
 from pathlib import Path
 
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import faults, runtime, servers
+from lbaas.drivers.haproxy import faults, maps, runtime, servers
 from lbaas.drivers.haproxy.device import Device
 from lbaas.drivers.haproxy.plan import Change
 from lbaas.drivers.haproxy.proxies import Frontend
@@ -47,6 +48,7 @@ def runtime_batch(
     done: set[str] = set()
     trees: dict[Path, str | None] = {}
     fragments: dict[Path, str] = {}
+    map_files: dict[Path, str] = {}
     forgotten: list[str] = []
     updates, error = 0, None
     ours = read_text(dev.paths.config) == render_global(dev.settings)
@@ -63,7 +65,9 @@ def runtime_batch(
         if not ours:
             continue
         try:
-            ops = _apply(view, fragment, read_text(dev.fragment_path(key)))
+            ops = _apply(
+                view, fragment, read_text(dev.fragment_path(key)), dev.paths.root, map_files
+            )
         except DriverError as exc:  # the deadline (CLI refusals are handled in _apply)
             error = exc
             break
@@ -83,7 +87,8 @@ def runtime_batch(
             dev.memo.wrote(dev.vip_path(key), lb, fragment)
     if len(done) > len(forgotten):
         faults.point("after-vip-file")
-    # conf.d is rendered again from the VIP files at every start: no sync needed.
+    # conf.d and maps/ are rendered again from the VIP files at every start: no sync needed.
+    write_many(map_files, 0o644, durable=False)
     write_many(fragments, 0o644, durable=False)
     if len(done) > len(forgotten):
         faults.point("after-config")
@@ -95,37 +100,44 @@ def runtime_batch(
     return done, error
 
 
-def _apply(view: Running, fragment: Fragment, old: str | None) -> list[servers.Op] | None:
+def _apply(
+    view: Running, fragment: Fragment, old: str | None, root: Path, written: dict[Path, str]
+) -> list[servers.Op | Path] | None:
     """Send the runtime commands that make the running load balancer match ``fragment``
-    (``old``: its fragment on disk), every backend (pool) planned on its own; None when only a
-    reload can."""
+    (``old``: its fragment on disk), every backend (pool) planned on its own, then its map
+    files (those to write go to ``written``); None when only a reload can."""
     if old is None or fragment_structure(old) != fragment.structure:
         return None
-    written = fragment_servers(old)
+    on_disk = fragment_servers(old)
     ops: list[servers.Op] = []
     try:
         for backend in fragment.backends:
             running = view.servers(backend.name)
-            found = servers.plan(backend, written.get(backend.name, {}), running)
+            found = servers.plan(backend, on_disk.get(backend.name, {}), running)
             if found is None:
                 return None
             ops += found
         if not all(_frontend_state(view, frontend) for frontend in fragment.frontends):
             return None
         servers.execute(view.socket, ops)
+        synced = maps.sync(view.socket, root, fragment.maps)
     except CLIError as exc:
         log.warning("runtime change of %s failed, reloading instead: %s", fragment.key, exc)
         return None
-    return ops
+    written |= synced
+    return [*ops, *synced]
 
 
 def _frontend_state(view: Running, frontend: Frontend) -> bool:
     """Undo a ``disable frontend`` sent by hand; False when only a reload can help (a frontend
-    shut down, or one the file disables that listens)."""
+    shut down, or one the file disables that listens). HAProxy 2.6 lists no frontend that its
+    file disables: absent is right for a disabled one."""
     status = view.frontend(frontend.name)
     if status in ("OPEN", "FULL"):
         return frontend.enabled
-    if status is None or not frontend.enabled:
-        return status is not None
+    if not frontend.enabled:
+        return True
+    if status is None:
+        return False
     runtime.expect_empty(view.socket, f"enable frontend {frontend.name}")
     return True

@@ -19,10 +19,12 @@ What 2.6 supports and what it does not (checked against 2.6.12):
   reload (the fragment's structure digest includes the server set then).
 - ``del server`` needs the server in maintenance and without connections. The plan first
   sets it to ``drain`` (no new connection goes to it) and waits, up to ``DRAIN_SECONDS`` and
-  the call's deadline, for the requests in flight to finish (``scur`` of ``show stat``), so a
-  member removed under load cuts no request; then ``state maint``, ``shutdown sessions
-  server`` for what is still open, and ``del server``, retried briefly; if that still fails
-  the apply falls back to a reload, which never cuts a connection.
+  the call's deadline, for the requests in flight to finish (``scur`` of ``show stat``); then
+  ``state maint``, ``shutdown sessions server`` (nothing is left open by then) and ``del
+  server``, retried briefly. A member still serving when the wait ends (a long download, a
+  long-lived TCP connection), or a ``del server`` that keeps failing, makes the apply fall back
+  to a reload: the old worker finishes what it serves (up to ``hard-stop-after``) and the new
+  one has no such server. Either way a member removed under load cuts no request.
 """
 
 from __future__ import annotations
@@ -150,11 +152,21 @@ def _commands(op: Op) -> list[str]:
 
 
 def _drained(runtime_socket: Path, backend: str, server: str) -> None:
-    """Wait (bounded) until ``server`` serves no request any more (it takes no new ones)."""
+    """Wait (bounded) until ``server`` serves no request any more (it takes no new ones).
+
+    :raises CLIError: it still serves some when the wait ends: the caller reloads instead
+        (the old worker finishes them), rather than cut them.
+    """
     deadline = time.monotonic() + remaining(DRAIN_SECONDS)
-    while time.monotonic() < deadline:
-        if runtime.current_sessions(runtime_socket, backend, server) == 0:
+    while True:
+        sessions = runtime.current_sessions(runtime_socket, backend, server)
+        if sessions == 0:
             return
+        if time.monotonic() >= deadline:
+            raise CLIError(
+                f"{backend}/{server} still serves {sessions} connection(s) after the drain wait:"
+                " removing it by a reload, which lets them finish"
+            )
         time.sleep(0.005)
 
 

@@ -89,6 +89,42 @@ def _path(value: Any) -> str:
     return _match("path", _PATH)(value).replace("'", "\\'")
 
 
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}")
+"""An RFC 7230 token (header names as a config word: ``set-header <name> ...``)."""
+_ARG = re.compile(r"[A-Za-z0-9!#$%&*+.^_`|~-]{1,256}")
+"""A header or query parameter name inside a fetch's parentheses (``req.fhdr(<name>)``):
+the token set without ``'``, which HAProxy's argument parser reads as a quote."""
+_TEXT = re.compile(r"[\x20-\x7e]{1,1024}")
+"""A tenant's literal (header value, path, pattern): printable ASCII, escaped by
+:func:`_word`."""
+_HOST = re.compile(r"\.?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""A lower-case DNS name, or a suffix ``.example.com`` (what ``*.example.com`` ends with)."""
+_MAP = re.compile(r"maps/[A-Za-z0-9_.-]{1,240}\.map")
+"""A map file, relative to the state dir (``default-path origin``)."""
+_MAP_KEY = re.compile(r"\^[A-Za-z0-9/\\^$()|*+?.\[\]-]{1,4096}")
+"""A regular expression the driver built for a map file: escapes (``\\xHH``), classes and
+groups; no space, quote, ``#``, ``%`` or ``;``, nothing any layer (file, CLI) reads."""
+_SPECIAL = {"\\": "\\\\", " ": "\\ ", "#": "\\#", "'": "\\'", '"': '\\"'}
+"""What HAProxy's configuration parser reads in an unquoted word, and its escape (``$`` is
+read only between double quotes, which this never writes)."""
+
+
+def _word(value: str) -> str:
+    """``value`` as one unquoted configuration word that reads back as exactly itself."""
+    return "".join(_SPECIAL.get(c, c) for c in value)
+
+
+def _escaped(
+    kind: str, pattern: re.Pattern[str], *, log_format: bool = False
+) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise UnsafeValueError(kind, value)
+        return _word(value.replace("%", "%%") if log_format else value)
+
+    return check
+
+
 _KINDS: dict[str, Callable[[Any], str]] = {
     "name": _match("name", _NAME),
     "path": _path,
@@ -99,6 +135,13 @@ _KINDS: dict[str, Callable[[Any], str]] = {
     "int": _int,
     "port": _port,
     "ip": _ip,
+    "header": _escaped("header", _HEADER),
+    "arg": _escaped("argument", _ARG),
+    "text": _escaped("text", _TEXT),
+    "format": _escaped("log-format text", _TEXT, log_format=True),
+    "host": _match("host", _HOST),
+    "map": _match("map", _MAP),
+    "mapkey": _match("map key", _MAP_KEY),
 }
 KINDS = frozenset(_KINDS)
 

@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 from lbaas.drivers.contract import Drift
 from lbaas.drivers.errors import DriverError
-from lbaas.drivers.haproxy import runtime
+from lbaas.drivers.haproxy import maps, runtime
 from lbaas.drivers.haproxy.device import Device, checked_fragment
 from lbaas.drivers.haproxy.names import proxy_key
 from lbaas.drivers.haproxy.proxies import Backend
@@ -84,6 +84,9 @@ def verify(dev: Device, lb: LoadBalancer) -> list[Drift]:
         drifts.append(Drift("ConfigMissing", f"conf.d/{name} is missing"))
     elif on_disk != fragment.text:
         drifts.append(Drift("ConfigChanged", f"conf.d/{name} is not what this VIP's spec gives"))
+    elif stale := maps.changed(dev.paths.root, fragment.maps):  # the fragment is right
+        names = ", ".join(m.name for m in stale)
+        drifts.append(Drift("MapFileChanged", f"{names}: not what this VIP's policies give"))
     if any(d.kind in UNTRUSTED for d in drifts):
         return drifts
     return drifts + runtime_drift(dev, fragment)
@@ -129,15 +132,25 @@ def runtime_drift(dev: Device, fragment: Fragment) -> list[Drift]:
             statuses[frontend.name] = runtime.frontend_status(
                 socket, frontend.name, runtime.QUERY_TIMEOUT
             )
+        maps_changed = [
+            m.name
+            for m in fragment.maps
+            if maps.running(socket, m.name, runtime.QUERY_TIMEOUT) != m.entries
+        ]
     except CLIError as exc:
         raise DriverError("cannot read HAProxy's runtime state", detail=str(exc)) from exc
     drifts = []
     if problems:
         drifts.append(Drift("RuntimeChanged", "; ".join(problems)))
+    if maps_changed:
+        names = ", ".join(maps_changed)
+        drifts.append(Drift("MapChanged", f"HAProxy's maps {names} differ from the policies"))
     for frontend in fragment.frontends:
         status = statuses[frontend.name]
         if status is None:
-            drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {frontend.name}"))
+            # 2.6 lists no frontend its file disables: absent is what a disabled one looks like.
+            if frontend.enabled:
+                drifts.append(Drift("FrontendMissing", f"HAProxy runs no frontend {frontend.name}"))
         elif frontend.enabled != (status in ("OPEN", "FULL")):
             want = "listening" if frontend.enabled else "disabled"
             drifts.append(Drift("FrontendStateChanged", f"{frontend.name} is {status}, not {want}"))

@@ -1,18 +1,24 @@
-"""A device that lives in a JSON file, whose failures a test controls.
+"""A device that lives in a JSON file, whose failures a test controls (driver contract 1).
 
-Installed through the real entry-point mechanism, exactly as a vendor's driver would be.
+Installed through the real entry-point mechanism, exactly as a vendor's driver would be, and
+written against ``lbaas.drivers.contract`` and ``lbaas.drivers.model`` alone (no ``lbaas.api``).
 Device ``spec.config``:
 
-- ``stateFile`` (required): the "device": JSON ``{"listeners": {"addr:port": tree},
-  "applies": N, "deletes": N, "duplicates": [...], "fence": N}``. A VIP found on the device
-  under another address:port than the one being applied is recorded in ``duplicates``: that
-  is the stale config an operator that re-allocates after a restart would leave behind.
+- ``stateFile`` (required): the "device": JSON ``{"listeners": {"addr:port": {"vip": key,
+  "listener": name, "tree": to_document(lb)}}, "applies": N, "batches": N, "deletes": N,
+  "duplicates": [...], "fence": N, "credentials": {...}}``: each listener of a load balancer
+  holds the whole tree it belongs to (``lbaas.drivers.documents``; private keys only as
+  fingerprints). A listener found on the device under another address:port than the one being
+  applied is recorded in ``duplicates``: that is the stale config an operator that
+  re-allocates after a restart would leave behind.
 - ``controlFile`` (optional): JSON the test rewrites at will:
-  ``{"fail": {"apply"|"delete"|"probe"|"verify": {"message": str, "retryable": bool,
-  "match": str}}, "delay": seconds, "applyDelayPerVip": seconds, "notReady": bool,
-  "memberStatus": {name: status}}`` (``applyDelayPerVip``: a vendor API that takes one call
-  per VIP; VIPs the call deadline leaves no time for fail retryably).
-  ``match`` is a substring of the VIP key ("ns/name"); absent = every call fails.
+  ``{"fail": {"apply"|"delete"|"probe"|"verify"|"memberStatus": {"message": str,
+  "retryable": bool, "match": str}}, "delay": seconds, "applyDelayPerVip": seconds,
+  "notReady": bool, "memberStatus": {name: status}}`` (``applyDelayPerVip``: a vendor API that
+  takes one call per VIP; VIPs the call deadline leaves no time for are ``Deferred``).
+  ``match`` is a substring of the load balancer's key ("ns/name"); absent = every call fails.
+  ``memberStatus`` is the health the device reports for the members it names (the others are
+  left out: the operator reports them from their spec).
 - ``callLog`` (optional): a file to which every call appends one JSON line
   ``{"op", "device", "owner", "fence", "start", "end", "vips"}`` (``start``/``end`` are
   ``time.monotonic()``, the same clock for every process of the host): the proof that two
@@ -26,9 +32,17 @@ Control for the secret-hygiene tests: a ``fail`` entry with ``"echoCredentials":
 every credential value into the error's message and detail (a careless vendor SDK), and
 ``"crash": {"apply"|"probe": true}`` raises a plain ``RuntimeError`` that does the same.
 
-Like a real device it remembers the highest fence (``DeviceHandle.fence``) it has seen and
-refuses calls from an older owner, and it honours the call deadline: a ``delay`` longer than
-the time left ends the call at its deadline with a retryable ``DriverTimeout``.
+Like a real device it remembers the highest fence (``DeviceHandle.fence``) it has seen
+(``fence`` in the state file) and refuses calls from an older owner, and it honours the call
+deadline: a ``delay`` longer than the time left ends the call at its deadline with a retryable
+``DriverTimeout``.
+
+Features: it stores whatever tree it is given, so it declares every feature a tree can ask for
+(:data:`FEATURES`), and of the operational promises those it keeps: ``ops.batch`` (one state
+write per ``apply_many``), ``ops.verify``, ``ops.orphans`` and ``ops.fencing``. Not
+``ops.member-status`` (its health is scripted by the control file, not observed), nor anything
+about a data plane, which it does not have: the conformance kit runs it with ``traffic: false``
+(``tests/conformance``), and finds drift through :meth:`FakeDriver.conformance_disturb`.
 """
 
 from __future__ import annotations
@@ -42,26 +56,24 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from lbaas.api.healthmonitor import HealthMonitorSpec
-from lbaas.api.member import MemberOperatingStatus, MemberSpec
-from lbaas.api.pool import PoolSpec
-from lbaas.api.vip import VIPSpec
-from lbaas.drivers.base import (
-    DeviceHandle,
-    Drift,
-    Driver,
-    DriverError,
-    LoadBalancer,
-    MemberEntry,
-    ProbeResult,
-    StaleOwnerError,
-    remaining,
-)
+from lbaas.drivers.capabilities import FEATURES as VOCABULARY
+from lbaas.drivers.capabilities import OPERATIONAL
+from lbaas.drivers.contract import DeviceHandle, Drift, Driver, ProbeResult, Statuses
+from lbaas.drivers.deadline import remaining
+from lbaas.drivers.documents import to_document
+from lbaas.drivers.errors import DriverError, DriverTimeout, Reason, StaleOwnerError, deferred
+from lbaas.drivers.model import LoadBalancer, MemberStatus
+
+FEATURES = frozenset(set(VOCABULARY) - OPERATIONAL) | {
+    "ops.batch",
+    "ops.verify",
+    "ops.orphans",
+    "ops.fencing",
+}
 
 _LOCK = threading.Lock()
-
 
 _PARSED: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 """path -> ((inode, mtime, size), parsed): a device of 1,000 VIPs is not re-parsed per call."""
@@ -113,44 +125,24 @@ def _editing(path: str) -> Iterator[dict[str, Any]]:
         _write(path, state)
 
 
-def tree_of(lb: LoadBalancer) -> dict[str, Any]:
+def entries(lb: LoadBalancer) -> dict[str, dict[str, Any]]:
+    """What the device stores for ``lb``: one entry per listener, by ``address:port``."""
+    tree = to_document(lb)
     return {
-        "vip": lb.key,
-        "address": lb.address,
-        "spec": lb.spec.wire(),
-        "poolName": lb.pool_name,
-        "pool": lb.pool.wire() if lb.pool else None,
-        "members": {m.name: m.spec.wire() for m in lb.members},
-        "monitorName": lb.monitor_name,
-        "monitor": lb.monitor.wire() if lb.monitor else None,
+        f"{lb.address}:{listener.port}": {"vip": lb.key, "listener": listener.name, "tree": tree}
+        for listener in lb.listeners
     }
 
 
-def lb_of(tree: Mapping[str, Any]) -> LoadBalancer:
-    namespace, _, name = str(tree["vip"]).partition("/")
-    return LoadBalancer(
-        namespace=namespace,
-        name=name,
-        address=str(tree["address"]),
-        spec=VIPSpec.model_validate(tree["spec"]),
-        pool_name=tree.get("poolName"),
-        pool=PoolSpec.model_validate(tree["pool"]) if tree.get("pool") else None,
-        members=tuple(
-            MemberEntry(n, MemberSpec.model_validate(s))
-            for n, s in (tree.get("members") or {}).items()
-        ),
-        monitor_name=tree.get("monitorName"),
-        monitor=HealthMonitorSpec.model_validate(tree["monitor"]) if tree.get("monitor") else None,
-    )
-
-
 class FakeDriver(Driver):
+    features: ClassVar[frozenset[str]] = FEATURES
+
     def validate_config(self, config: Mapping[str, Any]) -> None:
         if not isinstance(config.get("stateFile"), str) or not config["stateFile"]:
             raise DriverError(
                 "config.stateFile is required (a path the fake device writes)",
                 retryable=False,
-                reason="InvalidConfig",
+                reason=Reason.INVALID_CONFIG,
             )
 
     # ---- the device's "firmware": control, fencing, the call log -----------------------------
@@ -164,7 +156,7 @@ class FakeDriver(Driver):
             left = remaining(delay)
             time.sleep(left)
             if left < delay:
-                raise DriverError(f"fake {op} cut at its deadline", reason="DriverTimeout")
+                raise DriverTimeout(f"the fake device's {op} was still running")
 
     def _maybe_fail(self, device: DeviceHandle, op: str, keys: Sequence[str] = ()) -> None:
         self._delay(device, op)
@@ -192,10 +184,8 @@ class FakeDriver(Driver):
             raise RuntimeError(f"vendor SDK crashed during {op} with session {echoed}")
         key = device.config.get("credentialsKey")
         if key and key not in device.credentials:
-            ref = device.spec.credentials_secret_ref
-            where = f"{ref.namespace}/{ref.name}" if ref else "(none)"
             raise DriverError(
-                f"credentials Secret {where} cannot be read: it has no key {key!r}",
+                f"the Device's credentialsSecretRef cannot be used: its Secret has no key {key!r}",
                 retryable=False,
                 reason="CredentialsUnavailable",
             )
@@ -208,7 +198,8 @@ class FakeDriver(Driver):
                 k: hashlib.sha256(v.encode()).hexdigest() for k, v in device.credentials.items()
             }
 
-    def _fenced(self, device: DeviceHandle, state: dict[str, Any]) -> None:
+    @staticmethod
+    def _fenced(device: DeviceHandle, state: dict[str, Any]) -> None:
         seen = int(state.get("fence", 0))
         if device.fence and device.fence < seen:
             raise StaleOwnerError(
@@ -217,7 +208,8 @@ class FakeDriver(Driver):
         if device.fence > seen:
             state["fence"] = device.fence
 
-    def _logged(self, device: DeviceHandle, op: str, keys: Sequence[str], start: float) -> None:
+    @staticmethod
+    def _logged(device: DeviceHandle, op: str, keys: Sequence[str], start: float) -> None:
         path = device.config.get("callLog")
         if not path:
             return
@@ -262,9 +254,7 @@ class FakeDriver(Driver):
                 done = []
                 for lb in lbs:
                     if remaining(per_vip) < per_vip:
-                        outcome[lb.key] = DriverError(
-                            "fake apply: no time left in this call", reason="Deferred"
-                        )
+                        outcome[lb.key] = deferred("fake apply: no time left in this call")
                         continue
                     time.sleep(per_vip)
                     done.append(lb)
@@ -285,52 +275,65 @@ class FakeDriver(Driver):
 
     @staticmethod
     def _put(state: dict[str, Any], lb: LoadBalancer) -> DriverError | None:
-        listener = f"{lb.address}:{lb.spec.port}"
+        """Store ``lb``'s listeners, or refuse it whole when another key holds one of them."""
         listeners: dict[str, Any] = state.setdefault("listeners", {})
-        owner = listeners.get(listener)
-        if owner and owner["vip"] != lb.key:
-            return DriverError(
-                f"{listener} is already used by {owner['vip']} on this device",
-                retryable=False,
-                reason="AddressInUse",
-            )
-        for other, existing in list(listeners.items()):
-            if existing["vip"] == lb.key and other != listener:
-                state.setdefault("duplicates", []).append(
-                    {"vip": lb.key, "stale": other, "new": listener}
+        wanted = entries(lb)
+        for where in wanted:
+            owner = listeners.get(where)
+            if owner and owner["vip"] != lb.key:
+                return DriverError(
+                    f"{where} is already used by {owner['vip']} on this device",
+                    retryable=False,
+                    reason=Reason.ADDRESS_IN_USE,
                 )
+        names = {entry["listener"] for entry in wanted.values()}
+        for other, existing in list(listeners.items()):
+            if existing["vip"] == lb.key and other not in wanted:
+                if existing.get("listener") in names:
+                    state.setdefault("duplicates", []).append(
+                        {"vip": lb.key, "stale": other, "new": sorted(wanted)}
+                    )
                 del listeners[other]
-        listeners[listener] = tree_of(lb)
+        listeners.update(wanted)
         return None
 
-    def delete(self, device: DeviceHandle, lb: LoadBalancer) -> None:
+    def delete(self, device: DeviceHandle, key: str) -> None:
         start = time.monotonic()
         try:
-            self._maybe_fail(device, "delete", [lb.key])
+            self._maybe_fail(device, "delete", [key])
             with _editing(device.config["stateFile"]) as state:
                 self._fenced(device, state)
                 listeners = state.setdefault("listeners", {})
                 for name, existing in list(listeners.items()):
-                    if existing["vip"] == lb.key:
+                    if existing["vip"] == key:
                         del listeners[name]
                 state["deletes"] = state.get("deletes", 0) + 1
         finally:
-            self._logged(device, "delete", [lb.key], start)
+            self._logged(device, "delete", [key], start)
 
     def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
         self._maybe_fail(device, "verify", [lb.key])
         listeners = _read(device.config["stateFile"], copy=False).get("listeners", {})
-        found = listeners.get(f"{lb.address}:{lb.spec.port}")
-        if found is None or found.get("vip") != lb.key:
-            return [Drift("Missing", f"the device does not serve {lb.key}")]
-        if found != tree_of(lb):
-            changed = sorted(k for k, v in tree_of(lb).items() if found.get(k) != v)
-            return [Drift("ConfigChanged", f"{lb.key} differs in {', '.join(changed)}")]
-        return []
+        drift = []
+        for where, entry in entries(lb).items():
+            found = listeners.get(where)
+            if found is None or found.get("vip") != lb.key:
+                drift.append(Drift("Missing", f"the device does not serve {lb.key} on {where}"))
+            elif found != entry:
+                tree = found.get("tree") or {}
+                changed = sorted(k for k, v in entry["tree"].items() if tree.get(k) != v)
+                changed += sorted(set(tree) - set(entry["tree"]))
+                parts = ", ".join(changed) or "its listener's name"
+                drift.append(Drift("ConfigChanged", f"{lb.key} on {where} differs in {parts}"))
+        wanted = entries(lb)
+        for where, found in listeners.items():
+            if found.get("vip") == lb.key and where not in wanted:
+                drift.append(Drift("StaleListener", f"{lb.key} still listens on {where}"))
+        return drift
 
-    def orphans(self, device: DeviceHandle, expected: Collection[str]) -> list[LoadBalancer]:
-        listeners = _read(device.config["stateFile"]).get("listeners", {})
-        return [lb_of(tree) for tree in listeners.values() if tree["vip"] not in expected]
+    def orphans(self, device: DeviceHandle, expected: Collection[str]) -> list[str]:
+        listeners = _read(device.config["stateFile"], copy=False).get("listeners", {})
+        return sorted({e["vip"] for e in listeners.values() if e["vip"] not in expected})
 
     def probe(self, device: DeviceHandle) -> ProbeResult:
         start = time.monotonic()
@@ -346,13 +349,28 @@ class FakeDriver(Driver):
         finally:
             self._logged(device, "probe", [], start)
 
-    def member_status(
-        self, device: DeviceHandle, lb: LoadBalancer
-    ) -> Mapping[str, MemberOperatingStatus]:
+    def member_statuses(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, Statuses]:
         control = self._control(device)
         if control.get("fail", {}).get("memberStatus"):
             raise DriverError("fake member status unreadable")
         wanted = control.get("memberStatus", {})
         return {
-            m.name: MemberOperatingStatus(wanted[m.name]) for m in lb.members if m.name in wanted
+            lb.key: {
+                m.name: MemberStatus(wanted[m.name]) for _, m in lb.members() if m.name in wanted
+            }
+            for lb in lbs
         }
+
+    # ---- the conformance kit's hook ------------------------------------------------------------
+
+    def conformance_disturb(self, device: DeviceHandle, key: str) -> None:
+        """Change the device behind the operator's back (what ``lbaas-conformance`` calls to
+        prove ``verify`` finds drift): every member of ``key`` moves to port 1."""
+        with _editing(device.config["stateFile"]) as state:
+            for entry in state.get("listeners", {}).values():
+                if entry["vip"] == key:
+                    for pool in entry["tree"].get("pools", []):
+                        for member in pool.get("members", []):
+                            member["port"] = 1
