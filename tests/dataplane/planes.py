@@ -9,7 +9,8 @@ by the driver's name:
 - ``pid``: the data plane's process (HAProxy's master, Envoy), ``starts``: how often the
   driver started it;
 - ``disruptions``: changes that replaced the device's configuration as a whole (HAProxy:
-  reloads; Envoy: rounds of LDS/CDS files). Member changes cause none on either plane;
+  reloads; Envoy: calls that wrote its LDS or CDS files, ``rounds``). Member changes cause
+  none on either plane;
 - ``member_updates``: member changes made at run time, when the driver counts them (HAProxy's
   runtime API; Envoy's EDS files are not counted: None);
 - ``tree_file``: where the driver keeps a VIP's tree (a member gone from it left the device);
@@ -121,7 +122,7 @@ class EnvoyPlane:
         return EnvoyState.load(state_dir / "driver-state.json").starts
 
     def disruptions(self, state_dir: Path) -> int:
-        return EnvoyState.load(state_dir / "driver-state.json").pushes
+        return EnvoyState.load(state_dir / "driver-state.json").rounds
 
     def member_updates(self, state_dir: Path) -> int | None:
         return None

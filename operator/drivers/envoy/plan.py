@@ -141,8 +141,10 @@ class Plan:
         for sock in rendered.sockets:
             holder = claimed.get(sock)
             if holder is not None and holder != key:
-                raise listen.in_use(
-                    sock.address, sock.port, f"held by load balancer {holder}", udp=sock.udp
+                raise DriverError(
+                    f"{sock} is already used by VIP {holder} on this device",
+                    retryable=False,
+                    reason=Reason.ADDRESS_IN_USE,
                 )
             if problem := _problem(sock, sock in held, ours):
                 raise problem
