@@ -65,6 +65,7 @@ SITE_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("lbaas.placement.binder.Binder._write_binding", "warn"): ("VIP",),
     ("lbaas.placement.binder.Binder._write_binding", "info"): ("VIP",),
     ("lbaas.placement.binder.Binder._failed", "status"): TREE,  # report.unscheduled
+    ("lbaas.placement.binder.Binder._failed", "warn"): TREE,  # the VIP and its children
     ("lbaas.placement.ownerless.Ownerless.report", "status"): TREE,
     ("lbaas.trees.orphans.Orphans._check", "status"): CHILDREN,
     ("lbaas.trees.orphans.Orphans._give_up", "status"): CHILDREN,

@@ -139,8 +139,9 @@ class VIPSpec(WireModel):
     )
     default_pool_ref: ObjectName | None = Field(
         default=None,
-        description="The Pool (of this VIP) for requests no L7Policy takes; unset = its only"
-        " Pool when it has one, else none: HTTP requests get 503, TCP connections are closed.",
+        description="The Pool (of this VIP) for requests no L7Policy takes; unset = its oldest"
+        " Pool (so a Pool added later takes no traffic from it). Without any: HTTP requests get"
+        " 503, TCP connections are closed.",
     )
     forwarded_headers: bool | None = Field(
         default=None,

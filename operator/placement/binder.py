@@ -278,7 +278,14 @@ class Binder:
         was = (status_of(vip).get("reason"), status_of(vip).get("message"))
         for obj, desired in report.unscheduled(tree, reason, message):
             latest = self.views.latest(obj.snap)
-            if latest is not None:
-                await self.reporter.status(latest, desired)
+            if latest is None:
+                continue
+            if obj is not tree.vip and desired.get("phase") == "Error":
+                # A child's own problem (said here first: the agent, saying it again once
+                # the VIP is placed, would see nothing new to post an Event about).
+                before = (status_of(latest).get("phase"), status_of(latest).get("message"))
+                if before != ("Error", desired.get("message")):
+                    self.reporter.warn(latest, reason=desired["reason"], message=desired["message"])
+            await self.reporter.status(latest, desired)
         if was != (reason, message):
             self.reporter.warn(vip, reason=reason, message=message)

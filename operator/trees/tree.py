@@ -107,9 +107,9 @@ class PolicyNode:
 class DefaultPool:
     """Where requests no policy takes go, and why (for the VIP's ``DefaultPool`` condition).
 
-    ``reason``: ``Resolved`` (``name`` is set), ``NoDefaultPool`` (no pool, or several and
-    none named), ``PoolNotFound`` / ``PoolNotInVIP`` (``defaultPoolRef`` names no pool of the
-    VIP)."""
+    ``reason``: ``Resolved`` (``name`` is set: ``defaultPoolRef``'s, else the oldest pool),
+    ``NoDefaultPool`` (no pool), ``PoolNotFound`` / ``PoolNotInVIP`` (``defaultPoolRef`` names
+    no pool of the VIP)."""
 
     name: str | None
     reason: str
@@ -275,11 +275,16 @@ def _pool_node(
 
 
 def default_pool(tree: Tree, spec: VIPSpec, pool_owner: PoolOwner | None = None) -> DefaultPool:
-    """The pool for requests no policy takes: ``defaultPoolRef``'s, else the only pool."""
-    in_use = [node.name for node in tree.pools]
+    """The pool for requests no policy takes: ``defaultPoolRef``'s, else the oldest pool (ties
+    by name, as everywhere here): a second Pool added to a VIP that names none must not take
+    its traffic away (it did, for a moment, 503 to everything no policy took)."""
+    in_use = [node.name for node in tree.pools]  # oldest first
     named = spec.default_pool_ref
-    if named is None and len(in_use) == 1:
-        named = in_use[0]
+    if named is None and in_use:
+        oldest = in_use[0]
+        chosen = " (the oldest of its pools: spec.defaultPoolRef chooses)" if in_use[1:] else ""
+        message = f"requests no L7Policy takes go to pool {oldest}{chosen}"
+        return DefaultPool(oldest, "Resolved", message)
     if named in in_use:
         return DefaultPool(named, "Resolved", f"requests no L7Policy takes go to pool {named}")
     if str(spec.protocol) == "TCP":
@@ -289,13 +294,7 @@ def default_pool(tree: Tree, spec: VIPSpec, pool_owner: PoolOwner | None = None)
     if named is not None:
         reason, why = pool_problem(tree, named, pool_owner, what="spec.defaultPoolRef")
         return DefaultPool(None, reason, f"{why}: {answer}")
-    if not in_use:
-        return DefaultPool(None, "NoDefaultPool", f"the VIP has no pool: {answer}")
-    return DefaultPool(
-        None,
-        "NoDefaultPool",
-        f"the VIP has {len(in_use)} pools and no spec.defaultPoolRef: {answer}",
-    )
+    return DefaultPool(None, "NoDefaultPool", f"the VIP has no pool: {answer}")
 
 
 def pool_problem(

@@ -123,9 +123,12 @@ class Battery:
         ns, spec = self._namespace(case), dict(case.spec)
         if case.parent == "own" and case.kind == "VIP":
             # The Pool first: the VIP is placed with it (a VIP bound alone, then given a pool
-            # its device cannot serve, would be another case: Unsupported at apply).
+            # its device cannot serve, would be another case: Unsupported at apply). Seen by
+            # the operator (it says the Pool waits) before the VIP comes: the two watches are
+            # separate streams, the VIP's could be seen first.
             pool = self.stage.create("Pool", case.obj_name, ns, {"vipRef": case.obj_name})
             self._record(("Pool", case.obj_name, ns), pool)
+            self.stage.api.wait_phase("Pool", case.obj_name, ns, "Pending", 30)
             self._record(self.target(case), self.stage.create("VIP", case.obj_name, ns, spec))
             return
         if case.parent == "own":

@@ -86,9 +86,9 @@ def test_hostile_battery_loses_no_request_of_another_tenant(
     assert kept.requests >= 200 * kept.connections // 8, kept.summary()
     # Creates the device serves legitimately (a new backend, a rule, a VIP the driver serves)
     # may disrupt it once each.
-    served = sum(int(c.expect.get("reloads", 0)) for c in cases if c.update is None)
-    served += sum(c.kind == "VIP" and c.expect.get("phase") == "Active" for c in cases)
+    legitimate = sum(int(c.expect.get("reloads", 0)) for c in cases if c.update is None)
+    legitimate += sum(c.kind == "VIP" and c.expect.get("phase") == "Active" for c in cases)
     for step, reloads in outcome.steps:  # the update steps are judged per batch by the battery
-        allowed = 1 + (served if step == "operator cases" else 0)
+        allowed = 1 + (legitimate if step == "operator cases" else 0)
         assert step not in REFUSALS or reloads <= allowed, outcome.steps
     assert victim["phase"] == "Active" and answer == 200  # B's own pool kept serving

@@ -374,8 +374,9 @@ def test_a_second_pool_is_served_and_the_default_pool_is_said(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
     """Several pools per VIP (issue 20; before, a second Pool was a Conflict): the second is
-    Active too; with two pools and no defaultPoolRef the VIP says requests no policy takes get
-    503 (still Active); naming one makes it the default."""
+    Active too and takes no traffic from the first, the oldest, which stays the default until
+    defaultPoolRef names another; one naming no pool leaves the VIP without a default: still
+    Active, it says so in its DefaultPool condition and a Warning Event."""
     make_device()
     objs = tree(namespace, "dup", members=1, monitor=False)
     create_all(api, objs)
@@ -393,25 +394,22 @@ def test_a_second_pool_is_served_and_the_default_pool_is_said(
         status = api.status("VIP", "dup", namespace)
         return next(c for c in status.get("conditions") or () if c["type"] == "DefaultPool")
 
-    wait_for(lambda: default_pool()["reason"] == "NoDefaultPool", 15, "NoDefaultPool said")
-    vip = api.status("VIP", "dup", namespace)
-    assert vip["phase"] == "Active"
-    assert (
-        "2 pools and no spec.defaultPoolRef: requests no L7Policy takes are answered 503"
-        in (vip["message"])
-    )
-    # It still serves, so the phase is no alarm: a Warning Event is (once).
-    wait_for(
-        lambda: [e for e in api.events(namespace, "dup") if e.reason == "NoDefaultPool"],
-        10,
-        "a NoDefaultPool Warning Event",
-    )
-    api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "dup"})
-    wait_for(lambda: default_pool()["reason"] == "Resolved", 15, "the named default pool")
-    assert default_pool()["message"] == "requests no L7Policy takes go to pool dup"
+    wait_for(lambda: "the oldest of its pools" in default_pool()["message"], 15, "the oldest")
+    assert default_pool()["reason"] == "Resolved"
+    assert default_pool()["message"].startswith("requests no L7Policy takes go to pool dup ")
+    api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "dup-2"})
+    wait_for(lambda: default_pool()["message"].endswith("pool dup-2"), 15, "the named pool")
     api.patch_spec("VIP", "dup", namespace, {"defaultPoolRef": "nowhere"})
     wait_for(lambda: default_pool()["reason"] == "PoolNotFound", 15, "a missing default pool")
-    assert api.status("VIP", "dup", namespace)["phase"] == "Active"
+    vip = api.status("VIP", "dup", namespace)
+    assert vip["phase"] == "Active"
+    assert "requests no L7Policy takes are answered 503" in vip["message"]
+    # It still serves, so the phase is no alarm: a Warning Event is (once).
+    wait_for(
+        lambda: [e for e in api.events(namespace, "dup") if e.reason == "PoolNotFound"],
+        10,
+        "a PoolNotFound Warning Event",
+    )
 
 
 def test_parent_not_found_after_timeout_then_joins(

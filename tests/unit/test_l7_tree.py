@@ -410,7 +410,6 @@ def test_statuses_of_policies_and_the_default_pool() -> None:
 @pytest.mark.parametrize(
     ("pools", "ref", "reason", "said"),
     [
-        (("a", "b"), None, "NoDefaultPool", "the VIP has 2 pools and no spec.defaultPoolRef"),
         ((), None, "NoDefaultPool", "the VIP has no pool"),
         (
             ("a",),

@@ -175,9 +175,14 @@ def test_every_pool_is_in_the_tree_oldest_first() -> None:
         ("a-young", ["m-a-young"]),
     ]
     assert [p.monitor.name if p.monitor else None for p in lb.pools] == [None, "hm-a-young"]
-    assert lb.listeners[0].default_pool is None
-    assert (tree.default.reason, tree.default.name) == ("NoDefaultPool", None)
-    assert "2 pools and no spec.defaultPoolRef: connections are closed" in tree.default.message
+    # No defaultPoolRef: the oldest pool, not the first by name, is the default (a second
+    # Pool added takes no traffic away from the first).
+    assert lb.listeners[0].default_pool == "z-old"
+    assert (tree.default.reason, tree.default.name) == ("Resolved", "z-old")
+    assert tree.default.message == (
+        "requests no L7Policy takes go to pool z-old (the oldest of its pools:"
+        " spec.defaultPoolRef chooses)"
+    )
 
 
 def test_same_creation_time_is_ordered_by_name() -> None:
