@@ -65,7 +65,8 @@ SOURCE_IP, any persistence      ``MAGLEV`` + hash policy (source IP, or the cook
 persistence SOURCE_IP           hash on the source IP (route; ``tcp_proxy``/``udp_proxy``)
 persistence HTTP_COOKIE         route hash policy on a cookie Envoy sets (``ttl: 0s``:
                                 a session cookie; name ``cookie_name`` or ``SRVID``)
-persistence APP_COOKIE          route hash policy on the application's cookie
+persistence APP_COOKIE          not declared: a hash of the application's cookie keeps a
+                                session on one member, not on the one that issued it
 Pool admin_state_up false       no endpoints (HTTP 503, TCP closed); members OFFLINE
 Member                          endpoint, ``hostname`` = member name
 weight 1-256 / 0                ``load_balancing_weight`` / ``health_status: DRAINING``
