@@ -246,3 +246,21 @@ def test_inline_endpoints_make_a_static_cluster_and_no_eds_file() -> None:
     lb_endpoints = static["load_assignment"]["endpoints"][0]["lb_endpoints"]
     assert [e["endpoint"]["hostname"] for e in lb_endpoints] == ["m"]
     assert files.assignments == inline.assignments  # the members Envoy must run, either way
+
+
+def test_a_redirect_keeps_the_port_the_client_connected_to() -> None:
+    """Envoy strips the Host header's port: a redirect keeping the scheme names the listener's
+    port (not the scheme's default); one changing the scheme goes to that scheme's default."""
+    from lbaas.drivers.envoy.render.routes import render_route
+    from lbaas.drivers.model import Redirect
+
+    def redirect(listening: int, **fields: object) -> dict[str, object]:
+        action = Action(ActionType.REDIRECT, redirect=Redirect(**fields))  # type: ignore[arg-type]
+        policy = L7Policy("r", 1, Match(path=PathMatch(PathMatchType.PREFIX, "/old")), action)
+        listener = Listener("l", listening, Protocol.HTTP, default_pool="p")
+        return dict(render_route(_lb(), policy, listener)["redirect"])  # type: ignore[arg-type]
+
+    assert redirect(8080, replace_prefix_match="/new")["port_redirect"] == 8080
+    assert "port_redirect" not in redirect(80, replace_prefix_match="/new")
+    assert "port_redirect" not in redirect(8080, scheme="https")
+    assert redirect(8080, scheme="https", port=8443)["port_redirect"] == 8443
