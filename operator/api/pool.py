@@ -29,6 +29,8 @@ class Protocol(StrEnum):
     TCP = "TCP"
     HTTP = "HTTP"
     HTTPS = "HTTPS"
+    UDP = "UDP"
+    """Datagrams; only under a UDP VIP (else ``ProtocolMismatch``)."""
 
 
 class LBMethod(StrEnum):
