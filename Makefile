@@ -17,6 +17,8 @@ BASE ?= auto
 PYTHON_IMAGE ?= python:3.11-slim
 WITH_HAPROXY ?= false
 
+DRIVER ?= haproxy
+
 .PHONY: help install lint test unit fuzz crds dashboards cluster cluster-down run down bench helm manifests image clean
 
 help:  ## list targets
@@ -70,8 +72,8 @@ cluster: install  ## bring up a local cluster (KUBECONFIG, else test bed, else k
 cluster-down:  ## stop the local test bed / kind cluster
 	@$(BIN)/python -m lbaas_devtools.devcluster down
 
-run: install  ## quick start: local cluster, CRDs, operator, HAProxy device and the example, in the background
-	@$(BIN)/python -m lbaas_devtools.quickstart up
+run: install  ## quick start: local cluster, CRDs, operator, HAProxy device (DRIVER=envoy: Envoy) and the example, in the background
+	@$(BIN)/python -m lbaas_devtools.quickstart up --driver $(DRIVER)
 
 down:  ## stop what `make run` started and clean up
 	@$(BIN)/python -m lbaas_devtools.quickstart down

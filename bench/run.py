@@ -16,7 +16,10 @@ on the same objects): absolute times on a shared 2-core machine drift, ratios mu
      battery is applied and retried (goal 0)
   9. L7 policy change -> traffic through the operator (bench/l7.py): p95 < 150 ms, 0 errors,
      0 reloads
-  10. TLS termination (bench/tls.py): handshakes/s and requests/s through a terminated VIP vs
+ 10. HAProxy and Envoy side by side (bench/sidebyside.py), driver level: member add -> its
+     first answer p50/p95, requests/s through one VIP, apply of 1,000 VIPs into an empty
+     device, the data plane's memory at 1,000 VIPs
+ 11. TLS termination (bench/tls.py): handshakes/s and requests/s through a terminated VIP vs
       a hand-written HAProxy config (ratio >= 0.9); Secret renewed -> served (p95 < 2 s),
       under load: 0 failures, no reload
 
@@ -195,12 +198,19 @@ def run_benchmarks(cluster: Cluster, size: int, *, own_cluster: bool) -> None:
 
     part(9, f"L7 policy change -> traffic through the operator (HAProxy); {note}", l7)
 
+    def side_by_side() -> list[Row]:
+        import sidebyside  # bench/sidebyside.py
+
+        return sidebyside.rows()
+
+    part(10, "HAProxy and Envoy side by side, driver level (no operator)", side_by_side)
+
     def tls() -> list[Row]:
         import tls as module  # bench/tls.py
 
         return module.rows(work)
 
-    part(10, f"TLS termination (HAProxy): throughput vs a minimal config, rotation; {note}", tls)
+    part(11, f"TLS termination (HAProxy): throughput vs a minimal config, rotation; {note}", tls)
 
 
 def main() -> int:

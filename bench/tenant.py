@@ -66,7 +66,8 @@ def rows() -> list[Row]:
     backends = [hx.Backend(f"b{i}", hx.net(61, i + 101)) for i in range(4)]
     try:
         targets = [(b.address, b.port) for b in backends]
-        with battery.staged(Api(), haproxy, operator.metrics_port, targets) as stage:
+        plane = battery.plane("haproxy")
+        with battery.staged(Api(), plane, operator.metrics_port, targets) as stage:
             outcome = battery.run(stage, ROUNDS)
     finally:
         operator.stop()

@@ -5,7 +5,9 @@ device holds (per namespace too), which addresses and which address:port listene
 use. Computed by scanning the device's VIPs, that is quadratic over a cold start (1,000 VIPs
 bound onto devices holding hundreds each); here each VIP's contribution is added or removed
 when it changes, and every answer costs a lookup. Addresses are kept in one textual form
-(``ipaddress``'s), so ``10.0.0.01``-style spellings of one address count once.
+(``ipaddress``'s), so ``10.0.0.01``-style spellings of one address count once. A listener is
+an address, a port and a transport (``TCP`` for TCP, HTTP and HTTPS; ``UDP``): a UDP VIP and a
+TCP VIP may share address and port (a Service's 53/UDP and 53/TCP).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 VipKey = tuple[str, str]
+Listener = tuple[str, int, str]
+"""(address, port, transport)."""
+
+
+def transport(protocol: Any) -> str:
+    """The transport of a VIP protocol: ``UDP``, or ``TCP`` for every other."""
+    return "UDP" if protocol == "UDP" else "TCP"
 
 
 def normal(address: Any) -> str | None:
@@ -36,7 +45,7 @@ class Contribution:
     device: str
     live: bool  # not being deleted
     addresses: frozenset[str]
-    listener: tuple[str, int] | None
+    listener: Listener | None
 
     @classmethod
     def of(cls, vip: Mapping[str, Any] | None) -> Contribution | None:
@@ -51,7 +60,8 @@ class Contribution:
         )
         current = normal(status.get("address") or spec.get("address"))
         port = spec.get("port")
-        listener = (current, int(port)) if current and port else None
+        kind = transport(spec.get("protocol"))
+        listener = (current, int(port), kind) if current and port else None
         return cls(str(device), not meta.get("deletionTimestamp"), addresses, listener)
 
 
@@ -63,7 +73,7 @@ class DeviceIndex:
         self._live: dict[str, set[VipKey]] = defaultdict(set)
         self._addresses: dict[str, Counter[str]] = defaultdict(Counter)
         self._namespaces: dict[str, Counter[str]] = defaultdict(Counter)
-        self._listeners: dict[str, dict[tuple[str, int], set[VipKey]]] = defaultdict(dict)
+        self._listeners: dict[str, dict[Listener, set[VipKey]]] = defaultdict(dict)
         self._by_vip: dict[VipKey, Contribution] = {}
 
     def update(self, key: VipKey, vip: Mapping[str, Any] | None) -> None:
@@ -125,10 +135,8 @@ class DeviceIndex:
             count -= 1 if exclude is not None and exclude[0] == namespace else 0
         return count
 
-    def listeners(
-        self, device: str, exclude: VipKey | None = None
-    ) -> dict[tuple[str, int], VipKey]:
-        """(address, port) → a VIP serving it on ``device`` (the first by key)."""
+    def listeners(self, device: str, exclude: VipKey | None = None) -> dict[Listener, VipKey]:
+        """(address, port, transport) → a VIP serving it on ``device`` (the first by key)."""
         found = {}
         for listener, holders in self._listeners.get(device, {}).items():
             if len(holders) == 1:  # the usual case, without a sort (a bind asks per device)

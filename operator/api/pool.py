@@ -29,6 +29,8 @@ class Protocol(StrEnum):
     TCP = "TCP"
     HTTP = "HTTP"
     HTTPS = "HTTPS"
+    UDP = "UDP"
+    """Datagrams; only under a UDP VIP (else ``ProtocolMismatch``)."""
 
 
 class LBMethod(StrEnum):
@@ -45,7 +47,9 @@ class PoolSpec(WireModel):
         " defaultPoolRef, or one its L7Policies forward to)."
     )
     protocol: Protocol = Field(
-        default=Protocol.TCP, description="Protocol to the members (TCP, HTTP or HTTPS)."
+        default=Protocol.TCP,
+        description="Protocol to the members (TCP, HTTP, HTTPS or UDP); UDP"
+        " if and only if its VIP is UDP.",
     )
     lb_method: LBMethod = Field(
         default=LBMethod.ROUND_ROBIN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from lbaas.api.meta import (
     AGE,
@@ -32,6 +32,7 @@ class Protocol(StrEnum):
     """TLS passed through to the members (the device sees no request)."""
     TERMINATED_HTTPS = "TERMINATED_HTTPS"
     """TLS terminated on the device (``spec.tls``); HTTP to the members, or TLS again."""
+    UDP = "UDP"
 
 
 class PersistenceType(StrEnum):
@@ -91,40 +92,54 @@ TLS_RULE = "tls is required when protocol is TERMINATED_HTTPS, and allowed only 
 
 
 HTTP_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
-"""Protocols whose requests the device sees (L7 policies, forwarded headers)."""
+"""Protocols whose requests the device sees (L7 policies, forwarded headers, cookies)."""
+COOKIE_RULE_MESSAGE = (
+    "cookie persistence (HTTP_COOKIE, APP_COOKIE) needs protocol HTTP (the device reads no"
+    " cookie of TCP, HTTPS or UDP traffic); use SOURCE_IP"
+)
+UDP_LIMIT_MESSAGE = "a UDP VIP has no connections to limit: connectionLimit must be -1"
+FORWARDED_MESSAGE = "forwardedHeaders needs an HTTP VIP (protocol HTTP or TERMINATED_HTTPS)"
+
+_VIP_RULES: list[JsonValue] = [
+    {
+        "rule": "(has(self.protocol) && self.protocol == 'TERMINATED_HTTPS') == has(self.tls)",
+        "message": TLS_RULE,
+        "fieldPath": ".tls",
+    },
+    {
+        "rule": "!has(self.forwardedHeaders) || !self.forwardedHeaders"
+        f" || self.protocol in {list(HTTP_PROTOCOLS)}",
+        "message": FORWARDED_MESSAGE,
+        "fieldPath": ".forwardedHeaders",
+    },
+    {
+        "rule": "!has(self.sessionPersistence) || self.sessionPersistence.type == 'SOURCE_IP'"
+        f" || self.protocol in {list(HTTP_PROTOCOLS)}",
+        "message": COOKIE_RULE_MESSAGE,
+        "fieldPath": ".sessionPersistence",
+    },
+    {
+        "rule": "self.protocol != 'UDP' || self.connectionLimit == -1",
+        "message": UDP_LIMIT_MESSAGE,
+        "fieldPath": ".connectionLimit",
+    },
+]
 
 
 class VIPSpec(WireModel):
     """What clients connect to, and where the operator may put it."""
 
-    model_config = {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "(has(self.protocol) && self.protocol == 'TERMINATED_HTTPS')"
-                    " == has(self.tls)",
-                    "message": TLS_RULE,
-                    "fieldPath": ".tls",
-                },
-                {
-                    "rule": "!has(self.forwardedHeaders) || !self.forwardedHeaders"
-                    f" || self.protocol in {list(HTTP_PROTOCOLS)}",
-                    "message": "forwardedHeaders needs an HTTP VIP (protocol HTTP or"
-                    " TERMINATED_HTTPS)",
-                    "fieldPath": ".forwardedHeaders",
-                },
-            ]
-        }
-    }
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": _VIP_RULES}}
 
     address: IPAddress | None = Field(
         default=None, description="Fixed address; empty = allocated from the device's addressPool."
     )
-    port: Port = Field(description="TCP port clients connect to (1-65535).")
+    port: Port = Field(description="TCP or UDP port clients connect to (1-65535).")
     protocol: Protocol = Field(
         default=Protocol.TCP,
-        description="TCP, HTTP (the device sees requests), HTTPS (TLS passed through) or"
-        " TERMINATED_HTTPS (TLS ends on the device: spec.tls).",
+        description="TCP, HTTP (the device sees requests), HTTPS (TLS passed through),"
+        " TERMINATED_HTTPS (TLS ends on the device: spec.tls) or UDP (datagrams; only on devices"
+        " whose driver declares protocol.udp).",
     )
     tls: ListenerTLS | None = Field(
         default=None,
@@ -166,17 +181,21 @@ class VIPSpec(WireModel):
     )
 
     @model_validator(mode="after")
-    def _tls_with_terminated_https(self) -> VIPSpec:
+    def _protocol_rules(self) -> VIPSpec:
+        """The CEL rules of ``_VIP_RULES``, for objects the API server did not check."""
         if (self.protocol == Protocol.TERMINATED_HTTPS) != (self.tls is not None):
             raise ValueError(TLS_RULE)
-        return self
-
-    @model_validator(mode="after")
-    def _forwarded_headers_need_http(self) -> VIPSpec:
         if self.forwarded_headers and str(self.protocol) not in HTTP_PROTOCOLS:
-            raise ValueError(
-                "forwardedHeaders needs an HTTP VIP (protocol HTTP or TERMINATED_HTTPS)"
-            )
+            raise ValueError(FORWARDED_MESSAGE)
+        persistence = self.session_persistence
+        if (
+            persistence is not None
+            and persistence.type != PersistenceType.SOURCE_IP
+            and str(self.protocol) not in HTTP_PROTOCOLS
+        ):
+            raise ValueError(COOKIE_RULE_MESSAGE)
+        if self.protocol == Protocol.UDP and self.connection_limit != -1:
+            raise ValueError(UDP_LIMIT_MESSAGE)
         return self
 
 

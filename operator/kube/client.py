@@ -207,11 +207,7 @@ class Kube:
         Fields this manager applied before and leaves out now are removed; fields others
         own stay. ``resource_version`` makes it conditional (409 when the object changed).
         """
-        metadata: dict[str, Any] = {"name": name}
-        if namespace:
-            metadata["namespace"] = namespace
-        if resource_version:
-            metadata["resourceVersion"] = resource_version
+        metadata = _metadata(name, namespace, resourceVersion=resource_version)
         body = {
             "apiVersion": resource.api_version,
             "kind": resource.kind,
@@ -242,13 +238,7 @@ class Kube:
         ``uid`` makes it conditional on that object (409 otherwise): an apply creates what
         does not exist, and a finalizer removal racing the object's deletion must not bring
         back an empty object of the same name."""
-        metadata: dict[str, Any] = {"name": name}
-        if namespace:
-            metadata["namespace"] = namespace
-        if uid:
-            metadata["uid"] = uid
-        if present:
-            metadata["finalizers"] = [finalizer]
+        metadata = _metadata(name, namespace, uid=uid, finalizers=[finalizer] if present else None)
         body = {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": metadata}
         return await self._write(
             "PATCH", resource.path(namespace, name), body, APPLY, {"fieldManager": manager}
@@ -324,6 +314,12 @@ class Kube:
         """A Secret's data, decoded. Raises ApiException (callers hide its text from users)."""
         secret = await self.call("GET", SECRETS.path(namespace, name))
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def _metadata(name: str, namespace: str | None, **fields: Any) -> dict[str, Any]:
+    """An apply's metadata: the name, the namespace of a namespaced object, the fields set."""
+    found = {"name": name, "namespace": namespace, **fields}
+    return {k: v for k, v in found.items() if v}
 
 
 def selectors(labels: str, fields: str) -> dict[str, str]:

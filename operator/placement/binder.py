@@ -22,9 +22,10 @@ from typing import Any
 from lbaas.api.vip import VIPSpec
 from lbaas.background import spawn
 from lbaas.config import OperatorSettings
+from lbaas.device_index import transport
 from lbaas.drivers.model import LoadBalancer
 from lbaas.drivers.registry import DriverRegistry
-from lbaas.placement.candidates import CandidateView
+from lbaas.placement.candidates import CandidateView, Reservations
 from lbaas.placement.moves import spec_excludes
 from lbaas.reporter import Reporter
 from lbaas.status import SCHEDULED, Cond, desired_status
@@ -53,7 +54,7 @@ class Binder:
         self.reporter = reporter
         self.drivers = drivers
         self.settings = settings
-        self.reserved: dict[VipKey, tuple[str, str, int]] = {}  # device, address, port
+        self.reserved: Reservations = {}  # device, address, port, transport
         self.unscheduled: set[VipKey] = set()
         self.stuck: dict[VipKey, str] = {}  # VIP → why it cannot fail over (said once)
         self.inventory_version = 0
@@ -187,7 +188,7 @@ class Binder:
             tree = build(self.views, key, vip, None, "")
             await self._failed(key, vip, tree, reason, message)
             return False
-        self.reserved[key] = (chosen.name, address, spec.port)
+        self.reserved[key] = (chosen.name, address, spec.port, transport(spec.protocol))
         try:
             return await self._write_binding(key, vip, chosen.name, address, leaving, move)
         finally:
@@ -195,9 +196,10 @@ class Binder:
 
     def _probe(self, key: VipKey, vip: Mapping[str, Any], spec: VIPSpec) -> LoadBalancer:
         """The VIP's tree as a driver would get it (its children as the cache holds them now),
-        so that only a device whose driver supports what the tree asks for is chosen."""
+        so that only a device whose driver supports what the tree asks for is chosen. A VIP
+        without a pool yet is the VIP alone, its session persistence kept (``probe``)."""
         tree = build(self.views, key, vip, None, "")
-        if tree.vip_spec is None:
+        if tree.vip_spec is None or not tree.pools:
             return translate.probe(key[0], key[1], spec)
         return translate.load_balancer(tree, spec.address or "")
 

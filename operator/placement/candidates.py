@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 VipKey = tuple[str, str]
 SELECT_TIMEOUT = 5.0
 """Seconds a driver's ``select_device`` may take (it runs in a thread, off any Lease)."""
-Reservations = dict[VipKey, tuple[str, str, int]]
+Reservations = dict[VipKey, tuple[str, str, int, str]]
+"""VIP → (device, address, port, transport) while it is being bound."""
 """VIP → (device, address, port) chosen but not yet written."""
 
 
@@ -134,10 +135,10 @@ class CandidateView:
         bound was the binder's largest cost at a cold start of 1,000 VIPs.
         """
         found = []
-        by_device: dict[str, dict[VipKey, tuple[str, int]]] = {}
-        for k, (d, a, p) in self.reserved.items():  # one pass, not one per device
+        by_device: dict[str, dict[VipKey, tuple[str, int, str]]] = {}
+        for k, (d, a, p, t) in self.reserved.items():  # one pass, not one per device
             if k != key:
-                by_device.setdefault(d, {})[k] = (normal(a) or a, p)
+                by_device.setdefault(d, {})[k] = (normal(a) or a, p, t)
         for device in self.views.devices():
             name = str(meta_of(device)["name"])
             if (only is not None and name != only) or is_deleting(device):
@@ -146,8 +147,10 @@ class CandidateView:
             if spec is None:
                 continue
             reserved = by_device.get(name, {})
-            used = self.views.used_addresses(name, exclude=key) | {a for a, _ in reserved.values()}
-            held: dict[tuple[str, int], str] = {}
+            used = self.views.used_addresses(name, exclude=key) | {
+                a for a, _, _ in reserved.values()
+            }
+            held: dict[tuple[str, int, str], str] = {}
             if listeners:
                 held = {
                     a: f"{k[0]}/{k[1]}" for a, k in self.views.listeners(name, exclude=key).items()

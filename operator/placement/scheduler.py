@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from lbaas.api.device import DevicePhase, DeviceSpec
 from lbaas.api.vip import VIPSpec
+from lbaas.device_index import transport
 from lbaas.placement.addresses import has_free
 from lbaas.placement.policy import vip_address_problem
 
@@ -29,8 +30,9 @@ class Candidate:
     used_addresses: frozenset[str] = frozenset()
     namespace_vips: int = 0
     """VIPs of the scheduled VIP's namespace already on this device (for the tenant quota)."""
-    listeners: Mapping[tuple[str, int], str] = field(default_factory=dict)
-    """(address, port) → "namespace/name" of the VIP serving it on this device."""
+    listeners: Mapping[tuple[str, int, str], str] = field(default_factory=dict)
+    """(address, port, transport) → "namespace/name" of the VIP serving it on this device
+    (a UDP and a TCP VIP may share address and port)."""
 
     @property
     def load(self) -> float:
@@ -143,12 +145,11 @@ def _tenant_exclusion(vip: VIPSpec, namespace: str, c: Candidate) -> tuple[str, 
         problem = vip_address_problem(c.spec, vip.address, c.name)
         if problem:
             return ADDRESS_NOT_ALLOWED, problem
-        holder = _listener_holder(c, vip.address, vip.port)
+        kind = transport(vip.protocol)
+        holder = _listener_holder(c, vip.address, vip.port, kind)
         if holder:
-            return (
-                ADDRESS_IN_USE,
-                f"{vip.address}:{vip.port} is already used by VIP {holder} on device {c.name}",
-            )
+            where = f"{vip.address}:{vip.port}{'/udp' if kind == 'UDP' else ''}"
+            return ADDRESS_IN_USE, f"{where} is already used by VIP {holder} on device {c.name}"
     limit = c.spec.capacity.max_vips_per_namespace
     if limit is not None and c.namespace_vips >= limit:
         return (
@@ -159,10 +160,10 @@ def _tenant_exclusion(vip: VIPSpec, namespace: str, c: Candidate) -> tuple[str, 
     return None
 
 
-def _listener_holder(c: Candidate, address: str, port: int) -> str | None:
+def _listener_holder(c: Candidate, address: str, port: int, kind: str) -> str | None:
     wanted = ipaddress.ip_address(address)
-    for (addr, p), holder in c.listeners.items():
-        if p == port and ipaddress.ip_address(addr) == wanted:
+    for (addr, p, t), holder in c.listeners.items():
+        if p == port and t == kind and ipaddress.ip_address(addr) == wanted:
             return holder
     return None
 

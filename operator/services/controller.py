@@ -254,4 +254,4 @@ def _problems(problems: list[str]) -> str | None:
 def _unsupported(ports: list[str]) -> str | None:
     if not ports:
         return None
-    return f"ports {', '.join(ports)} not served: this load balancer supports TCP only"
+    return f"ports {', '.join(ports)} not served: this load balancer supports TCP and UDP only"

@@ -1,19 +1,30 @@
 """A Service of type LoadBalancer as VIP trees (pure: no API, no cache, no clock).
 
-Ports named by ``lbaas.dev/tls-ports`` (every port, when only ``lbaas.dev/tls-secret`` is given)
-terminate TLS: their VIP is ``TERMINATED_HTTPS`` with the annotation's Secrets, their Pool
-speaks HTTP to the endpoints.
+Per TCP or UDP port of the Service, one tree named ``<service>-<port>`` (TCP) or
+``<service>-<port>-udp`` (UDP): a VIP on that port of the port's protocol, a Pool of the same
+protocol, a HealthMonitor (TCP ports, unless turned off: a device checks no UDP port, and
+a TCP check of a UDP-only server would take every member down; Kubernetes' readiness already
+picks the endpoints) and a Member per ready endpoint of the Service's EndpointSlices, named
+``<vip>-<address>-<targetPort>`` (dots and colons as dashes: the name says what it is in
+``kubectl get lbaas``, and an endpoint that comes back maps to the same object). Port
+numbers, not port names, make the tree names: a port is unique per protocol and has no dash,
+and a TCP name ends in a digit where a UDP name ends in ``udp``, so two ports of one
+namespace's Services can never produce the same name (53/TCP and 53/UDP of a DNS Service are
+``dns-53`` and ``dns-53-udp``). SCTP ports are not served (``unsupported``).
 
-Per TCP port of the Service, one tree named ``<service>-<port>``: a VIP on that port, a Pool,
-a HealthMonitor (unless turned off) and a Member per ready endpoint of the Service's
-EndpointSlices, named ``<service>-<port>-<address>-<targetPort>`` (dots and colons as dashes:
-the name says what it is in ``kubectl get lbaas``, and an endpoint that comes back maps to
-the same object). Port numbers, not port names, make the tree names: a port is unique per
-protocol and has no dash, so two Services of one namespace can never produce the same name.
+Ports named by ``lbaas.dev/tls-ports`` (every TCP port, when only ``lbaas.dev/tls-secret``
+is given) terminate TLS: their VIP is ``TERMINATED_HTTPS`` with the annotation's Secrets, their
+Pool speaks HTTP to the endpoints.
 
 All ports of a Service share one address (``status.loadBalancer.ingress[0].ip``): the
-first port's VIP is the primary of the group (:mod:`lbaas.generated.sharing`); an address
-asked for by annotation needs no wait.
+primary port's VIP is the primary of the group (:mod:`lbaas.generated.sharing`); an address
+asked for by annotation needs no wait. The primary is the first UDP port when there is
+one (a UDP VIP asks for more of a device: ``protocol.udp``), so the placement of a Service
+mixing TCP and UDP is a device that serves both. When the primary can be placed nowhere
+(``unplaceable``: no device serves UDP), the next port is placed by itself and the others
+follow it: the TCP ports are served, the UDP port is refused on their device
+(``NoEligibleDevice`` naming the feature), as is a UDP port added later to a Service already
+placed on a device without UDP.
 """
 
 from __future__ import annotations
@@ -56,25 +67,48 @@ def is_ours(service: Mapping[str, Any] | None, cls: str, take_unclassed: bool) -
     return wanted == cls if wanted else take_unclassed
 
 
-def tcp_ports(service: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The Service's ports this operator serves (TCP) and those it cannot (UDP, SCTP)."""
+SERVED = ("TCP", "UDP")
+
+
+def protocol_of(port: Mapping[str, Any]) -> str:
+    return str(port.get("protocol") or "TCP")
+
+
+def served_ports(
+    service: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Service's ports this operator serves (TCP, UDP), the primary first (the first UDP
+    port, else the first port), and those it cannot (SCTP)."""
     served: list[dict[str, Any]] = []
     unsupported: list[dict[str, Any]] = []
     for port in spec_of(service).get("ports") or ():
-        (served if (port.get("protocol") or "TCP") == "TCP" else unsupported).append(port)
+        (served if protocol_of(port) in SERVED else unsupported).append(port)
+    served.sort(key=lambda p: protocol_of(p) != "UDP")  # stable: the order of the Service
     return served, unsupported
 
 
-def vip_name(service: str, port: int) -> str:
-    return f"{service}-{port}"
+def vip_name(service: str, port: int, protocol: str = "TCP") -> str:
+    return f"{service}-{port}" if protocol == "TCP" else f"{service}-{port}-{protocol.lower()}"
+
+
+def vip_of_port(service: str, port: Mapping[str, Any]) -> str:
+    return vip_name(service, int(port["port"]), protocol_of(port))
 
 
 def placement_of(service: Mapping[str, Any], vips: Iterable[Mapping[str, Any]]) -> Placement | None:
-    """The address and Device the Service's VIPs share (the first port's VIP is the primary)."""
-    served, _ = tcp_ports(service)
+    """The address and Device the Service's VIPs share (the primary port's VIP first)."""
+    served, _ = served_ports(service)
     name = str(meta_of(service)["name"])
-    primary = vip_name(name, int(served[0]["port"])) if served else ""
+    primary = vip_of_port(name, served[0]) if served else ""
     return sharing.placement_of(vips, primary)
+
+
+def unplaceable(vip: Mapping[str, Any] | None) -> bool:
+    """A VIP the scheduler could place nowhere (Error, no address): the next port of its
+    Service is then placed by itself (a Service's UDP port on a cluster whose devices serve
+    no UDP must not keep its TCP ports waiting)."""
+    status = status_of(vip)
+    return vip is not None and status.get("phase") == "Error" and not status.get("address")
 
 
 @dataclass
@@ -83,7 +117,7 @@ class Desired:
 
     objects: dict[ObjKey, dict[str, Any]] = field(default_factory=dict)
     waiting: list[str] = field(default_factory=list)  # VIPs waiting for the primary's address
-    unsupported: list[str] = field(default_factory=list)  # "53/UDP"
+    unsupported: list[str] = field(default_factory=list)  # "9/SCTP"
     unresolved: list[str] = field(default_factory=list)  # named targetPorts no slice resolves
 
 
@@ -104,7 +138,7 @@ def desired(
     placement = placement_of(service, vips)
     current = {str(meta_of(v).get("name")): v for v in vips}
     name = str(meta_of(service)["name"])
-    served, unsupported = tcp_ports(service)
+    served, unsupported = served_ports(service)
     out.unsupported = [f"{p['port']}/{p.get('protocol')}" for p in unsupported]
     affinity = spec_of(service).get("sessionAffinity") == "ClientIP"
     selector = (
@@ -112,10 +146,14 @@ def desired(
         if options.device_selector
         else None
     )
+    first = 0  # the port placed first: the primary, or the next one if those before failed
     for index, port in enumerate(served):
-        vip = vip_name(name, int(port["port"]))
+        vip = vip_of_port(name, port)
+        udp = protocol_of(port) == "UDP"
+        if first == index - 1 and unplaceable(current.get(vip_of_port(name, served[first]))):
+            first = index
         where = sharing.where(
-            primary=index == 0,
+            primary=index == first,
             existing=current.get(vip),
             address=options.address,
             device=options.device,
@@ -125,15 +163,15 @@ def desired(
             out.waiting.append(vip)
             continue
         address, device = where
-        terminated = options.terminates(int(port["port"]))
+        terminated = not udp and options.terminates(int(port["port"]))
         vip_spec = VIPSpec(
             port=int(port["port"]),
-            protocol=Protocol.TERMINATED_HTTPS if terminated else Protocol.TCP,
+            protocol=Protocol.TERMINATED_HTTPS if terminated else Protocol(protocol_of(port)),
             tls=ListenerTLS(certificate_refs=[CertificateRef(name=n) for n in options.tls_secrets])
             if terminated
             else None,
             address=address,
-            connection_limit=options.connection_limit,
+            connection_limit=-1 if udp else options.connection_limit,
             session_persistence=SessionPersistence(type=PersistenceType.SOURCE_IP)
             if affinity
             else None,
@@ -143,11 +181,11 @@ def desired(
         out.objects[("VIP", vip)] = _body("VIP", vip, service, vip_spec)
         pool = PoolSpec(
             vip_ref=vip,
+            protocol=PoolProtocol.HTTP if terminated else PoolProtocol(protocol_of(port)),
             lb_method=LBMethod(options.lb_method),
-            protocol=PoolProtocol.HTTP if terminated else PoolProtocol.TCP,
         )
         out.objects[("Pool", vip)] = _body("Pool", vip, service, pool)
-        if options.monitor_type:
+        if options.monitor_type and not udp:
             monitor = HealthMonitorSpec(
                 pool_ref=vip,
                 type=MonitorType(options.monitor_type),
@@ -188,12 +226,12 @@ def load_balancer_status(
     errors: dict[tuple[int, str], str | None] = {}
     address = None
     for port in spec_of(service).get("ports") or ():
-        protocol = port.get("protocol") or "TCP"
+        protocol = protocol_of(port)
         key = (int(port["port"]), protocol)
-        if protocol != "TCP":
+        if protocol not in SERVED:
             errors[key] = _error(UNSUPPORTED_PROTOCOL)
             continue
-        vip = vips.get(vip_name(name, int(port["port"])))
+        vip = vips.get(vip_of_port(name, port))
         status = status_of(vip)
         if vip is None or is_deleting(vip) or status.get("phase") not in ("Active", "Error"):
             return None

@@ -188,10 +188,15 @@ def header_changes(spec: l7policy.HeaderChanges | None) -> model.HeaderChanges |
 
 def probe(namespace: str, name: str, vip: VIPSpec) -> model.LoadBalancer:
     """A VIP alone, before it has a device or an address (the scheduler's question: what does
-    it ask of a device?)."""
+    it ask of a device?). Its session persistence, set on the VIP, applies to whatever pool
+    it gets: the probe carries it on an empty pool, so that a device that cannot keep it (a
+    cookie it cannot read or name) is not chosen."""
+    kept = persistence(vip)
+    pools = () if kept is None else (model.Pool(name=name, persistence=kept),)
     return model.LoadBalancer(
         namespace=namespace,
         name=name,
         address=vip.address or "",
-        listeners=(listener(name, vip, None, tls=shapes(vip, []).listener),),
+        listeners=(listener(name, vip, name if pools else None, tls=shapes(vip, []).listener),),
+        pools=pools,
     )

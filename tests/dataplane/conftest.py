@@ -3,19 +3,19 @@ the driver in a private state dir, real traffic through VIPs on <net>.10.x (``<n
 ``LBAAS_TEST_NET``, default 127.0; see hxsupport).
 
 Driver-level tests call the driver directly (``make_device``, ``device``); operator-level tests
-run the real operator process against the test bed (``operator``) and create Devices of driver
-haproxy through the API (``make_hx_device``).
+run the real operator process against the test bed (``operator``) and create Devices through
+the API: of driver haproxy (``make_hx_device``), or of the data plane under test
+(``make_op_device``, with ``plane`` parametrised over HAProxy and Envoy: ``planes``).
 
-Every HAProxy a test starts is stopped at teardown through the pid file of its state dir.
+Every HAProxy or Envoy a test starts is stopped at teardown through the pid file of its state
+dir.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ from dataplane.hxsupport import (
     OperatorDevice,
     free_vip,
     haproxy_binary,
-    names_in,
     stop_haproxy,
 )
+from dataplane.opsupport import operator_devices
+from dataplane.planes import PLANES, Plane
 
-from helpers import Api, OperatorProcess, wait_for
+from helpers import Api, OperatorProcess
 from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.envoy import EnvoyDriver
 from lbaas.drivers.haproxy import HAProxyDriver
@@ -91,7 +92,6 @@ def operator(
 
     A module that needs other settings names them in ``OPERATOR_ENV`` (LBAAS_* variables).
     """
-    haproxy_binary()  # skip (or fail under LBAAS_STRICT=1) before starting anything
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {"LBAAS_MEMBER_STATUS_INTERVAL": "1", **getattr(request.module, "OPERATOR_ENV", {})}
     proc = OperatorProcess(log, **env).start()
@@ -105,68 +105,30 @@ def api(kubeconfig: str) -> Api:
     return Api()
 
 
-TREE_KINDS = ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP")
-
-
 @pytest.fixture
 def make_hx_device(
     operator: OperatorProcess, api: Api, namespace: str
 ) -> Iterator[Callable[..., OperatorDevice]]:
-    """Devices of driver haproxy (managed, private stateDir) that only this test's namespace
-    may use, created through the API and Ready. At teardown the namespace's VIP trees and the
-    devices are deleted through the API, then any HAProxy left is killed via its pid file."""
-    binary = haproxy_binary()
-    made: list[OperatorDevice] = []
+    """Devices of driver haproxy (``operator_devices``): tests of HAProxy's own ways."""
+    with operator_devices(api, namespace, PLANES["haproxy"]) as make:
+        yield make
 
-    def make(
-        address_pool: str, config: dict[str, Any] | None = None, **spec: Any
-    ) -> OperatorDevice:
-        state_dir = Path(tempfile.mkdtemp(prefix="lbop-", dir="/tmp"))
-        name = f"hx-{namespace}-{uuid.uuid4().hex[:4]}"
-        device = OperatorDevice(api, name, state_dir, address_pool)
-        made.append(device)
-        config = {
-            "managed": True,
-            "stateDir": str(state_dir),
-            "haproxyBinary": binary,
-            **(config or {}),
-        }
-        api.create(
-            {
-                "kind": "Device",
-                "metadata": {"name": name},
-                "spec": {
-                    "driver": "haproxy",
-                    "config": config,
-                    "addressPool": [address_pool],
-                    "allowedNamespaces": [namespace],
-                    # The backends run on this host's loopback: allowed explicitly, as a
-                    # device's member networks must (loopback is refused by default).
-                    "memberNetworks": ["127.0.0.0/8"],
-                    **spec,
-                },
-            }
-        )
-        api.wait_phase("Device", name, None, "Ready", 30)
-        return device
 
-    yield make
-    try:
-        for kind in TREE_KINDS:
-            for name in names_in(api, kind, namespace):
-                api.delete(kind, name, namespace)
-        for name in names_in(api, "VIP", namespace):
-            with contextlib.suppress(AssertionError):
-                api.wait_gone("VIP", name, namespace, 30)
-        for device in made:
-            api.delete("Device", device.name)
-        for device in made:
-            with contextlib.suppress(AssertionError):
-                wait_for(lambda d=device: api.get("Device", d.name) is None, 30, "device gone")
-    finally:
-        for device in made:
-            stop_haproxy(device.state_dir)
-            shutil.rmtree(device.state_dir, ignore_errors=True)
+@pytest.fixture(params=[pytest.param("haproxy", marks=pytest.mark.haproxy),
+                        pytest.param("envoy", marks=pytest.mark.envoy)])  # fmt: skip
+def plane(request: pytest.FixtureRequest) -> Plane:
+    """The data plane of an operator-level scenario that every driver must pass (the test
+    runs once per plane; see ``planes``)."""
+    return PLANES[request.param]
+
+
+@pytest.fixture
+def make_op_device(
+    operator: OperatorProcess, api: Api, namespace: str, plane: Plane
+) -> Iterator[Callable[..., OperatorDevice]]:
+    """Devices of the ``plane`` under test (``operator_devices``)."""
+    with operator_devices(api, namespace, plane) as make:
+        yield make
 
 
 # -- the Envoy driver --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Helpers of the data-plane tests that run through the operator (VIP trees deployed through
-the API: :class:`Site`, :func:`deploy`) and of the self-healing ones (issue 11).
+the API: :class:`Site`, :func:`deploy`; the Devices they run on: :func:`operator_devices`, any
+data plane of ``planes``) and of the self-healing ones (issue 11).
 
 The self-healing tests put their backends on ``<net>.71.x`` (VIPs come from
 ``<net>.70.x`` address pools), so these tests share no address with the other data-plane
@@ -10,10 +11,14 @@ the operator, who listens where (:func:`listeners`), and what a device must serv
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +29,15 @@ from dataplane.hxsupport import (
     Load,
     OperatorDevice,
     free_port_in,
+    names_in,
     serving,
     spread,
     vip_of,
     wait_applied,
 )
+from dataplane.planes import Plane
 
-from helpers import LEASE_NAMESPACE, Api, OperatorProcess
+from helpers import LEASE_NAMESPACE, Api, OperatorProcess, wait_for
 from lbaas.drivers.contract import DeviceHandle
 from lbaas.drivers.haproxy import HAProxyDriver, runtime
 from lbaas.drivers.haproxy.preflight import listening_pids
@@ -42,6 +49,8 @@ from lbaas.trees.tree import build_tree
 BACKEND_THIRD = 71
 """Backends listen on ``<net>.71.x``."""
 VIP_PREFIX = "127.0.70."
+TREE_KINDS = ("L7Policy", "HealthMonitor", "Member", "Pool", "VIP")
+"""Deleted in this order at teardown."""
 
 
 @dataclass
@@ -172,6 +181,63 @@ def started_at(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     ticks = int(stat.rsplit(")", 1)[1].split()[19])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def operator_devices(
+    api: Api, namespace: str, plane: Plane
+) -> Iterator[Callable[..., OperatorDevice]]:
+    """Devices of ``plane``'s driver (managed, private stateDir) that only this test's
+    namespace may use, created through the API and Ready. At teardown the namespace's VIP
+    trees and the devices are deleted through the API, then any data plane left is killed via
+    its pid file."""
+    made: list[OperatorDevice] = []
+
+    def make(
+        address_pool: str, config: dict[str, Any] | None = None, **spec: Any
+    ) -> OperatorDevice:
+        state_dir = Path(tempfile.mkdtemp(prefix="lbop-", dir="/tmp"))
+        name = f"{plane.driver[:2]}-{namespace}-{uuid.uuid4().hex[:4]}"
+        device = OperatorDevice(api, name, state_dir, address_pool)
+        made.append(device)
+        api.create(
+            {
+                "kind": "Device",
+                "metadata": {"name": name},
+                "spec": {
+                    "driver": plane.driver,
+                    "config": {**plane.config(state_dir), **(config or {})},
+                    "addressPool": [address_pool],
+                    "allowedNamespaces": [namespace],
+                    # The backends run on this host's loopback: allowed explicitly, as a
+                    # device's member networks must (loopback is refused by default).
+                    "memberNetworks": ["127.0.0.0/8"],
+                    **spec,
+                },
+            }
+        )
+        api.wait_phase("Device", name, None, "Ready", 30)
+        return device
+
+    try:
+        yield make
+    finally:
+        try:
+            for kind in TREE_KINDS:
+                for name in names_in(api, kind, namespace):
+                    api.delete(kind, name, namespace)
+            for name in names_in(api, "VIP", namespace):
+                with contextlib.suppress(AssertionError):
+                    api.wait_gone("VIP", name, namespace, 30)
+            for device in made:
+                api.delete("Device", device.name)
+            for device in made:
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda d=device: api.get("Device", d.name) is None, 30, "gone")
+        finally:
+            for device in made:
+                plane.stop(device.state_dir)
+                shutil.rmtree(device.state_dir, ignore_errors=True)
 
 
 # ---- Events and metrics ----------------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_a_port_another_tree_holds_is_in_use(envoy: EnvoyDevice, backends: Backe
     envoy.apply(http_lb(vip, b, name="first"))
     error = envoy.driver.apply_many(envoy.handle, [http_lb(vip, b, name="second")])["dp/second"]
     assert error is not None and error.reason == "AddressInUse"
-    assert "dp/first" in error.detail
+    assert f"{vip[0]}:{vip[1]} is already used by VIP dp/first on this device" in error.user_message
     assert get(*vip)[1] == "b0"
 
 

@@ -24,9 +24,11 @@ from lbaas.drivers.errors import StaleOwnerError
 pytestmark = pytest.mark.envoy
 
 
+@pytest.mark.parametrize("endpoints", ["files", "inline"])
 def test_member_add_remove_and_weight_under_load_lose_nothing(
-    envoy: EnvoyDevice, backends: Backends
+    make_envoy: Callable[..., EnvoyDevice], backends: Backends, endpoints: str
 ) -> None:
+    envoy = make_envoy(endpoints=endpoints)
     b = backends.http(3)
     vip = free_vip()
     envoy.apply(http_lb(vip, b[:2]))
@@ -42,7 +44,7 @@ def test_member_add_remove_and_weight_under_load_lose_nothing(
         time.sleep(0.3)
         envoy.apply(http_lb(vip, b[1:], b1={"weight": 0}))  # drain b1
         time.sleep(0.3)
-    print(f"\nmember changes under load: {len(load.failures)} failed of {load.sent}")
+    print(f"\nmember changes under load ({endpoints}): {len(load.failures)} failed of {load.sent}")
     assert load.sent > 100
     assert load.failures == []
     assert b[0].hits == hits_after_removal  # nothing reached the removed member after apply

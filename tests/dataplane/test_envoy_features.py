@@ -13,6 +13,7 @@ import pytest
 from dataplane.envoysupport import FAST_HTTP_MONITOR, EnvoyDevice, http_lb, members
 from dataplane.hxsupport import Backends, free_vip, get, refused, spread, wait_for
 
+from lbaas.drivers.errors import UnsupportedError
 from lbaas.drivers.model import (
     Action,
     ActionType,
@@ -122,12 +123,11 @@ def test_persistence_cookie_app_cookie_and_source_ip(
     cookie = headers["set-cookie"].split(";")[0]
     assert cookie.startswith("LB=")
     assert spread(*vip, 12, headers={"Cookie": cookie}) == Counter({first: 12})
-    envoy.apply(
-        http_lb(vip, b, pool={"persistence": Persistence(PersistenceType.APP_COOKIE, "JSESSIONID")})
-    )
-    for session in ("s1", "s2", "s3"):
-        seen = spread(*vip, 8, headers={"Cookie": f"JSESSIONID={session}"})
-        assert len(seen) == 1
+    app = Persistence(PersistenceType.APP_COOKIE, "JSESSIONID")  # not learned: not declared
+    with pytest.raises(UnsupportedError) as refused:
+        envoy.apply(http_lb(vip, b, pool={"persistence": app}))
+    assert refused.value.feature == "persistence.app-cookie"
+    assert spread(*vip, 12, headers={"Cookie": cookie}) == Counter({first: 12})  # untouched
     envoy.apply(http_lb(vip, b, pool={"method": Method.SOURCE_IP}))
     for third in (31, 32):
         assert len(spread(*vip, 8, source=f"{vip[0].rsplit('.', 2)[0]}.{third}.1")) == 1

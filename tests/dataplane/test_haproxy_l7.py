@@ -267,9 +267,10 @@ def test_forward_policies_change_under_load_without_reload_or_failure(
         base,  # remove
     ]
     with Load(*vip) as load:
-        for policies in steps:
+        for policies in steps:  # each change applied under requests, before and after it
+            sent = load.sent
             device.driver.apply(device.handle, site(vip, pools, policies))
-            wait_for(lambda: load.sent > 0, timeout=2)
+            wait_for(lambda sent=sent: load.sent >= sent + 5, timeout=5)
         assert who(vip, "/b", Host="x") == "main"
     assert load.failures == [] and load.sent > 20, load.failures[:5]
     assert device.reloads() == reloads, "Forward policies changed: the maps, not a reload"

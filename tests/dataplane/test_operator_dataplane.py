@@ -1,7 +1,9 @@
-"""The HAProxy data plane driven through the operator: objects created through the API server,
-the real operator process reconciling them onto a Device of driver ``haproxy`` that it starts
-itself, and real HTTP/TCP traffic through the VIP address the operator allocated.
+"""Data planes driven through the operator: objects created through the API server, the real
+operator process reconciling them onto a Device that it starts itself, and real HTTP/TCP
+traffic through the VIP address the operator allocated.
 
+Tests taking ``plane`` run on every data plane (``planes``: HAProxy and Envoy, the same
+scenario; what differs is asked of the adapter); the others on HAProxy (``make_hx_device``).
 Each test has its own namespace, its own Device (``allowedNamespaces: [namespace]``, a /28 of
 127.0.10.x of its own as ``addressPool``, a private ``stateDir``) and its own backends.
 """
@@ -28,10 +30,12 @@ from dataplane.hxsupport import (
     wait_applied,
 )
 from dataplane.opsupport import Site, deploy
+from dataplane.planes import Plane
 
 from helpers import Api, wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
+pytestmark = [pytest.mark.cluster]
+haproxy_only = pytest.mark.haproxy
 
 FAST_MONITOR = {
     "type": "HTTP",
@@ -56,9 +60,13 @@ def operating(site: Site, kind: str, name: str | None = None) -> str | None:
 
 
 def test_round_robin_then_weights_3_to_1(
-    api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
+    api: Api,
+    namespace: str,
+    make_op_device: Callable[..., OperatorDevice],
+    plane: Plane,
+    backends: Backends,
 ) -> None:
-    device = make_hx_device("127.0.10.128/28")
+    device = make_op_device("127.0.10.128/28")
     b0, b1, b2 = backends.http(3)
     site = deploy(api, namespace, device, "rr", [b0, b1, b2])
     assert site.address == "127.0.10.129"  # the first host of the device's addressPool
@@ -67,7 +75,7 @@ def test_round_robin_then_weights_3_to_1(
     assert sum(seen.values()) == 300
     assert all(within(seen[b.name], 100) for b in (b0, b1, b2)), seen
 
-    reloads = device.reloads()
+    disruptions = plane.disruptions(device.state_dir)
     site.patch_member(b0, weight=3)
     site.patch_member(b1, weight=1)
     site.patch_member(b2, weight=0)  # drained: no new requests
@@ -75,9 +83,10 @@ def test_round_robin_then_weights_3_to_1(
     seen = spread(*site.vip, 400)
     assert within(seen[b0.name], 300) and within(seen[b1.name], 100), seen
     assert seen[b2.name] == 0, seen
-    assert device.reloads() == reloads  # weights are runtime changes
+    assert plane.disruptions(device.state_dir) == disruptions  # weights change members only
 
 
+@haproxy_only
 def test_backup_member_serves_only_when_all_others_are_down(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:
@@ -111,9 +120,9 @@ def test_backup_member_serves_only_when_all_others_are_down(
 
 
 def test_http_monitor_takes_a_failing_member_out_and_back(
-    api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
+    api: Api, namespace: str, make_op_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:
-    device = make_hx_device("127.0.10.160/28")
+    device = make_op_device("127.0.10.160/28")
     members = backends.http(3)
     site = deploy(api, namespace, device, "hm", members, monitor=FAST_MONITOR)
     sick = members[1]
@@ -143,12 +152,15 @@ def test_http_monitor_takes_a_failing_member_out_and_back(
     sick.healthy = True
     wait_for(lambda: operating(site, "Member", sick_member) == "ONLINE", 10, "Member ONLINE")
     wait_for(lambda: operating(site, "VIP") == "ONLINE", 5, "VIP ONLINE")
-    assert sick.name in spread(*site.vip, 6)
+    # Status and traffic follow the health checks apart: traffic may need a moment more (seen
+    # once on Envoy, on a host with a load of 10 on 2 cores).
+    wait_for(lambda: sick.name in spread(*site.vip, 6), 3, "the member serving again")
 
 
 # -- persistence ---------------------------------------------------------------------------------
 
 
+@haproxy_only
 def test_source_ip_and_http_cookie_persistence(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:
@@ -180,6 +192,7 @@ def test_source_ip_and_http_cookie_persistence(
 # -- limits and admin state ----------------------------------------------------------------------
 
 
+@haproxy_only
 def test_connection_limit_is_enforced(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:
@@ -202,6 +215,7 @@ def test_connection_limit_is_enforced(
     assert get(*site.vip)[0] == 200
 
 
+@haproxy_only
 def test_member_and_vip_admin_state(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:
@@ -240,23 +254,28 @@ def test_member_and_vip_admin_state(
 
 
 def test_fifty_changes_under_load_fail_no_request(
-    api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
+    api: Api,
+    namespace: str,
+    make_op_device: Callable[..., OperatorDevice],
+    plane: Plane,
+    backends: Backends,
 ) -> None:
-    device = make_hx_device("127.0.10.224/28")
+    device = make_op_device("127.0.10.224/28")
     pool = backends.http(6)
     site = deploy(api, namespace, device, "ld", pool[:3])
     rng = random.Random(7)
     spares = itertools.cycle(pool)
     current = dict(site.members)  # Member name → backend
-    changes: list[tuple[str, int]] = []  # (kind of change, reloads it caused)
+    changes: list[tuple[str, int]] = []  # (kind of change, disruptions it caused)
+    state = device.state_dir
 
     def change(kind: str, do: Callable[[], None]) -> None:
-        before = device.driver_state()
+        before = plane.disruptions(state), plane.member_updates(state)
         do()
-        after = device.driver_state()
-        changes.append((kind, after.reloads - before.reloads))
-        if kind in ("weight", "admin"):
-            assert after.runtime_updates == before.runtime_updates + 1, kind
+        after = plane.disruptions(state), plane.member_updates(state)
+        changes.append((kind, after[0] - before[0]))
+        if kind in ("weight", "admin") and before[1] is not None:
+            assert after[1] == before[1] + 1, kind  # one runtime update, where counted
 
     def add(round_: int) -> None:
         backend = next(b for b in spares if b not in current.values())
@@ -276,7 +295,7 @@ def test_fifty_changes_under_load_fail_no_request(
         # A Member carries no finalizer: it is gone at once, and the device follows.
         api.delete("Member", name, namespace)
         api.wait_gone("Member", name, namespace)
-        vip_file = device.state_dir / "vips" / f"{namespace}__{site.name}.json"
+        vip_file = plane.tree_file(state, namespace, site.name)
         wait_for(lambda: name not in vip_file.read_text(), 5, f"{name} off the device")
         del current[name]
 
@@ -293,7 +312,10 @@ def test_fifty_changes_under_load_fail_no_request(
             change("remove", lambda n=oldest: remove(n))
         sent_during_changes = load.sent
         time.sleep(0.3)
-    print(f"load: {load.sent} requests, {len(load.failures)} failed, spread {dict(load.seen)}")
+    print(
+        f"\n{plane.driver}: 50 member changes under load: {load.sent} requests,"
+        f" {len(load.failures)} failed, spread {dict(load.seen)}"
+    )
     assert len(changes) == 50
     assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:5]}"
     assert sent_during_changes >= 500, sent_during_changes
@@ -301,7 +323,7 @@ def test_fifty_changes_under_load_fail_no_request(
         k: [r for kind, r in changes if kind == k] for k in ("add", "remove", "weight", "admin")
     }
     assert by_kind["weight"] == [0] * 10 and by_kind["admin"] == [0] * 20, by_kind
-    # HAProxy >= 2.6 adds and removes servers at run time: no reload either.
+    # HAProxy >= 2.6 adds and removes servers at run time, Envoy rewrites one EDS file.
     assert by_kind["add"] == [0] * 10 and by_kind["remove"] == [0] * 10, by_kind
     assert len(load.seen) == 6  # every backend served while it was a member
 
@@ -309,6 +331,7 @@ def test_fifty_changes_under_load_fail_no_request(
 # -- what must never reach HAProxy ---------------------------------------------------------------
 
 
+@haproxy_only
 def test_hostile_and_unsupported_values_never_reach_haproxy(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:
@@ -382,6 +405,7 @@ def test_hostile_and_unsupported_values_never_reach_haproxy(
 # -- TCP ------------------------------------------------------------------------------------------
 
 
+@haproxy_only
 def test_tcp_vip_carries_raw_tcp(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:

@@ -3,9 +3,10 @@ operator's back is found by the periodic verification (``LBAAS_RESYNC_INTERVAL``
 and repaired within one interval, with a Warning Event ``DriftRepaired`` (on the VIP, or on the
 Device for a VIP no VIP object owns) and a count in ``lbaas_drift_repairs_total``.
 
-Kinds: runtime API (``set server ... weight 0``, ``state maint``), a VIP's fragment in
-``conf.d/`` and ``haproxy.cfg`` edited and reloaded by hand, a VIP left on the device by an
-abandoned deletion, a frontend added by hand.
+Every data plane (``plane``): a pool's member redirected in the device's own files and loaded.
+HAProxy's own kinds: runtime API (``set server ... weight 0``, ``state maint``),
+``haproxy.cfg`` edited and reloaded by hand, a VIP left on the device by an abandoned
+deletion, a frontend added by hand.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from dataplane.hxsupport import (
     spread,
 )
 from dataplane.opsupport import BACKEND_THIRD, Binary, Site, deploy, event_messages, metric
+from dataplane.planes import Plane
 
 from helpers import Api, OperatorProcess, wait_for
 from lbaas.drivers.haproxy import runtime
 
-pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
+pytestmark = [pytest.mark.cluster]
 
 RESYNC = 3.0
 OPERATOR_ENV = {
@@ -83,6 +85,7 @@ def repaired(
     return took
 
 
+@pytest.mark.haproxy
 def test_runtime_changes_by_hand_are_repaired(
     api: Api,
     namespace: str,
@@ -112,7 +115,28 @@ def test_runtime_changes_by_hand_are_repaired(
     wait_for(lambda: members_say("NO_MONITOR"), 5, "members back to their truth")
 
 
-def test_config_edited_and_reloaded_by_hand_is_repaired(
+def test_a_pool_edited_behind_the_operators_back_is_repaired(
+    api: Api,
+    namespace: str,
+    operator: OperatorProcess,
+    make_op_device: Callable[..., OperatorDevice],
+    plane: Plane,
+    backends: Backends,
+) -> None:
+    """Every data plane: a member's address changed in the device's own files and loaded
+    (HAProxy: its ``conf.d/`` fragment, reloaded; Envoy: the pool's EDS file)."""
+    device = make_op_device("127.0.70.80/28")
+    a, b = backends.http(2)
+    site = deploy(api, namespace, device, "cfg", [a, b])
+    plane.redirect(device.state_dir, namespace, "cfg", "cfg", (b.address, b.port),
+                   (a.address, a.port))  # fmt: skip
+    wait_for(lambda: set(spread(*site.vip, 6)) == {a.name}, 5, "the edit serving")
+    repaired(site, operator, "ConfigChanged", site.serves_all, f"{plane.driver}: pool edited")
+    assert site.status()["phase"] == "Active"
+
+
+@pytest.mark.haproxy
+def test_haproxy_cfg_edited_and_reloaded_by_hand_is_repaired(
     api: Api,
     namespace: str,
     operator: OperatorProcess,
@@ -120,20 +144,7 @@ def test_config_edited_and_reloaded_by_hand_is_repaired(
     backends: Backends,
 ) -> None:
     device = make_hx_device("127.0.70.80/28")
-    a, b = backends.http(2)
-    site = deploy(api, namespace, device, "cfg", [a, b])
-    fragment = device.state_dir / "conf.d" / f"{namespace}__cfg.cfg"
-    original = fragment.read_text()
-    assert f"{b.address}:{b.port}" in original
-    fragment.write_text(original.replace(f"{b.address}:{b.port}", f"{a.address}:{a.port}"))
-    master_cli(device, "reload")
-    wait_for(lambda: set(spread(*site.vip, 6)) == {a.name}, 5, "the edit serving")
-
-    def restored() -> bool:
-        return fragment.read_text() == original and site.serves_all()
-
-    repaired(site, operator, "ConfigChanged", restored, "conf.d edited and reloaded")
-
+    site = deploy(api, namespace, device, "cfg", backends.http(2))
     config = device.state_dir / "haproxy.cfg"
     text = config.read_text()
     extra = ("127.0.70.94", free_port_in("127.0.70.94/32"))
@@ -149,6 +160,7 @@ def test_config_edited_and_reloaded_by_hand_is_repaired(
     assert site.status()["phase"] == "Active"
 
 
+@pytest.mark.haproxy
 def test_abandoned_and_hand_made_vips_are_removed(
     api: Api,
     namespace: str,

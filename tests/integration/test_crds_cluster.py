@@ -67,7 +67,7 @@ def test_explain_vip_spec(kubeconfig: str) -> None:
 
 
 def test_examples_are_accepted(namespace: str) -> None:
-    for path in sorted((ROOT / "manifests/examples").glob("*.yaml")):
+    for path in sorted((ROOT / "manifests/examples").rglob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         for doc in docs:
             if doc["metadata"].get("namespace"):

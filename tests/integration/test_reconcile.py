@@ -187,6 +187,38 @@ def test_selector_pin_cordon_and_namespace(
     assert "cordoned" in err["status"]["message"]
 
 
+def test_udp_vip_goes_only_to_a_device_that_declares_udp(
+    api: Api, namespace: str, make_device: Callable[..., FakeDevice]
+) -> None:
+    """The legacy test driver (contract 0, behind the shim) declares no protocol.udp: a UDP
+    VIP is placed nowhere, and says which feature is missing; a TCP VIP beside it is served.
+    A device of the fake driver (every feature) then takes the UDP VIP by itself."""
+    device = make_device(driver="legacy", addressPool=["10.206.0.0/24"])
+    udp = tree(namespace, "dns", members=1, monitor=False, protocol="UDP", port=53)
+    udp[1]["spec"]["protocol"] = "UDP"
+    for obj in udp + tree(namespace, "web", members=1, monitor=False):
+        api.create(obj)
+    err = api.wait_phase("VIP", "dns", namespace, "Error", 15, reason="NoEligibleDevice")
+    message = err["status"]["message"]
+    assert "1 lacks feature protocol.udp (UDP listeners and pools)" in message, message
+    assert "address" not in err["status"]
+    api.wait_phase("VIP", "web", namespace, "Active")
+    assert [t["vip"] for t in device.listeners().values()] == [f"{namespace}/web"]
+    wait_for(
+        lambda: any(
+            e.reason == "NoEligibleDevice" and "protocol.udp" in e.message
+            for e in api.events(namespace, "dns")
+        ),
+        10,
+        "a NoEligibleDevice Event naming protocol.udp",
+    )
+    udp_capable = make_device(addressPool=["10.206.1.0/24"])
+    bound = api.wait_phase("VIP", "dns", namespace, "Active", 20)
+    assert bound["status"]["device"] == udp_capable.name
+    stored = udp_capable.vip(f"{namespace}/dns")
+    assert stored is not None and stored.listeners[0].protocol == "UDP"
+
+
 def test_driver_select_device_decides(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:

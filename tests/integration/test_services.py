@@ -63,9 +63,10 @@ def ready_service(api: Api, namespace: str, device: FakeDevice) -> Svc:
 def test_service_gets_a_tree_per_port_and_an_external_ip(
     api: Api, namespace: str, make_device: Callable[..., FakeDevice]
 ) -> None:
-    device = make_device()
+    device = make_device(driver="legacy")  # contract 0 through the shim: no UDP
     svc = Svc(api, namespace, "web")
-    svc.create([HTTP, HTTPS, {"name": "dns", "port": 53, "protocol": "UDP"}])
+    sctp = {"name": "sig", "port": 9, "protocol": "SCTP"}
+    svc.create([HTTP, HTTPS, {"name": "dns", "port": 53, "protocol": "UDP"}, sctp])
     svc.set_endpoints(
         [("10.1.0.1", True), ("10.1.0.2", True), ("10.1.0.3", False)], port=8080, port_name="http"
     )
@@ -83,7 +84,8 @@ def test_service_gets_a_tree_per_port_and_an_external_ip(
                 "ports": [
                     {"port": 80, "protocol": "TCP"},
                     {"port": 443, "protocol": "TCP"},
-                    {"port": 53, "protocol": "UDP", "error": "lbaas.dev/ProtocolNotSupported"},
+                    {"port": 53, "protocol": "UDP", "error": "lbaas.dev/NoEligibleDevice"},
+                    {"port": 9, "protocol": "SCTP", "error": "lbaas.dev/ProtocolNotSupported"},
                 ],
             }
         ]
@@ -91,25 +93,62 @@ def test_service_gets_a_tree_per_port_and_an_external_ip(
     row = svc.kubectl_row()
     assert row[1] == "LoadBalancer" and row[3] == "10.200.0.1", row  # EXTERNAL-IP
 
-    # One tree per TCP port, sharing the address; the named targetPort resolved per slice.
+    # One tree per port, sharing the address; the named targetPort resolved per slice. The
+    # UDP port's VIP was placed first, nowhere (the legacy driver serves no UDP): port 80 was
+    # then placed by itself, and the UDP VIP follows it, refused there by name.
     vips = svc.generated("VIP")
-    assert sorted(vips) == ["web-443", "web-80"]
-    assert {v["status"]["address"] for v in vips.values()} == {"10.200.0.1"}
-    assert sorted(svc.generated("Pool")) == sorted(svc.generated("HealthMonitor")) == sorted(vips)
+    assert sorted(vips) == ["web-443", "web-53-udp", "web-80"]
+    assert {v["status"].get("address") for v in vips.values()} >= {"10.200.0.1"}
+    udp = vips["web-53-udp"]
+    assert udp["spec"]["protocol"] == "UDP" and udp["status"]["reason"] == "NoEligibleDevice"
+    assert "lacks feature protocol.udp (UDP listeners and pools)" in udp["status"]["message"]
+    assert sorted(svc.generated("Pool")) == sorted(vips)
+    assert sorted(svc.generated("HealthMonitor")) == ["web-443", "web-80"]  # none for UDP
     assert svc.member_addresses("web-80") == {("10.1.0.1", 8080), ("10.1.0.2", 8080)}
     assert svc.member_addresses("web-443") == {("10.1.0.1", 8443), ("10.1.0.2", 8443)}
     for objs in svc.everything().values():
         for obj in objs.values():
             (owner,) = obj["metadata"]["ownerReferences"]
             assert (owner["kind"], owner["uid"]) == ("Service", service["metadata"]["uid"])
-    assert on_device(device, namespace) == {
+    on_legacy = {  # the legacy driver's file: {"vip": key, "members": {name: spec}}
+        e["vip"].split("/", 1)[1]: sorted(e["members"]) for e in device.listeners().values()
+    }
+    assert on_legacy == {
         "web-80": ["web-80-10-1-0-1-8080", "web-80-10-1-0-2-8080"],
         "web-443": ["web-443-10-1-0-1-8443", "web-443-10-1-0-2-8443"],
     }
-    wait_for(lambda: svc.events("UnsupportedProtocol"), 10, "UnsupportedProtocol Event")
+    wait_for(
+        lambda: any("protocol.udp" in e.message for e in svc.events("NoEligibleDevice")),
+        10,
+        "a NoEligibleDevice Event naming protocol.udp",
+    )
+    wait_for(lambda: svc.events("UnsupportedProtocol"), 10, "UnsupportedProtocol Event (SCTP)")
     # Plain objects of the lbaas category, as a user sees them.
     listed = svc.kubectl("get", "lbaas", "-l", "lbaas.dev/service=web")
     assert "vip.lbaas.dev/web-80" in listed and "member.lbaas.dev/web-443-10-1-0-2-8443" in listed
+
+
+def test_a_udp_service_without_a_udp_device_is_refused_with_its_reason(
+    api: Api, namespace: str, make_device: Callable[..., FakeDevice]
+) -> None:
+    device = make_device(driver="legacy")  # contract 0 through the shim: no UDP
+    svc = Svc(api, namespace, "dns")
+    svc.create([{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}])
+    svc.set_endpoints([("10.1.0.1", True)], port=5353, port_name="dns", protocol="UDP")
+    wait_for(
+        lambda: any("protocol.udp" in e.message for e in svc.events("NoEligibleDevice")),
+        30,
+        "a NoEligibleDevice Event naming protocol.udp",
+    )
+    (event,) = svc.events("NoEligibleDevice")
+    assert event.message.startswith("VIP dns-53-udp"), event.message
+    assert "lacks feature protocol.udp (UDP listeners and pools)" in event.message
+    vip = svc.generated("VIP")["dns-53-udp"]
+    assert vip["status"]["phase"] == "Error" and vip["spec"]["protocol"] == "UDP"
+    assert svc.member_addresses("dns-53-udp") == {("10.1.0.1", 5353)}
+    assert not device.listeners()
+    wait_for(lambda: (svc.get() or {}).get("status", {}).get("loadBalancer") == {}, 10,
+             "no ingress")  # fmt: skip
 
 
 def writes(operator: OperatorProcess) -> dict[tuple[str, str], float]:

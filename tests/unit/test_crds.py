@@ -70,6 +70,26 @@ def test_vip_model_rules() -> None:
 
 
 @pytest.mark.parametrize(
+    ("spec", "message"),
+    [({"protocol": "TCP", "sessionPersistence": {"type": "HTTP_COOKIE"}}, "needs protocol HTTP"),
+     ({"protocol": "UDP", "sessionPersistence": {"type": "APP_COOKIE", "cookieName": "a"}},
+      "needs protocol HTTP"),
+     ({"protocol": "HTTPS", "sessionPersistence": {"type": "HTTP_COOKIE"}}, "needs protocol HTTP"),
+     ({"protocol": "UDP", "connectionLimit": 10}, "a UDP VIP has no connections to limit"),
+     ({"protocol": "UDP", "sessionPersistence": {"type": "SOURCE_IP"}}, None),
+     ({"protocol": "HTTP", "sessionPersistence": {"type": "HTTP_COOKIE"}}, None),
+     ({"protocol": "TCP", "connectionLimit": 10}, None)],
+)  # fmt: skip
+def test_vip_protocol_rules(spec: dict[str, Any], message: str | None) -> None:
+    """The model says what the CRD's CEL rules say (the API server's side: invalid_objects)."""
+    if message is None:
+        VIPSpec.model_validate({"port": 53, **spec})
+    else:
+        with pytest.raises(ValidationError, match=message):
+            VIPSpec.model_validate({"port": 53, **spec})
+
+
+@pytest.mark.parametrize(
     "address", ["::ffff:10.0.0.1", "::ffff:a00:1", "fe80::1%eth0", "010.0.0.1", "10.0.0.1 "]
 )
 def test_model_refuses_addresses_isip_refuses(address: str) -> None:

@@ -128,7 +128,10 @@ def test_cluster_policies() -> None:
         "FULL_SCAN"
     )
     cluster = render_cluster(_lb(), _lb().pools[0], "/e")
-    assert cluster["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}}
+    assert cluster["common_lb_config"] == {
+        "healthy_panic_threshold": {"value": 0},
+        "update_merge_window": "0s",  # a member's first passed check serves at once, not in 1 s
+    }
     assert cluster["ignore_health_on_host_removal"] is True
 
 
@@ -154,3 +157,110 @@ def test_sni_names_go_to_the_first_certificate_that_has_them() -> None:
     again = render_tree(stored, eds_dir=Path("/e"), sds_dir=Path("/s"))
     assert set(again.secrets.values()) == {None}  # a stored tree keeps the files on disk
     assert again.listeners == rendered.listeners
+
+
+def test_names_too_long_for_file_names_are_refused_before_any_file() -> None:
+    from lbaas.drivers.envoy import EnvoyDriver
+    from lbaas.drivers.envoy.render.names import MAX_FILE_NAME, file_names
+
+    def lb(name: str, pool: str) -> LoadBalancer:
+        return LoadBalancer("ns", name, "127.0.0.1",
+                            listeners=(Listener("l", 80, Protocol.HTTP, default_pool=pool),),
+                            pools=(Pool(pool),))  # fmt: skip
+
+    # ns__<name>__<pool>.json: 2 + 2 + 2 + 5 bytes besides the names.
+    fits = lb("n" * 117, "p" * (MAX_FILE_NAME - 128))
+    assert max(len(n) for n in file_names(fits)) == MAX_FILE_NAME
+    assert EnvoyDriver().supports(fits, {}) is None
+    render_tree(fits, eds_dir=Path("/eds"), sds_dir=Path("/sds"))
+    over = lb("n" * 118, "p" * (MAX_FILE_NAME - 128))
+    why = EnvoyDriver().supports(over, {})
+    assert why is not None and f"{MAX_FILE_NAME + 1} bytes, at most {MAX_FILE_NAME}" in why
+    with pytest.raises(checks.InvalidValue, match="use shorter names"):
+        render_tree(over, eds_dir=Path("/eds"), sds_dir=Path("/sds"))
+
+
+def _tls_lb(tls: ListenerTLS) -> LoadBalancer:
+    listener = Listener("l", 443, Protocol.TERMINATED_HTTPS, default_pool="p", tls=tls)
+    return LoadBalancer("ns", "web", "127.0.0.1", listeners=(listener,), pools=(Pool("p"),))
+
+
+def test_client_validation_renders_the_ca_and_the_subject_header_and_refuses_fallback() -> None:
+    from lbaas.drivers.model import CABundle, ClientValidation, ClientValidationMode
+
+    ca = CABundle("ca", PEM, "f")
+    cert = Certificate("c", PEM, Sensitive(KEY), ("a.test",))
+    tls = ListenerTLS((cert,), client_validation=ClientValidation(ca, subject_header="X-Sub"))
+    rendered = render_tree(_tls_lb(tls),
+                           eds_dir=Path("/eds"), sds_dir=Path("/sds"))  # fmt: skip
+    (listener,) = rendered.listeners
+    context = listener["default_filter_chain"]["transport_socket"]["typed_config"]
+    assert context["require_client_certificate"] is True
+    assert context["common_tls_context"]["validation_context"]["trusted_ca"] == {
+        "inline_string": PEM
+    }
+    hcm = listener["default_filter_chain"]["filters"][0]["typed_config"]
+    assert hcm["route_config"]["request_headers_to_add"] == [
+        {"header": {"key": "X-Sub", "value": "%DOWNSTREAM_PEER_SUBJECT%"},
+         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    ]  # fmt: skip
+    assert listener["stat_prefix"] == "ns/web/l"
+    fallback = ClientValidation(ca, ClientValidationMode.ALLOW_INSECURE_FALLBACK)
+    with pytest.raises(checks.InvalidValue, match="AllowInsecureFallback cannot be served"):
+        render_tree(
+            _tls_lb(ListenerTLS((cert,), client_validation=fallback)),
+            eds_dir=Path("/eds"), sds_dir=Path("/sds"),
+        )  # fmt: skip
+
+
+def test_traffic_stats_are_found_by_name() -> None:
+    from lbaas.drivers.envoy.stats import lb_stats
+
+    lb = _lb()
+    values = {"http.ns/web/l.downstream_rq_total": 7, "http.ns/web/l.downstream_rq_2xx": 6,
+              "http.ns/web/l.downstream_rq_5xx": 1, "http.ns/web/l.downstream_cx_active": 2,
+              "connection_limit.ns/web/l.limited_connections": 3,
+              "cluster.ns/web/p.upstream_rq_total": 7, "cluster.ns/web/p.upstream_rq_2xx": 6,
+              "http.other/web/l.downstream_rq_total": 99}  # fmt: skip
+    clusters = [{"name": "ns/web/p", "host_statuses": [
+        {"hostname": "m", "stats": [{"name": "rq_total", "value": "7"},
+                                    {"name": "cx_active", "value": "1"}]}]}]  # fmt: skip
+    stats = lb_stats([lb], values, clusters)[lb.key]
+    listener = stats.listeners["l"]
+    assert (listener.requests, listener.current_sessions, listener.connection_errors) == (7, 2, 3)
+    assert listener.responses == {"1xx": 0, "2xx": 6, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert stats.pools["p"].requests == 7 and stats.pools["p"].responses["2xx"] == 6
+    assert (stats.members["m"].requests, stats.members["m"].current_sessions) == (7, 1)
+
+
+def test_inline_endpoints_make_a_static_cluster_and_no_eds_file() -> None:
+    lb = _lb()
+    files = render_tree(lb, eds_dir=Path("/eds"), sds_dir=Path("/sds"))
+    inline = render_tree(lb, eds_dir=Path("/eds"), sds_dir=Path("/sds"), inline=True)
+    assert list(files.endpoints) == ["ns__web__p.json"] and inline.endpoints == {}
+    (eds,), (static,) = files.clusters, inline.clusters
+    assert eds["type"] == "EDS" and "load_assignment" not in eds
+    assert static["type"] == "STATIC" and "eds_cluster_config" not in static
+    assert static["load_assignment"]["cluster_name"] == "ns/web/p"
+    assert "@type" not in static["load_assignment"]
+    lb_endpoints = static["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["hostname"] for e in lb_endpoints] == ["m"]
+    assert files.assignments == inline.assignments  # the members Envoy must run, either way
+
+
+def test_a_redirect_keeps_the_port_the_client_connected_to() -> None:
+    """Envoy strips the Host header's port: a redirect keeping the scheme names the listener's
+    port (not the scheme's default); one changing the scheme goes to that scheme's default."""
+    from lbaas.drivers.envoy.render.routes import render_route
+    from lbaas.drivers.model import Redirect
+
+    def redirect(listening: int, **fields: object) -> dict[str, object]:
+        action = Action(ActionType.REDIRECT, redirect=Redirect(**fields))  # type: ignore[arg-type]
+        policy = L7Policy("r", 1, Match(path=PathMatch(PathMatchType.PREFIX, "/old")), action)
+        listener = Listener("l", listening, Protocol.HTTP, default_pool="p")
+        return dict(render_route(_lb(), policy, listener)["redirect"])  # type: ignore[arg-type]
+
+    assert redirect(8080, replace_prefix_match="/new")["port_redirect"] == 8080
+    assert "port_redirect" not in redirect(80, replace_prefix_match="/new")
+    assert "port_redirect" not in redirect(8080, scheme="https")
+    assert redirect(8080, scheme="https", port=8443)["port_redirect"] == 8443

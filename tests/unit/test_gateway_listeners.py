@@ -37,17 +37,24 @@ def test_served_protocols_get_a_vip_per_port() -> None:
 def test_what_cannot_be_served_is_refused_with_the_api_reasons() -> None:
     found = by_name(
         listener("terminate", 8443, "TLS", tls={"mode": "Terminate", "certificateRefs": [{}]}),
-        listener("dns", 53, "UDP"),
         listener("odd", 7000, "example.com/Quic"),
     )
     reasons = {n: (v.accepted.ok, v.accepted.reason) for n, v in found.items()}
     assert reasons == {
         "terminate": (False, "UnsupportedValue"),
-        "dns": (False, "UnsupportedProtocol"),  # no UDP VIPs in this version
         "odd": (False, "UnsupportedProtocol"),
     }
     assert all(v.vip is None for v in found.values())
-    assert "UDP" in found["dns"].accepted.message
+
+
+def test_a_udp_listener_is_a_udp_vip_of_its_own_beside_tcp_on_the_same_port() -> None:
+    found = by_name(listener("dns", 53, "UDP"), listener("dns-tcp", 53, "TCP"))
+    assert {n: (v.accepted.reason, v.vip) for n, v in found.items()} == {
+        "dns": ("Accepted", "gw-53-udp"),
+        "dns-tcp": ("Accepted", "gw-53"),
+    }
+    assert found["dns"].kinds == ("UDPRoute",) and found["dns-tcp"].kinds == ("TCPRoute",)
+    assert all(v.conflicted.ok is False for v in found.values())
 
 
 def test_protocols_sharing_a_port_all_conflict_and_none_wins() -> None:

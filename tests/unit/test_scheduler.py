@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -310,7 +311,7 @@ def test_a_listener_in_use_sends_the_vip_elsewhere_or_names_the_holder() -> None
         labels={},
         phase=READY,
         vip_count=1,
-        listeners={("10.0.0.7", 80): "team-b/other"},
+        listeners={("10.0.0.7", 80, "TCP"): "team-b/other"},
     )
     free = device("free", count=5)
     assert chosen_name(run([taken, free], vip(address="10.0.0.7"))) == "free"
@@ -318,6 +319,14 @@ def test_a_listener_in_use_sends_the_vip_elsewhere_or_names_the_holder() -> None
     assert d.reason == "AddressInUse"
     assert "team-b/other" in d.explain()
     assert chosen_name(run([taken], vip(address="10.0.0.7", port=81))) == "taken"
+    # UDP and TCP of one address and port are two listeners (a Service's 53/UDP and 53/TCP).
+    assert chosen_name(run([taken], vip(address="10.0.0.7", protocol="UDP"))) == "taken"
+    udp = dataclasses.replace(taken, name="udp", listeners={("10.0.0.7", 80, "UDP"): "b/dns"})
+    d = run([udp], vip(address="10.0.0.7", protocol="UDP"))
+    assert d.reason == "AddressInUse" and "10.0.0.7:80/udp is already used by VIP b/dns" in (
+        d.explain()
+    )
+    assert chosen_name(run([udp], vip(address="10.0.0.7", protocol="HTTP"))) == "udp"
 
 
 def test_per_namespace_quota_tries_another_device_first() -> None:

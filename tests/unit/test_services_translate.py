@@ -120,11 +120,67 @@ def test_numeric_target_port_is_the_fallback_and_duplicates_merge() -> None:
     assert names(want, "Member") == ["web-80-10-1-0-1-8080"]
 
 
-def test_udp_is_reported_and_left_out() -> None:
-    svc = service({"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "web", "port": 80})
+def test_udp_ports_are_udp_vips_without_a_monitor_and_sctp_is_left_out() -> None:
+    svc = service(
+        {"name": "web", "port": 80, "targetPort": 8080},
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 5353},
+        {"name": "sig", "port": 9, "protocol": "SCTP"},
+    )
+    slices = [
+        slice_(("10.1.0.1", True), ports=[
+            {"name": "web", "port": 8080, "protocol": "TCP"},
+            {"name": "dns", "port": 5353, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 5353, "protocol": "TCP"},
+        ]),
+    ]  # fmt: skip
+    want = desired(svc, slices, Options(connection_limit=100), [bound_vip("web-53-udp")])
+    assert names(want, "VIP") == ["web-53", "web-53-udp", "web-80"]
+    assert want.unsupported == ["9/SCTP"]
+    udp = want.objects[("VIP", "web-53-udp")]["spec"]
+    assert udp["protocol"] == "UDP" and udp["port"] == 53 and udp["connectionLimit"] == -1
+    assert want.objects[("Pool", "web-53-udp")]["spec"]["protocol"] == "UDP"
+    assert ("HealthMonitor", "web-53-udp") not in want.objects  # no device checks UDP
+    tcp = want.objects[("VIP", "web-53")]["spec"]
+    assert tcp["protocol"] == "TCP" and tcp["connectionLimit"] == 100
+    assert ("HealthMonitor", "web-53") in want.objects
+    # The UDP and TCP ports of one number share nothing but the address.
+    assert names(want, "Member") == [
+        "web-53-10-1-0-1-5353", "web-53-udp-10-1-0-1-5353", "web-80-10-1-0-1-8080"
+    ]  # fmt: skip
+    for vip in ("web-53", "web-80"):  # they follow the UDP primary's placement
+        assert want.objects[("VIP", vip)]["spec"]["address"] == "10.9.0.5"
+
+
+def test_the_first_udp_port_is_the_primary() -> None:
+    svc = service({"name": "web", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"})
     want = desired(svc, [], Options())
-    assert names(want, "VIP") == ["web-80"]
-    assert want.unsupported == ["53/UDP"]
+    assert names(want, "VIP") == ["web-53-udp"]  # created first, without an address
+    assert want.waiting == ["web-80"]
+    assert "address" not in want.objects[("VIP", "web-53-udp")]["spec"]
+    bound = [bound_vip("web-53-udp", "10.9.0.7")]
+    assert placement_of(svc, bound) == Placement("10.9.0.7", "lb1")
+    want = desired(svc, [], Options(), bound)
+    assert want.objects[("VIP", "web-80")]["spec"]["address"] == "10.9.0.7"
+
+
+def test_a_udp_primary_placed_nowhere_lets_the_tcp_ports_be_served() -> None:
+    svc = service({"name": "web", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"},
+                  {"name": "tls", "port": 443})  # fmt: skip
+    refused = {"kind": "VIP", "metadata": {"name": "web-53-udp"}, "spec": {},
+               "status": {"phase": "Error", "reason": "NoEligibleDevice"}}  # fmt: skip
+    want = desired(svc, [], Options(), [refused])
+    assert names(want, "VIP") == ["web-53-udp", "web-80"]  # port 80 is placed by itself
+    assert "address" not in want.objects[("VIP", "web-80")]["spec"]
+    assert want.waiting == ["web-443"]
+    # Once port 80 is bound, every port follows it, the UDP one too (refused there, by name).
+    want = desired(svc, [], Options(), [refused, bound_vip("web-80", "10.9.0.8")])
+    for vip in ("web-53-udp", "web-443"):
+        assert want.objects[("VIP", vip)]["spec"]["address"] == "10.9.0.8"
+        assert want.objects[("VIP", vip)]["spec"]["deviceRef"] == "lb1"
+    # A primary that is merely pending keeps the others waiting.
+    pending = {**refused, "status": {"phase": "Pending"}}
+    assert desired(svc, [], Options(), [pending]).waiting == ["web-80", "web-443"]
 
 
 def bound_vip(name: str, address: str = "10.9.0.5", **spec: Any) -> dict[str, Any]:
@@ -285,10 +341,12 @@ def test_status_names_port_errors() -> None:
         {"name": "http", "port": 80},
         {"name": "https", "port": 443},
         {"port": 53, "protocol": "UDP"},
+        {"port": 9, "protocol": "SCTP"},
     )
     vips = {
         "web-80": vip("web-80", "Active"),
         "web-443": vip("web-443", "Error", reason="AddressInUse"),
+        "web-53-udp": vip("web-53-udp", "Error", reason="NoEligibleDevice"),
     }
     assert load_balancer_status(svc, vips) == {
         "ingress": [
@@ -297,7 +355,8 @@ def test_status_names_port_errors() -> None:
                 "ports": [
                     {"port": 80, "protocol": "TCP"},
                     {"port": 443, "protocol": "TCP", "error": "lbaas.dev/AddressInUse"},
-                    {"port": 53, "protocol": "UDP", "error": "lbaas.dev/ProtocolNotSupported"},
+                    {"port": 53, "protocol": "UDP", "error": "lbaas.dev/NoEligibleDevice"},
+                    {"port": 9, "protocol": "SCTP", "error": "lbaas.dev/ProtocolNotSupported"},
                 ],
             }
         ]

@@ -4,7 +4,7 @@ through the compatibility shim (``lbaas.drivers.legacy``)."""
 from __future__ import annotations
 
 from lbaas.api.vip import VIPSpec
-from lbaas.drivers import legacy
+from lbaas.drivers import capabilities, legacy
 from lbaas.drivers import model as m
 from lbaas.trees.translate import load_balancer, probe
 from lbaas.trees.tree import build_tree
@@ -59,6 +59,35 @@ def test_probe_is_the_vip_alone() -> None:
     alone = probe(NS, "web", VIPSpec(port=443, protocol="HTTPS"))
     assert alone.pools == () and alone.listeners[0].protocol == m.Protocol.HTTPS
     assert alone.listeners[0].default_pool is None
+
+
+def test_the_probe_carries_the_vips_persistence() -> None:
+    """Persistence is the VIP's in the API and a pool's in the model: the scheduler's probe
+    keeps it (on an empty pool), so a device whose driver cannot keep it is not chosen."""
+    spec = VIPSpec(port=80, protocol="HTTP",
+                   session_persistence={"type": "APP_COOKIE", "cookieName": "sess'id"})  # fmt: skip
+    alone = probe(NS, "web", spec)
+    (pool,) = alone.pools
+    assert pool.persistence == m.Persistence(m.PersistenceType.APP_COOKIE, "sess'id")
+    assert pool.members == () and alone.listeners[0].default_pool == pool.name
+    assert "persistence.app-cookie" in capabilities.required_features(alone)
+    from lbaas.drivers.haproxy import HAProxyDriver
+
+    why = capabilities.why_unsupported(HAProxyDriver(), {}, alone)
+    assert why is not None and 'cookie name "sess\'id" cannot be used by HAProxy' in why
+
+
+def test_a_udp_vip_asks_for_protocol_udp() -> None:
+    alone = probe(NS, "dns", VIPSpec(port=53, protocol="UDP"))
+    assert alone.listeners[0].protocol == m.Protocol.UDP
+    assert capabilities.required_features(alone) == {"protocol.udp"}
+    udp_pool = snap("Pool", "p", {"vipRef": "web", "protocol": "UDP"})
+    tree = build_tree(vip(protocol="UDP"), [udp_pool], {"p": [member("a", "p")]}, {})
+    lb = load_balancer(tree, "192.0.2.1")
+    assert lb.listeners[0].protocol == m.Protocol.UDP and lb.pools[0].protocol == m.Protocol.UDP
+    assert "protocol.udp" in capabilities.required_features(lb)
+    # A driver of contract 0 never gets one: the shim declares no UDP.
+    assert "protocol.udp" not in legacy.V0_FEATURES
 
 
 def test_the_shim_gives_a_contract_0_driver_the_tree_it_had_in_0_1() -> None:

@@ -299,6 +299,44 @@ def test_invalid_pool_puts_its_children_in_parent_conflict() -> None:
     }
 
 
+def test_udp_and_stream_pools_do_not_mix() -> None:
+    """A UDP VIP needs a UDP Pool (and the other way round): the Pool is not used, with its
+    reason, and its children say so."""
+    udp_vip = vip(protocol="UDP")
+    tree = build_tree(udp_vip, [pool("p")], {"p": [member("m", "p")]}, {})
+    assert tree.pools == []
+    assert problems(tree) == {"web": None, "p": "ProtocolMismatch", "m": "ParentConflict"}
+    message = {o.name: o.problem for o in tree.objects}["p"] or ""
+    assert "protocol TCP cannot serve VIP web of protocol UDP" in message
+    udp_pool = snap("Pool", "p", {"vipRef": "web", "protocol": "UDP"})
+    assert problems(build_tree(vip(protocol="HTTP"), [udp_pool], {}, {}))["p"] == (
+        "ProtocolMismatch"
+    )
+    tree = build_tree(udp_vip, [udp_pool], {"p": [member("m", "p")]}, {})
+    assert pool_names(tree) == ["p"] and member_names(tree) == ["m"]
+    lb = load_balancer(tree, "192.0.2.9")
+    assert lb.listeners[0].protocol == model.Protocol.UDP
+    assert lb.pools[0].protocol == model.Protocol.UDP
+
+
+@pytest.mark.parametrize(("kind", "refused"), [("HTTP", True), ("HTTPS", True), ("TCP", False),
+                                               ("PING", False)])  # fmt: skip
+def test_a_udp_pool_is_checked_by_connect_only(kind: str, refused: bool) -> None:
+    udp_pool = snap("Pool", "p", {"vipRef": "web", "protocol": "UDP"})
+    hm = snap("HealthMonitor", "hm", {"poolRef": "p", "type": kind})
+    tree = build_tree(vip(protocol="UDP"), [udp_pool], {"p": [member("m", "p")]}, {"p": [hm]})
+    assert member_names(tree) == ["m"]  # the pool serves either way
+    if refused:
+        assert monitor_names(tree) == [] and problems(tree)["hm"] == "ProtocolMismatch"
+        message = {o.name: o.problem for o in tree.objects}["hm"] or ""
+        assert f"type {kind} cannot check the members of UDP pool p" in message
+    else:
+        assert monitor_names(tree) == ["hm"] and problems(tree)["hm"] is None
+    # The same monitor on a TCP pool is fine.
+    tcp = build_tree(vip(), [pool("p")], {}, {"p": [hm]})
+    assert monitor_names(tcp) == ["hm"]
+
+
 def test_no_pool() -> None:
     tree = build_tree(vip(), [], {}, {})
     assert [o.name for o in tree.objects] == ["web"]

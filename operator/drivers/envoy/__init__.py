@@ -26,6 +26,9 @@ Device ``spec.config`` (validated by :func:`config.parse_config`; unknown keys a
   finish (``--drain-time-s``; ``--drain-strategy immediate`` asks them to close at once).
 - ``startTimeoutSeconds`` (10), ``updateTimeoutSeconds`` (10): how long Envoy may take to
   start, and to take a new file (never longer than the call's deadline).
+- ``endpoints`` (``files``): a pool's members in an EDS file of their own (one inotify
+  instance each, counted against the host's limit: ``inotify``), or ``inline`` in its cluster
+  (no instance; a member change rebuilds the cluster): see ``render.clusters``.
 
 State dir: ``bootstrap.json``, ``xds/lds/lds.json`` (every listener), ``xds/cds/cds.json``
 (every cluster), ``xds/eds/<ns>__<name>__<pool>.json`` (a pool's members),
@@ -51,13 +54,19 @@ Listener admin_state_up false   left out of LDS: the port stops listening (drain
 default_pool None               TCP: a cluster that does not exist (closed); HTTP: 503
 forwarded_headers               ``use_remote_address`` + ``append_x_forwarded_port``
 TLS min_version / ciphers/alpn  ``tls_params`` / ``cipher_suites`` / ``alpn_protocols``
+client_validation               ``validation_context`` (the CA, inline) +
+                                ``require_client_certificate`` (AllowValidOnly only);
+                                ``subject_header``: ``%DOWNSTREAM_PEER_SUBJECT%``, set last
+Pool tls (backend TLS)          cluster ``transport_socket``: ``UpstreamTlsContext``, SNI
+                                ``server_name``, CA and subject alt name verified
 Pool                            EDS cluster, its members in its own EDS file
 ROUND_ROBIN / LEAST_CONNECTIONS ``ROUND_ROBIN`` / ``LEAST_REQUEST``
 SOURCE_IP, any persistence      ``MAGLEV`` + hash policy (source IP, or the cookie)
 persistence SOURCE_IP           hash on the source IP (route; ``tcp_proxy``/``udp_proxy``)
 persistence HTTP_COOKIE         route hash policy on a cookie Envoy sets (``ttl: 0s``:
                                 a session cookie; name ``cookie_name`` or ``SRVID``)
-persistence APP_COOKIE          route hash policy on the application's cookie
+persistence APP_COOKIE          not declared: a hash of the application's cookie keeps a
+                                session on one member, not on the one that issued it
 Pool admin_state_up false       no endpoints (HTTP 503, TCP closed); members OFFLINE
 Member                          endpoint, ``hostname`` = member name
 weight 1-256 / 0                ``load_balancing_weight`` / ``health_status: DRAINING``
@@ -99,7 +108,9 @@ restarts a dead managed Envoy from its files.
 
 ``verify`` drift kinds: see ``verify``. ``orphans``: keys of tree files, and of resources in
 the files or running in Envoy, that the operator does not expect. Member status: see
-``status``.
+``status``. ``traffic_stats``: Envoy's counters per listener, pool and member (``stats``).
+``supports`` refuses names too long for the files they name and client validation
+``AllowInsecureFallback``.
 """
 
 from lbaas.drivers.envoy.driver import EnvoyDriver

@@ -20,6 +20,10 @@ class AdminError(Exception):
     """Envoy's admin API did not answer (or answered an error)."""
 
 
+class AdminBusy(AdminError):
+    """Envoy did not answer in time: its main thread is busy (a big update), not gone."""
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: Path, timeout: float) -> None:
         super().__init__("envoy-admin", timeout=timeout)
@@ -43,6 +47,8 @@ def get(path: Path, url: str, timeout: float = TIMEOUT, *, method: str = "GET") 
         conn.request(method, url)
         response = conn.getresponse()
         body = response.read().decode(errors="replace")
+    except TimeoutError as exc:
+        raise AdminBusy(f"Envoy's admin socket {path} does not answer in time: {exc}") from exc
     except (OSError, http.client.HTTPException) as exc:
         raise AdminError(f"Envoy's admin socket {path} does not answer: {exc}") from exc
     finally:
@@ -108,4 +114,19 @@ def failures(path: Path, resource: str, timeout: float = TIMEOUT) -> dict[str, s
         if isinstance(name, str) and name:
             detail = str(state.get("details", ""))
             found[name] = detail.rsplit("\n", 1)[-1].strip() or detail.strip()
+    return found
+
+
+def listeners(path: Path, timeout: float = TIMEOUT) -> dict[str, tuple[str, int]]:
+    """``/listeners?format=json``: the name of every listener Envoy runs → its address:port
+    (a few bytes per listener, unlike the config dump)."""
+    try:
+        data = json.loads(get(path, "/listeners?format=json", timeout))
+    except ValueError as exc:
+        raise AdminError(f"Envoy's listener list is not JSON: {exc}") from exc
+    found = {}
+    for status in data.get("listener_statuses", []):
+        address = (status.get("local_address") or {}).get("socket_address") or {}
+        if isinstance(status.get("name"), str) and "address" in address:
+            found[status["name"]] = (str(address["address"]), int(address.get("port_value", 0)))
     return found

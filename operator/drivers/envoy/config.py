@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -33,6 +33,9 @@ class EnvoyDeviceConfig(BaseModel):
     drain_time_seconds: int = Field(default=600, ge=1, le=86400)
     start_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     update_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    endpoints: Literal["files", "inline"] = "files"
+    """Where a pool's members go: an EDS file each (one inotify instance each), or in its
+    cluster (CDS); see ``render.clusters``."""
 
     @model_validator(mode="after")
     def _socket_fits(self) -> EnvoyDeviceConfig:

@@ -90,11 +90,14 @@ def _round(dev: Device, plan: Plan, state: DriverState) -> dict[str, str]:
     union = discovery(sorted(json.loads(cds)["resources"] + leaving, key=lambda c: c["name"]))
     sock, timeout = dev.admin(), dev.config.update_timeout_seconds
     refused: dict[str, str] = {}
+    wrote = False
     for path, text, sub in ((dev.paths.cds, union if leaving else cds, CDS),
                             (dev.paths.lds, lds, LDS), (dev.paths.cds, cds, CDS)):  # fmt: skip
         if read_text(path) != text:
             state.pushes += 1
+            wrote = True
             refused |= push(path, text, sub, sock=sock, timeout=timeout)
+    state.rounds += wrote
     return refused
 
 

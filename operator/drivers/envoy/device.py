@@ -41,7 +41,8 @@ class Device:
         cached = self.memo.rendered.get(id(lb))
         if cached is not None and cached[0] is lb:
             return cached[1]
-        rendered = render_tree(lb, eds_dir=self.paths.eds, sds_dir=self.paths.sds)
+        rendered = render_tree(lb, eds_dir=self.paths.eds, sds_dir=self.paths.sds,
+                               inline=self.config.endpoints == "inline")  # fmt: skip
         if len(self.memo.rendered) > 4096:
             self.memo.rendered.clear()
         self.memo.rendered[id(lb)] = (lb, rendered)

@@ -14,7 +14,14 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from lbaas.drivers import capabilities
-from lbaas.drivers.contract import DeviceHandle, Drift, Driver, ProbeResult, Statuses
+from lbaas.drivers.contract import (
+    DeviceHandle,
+    Drift,
+    Driver,
+    LoadBalancerStats,
+    ProbeResult,
+    Statuses,
+)
 from lbaas.drivers.envoy import verify as verifier
 from lbaas.drivers.envoy.admin import AdminError
 from lbaas.drivers.envoy.config import parse_config
@@ -22,11 +29,15 @@ from lbaas.drivers.envoy.converge import converge
 from lbaas.drivers.envoy.device import Device, Memo
 from lbaas.drivers.envoy.process import Supervisor
 from lbaas.drivers.envoy.render.bootstrap import render_bootstrap
+from lbaas.drivers.envoy.render.listeners import INSECURE_FALLBACK
+from lbaas.drivers.envoy.render.names import too_long
+from lbaas.drivers.envoy.stats import lb_stats
+from lbaas.drivers.envoy.stats import read as read_stats
 from lbaas.drivers.envoy.status import lb_statuses
 from lbaas.drivers.envoy.store import DriverState
 from lbaas.drivers.envoy.view import read_view
 from lbaas.drivers.errors import DriverError, Reason, StaleOwnerError, UnsupportedError
-from lbaas.drivers.model import LoadBalancer
+from lbaas.drivers.model import ClientValidationMode, LoadBalancer
 from lbaas.drivers.toolkit.deathwatch import DeathWatch
 from lbaas.drivers.toolkit.fence import DeviceDir
 from lbaas.drivers.toolkit.files import atomic_write, read_text
@@ -34,17 +45,25 @@ from lbaas.drivers.toolkit.files import atomic_write, read_text
 FEATURES = frozenset({
     "protocol.tcp", "protocol.http", "protocol.https", "protocol.udp",
     "tls.terminate", "tls.sni", "tls.min-version", "tls.hitless-rotation",
+    "tls.cipher-suites", "tls.alpn", "tls.client-validation", "tls.backend",
     "method.round-robin", "method.least-connections", "method.source-ip",
-    "member.weight", "member.backup", "member.admin-state",
+    "member.weight", "member.backup", "member.admin-state", "member.monitor-address",
     "pool.admin-state", "listener.connection-limit", "listener.admin-state", "listener.multiple",
-    "monitor.tcp", "monitor.http",
-    "persistence.source-ip", "persistence.http-cookie", "persistence.app-cookie",
+    "monitor.tcp", "monitor.http", "monitor.https", "monitor.ping",
+    "persistence.source-ip", "persistence.http-cookie",
     "http.forwarded-headers",
     "l7.host", "l7.path", "l7.header", "l7.method", "l7.query", "l7.regex", "l7.redirect",
     "l7.reject", "l7.header-modifier", "l7.weighted-split", "l7.multiple-pools",
-    "ops.batch", "ops.hitless-members", "ops.member-status", "ops.verify",
-    "ops.orphans", "ops.watch", "ops.fencing",
+    "ops.batch", "ops.hitless-members", "ops.drain", "ops.member-status", "ops.verify",
+    "ops.orphans", "ops.watch", "ops.fencing", "ops.traffic-stats",
 })  # fmt: skip
+"""Each tested with traffic (tests/dataplane/test_envoy_*.py); test_envoy_declared.py proves
+the ones declared last. Client validation: AllowValidOnly only (``supports``). Not
+``persistence.app-cookie``: Envoy hashes the application's cookie (each session stays on one
+member) but cannot learn which member issued it, as the conformance kit requires."""
+
+
+ALLOW_VALID_ONLY = ClientValidationMode.ALLOW_VALID_ONLY
 
 
 class EnvoyDriver(Driver):
@@ -62,6 +81,18 @@ class EnvoyDriver(Driver):
 
     def validate_config(self, config: Mapping[str, Any]) -> None:
         parse_config(config)
+
+    def supports(self, lb: LoadBalancer, config: Mapping[str, Any]) -> str | None:
+        """Names too long for the files they name, client validation AllowInsecureFallback
+        (the scheduler then picks another device)."""
+        try:
+            for listener in lb.listeners:
+                validation = listener.tls.client_validation if listener.tls else None
+                if validation is not None and validation.mode != ALLOW_VALID_ONLY:
+                    return f"listener {listener.name}: {INSECURE_FALLBACK}"
+            return too_long(lb)
+        except Exception as exc:  # never raises: a tree it cannot read is one it cannot serve
+            return f"the envoy driver cannot read this load balancer: {exc}"
 
     def apply(self, device: DeviceHandle, lb: LoadBalancer) -> None:
         """A batch of one (``apply_many``): the same path, the same outcome."""
@@ -130,6 +161,20 @@ class EnvoyDriver(Driver):
                 raise DriverError("cannot read member status", detail=str(exc)) from exc
             parked = DriverState.load(dev.paths.state).parked
         return {lb.key: lb_statuses(lb, view) for lb in lbs if lb.key not in parked}
+
+    def traffic_stats(
+        self, device: DeviceHandle, lbs: Sequence[LoadBalancer]
+    ) -> Mapping[str, LoadBalancerStats]:
+        """One ``/stats`` and one ``/clusters`` read for the whole device (``stats``)."""
+        with self._device(device) as dev:
+            sock = dev.admin()
+            if sock is None:
+                raise DriverError("cannot read traffic statistics: Envoy is not running")
+            try:
+                values, clusters = read_stats(sock)
+            except AdminError as exc:
+                raise DriverError("cannot read traffic statistics", detail=str(exc)) from exc
+        return lb_stats(lbs, values, clusters)
 
     def verify(self, device: DeviceHandle, lb: LoadBalancer) -> list[Drift] | None:
         with self._device(device) as dev:

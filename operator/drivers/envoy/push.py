@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lbaas.drivers.deadline import budget
 from lbaas.drivers.envoy import admin
-from lbaas.drivers.envoy.admin import AdminError
+from lbaas.drivers.envoy.admin import AdminBusy, AdminError
 from lbaas.drivers.envoy.render.tree import version_of
 from lbaas.drivers.errors import DriverError, DriverTimeout
 from lbaas.drivers.toolkit.files import atomic_write, read_text
@@ -76,6 +76,8 @@ def wait_endpoints(sock: Path, versions: dict[str, str | None], timeout: float) 
         left = deadline - time.monotonic()
         try:
             running = admin.stats(sock, r"^cluster\..*\.version_text$", min(1.0, max(left, 0.01)))
+        except AdminBusy:
+            running = {}  # busy taking the update: asked again until the deadline
         except AdminError as exc:
             raise DriverError(f"Envoy's admin API stopped answering: {exc}") from exc
         late = [n for n, v in versions.items() if running.get(f"cluster.{n}.version_text") != v]
@@ -105,6 +107,8 @@ def wait_taken(sock: Path, sub: Subscription, version: str | None, rejected_befo
                     }
             if refused is not None and admin.counter(values, sub.warming) == 0:
                 return refused
+        except AdminBusy:
+            pass  # busy taking the file (a big update): asked again until the deadline
         except AdminError as exc:
             raise DriverError(f"Envoy's admin API stopped answering: {exc}") from exc
         time.sleep(0.005)

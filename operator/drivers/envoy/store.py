@@ -75,7 +75,11 @@ class DriverState:
 
     starts: int = 0
     pushes: int = 0
-    """Rounds of LDS/CDS files written (a batch is one round, two when clusters went away)."""
+    """LDS/CDS files written (a batch writes one of each, and a second CDS when clusters went
+    away)."""
+    rounds: int = 0
+    """Calls that changed listeners or clusters (however many LDS/CDS files each wrote): the
+    kin of an HAProxy reload; a member change (EDS) is none."""
     parked: dict[str, str] = field(default_factory=dict)
     """Tree key → why it is left out of the device's files (reported by ``verify``)."""
 

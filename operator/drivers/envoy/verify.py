@@ -93,21 +93,22 @@ def _key_fingerprint(text: str) -> str | None:
 
 def _running_drifts(view: RunningView, lb: LoadBalancer, rendered: Rendered) -> list[Drift]:
     drifts = []
-    for kind, running, wanted in (("Listener", view.listeners, rendered.listeners),
-                                  ("Cluster", view.clusters, rendered.clusters)):  # fmt: skip
+    kinds = (("ListenerMissing", view.listeners, rendered.listeners),
+             ("ClusterMissing", view.clusters, rendered.clusters))  # fmt: skip
+    for missing, running, wanted in kinds:
         for resource in wanted:
             name = resource["name"]
             if name in view.refused:
                 drifts.append(Drift("Refused", f"Envoy refused {name}: {view.refused[name]}"))
             elif name not in running:
-                drifts.append(Drift(f"{kind}Missing", f"Envoy does not run {name}"))
+                drifts.append(Drift(missing, f"Envoy does not run {name}"))
             elif running[name] != stamp_of(resource):
                 drifts.append(Drift("RuntimeChanged", f"Envoy runs another version of {name}"))
     for resource in rendered.clusters:
         hosts = view.hosts.get(resource["name"])
         if hosts is None:
             continue
-        endpoints = json.loads(rendered.endpoints[f"{resource['name'].replace('/', '__')}.json"])
+        assignment = rendered.assignments[resource["name"]]
         members = {
             e["endpoint"]["hostname"]: (
                 e["endpoint"]["address"]["socket_address"]["address"],
@@ -115,7 +116,7 @@ def _running_drifts(view: RunningView, lb: LoadBalancer, rendered: Rendered) -> 
                 e["load_balancing_weight"],
                 level.get("priority", 0),
             )
-            for level in endpoints["resources"][0]["endpoints"]
+            for level in assignment["endpoints"]
             for e in level["lb_endpoints"]
         }
         have = {n: (h.address, h.port, h.weight, h.priority) for n, h in hosts.items()}

@@ -16,6 +16,14 @@
   the source IP when the pool asks for it).
 - ``connection_limit``: the ``envoy.filters.network.connection_limit`` filter first in each
   filter chain (counted per filter chain: with several certificates, per certificate).
+- Client certificates (``client_validation``, mode ``AllowValidOnly`` only): the CA bundle
+  inline and ``require_client_certificate``: a client without a certificate the bundle
+  verifies fails the handshake; ``subject_header`` carries the verified subject to the members
+  (``%DOWNSTREAM_PEER_SUBJECT%``, set last on the route table: a client cannot forge it).
+  ``AllowInsecureFallback`` is refused (``supports``): Envoy can tell the members neither that
+  a certificate was not verified nor that none was sent.
+- Every listener's stats are named after it (``stat_prefix``: ``listener.<ns>/<name>/<l>.``,
+  ``http.``/``tcp.``/``udp.`` likewise), which ``stats`` reads for ``traffic_stats``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from lbaas.drivers.envoy.render.names import NO_POOL, cluster_name, listener_nam
 from lbaas.drivers.envoy.render.routes import render_route_config
 from lbaas.drivers.model import (
     Certificate,
+    ClientValidationMode,
     Listener,
     ListenerTLS,
     LoadBalancer,
@@ -52,6 +61,11 @@ DOWNSTREAM_TLS = (
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 )
 _TLS_VERSION = {TLSVersion.TLS_1_2: "TLSv1_2", TLSVersion.TLS_1_3: "TLSv1_3"}
+
+INSECURE_FALLBACK = (
+    "client validation AllowInsecureFallback cannot be served by Envoy (it cannot tell the"
+    " members that a certificate was not verified or not sent): use AllowValidOnly"
+)
 
 SdsPath = Callable[[str], str]
 """The SDS file of a secret name."""
@@ -91,6 +105,14 @@ def _http(lb: LoadBalancer, listener: Listener, name: str) -> dict[str, Any]:
     if listener.forwarded_headers:
         config["use_remote_address"] = True
         config["append_x_forwarded_port"] = True
+    validation = listener.tls.client_validation if listener.tls is not None else None
+    if validation is not None and validation.subject_header:
+        config["route_config"]["request_headers_to_add"] = [
+            {
+                "header": {"key": validation.subject_header, "value": "%DOWNSTREAM_PEER_SUBJECT%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
 
 
@@ -130,10 +152,12 @@ def _tls_socket(lb: LoadBalancer, listener: Listener, tls: ListenerTLS, cert: Ce
         common["tls_params"]["cipher_suites"] = list(tls.cipher_suites)
     if tls.alpn:
         common["alpn_protocols"] = list(tls.alpn)
-    return {
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {"@type": DOWNSTREAM_TLS, "common_tls_context": common},
-    }
+    context: dict[str, Any] = {"@type": DOWNSTREAM_TLS, "common_tls_context": common}
+    if tls.client_validation is not None:
+        ca = tls.client_validation.ca.pem
+        common["validation_context"] = {"trusted_ca": {"inline_string": ca}}
+        context["require_client_certificate"] = True
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
 def check_tls(where: str, tls: ListenerTLS) -> None:
@@ -142,6 +166,13 @@ def check_tls(where: str, tls: ListenerTLS) -> None:
     checks.ciphers(where, tls.cipher_suites)
     for protocol in tls.alpn:
         checks.printable(f"{where} alpn", protocol, 255)
+    validation = tls.client_validation
+    if validation is not None:
+        if validation.mode != ClientValidationMode.ALLOW_VALID_ONLY:
+            raise checks.InvalidValue(where, INSECURE_FALLBACK)
+        checks.pem(f"{where} client CA {validation.ca.name}", validation.ca.pem)
+        if validation.subject_header:
+            checks.header_name(f"{where} subjectHeader", validation.subject_header, modified=True)
     for cert in tls.certificates:
         checks.name(f"{where} certificate", cert.name)
         checks.pem(f"{where} certificate {cert.name}", cert.certificate)
@@ -203,7 +234,7 @@ def render_listener(lb: LoadBalancer, listener: Listener, sds_path: SdsPath) -> 
     name = listener_name(lb.key, listener.name)
     protocol = Protocol(listener.protocol)
     address: dict[str, Any] = {"address": lb.address, "port_value": listener.port}
-    rendered: dict[str, Any] = {"@type": LISTENER, "name": name}
+    rendered: dict[str, Any] = {"@type": LISTENER, "name": name, "stat_prefix": name}
     if protocol == Protocol.UDP:
         address["protocol"] = "UDP"
         rendered |= _udp(lb, listener, name)

@@ -28,6 +28,7 @@ from lbaas.drivers.model import (
     LoadBalancer,
     Match,
     PathMatchType,
+    Protocol,
     ValueMatch,
     ValueMatchType,
 )
@@ -93,7 +94,13 @@ def _forward(lb: LoadBalancer, pools: list[tuple[str, int]]) -> dict[str, Any]:
     return route
 
 
-def _redirect(where: str, action: Action, match: Match) -> dict[str, Any]:
+_SCHEME_PORTS = {"http": 80, "https": 443}
+
+
+def _redirect(where: str, action: Action, match: Match, listener: Listener) -> dict[str, Any]:
+    """Envoy's redirect: each part unset keeps the request's. The port too: the port the client
+    connected to (the listener's; the Host header's port is stripped), left out when it is the
+    scheme's default, and a scheme changed without a port goes to that scheme's default."""
     redirect = action.redirect
     if redirect is None:
         raise checks.InvalidValue(where, "a Redirect action needs a redirect")
@@ -109,6 +116,10 @@ def _redirect(where: str, action: Action, match: Match) -> dict[str, Any]:
     if redirect.port is not None:
         checks.port(where, redirect.port)
         rendered["port_redirect"] = redirect.port
+    elif redirect.scheme is None:
+        own = "https" if listener.protocol == Protocol.TERMINATED_HTTPS else "http"
+        if listener.port != _SCHEME_PORTS[own]:
+            rendered["port_redirect"] = listener.port
     if redirect.replace_full_path is not None:
         checks.path(f"{where} redirect path", redirect.replace_full_path)
         rendered["path_redirect"] = redirect.replace_full_path
@@ -141,7 +152,7 @@ def _headers(where: str, changes: HeaderChanges, side: str) -> dict[str, Any]:
     return rendered
 
 
-def render_route(lb: LoadBalancer, policy: L7Policy) -> dict[str, Any]:
+def render_route(lb: LoadBalancer, policy: L7Policy, listener: Listener) -> dict[str, Any]:
     where = f"policy {policy.name}"
     checks.name(where, policy.name)
     route: dict[str, Any] = {"name": policy.name, "match": _match(where, policy.match)}
@@ -152,7 +163,7 @@ def render_route(lb: LoadBalancer, policy: L7Policy) -> dict[str, Any]:
             raise checks.InvalidValue(where, "a Forward action needs pools with some weight")
         route["route"] = _forward(lb, pools)
     elif action.type == ActionType.REDIRECT:
-        route["redirect"] = _redirect(where, action, policy.match)
+        route["redirect"] = _redirect(where, action, policy.match, listener)
     else:
         if not 200 <= action.status_code <= 599:
             raise checks.InvalidValue(where, f"reject status {action.status_code} not in 200-599")
@@ -182,7 +193,7 @@ def render_route_config(lb: LoadBalancer, listener: Listener, name: str) -> dict
     routes = []
     for policy in listener.policies:
         hosts = [checks.hostname(f"policy {policy.name}", h) for h in policy.match.hostnames]
-        routes.append((hosts, render_route(lb, policy)))
+        routes.append((hosts, render_route(lb, policy, listener)))
     default = default_route(lb, listener)
     domains = list(dict.fromkeys(host for hosts, _ in routes for host in hosts))
     virtual_hosts = [

@@ -22,7 +22,7 @@ from lbaas.drivers.documents import StoredKey
 from lbaas.drivers.envoy.render import checks
 from lbaas.drivers.envoy.render.clusters import check_pool, render_cluster, render_endpoints
 from lbaas.drivers.envoy.render.listeners import check_listener, render_listener, render_secret
-from lbaas.drivers.envoy.render.names import cluster_name, secret_name, stem
+from lbaas.drivers.envoy.render.names import cluster_name, secret_name, stem, too_long
 from lbaas.drivers.model import LoadBalancer, Protocol
 
 
@@ -44,7 +44,9 @@ class Rendered:
     listeners: list[dict[str, Any]] = field(default_factory=list)
     clusters: list[dict[str, Any]] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
-    """EDS file name → its text."""
+    """EDS file name → its text (``endpoints: files``; none when they are inline)."""
+    assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Cluster name → its ClusterLoadAssignment (the members Envoy must run), either way."""
     secrets: dict[str, str | None] = field(default_factory=dict)
     """SDS file name → its text, or None: keep the file on disk (a stored tree's key)."""
     key_fingerprints: dict[str, str] = field(default_factory=dict)
@@ -84,6 +86,8 @@ def check_tree(lb: LoadBalancer) -> None:
     checks.name("load balancer namespace", lb.namespace)
     checks.name("load balancer name", lb.name)
     checks.ip("load balancer address", lb.address)
+    if why := too_long(lb):
+        raise checks.InvalidValue("load balancer", why)
     if len({listener.name for listener in lb.listeners}) != len(lb.listeners):
         raise checks.InvalidValue("listeners", "two listeners have the same name")
     if len({pool.name for pool in lb.pools}) != len(lb.pools):
@@ -94,8 +98,10 @@ def check_tree(lb: LoadBalancer) -> None:
         check_pool(lb, pool)
 
 
-def render_tree(lb: LoadBalancer, *, eds_dir: Path, sds_dir: Path) -> Rendered:
-    """Everything ``lb`` puts on a device whose EDS and SDS files are in these dirs.
+def render_tree(lb: LoadBalancer, *, eds_dir: Path, sds_dir: Path, inline: bool = False
+                ) -> Rendered:  # fmt: skip
+    """Everything ``lb`` puts on a device whose EDS and SDS files are in these dirs (with
+    ``inline``, each pool's members are in its cluster: no EDS file).
 
     :raises InvalidValue: a value Envoy could not take (nothing of the tree is rendered).
     """
@@ -121,10 +127,16 @@ def render_tree(lb: LoadBalancer, *, eds_dir: Path, sds_dir: Path) -> Rendered:
         )
         out.listeners.append(_stamped(listener_resource, lb.key))
     for pool in lb.pools:
-        file = f"{stem(cluster_name(lb.key, pool.name))}.json"
-        cluster = render_cluster(lb, pool, str(eds_dir / file))
+        name = cluster_name(lb.key, pool.name)
+        file = f"{stem(name)}.json"
+        assignment = render_endpoints(lb, pool)
+        out.assignments[name] = assignment
+        if inline:
+            cluster = render_cluster(lb, pool, None, assignment)
+        else:
+            cluster = render_cluster(lb, pool, str(eds_dir / file))
+            out.endpoints[file] = discovery([assignment])
         out.clusters.append(_stamped(cluster, lb.key))
-        out.endpoints[file] = discovery([render_endpoints(lb, pool)])
     return out
 
 
