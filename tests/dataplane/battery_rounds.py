@@ -62,9 +62,21 @@ class Battery:
         print(f"  battery step {name}: {now - before} reloads, at {time.strftime('%X')}")
         return now
 
+    def _quiet(self, seconds: float = 1.5, limit: float = 20.0) -> int:
+        """The device's disruption count once it has not moved for ``seconds``: the deletions
+        of the round before may still be reaching the device (a VIP is gone from the API once
+        its tree left the device's config; the reload that follows is counted here, not
+        against the refused objects of the next step)."""
+        now, since, end = self.stage.reloads(), time.monotonic(), time.monotonic() + limit
+        while time.monotonic() < end and time.monotonic() - since < seconds:
+            time.sleep(0.25)
+            if (latest := self.stage.reloads()) != now:
+                now, since = latest, time.monotonic()
+        return now
+
     def round(self, cases: list[Case]) -> list[str]:
         """Apply every case once; the problems found (empty: all as expected)."""
-        before = self.stage.reloads()
+        before = self._quiet()
         problems = [p for case in cases if case.rejected for p in self._reject(case)]
         before = self._step("rejected", before)
         waiting = [c for c in cases if not c.rejected and not c.quota and c.update is None]

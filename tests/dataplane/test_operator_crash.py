@@ -119,7 +119,7 @@ def test_operator_killed_at_every_step_of_an_apply(
     print("\nkilled at, then converged after the restart (lease wait included):")
     print("\n".join(f"  {line}" for line in figures))
     lb = desired_lb(api, namespace, "crash")
-    assert lb.spec.connection_limit == 100 + len(RELOAD_POINTS) - 1
-    assert {m.name: m.spec.weight for m in lb.members} == {f"crash-{a.name}": 3}
+    assert lb.listeners[0].connection_limit == 100 + len(RELOAD_POINTS) - 1
+    assert {m.name: m.weight for _, m in lb.members()} == {f"crash-{a.name}": 3}
     assert site.serves_all()
     wait_applied(api, "VIP", "bystander", namespace)

@@ -45,6 +45,7 @@ from lbaas.api.healthmonitor import HealthMonitorSpec, HealthMonitorStatus
 from lbaas.api.member import MemberSpec, MemberStatus
 from lbaas.api.pool import PoolSpec, PoolStatus
 from lbaas.api.vip import VIPSpec, VIPStatus
+from lbaas.device_index import transport
 from lbaas.drivers.errors import UnsupportedError
 from lbaas.drivers.haproxy import HAProxyDriver
 from lbaas.drivers.haproxy.render import render_vip
@@ -233,7 +234,7 @@ def _check_statuses(pairs: list[tuple[Any, dict[str, Any]]]) -> None:
         STATUS_MODELS[obj.kind].model_validate(desired)
 
 
-def _candidates(g: Generated, listeners: Mapping[tuple[str, int], str]) -> list[Candidate]:
+def _candidates(g: Generated, listeners: Mapping[tuple[str, int, str], str]) -> list[Candidate]:
     return [
         Candidate(name, spec, {}, phase, vips, frozenset(), namespace_vips=ns, listeners=listeners)
         for name, spec, phase, vips, ns in g.devices
@@ -269,7 +270,8 @@ def test_pure_pipeline_never_crashes_and_obeys_the_tenant_rules(g: Generated, ot
         health = {m.name: "ERROR" for _, m in list(lb.members())[:1]} if ready else None
         _check_statuses(report.active(tree, lb, name, health=health, device_ready=ready))
 
-    listeners = {(other, tree.vip_spec.port): "elsewhere/taken"}
+    held = (other, tree.vip_spec.port, transport(tree.vip_spec.protocol))
+    listeners = {held: "elsewhere/taken"}
     candidates = _candidates(g, listeners)
     decision = schedule(tree.vip_spec, g.namespace, {}, candidates, _driver_check(lb))
     assert isinstance(decision.explain(), str) and decision.explain()
@@ -290,7 +292,11 @@ def test_pure_pipeline_never_crashes_and_obeys_the_tenant_rules(g: Generated, ot
         assert not (parsed.is_unspecified or parsed.is_multicast)
         if chosen.spec.vip_address_policy == VIPAddressPolicy.POOL_ONLY:
             assert pool_contains(chosen.spec.address_pool, tree.vip_spec.address)
-        assert listeners.get((tree.vip_spec.address, tree.vip_spec.port)) is None
+        assert (parsed, tree.vip_spec.port, transport(tree.vip_spec.protocol)) != (
+            ipaddress.ip_address(held[0]),
+            held[1],
+            held[2],
+        ), "the scheduler chose a device whose listener is held by another VIP"
     else:
         allocated = allocate(chosen.spec.address_pool, chosen.used_addresses)
         assert allocated is not None
