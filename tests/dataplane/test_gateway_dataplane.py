@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dataplane.envoysupport import UDPEcho, udp_ask
 from dataplane.hxsupport import (
     Backends,
     OperatorDevice,
@@ -30,6 +31,8 @@ from dataplane.hxsupport import (
     haproxy_binary,
     net,
 )
+from dataplane.opsupport import operator_devices
+from dataplane.planes import PLANES
 from gwkit import backend, gateway, gateway_class, grant, listener, parent, passthrough, route
 from gwsupport import Gw, install_crds
 
@@ -525,3 +528,62 @@ def test_https_listener_terminates_tls_and_routes_like_http(
         "the same route on the HTTP listener",
     )
     assert gw.listener(namespace, "gw", "secure")["attachedRoutes"] == 1
+
+
+# ---- UDP: a UDPRoute on an Envoy device (HAProxy serves no UDP) ---------------------------------
+
+
+@pytest.mark.envoy
+@pytest.mark.usefixtures("operator")
+def test_udp_route_answers_through_envoy(gw: Gw, api: Api, namespace: str) -> None:
+    """A Gateway's UDP listener is a UDP VIP on the Envoy device (the only device of its
+    class that declares protocol.udp); datagrams to the Gateway's address reach the pods of
+    the UDPRoute's Service, every one answered, the scaled-down pod no more; the route and
+    listener say so; the Gateway deleted, nothing answers."""
+    echoes = [UDPEcho(f"u{n}", net(93, 200 + n)) for n in range(2)]
+    cls = f"ev-{namespace}"
+    gw.create(gateway_class(cls))
+    try:
+        with operator_devices(api, namespace, PLANES["envoy"]) as make:
+            device = make(net(92, 16 * (next(_BLOCKS) % 16)) + "/28")
+            port = free_port_in(device.address_pool)
+            gw.service(namespace, "dns", {"name": "dns", "port": 53, "targetPort": "dns",
+                                          "protocol": "UDP"})  # fmt: skip
+            for echo in echoes:
+                gw.endpoints(namespace, "dns", [echo.address], echo.port, port_name="dns",
+                             protocol="UDP", slice_name=f"dns-{echo.name}")  # fmt: skip
+            gw.create(gateway("gw", namespace, listener("dns", port, "UDP"), cls=cls))
+            gw.create(route("UDPRoute", "r", namespace, [parent("gw")], [backend("dns", 53)]))
+            address = address_of(gw, namespace)
+            for type_ in ("Accepted", "ResolvedRefs"):
+                gw.wait_condition("UDPRoute", namespace, "r", type_, "True", parent="gw")
+            gw.wait_condition(
+                "Gateway", namespace, "gw", "Programmed", "True", "Programmed", listener="dns"
+            )
+            assert sorted(gw.generated(namespace, "gw", "VIP")) == [f"gw-{port}-udp"]
+
+            def answered(count: int) -> Counter[bytes]:
+                found: Counter[bytes] = Counter()
+                for n in range(count):
+                    with contextlib.suppress(OSError):
+                        reply = udp_ask(address, port, f"q{n}".encode(), timeout=1)
+                        assert reply.split(b":", 1)[1] == f"q{n}".encode(), reply
+                        found[reply.split(b":")[0]] += 1
+                return found
+
+            wait_for(lambda: set(answered(10)) == {b"u0", b"u1"}, 20, "both pods answering")
+            seen = answered(200)
+            print(f"\n200 datagrams through the Gateway's UDP listener: {dict(seen)}")
+            assert sum(seen.values()) == 200 and min(seen.values()) >= 50, seen
+            gw.discovery.delete_namespaced_endpoint_slice("dns-u1", namespace)
+            wait_for(lambda: set(answered(10)) == {b"u0"}, 10, "only the remaining pod")
+            gw.delete("Gateway", namespace, "gw")
+            wait_for(lambda: gw.get("Gateway", namespace, "gw") is None, 30, "the Gateway gone")
+            assert not answered(5), "nothing answers once the Gateway is gone"
+    finally:
+        for item in gw.items("Gateway", namespace):
+            gw.delete("Gateway", namespace, item["metadata"]["name"])
+        wait_for(lambda: not gw.items("Gateway", namespace), 30, "the Gateways gone")
+        gw.delete("GatewayClass", None, cls)
+        for echo in echoes:
+            echo.close()

@@ -123,7 +123,7 @@ def test_class_accepted_with_the_features_of_its_devices(
         "TLSRoute",
     }
     # The fake driver declares every feature a tree may ask for: HTTPRoute too, where this
-    # operator translates it; never UDPRoute (no VIP of protocol UDP).
+    # operator translates it, and UDPRoute (its protocol.udp: VIPs of protocol UDP).
     http = any(r.kind == "HTTPRoute" for r in ROUTES)
 
     def names() -> list[str]:
@@ -131,7 +131,7 @@ def test_class_accepted_with_the_features_of_its_devices(
         return [f["name"] for f in status.get("supportedFeatures") or ()]
 
     wait_for(lambda: must <= set(names()), 10, "supportedFeatures from the fake driver's")
-    assert names() == sorted(names()) and "UDPRoute" not in names()
+    assert names() == sorted(names()) and "UDPRoute" in names()
     assert ("HTTPRoute" in names()) is http and ("HTTPRouteQueryParamMatching" in names()) is http
     config_map(cls, deviceSelector="matchLabels: [", staticAddresses="Denied")
     cond = gw.wait_condition("GatewayClass", None, cls, "Accepted", "False", "InvalidParameters")
@@ -331,6 +331,7 @@ def test_listeners_and_routes_say_what_is_wrong(
             listener("clash-a", 9100, "TCP"),
             listener("clash-b", 9100, "HTTP"),
             listener("udp", 5353, "UDP"),
+            listener("odd", 7000, "example.com/Quic"),
             listener(
                 "picky",
                 9200,
@@ -352,9 +353,10 @@ def test_listeners_and_routes_say_what_is_wrong(
             "False"
         )
     gw.wait_condition(
-        "Gateway", namespace, "gw", "Accepted", "False", "UnsupportedProtocol", listener="udp"
+        "Gateway", namespace, "gw", "Accepted", "False", "UnsupportedProtocol", listener="odd"
     )
-    assert sorted(gw.generated(namespace, "gw", "VIP")) == ["gw-9000", "gw-9200"]
+    gw.wait_condition("Gateway", namespace, "gw", "Accepted", "True", "Accepted", listener="udp")
+    assert sorted(gw.generated(namespace, "gw", "VIP")) == ["gw-5353-udp", "gw-9000", "gw-9200"]
 
     wrong_section = route("TCPRoute", "nope", namespace, [parent("gw", sectionName="x")], [])
     wrong_section["spec"]["rules"] = [{"backendRefs": [backend("missing", 80)]}]
