@@ -6,8 +6,9 @@ tenant B's VIP serves 8 long-lived keep-alive connections.
 
 Rows: requests lost by the uninvolved VIP and on the keep-alive connections (goal 0 each);
 cases that ended as their table says (goal: all, every round; creates and updates of live
-objects); device reloads on the refused creates (goal: at most one per step, the refused
-monitor's own tree); reloads in all; time per round.
+objects); device reloads in the create steps (goal: at most one per step, the refused
+monitor's own tree, plus one per create the device serves legitimately); reloads in all;
+time per round.
 
 Part of ``make bench`` (bench/run.py, which provides KUBECONFIG); alone,
 ``.venv/bin/python bench/tenant.py`` brings up its own test bed when KUBECONFIG is unset.
@@ -39,8 +40,10 @@ ROUNDS = int(os.environ.get("LBAAS_BENCH_BATTERY_ROUNDS", "5"))
 TENANT_ENV = {"LBAAS_PARENT_TIMEOUT": "3"}
 """What differs from the product defaults (run.py names it in the part's title)."""
 REFUSALS = ("rejected", "operator cases")
-"""Steps where every change is refused but one (the refused monitor's own tree): at most one
-reload each; the updates' reloads are judged per batch by the battery itself."""
+"""Steps where every change is refused but one (the refused monitor's own tree) and the creates
+the device serves legitimately: at most one reload each, plus one per such create (as
+tests/dataplane/test_hostile_battery.py judges them); the updates' reloads are judged per batch
+by the battery itself."""
 
 
 def _battery() -> ModuleType:
@@ -84,6 +87,11 @@ def rows() -> list[Row]:
     if not problems:
         shutil.rmtree(work, ignore_errors=True)  # kept (operator log) when something failed
     refusals = sum(n for step, n in outcome.steps if step in REFUSALS)
+    # As the battery's test judges them: the creates the device serves legitimately (a VIP
+    # Active, a case declaring ``reloads``) may disrupt it once each, the refused ones not.
+    legitimate = sum(int(c.expect.get("reloads", 0)) for c in cases if c.update is None)
+    legitimate += sum(c.kind == "VIP" and c.expect.get("phase") == "Active" for c in cases)
+    allowed = ROUNDS * (len(REFUSALS) + legitimate)
     return [
         Row(f"battery ({len(cases)} cases: {rejected} refused by the API server, {updates}"
             f" updates of live objects) x {ROUNDS}: requests lost by another tenant's VIP,"
@@ -94,8 +102,9 @@ def rows() -> list[Row]:
         Row("battery: cases that ended as their table says",
             f"{ROUNDS * len(cases) - len(problems)} / {ROUNDS * len(cases)}", "all",
             not problems),
-        Row("battery: device reloads on refused creates (legitimate changes only)",
-            str(refusals), f"<= {ROUNDS * len(REFUSALS)}", refusals <= ROUNDS * len(REFUSALS)),
+        Row(f"battery: device reloads in the create steps ({legitimate} creates served"
+            " legitimately per round, the refused ones none)",
+            str(refusals), f"<= {allowed}", refusals <= allowed),
         Row("battery: device reloads in all (live trees made and cleared, quota fillers)",
             str(outcome.reloads)),
         Row("battery: time per round (apply, outcomes, updates, clear)",
