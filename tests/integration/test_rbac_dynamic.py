@@ -257,7 +257,9 @@ def test_what_the_processes_send_is_derived_and_granted(
         ("agent", namespace, verb) for verb in ("get", "list", "watch")
     }, secrets  # credentials by name; the TLS VIP's Secrets in its namespace only
     configmaps = {(c.role, c.namespace, c.verb) for c in seen if c.resource == "configmaps"}
-    assert configmaps == {("agent", namespace, verb) for verb in ("list", "watch")}, configmaps
+    assert configmaps == {("agent", namespace, verb) for verb in ("list", "watch")} | {
+        ("controller", LEASE_NAMESPACE, verb) for verb in ("list", "watch")
+    }, configmaps  # the TLS VIP's CA bundles; the GatewayClass parameters (operator namespace)
     device_events = [
         e for e in api.core.list_namespaced_event(LEASE_NAMESPACE).items
         if e.involved_object.name == device.name
