@@ -27,6 +27,8 @@ from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 log = logging.getLogger(__name__)
 
 ChildKey = tuple[str, str, str]  # kind, namespace, name
+RETRY_SECONDS = 0.5
+"""How soon a child whose status write met a newer object is looked at again."""
 
 
 def _seconds_since(stamp: str | None) -> float:
@@ -88,10 +90,14 @@ class Orphans:
         if waited >= self.timeout:
             await self._give_up(obj, missing)
             return
+        loop = asyncio.get_running_loop()
         if since is None:
             _, desired = report.waiting(TreeObject(obj), f"{missing} does not exist")
-            await self.reporter.status(obj, desired)
-        loop = asyncio.get_running_loop()
+            if not await self.reporter.status(obj, desired):
+                # The object changed meanwhile (an agent's write: 409): read it again soon,
+                # else it would say nothing until the timeout turned it Error.
+                self._timers[key] = loop.call_later(RETRY_SECONDS, self.check, *key)
+                return
         self._timers[key] = loop.call_later(self.timeout - waited + 0.1, self.check, *key)
 
     async def _give_up(self, obj: Obj, missing: str) -> None:
