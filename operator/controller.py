@@ -32,6 +32,9 @@ from lbaas.views import Views, is_deleting, meta_of, spec_of, status_of
 
 log = logging.getLogger(__name__)
 
+_ORPHAN_REASONS = ("WaitingForParent", "ParentNotFound")
+"""What the orphans watcher writes: a child saying so needs no look again."""
+
 
 class Controller:
     """Placement and inventory, active only while leading."""
@@ -177,6 +180,12 @@ class Controller:
             vip_key = self.views.vip_key_of(kind, namespace, new_spec)
             if vip_key is not None and vip_key in self.binder.unscheduled:
                 self.binder.trigger(vip_key)  # its status says why it waits
+        elif status_of(change.new).get("reason") not in _ORPHAN_REASONS and (
+            self.views.missing_parent(kind, namespace, new_spec)
+        ):
+            # Another writer (an agent finishing a tree its parent just left) wrote over the
+            # child's Pending: say again what it waits for.
+            self.orphans.check(kind, namespace, name)
 
     def _device_changed(self, change: Change) -> None:
         name = change.key[1]

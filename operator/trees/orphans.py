@@ -84,8 +84,12 @@ class Orphans:
             return
         since = None
         cond = condition(status, PROGRAMMED)
-        if cond.get("reason") == "WaitingForParent" and current:
-            since = cond.get("lastTransitionTime")
+        if (
+            cond.get("reason") == "WaitingForParent"
+            and current
+            and status.get("phase") == "Pending"
+        ):
+            since = cond.get("lastTransitionTime")  # said already (no other writer since)
         waited = _seconds_since(since) if since else 0.0
         if waited >= self.timeout:
             await self._give_up(obj, missing)

@@ -68,3 +68,19 @@ def test_a_write_that_met_a_newer_object_is_tried_again_soon(monkeypatch: Any) -
 def test_without_a_conflict_it_writes_once_and_waits_for_the_timeout() -> None:
     reporter = asyncio.run(_run(conflicts=0, seconds=0.3))
     assert [w["phase"] for w in reporter.written] == ["Pending"]
+
+
+def test_a_pending_another_writer_replaced_is_said_again(monkeypatch: Any) -> None:
+    """The condition still says WaitingForParent (this generation) but an agent wrote the phase
+    over it: the orphan is reported again instead of waiting for the timeout in silence."""
+    stale = {
+        "phase": "Active",
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "Programmed", "status": "False", "reason": "WaitingForParent",
+             "lastTransitionTime": "2026-01-01T00:00:00Z", "message": "Pool r does not exist"},
+        ],
+    }  # fmt: skip
+    monkeypatch.setitem(MONITOR, "status", stale)
+    reporter = asyncio.run(_run(conflicts=0, seconds=0.3))
+    assert [w["phase"] for w in reporter.written] == ["Pending"]
